@@ -1,0 +1,3 @@
+//! Benchmark runner.
+
+fn main() {}

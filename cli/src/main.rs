@@ -1,0 +1,3 @@
+//! `meetings`: the operator CLI.
+
+fn main() {}

@@ -1,0 +1,400 @@
+//! Runs commands against aggregates: load, decide, append — with optimistic concurrency,
+//! `If-Match`, `Idempotency-Key` and audit metadata.
+//!
+//! Without `If-Match` a concurrency conflict re-runs the command against the fresh state (the
+//! decision is re-made, so nothing is overwritten); with `If-Match` the client asked for a
+//! specific version and gets 412 instead. After a few lost races the answer is 409.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::{ETAG, IF_MATCH, LOCATION};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use cqrs_es::persist::EventUpcaster;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use domain::DomainError;
+use platform::http::{ApiError, RequestId};
+use platform::store::{
+    decode_events, encode_event, AggregateState, Commit, CommitOutcome, EventMetadata,
+    EventStore, IdempotencyKey, IdempotentResponse, NewEvent, SideEffect, StoreError,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// How often a command is re-decided after losing a race before answering 409.
+const MAX_ATTEMPTS: usize = 8;
+
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Per-request inputs of a command that come from headers.
+#[derive(Debug, Clone)]
+pub struct CommandMeta {
+    pub request_id: RequestId,
+    /// `If-Match: "<version>"`.
+    pub if_match: Option<i64>,
+    pub idempotency_key: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommandMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let request_id = RequestId::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let if_match = match parts.headers.get(IF_MATCH) {
+            None => None,
+            Some(value) => Some(parse_if_match(value).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "If-Match must be a strong ETag of a version, e.g. \"3\"".into(),
+                )
+            })?),
+        };
+        let idempotency_key = match parts.headers.get(&IDEMPOTENCY_KEY) {
+            None => None,
+            Some(value) => {
+                let key = value
+                    .to_str()
+                    .ok()
+                    .map(|k| k.trim().trim_matches('"'))
+                    .filter(|k| platform::http::request_id::is_sane(k))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(
+                            "Idempotency-Key must be 1–128 visible ASCII characters".into(),
+                        )
+                    })?;
+                Some(key.to_string())
+            }
+        };
+        Ok(Self {
+            request_id,
+            if_match,
+            idempotency_key,
+        })
+    }
+}
+
+fn parse_if_match(value: &HeaderValue) -> Option<i64> {
+    let text = value.to_str().ok()?.trim();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    inner.parse().ok().filter(|v: &i64| *v >= 0)
+}
+
+/// The outcome of a command, as answered to the client.
+#[derive(Debug, Clone)]
+pub struct CommandResponse {
+    pub status: StatusCode,
+    pub outcome: CommitOutcome,
+    pub location: Option<String>,
+}
+
+/// Body of every command response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CommandBody {
+    /// Id of the aggregate the command changed.
+    pub id: Uuid,
+    /// The aggregate's version after the command; also the `ETag`.
+    pub version: i64,
+    /// Global position of the command's last event, for `X-Min-Position` on queries.
+    pub position: String,
+}
+
+impl IntoResponse for CommandResponse {
+    fn into_response(self) -> Response {
+        let etag = HeaderValue::from_str(&format!("\"{}\"", self.outcome.version))
+            .expect("BUG: a number is a valid header");
+        let mut response = if self.status == StatusCode::NO_CONTENT {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            (
+                self.status,
+                Json(CommandBody {
+                    id: self.outcome.aggregate_id,
+                    version: self.outcome.version,
+                    position: self.outcome.position.to_string(),
+                }),
+            )
+                .into_response()
+        };
+        response.headers_mut().insert(ETAG, etag);
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        response
+    }
+}
+
+fn replay(stored: IdempotentResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        (status, Json(stored.body)).into_response()
+    };
+    let headers = response.headers_mut();
+    if let Some(etag) = stored.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        headers.insert(ETAG, etag);
+    }
+    if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(LOCATION, location);
+    }
+    headers.insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+    response
+}
+
+/// What a handler asks the executor to do.
+pub struct CommandRequest<'a, A: Aggregate> {
+    pub aggregate_id: Uuid,
+    pub actor_id: Option<Uuid>,
+    pub meta: &'a CommandMeta,
+    /// Route template and the request body, hashed to tell a retry from a different request
+    /// reusing an idempotency key.
+    pub fingerprint: (&'static str, serde_json::Value),
+    pub commands: Vec<A::Command>,
+    pub side_effects: Vec<SideEffect>,
+    pub success: StatusCode,
+    pub location: Option<String>,
+}
+
+/// Shared dependencies of the executor.
+#[derive(Clone)]
+pub struct Executor {
+    pub store: Arc<dyn EventStore>,
+    pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+}
+
+impl Executor {
+    /// Loads and rebuilds an aggregate.
+    pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<AggregateState<A>, ApiError> {
+        let events = self.store.load(A::TYPE, id).await.map_err(store_error)?;
+        decode_events::<A>(events, &self.upcasters).map_err(store_error)
+    }
+
+    /// Runs the commands as one atomic decision and answers like API.md says.
+    pub async fn execute<A>(
+        &self,
+        services: &A::Services,
+        request: CommandRequest<'_, A>,
+    ) -> Result<Response, ApiError>
+    where
+        A: Aggregate<Error = DomainError>,
+        A::Command: Clone,
+    {
+        let idempotency = match &request.meta.idempotency_key {
+            Some(key) => {
+                let principal = request
+                    .actor_id
+                    .map_or_else(|| "anonymous".to_string(), |id| id.to_string());
+                let request_hash = fingerprint_hash(&request.fingerprint);
+                if let Some(stored) = self
+                    .store
+                    .idempotent_response(&principal, key)
+                    .await
+                    .map_err(store_error)?
+                {
+                    return replay_checked(stored, &request_hash);
+                }
+                Some(IdempotencyKey {
+                    principal,
+                    key: key.clone(),
+                    request_hash,
+                    status: request.success.as_u16(),
+                    location: request.location.clone(),
+                })
+            }
+            None => None,
+        };
+
+        for _attempt in 0..MAX_ATTEMPTS {
+            let mut state = self.load::<A>(request.aggregate_id).await?;
+            if let Some(expected) = request.meta.if_match {
+                if state.version != expected {
+                    return Err(stale(expected, state.version));
+                }
+            }
+            let sink = EventSink::<A>::default();
+            for command in request.commands.iter().cloned() {
+                state.aggregate.handle(command, services, &sink).await?;
+            }
+            let events = sink.collect().await;
+            if events.is_empty() {
+                // Nothing changed: answer with the current version, append nothing.
+                let outcome = self.current_outcome::<A>(request.aggregate_id, state.version).await?;
+                return Ok(CommandResponse {
+                    status: request.success,
+                    outcome,
+                    location: request.location.clone(),
+                }
+                .into_response());
+            }
+            let recorded_at = Utc::now();
+            let mut new_events = Vec::with_capacity(events.len());
+            for event in &events {
+                let (event_type, event_version, payload) =
+                    encode_event(event).map_err(store_error)?;
+                new_events.push(NewEvent {
+                    event_type,
+                    event_version,
+                    payload,
+                    metadata: EventMetadata {
+                        event_id: Uuid::now_v7(),
+                        actor_id: request.actor_id,
+                        request_id: request.meta.request_id.to_string(),
+                        correlation_id: request.meta.request_id.correlation_id().to_string(),
+                        causation_id: request.meta.request_id.to_string(),
+                    },
+                    recorded_at,
+                });
+            }
+            let commit = Commit {
+                aggregate_type: A::TYPE,
+                aggregate_id: request.aggregate_id,
+                expected_sequence: state.version,
+                prev_hash: state.last_hash,
+                events: new_events,
+                side_effects: request.side_effects.clone(),
+                idempotency: idempotency.clone(),
+            };
+            match self.store.commit(commit).await {
+                Ok(outcome) => {
+                    return Ok(CommandResponse {
+                        status: request.success,
+                        outcome,
+                        location: request.location.clone(),
+                    }
+                    .into_response())
+                }
+                Err(StoreError::Concurrency) => {
+                    if let Some(expected) = request.meta.if_match {
+                        return Err(ApiError::PreconditionFailed(format!(
+                            "version {expected} was superseded while the command ran"
+                        )));
+                    }
+                    tracing::debug!("lost a race on the aggregate, deciding again");
+                    continue;
+                }
+                Err(StoreError::IdempotencyKeyTaken) => {
+                    let key = idempotency.as_ref().expect("BUG: only with a key");
+                    let stored = self
+                        .store
+                        .idempotent_response(&key.principal, &key.key)
+                        .await
+                        .map_err(store_error)?
+                        .ok_or_else(|| {
+                            ApiError::Conflict("the idempotency key is in use".into())
+                        })?;
+                    return replay_checked(stored, &key.request_hash);
+                }
+                Err(error) => return Err(store_error(error)),
+            }
+        }
+        Err(ApiError::Conflict(
+            "the resource is being changed by others right now; retry".into(),
+        ))
+    }
+
+    async fn current_outcome<A: Aggregate>(
+        &self,
+        id: Uuid,
+        version: i64,
+    ) -> Result<CommitOutcome, ApiError> {
+        let events = self.store.load(A::TYPE, id).await.map_err(store_error)?;
+        let last = events
+            .iter()
+            .find(|e| e.sequence == version)
+            .ok_or_else(|| ApiError::Conflict("the resource changed; retry".into()))?;
+        Ok(CommitOutcome {
+            aggregate_id: id,
+            version,
+            position: last.position,
+        })
+    }
+}
+
+fn replay_checked(stored: IdempotentResponse, request_hash: &[u8]) -> Result<Response, ApiError> {
+    if stored.request_hash != request_hash {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "this key was already used for a different request",
+        ));
+    }
+    Ok(replay(stored))
+}
+
+fn stale(expected: i64, actual: i64) -> ApiError {
+    ApiError::PreconditionFailed(format!(
+        "If-Match \"{expected}\" is stale: the current version is \"{actual}\""
+    ))
+}
+
+fn fingerprint_hash((route, body): &(&'static str, serde_json::Value)) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(platform::store::canonical_json(body).as_bytes());
+    hasher.finalize().to_vec()
+}
+
+/// Store failures as HTTP errors: unavailability is 503, uniqueness 409, the rest 500.
+pub fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "database unavailable");
+            ApiError::Unavailable {
+                detail: "the database is unavailable, retry shortly".into(),
+                retry_after: 2,
+            }
+        }
+        StoreError::Duplicate(what) => ApiError::Conflict(format!("{what} is already registered")),
+        StoreError::Concurrency => {
+            ApiError::Conflict("the resource was changed concurrently; retry".into())
+        }
+        other => ApiError::Internal(other.into()),
+    }
+}
+
+/// Lets handlers take the executor straight from the state.
+impl<S> FromRequestParts<S> for Executor
+where
+    Executor: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(_parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Executor::from_ref(state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_takes_strong_etags_of_versions() {
+        assert_eq!(parse_if_match(&HeaderValue::from_static("\"3\"")), Some(3));
+        assert_eq!(parse_if_match(&HeaderValue::from_static(" \"0\" ")), Some(0));
+        assert_eq!(parse_if_match(&HeaderValue::from_static("3")), None);
+        assert_eq!(parse_if_match(&HeaderValue::from_static("W/\"3\"")), None);
+        assert_eq!(parse_if_match(&HeaderValue::from_static("\"-1\"")), None);
+        assert_eq!(parse_if_match(&HeaderValue::from_static("*")), None);
+    }
+
+    #[test]
+    fn fingerprints_differ_by_route_and_body_but_not_key_order() {
+        let a = fingerprint_hash(&("r", serde_json::json!({"a": 1, "b": 2})));
+        let b = fingerprint_hash(&("r", serde_json::json!({"b": 2, "a": 1})));
+        let c = fingerprint_hash(&("r2", serde_json::json!({"a": 1, "b": 2})));
+        let d = fingerprint_hash(&("r", serde_json::json!({"a": 1, "b": 3})));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+}

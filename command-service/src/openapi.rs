@@ -1,0 +1,59 @@
+//! `GET /v1/openapi.json`: the OpenAPI document, generated from the handlers' annotations so it
+//! cannot drift from the code.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{auth, meetings, users};
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "meetings — command API",
+        version = "1",
+        description = "Commands on users and meetings, and authentication. Errors are RFC 9457 \
+            problem+json with a request_id. Mutating requests accept If-Match and Idempotency-Key."
+    ),
+    paths(
+        auth::register, auth::login, auth::refresh, auth::logout,
+        users::change_profile, users::change_password, users::change_role, users::deactivate,
+        meetings::schedule, meetings::update, meetings::invite, meetings::remove_attendee,
+        meetings::respond, meetings::cancel, meetings::start, meetings::end,
+        meetings::post_message,
+    ),
+    components(schemas(
+        platform::http::Problem, platform::http::error::ProblemFieldError,
+        crate::executor::CommandBody,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login and sessions"),
+        (name = "users", description = "User profile and administration"),
+        (name = "meetings", description = "Scheduling and running meetings"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+}

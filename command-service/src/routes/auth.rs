@@ -1,0 +1,266 @@
+//! Registration, login, token refresh and logout.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{extract::State, Json, Router};
+use chrono::Utc;
+use domain::{normalize_email, validate_password, User, UserCommand};
+use platform::auth::AuthUser;
+use platform::http::{ApiError, ApiJson};
+use platform::store::SideEffect;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{fingerprint, ClientAddr};
+use crate::executor::{store_error, CommandMeta, CommandRequest};
+use crate::sessions::{hash_token, RefreshToken, Rotation};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 8–128 characters.
+    pub password: String,
+    pub display_name: String,
+    /// IANA time zone; default `UTC`.
+    pub time_zone: Option<String>,
+}
+
+/// Register a user (201, `Location: /v1/users/{id}`).
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = crate::executor::CommandBody), (status = 409, description = "email already registered", body = platform::http::Problem), (status = 422, body = platform::http::Problem)))]
+pub async fn register(
+    State(state): State<AppState>,
+    meta: CommandMeta,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    validate_password("password", &body.password).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let user_id = Uuid::now_v7();
+    // Fingerprint without the password: the idempotency record must not hold it in any form.
+    let fingerprint = fingerprint(
+        "/v1/auth/register",
+        (),
+        (&body.email, &body.display_name, &body.time_zone),
+    );
+    let password_hash = state.passwords.hash(body.password.clone()).await?;
+    state
+        .executor
+        .execute::<User>(
+            &(),
+            CommandRequest {
+                aggregate_id: user_id,
+                actor_id: None,
+                meta: &meta,
+                fingerprint,
+                side_effects: vec![SideEffect::CreateAccount {
+                    user_id,
+                    email_key: normalize_email(&body.email),
+                    password_hash,
+                }],
+                commands: vec![UserCommand::Register {
+                    user_id,
+                    email: body.email,
+                    password: body.password,
+                    display_name: body.display_name,
+                    time_zone: body.time_zone,
+                }],
+                success: StatusCode::CREATED,
+                location: Some(format!("/v1/users/{user_id}")),
+            },
+        )
+        .await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub user_id: Uuid,
+}
+
+/// Log in with email and password.
+///
+/// Failures of one account from one client address are throttled with growing delays
+/// (429 + `Retry-After`); other addresses are not affected, so an attacker cannot lock the
+/// real user out.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = platform::http::Problem), (status = 403, description = "account deactivated", body = platform::http::Problem), (status = 429, body = platform::http::Problem)))]
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let email_key = normalize_email(&body.email);
+    let source = client.key();
+    if let Some(until) = state
+        .sessions
+        .blocked_until(&email_key, &source)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(throttled(until));
+    }
+    let account = state
+        .store()
+        .account_by_email(&email_key)
+        .await
+        .map_err(store_error)?;
+    let verified = state
+        .passwords
+        .verify(body.password, account.as_ref().map(|a| a.password_hash.clone()))
+        .await?;
+    let Some(account) = account.filter(|_| verified) else {
+        let until = state
+            .sessions
+            .record_failure(&email_key, &source, &state.throttle)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(source = %source, "login failed");
+        if until > Utc::now() {
+            return Err(throttled(until));
+        }
+        return Err(ApiError::Unauthorized("invalid email or password".into()));
+    };
+    state
+        .sessions
+        .clear_failures(&email_key, &source)
+        .await
+        .map_err(store_error)?;
+    if !account.active {
+        return Err(ApiError::Forbidden("this account is deactivated".into()));
+    }
+    issue_tokens(&state, account.user_id, Uuid::now_v7(), None).await
+}
+
+fn throttled(until: chrono::DateTime<Utc>) -> ApiError {
+    let seconds = ((until - Utc::now()).num_milliseconds().max(0) + 999) / 1000;
+    ApiError::TooManyRequests {
+        detail: format!("too many failed logins; retry in {seconds} s"),
+        retry_after: u64::try_from(seconds.max(1)).unwrap_or(1),
+    }
+}
+
+/// Issues an access token and a refresh token. With `rotated`, the refresh token was already
+/// stored by the rotation; otherwise a new one starts the family.
+async fn issue_tokens(
+    state: &AppState,
+    user_id: Uuid,
+    family_id: Uuid,
+    rotated: Option<RefreshToken>,
+) -> Result<Response, ApiError> {
+    let user = state.executor.load::<User>(user_id).await?.aggregate;
+    if !user.is_active() {
+        return Err(ApiError::Unauthorized("this account is deactivated".into()));
+    }
+    let refresh = match rotated {
+        Some(token) => token,
+        None => {
+            let token = RefreshToken::generate();
+            state
+                .sessions
+                .issue_refresh(
+                    user_id,
+                    family_id,
+                    &token.hash,
+                    refresh_expiry(state),
+                )
+                .await
+                .map_err(store_error)?;
+            token
+        }
+    };
+    let ttl = state.auth.access_token_ttl;
+    Ok(Json(TokenResponse {
+        access_token: state.jwt.issue(user_id, user.role(), ttl),
+        token_type: "Bearer".into(),
+        expires_in: ttl.as_secs(),
+        refresh_token: refresh.token,
+        user_id,
+    })
+    .into_response())
+}
+
+fn refresh_expiry(state: &AppState) -> chrono::DateTime<Utc> {
+    Utc::now()
+        + chrono::Duration::from_std(state.auth.refresh_token_ttl)
+            .unwrap_or(chrono::Duration::days(30))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Trade a refresh token for new tokens. The presented token is spent; presenting a spent
+/// token again revokes its whole family (every token descended from the same login).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = platform::http::Problem)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let replacement = RefreshToken::generate();
+    let rotation = state
+        .sessions
+        .rotate_refresh(
+            &hash_token(&body.refresh_token),
+            &replacement.hash,
+            refresh_expiry(&state),
+        )
+        .await
+        .map_err(store_error)?;
+    match rotation {
+        Rotation::Rotated { user_id, family_id } => {
+            issue_tokens(&state, user_id, family_id, Some(replacement)).await
+        }
+        Rotation::Reused { user_id, family_id } => {
+            tracing::warn!(%user_id, %family_id, "spent refresh token presented again; family revoked");
+            Err(ApiError::Unauthorized(
+                "refresh token already used; the session has been revoked".into(),
+            ))
+        }
+        Rotation::Invalid => Err(ApiError::Unauthorized(
+            "refresh token is invalid or expired".into(),
+        )),
+    }
+}
+
+/// End the session the refresh token belongs to (204, also when it was already ended).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = platform::http::Problem)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .sessions
+        .revoke_family(&hash_token(&body.refresh_token), caller.user_id)
+        .await
+        .map_err(store_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,323 @@
+//! Refresh tokens and login throttling: command-side state that is not part of any aggregate.
+//!
+//! Behind a trait so embedded mode can back it with SQLite later.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use platform::store::StoreError;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// A refresh token as handed to the client (never stored in clear).
+pub struct RefreshToken {
+    pub token: String,
+    pub hash: Vec<u8>,
+}
+
+impl RefreshToken {
+    /// 256 random bits, URL-safe.
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let hash = hash_token(&token);
+        Self { token, hash }
+    }
+}
+
+/// SHA-256 of a presented token; a fast hash is right for 256-bit random secrets.
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Valid: it is now spent and the new token (same family) replaces it.
+    Rotated { user_id: Uuid, family_id: Uuid },
+    /// It was already spent: probably stolen. The whole family is now revoked.
+    Reused { user_id: Uuid, family_id: Uuid },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Growing delays after repeated failures of one account from one client address.
+#[derive(Clone, Debug)]
+pub struct ThrottlePolicy {
+    /// Failures allowed before any delay.
+    pub free_failures: u32,
+    /// First delay; doubles with every further failure.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Failures older than this are forgotten.
+    pub forget_after: Duration,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        Self {
+            free_failures: 4,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
+            forget_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl ThrottlePolicy {
+    /// Delay imposed after the `failures`-th consecutive failure.
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        if failures <= self.free_failures {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - self.free_failures - 1).min(30);
+        self.base_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_delay)
+    }
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn issue_refresh(
+        &self,
+        user_id: Uuid,
+        family_id: Uuid,
+        token_hash: &[u8],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Spends `presented` and stores `replacement` in its family, atomically.
+    async fn rotate_refresh(
+        &self,
+        presented: &[u8],
+        replacement: &[u8],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes the family of `token_hash` if it belongs to `user_id` (logout).
+    async fn revoke_family(&self, token_hash: &[u8], user_id: Uuid) -> Result<(), StoreError>;
+
+    /// Until when logins of this account from this source are refused, if they are.
+    async fn blocked_until(
+        &self,
+        email_key: &str,
+        source: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Counts a failure and returns the resulting block end (may be in the past: no delay).
+    async fn record_failure(
+        &self,
+        email_key: &str,
+        source: &str,
+        policy: &ThrottlePolicy,
+    ) -> Result<DateTime<Utc>, StoreError>;
+
+    async fn clear_failures(&self, email_key: &str, source: &str) -> Result<(), StoreError>;
+}
+
+pub struct PgSessionStore {
+    pool: PgPool,
+}
+
+impl PgSessionStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn db(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            StoreError::Unavailable(error.to_string())
+        }
+        other => StoreError::Other(other.into()),
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn issue_refresh(
+        &self,
+        user_id: Uuid,
+        family_id: Uuid,
+        token_hash: &[u8],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(family_id)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &[u8],
+        replacement: &[u8],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // FOR UPDATE serializes concurrent presentations of one token: exactly one rotates.
+        let row = sqlx::query(
+            "SELECT family_id, user_id, used_at IS NOT NULL AS used, \
+                    revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired \
+             FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        )
+        .bind(presented)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            return Ok(Rotation::Invalid);
+        };
+        let family_id: Uuid = row.get("family_id");
+        let user_id: Uuid = row.get("user_id");
+        if row.get::<bool, _>("revoked") || row.get::<bool, _>("expired") {
+            return Ok(Rotation::Invalid);
+        }
+        if row.get::<bool, _>("used") {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = now() \
+                 WHERE family_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Ok(Rotation::Reused { user_id, family_id });
+        }
+        sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
+            .bind(presented)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(replacement)
+        .bind(family_id)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Rotation::Rotated { user_id, family_id })
+    }
+
+    async fn revoke_family(&self, token_hash: &[u8], user_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() \
+             WHERE revoked_at IS NULL AND family_id = \
+                (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn blocked_until(
+        &self,
+        email_key: &str,
+        source: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT blocked_until FROM login_throttle \
+             WHERE email_key = $1 AND source = $2 AND blocked_until > now()",
+        )
+        .bind(email_key)
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn record_failure(
+        &self,
+        email_key: &str,
+        source: &str,
+        policy: &ThrottlePolicy,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let forget = policy.forget_after.as_secs_f64();
+        // Atomic increment: concurrent failures each count.
+        let failures: i32 = sqlx::query_scalar(
+            "INSERT INTO login_throttle (email_key, source, failures, last_failure_at, blocked_until) \
+             VALUES ($1, $2, 1, now(), now()) \
+             ON CONFLICT (email_key, source) DO UPDATE SET \
+                failures = CASE WHEN login_throttle.last_failure_at < now() - make_interval(secs => $3) \
+                                THEN 1 ELSE login_throttle.failures + 1 END, \
+                last_failure_at = now() \
+             RETURNING failures",
+        )
+        .bind(email_key)
+        .bind(source)
+        .bind(forget)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let delay = policy.delay_after(u32::try_from(failures).unwrap_or(u32::MAX));
+        let blocked_until: DateTime<Utc> = sqlx::query_scalar(
+            "UPDATE login_throttle SET blocked_until = now() + make_interval(secs => $3) \
+             WHERE email_key = $1 AND source = $2 RETURNING blocked_until",
+        )
+        .bind(email_key)
+        .bind(source)
+        .bind(delay.as_secs_f64())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(blocked_until)
+    }
+
+    async fn clear_failures(&self, email_key: &str, source: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_throttle WHERE email_key = $1 AND source = $2")
+            .bind(email_key)
+            .bind(source)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_start_after_the_free_failures_double_and_cap() {
+        let policy = ThrottlePolicy::default();
+        assert_eq!(policy.delay_after(1), Duration::ZERO);
+        assert_eq!(policy.delay_after(4), Duration::ZERO);
+        assert_eq!(policy.delay_after(5), Duration::from_secs(1));
+        assert_eq!(policy.delay_after(6), Duration::from_secs(2));
+        assert_eq!(policy.delay_after(9), Duration::from_secs(16));
+        assert_eq!(policy.delay_after(20), Duration::from_secs(900));
+        assert_eq!(policy.delay_after(u32::MAX), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_stored_hashed() {
+        let a = RefreshToken::generate();
+        let b = RefreshToken::generate();
+        assert_ne!(a.token, b.token);
+        assert_eq!(a.hash, hash_token(&a.token));
+        assert_eq!(a.token.len(), 43);
+    }
+}

@@ -1,0 +1,420 @@
+//! Building blocks shared by every aggregate: who acts ([`Actor`], [`Role`]),
+//! how a command is refused ([`DomainError`], [`FieldError`]) and the input
+//! validation helpers used by more than one aggregate.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Authorization role of a user; admins may act on other users' resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Regular user (the role every registration starts with).
+    #[default]
+    Member,
+    /// Operator-level user allowed to manage others.
+    Admin,
+}
+
+impl Role {
+    /// The wire/storage name of the role, identical to its serde form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Returned when a string names no known [`Role`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role '{0}' (expected 'member' or 'admin')")]
+pub struct ParseRoleError(pub String);
+
+impl FromStr for Role {
+    type Err = ParseRoleError;
+
+    /// Parses "member" / "admin" (surrounding whitespace and case ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "member" => Ok(Role::Member),
+            "admin" => Ok(Role::Admin),
+            _ => Err(ParseRoleError(s.to_string())),
+        }
+    }
+}
+
+/// The authenticated principal issuing a command; every rule about "who may
+/// do this" is decided from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// Id of the acting user.
+    pub user_id: Uuid,
+    /// Role the acting user held when authenticated.
+    pub role: Role,
+}
+
+impl Actor {
+    /// Builds an actor from its parts.
+    pub fn new(user_id: Uuid, role: Role) -> Self {
+        Self { user_id, role }
+    }
+
+    /// Whether the actor may bypass ownership checks.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The pseudo-actor used by the operator CLI: nil id with admin rights.
+    pub fn operator() -> Self {
+        Self {
+            user_id: Uuid::nil(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// One rejected input field, reported to API clients so they can point at it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON name of the offending field (e.g. `attendees[3].user_id`).
+    pub field: String,
+    /// Human readable reason.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Builds a field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a command was refused; each variant maps onto one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// The input is malformed (HTTP 422); carries every bad field at once.
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    /// The aggregate or addressed sub-resource does not exist or is not
+    /// visible to the actor (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The actor can see the resource but may not do this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The current state forbids the command (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency needed to decide is unavailable (HTTP 503).
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl DomainError {
+    /// Shorthand for a validation error on a single field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DomainError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// Shorthand for [`DomainError::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        DomainError::NotFound(message.into())
+    }
+
+    /// Shorthand for [`DomainError::Forbidden`].
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        DomainError::Forbidden(message.into())
+    }
+
+    /// Shorthand for [`DomainError::Conflict`].
+    pub fn conflict(message: impl Into<String>) -> Self {
+        DomainError::Conflict(message.into())
+    }
+
+    /// The field errors of a validation error (empty for other variants).
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            DomainError::Validation(errors) => errors,
+            _ => &[],
+        }
+    }
+}
+
+/// Collects field errors so a command reports every bad field in one go.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Violations(Vec<FieldError>);
+
+impl Violations {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one field error.
+    pub fn push(&mut self, error: FieldError) {
+        self.0.push(error);
+    }
+
+    /// Records the error of `result`, if any, and hands back its value.
+    pub fn check<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.0.push(error);
+                None
+            }
+        }
+    }
+
+    /// Whether nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when empty, else a [`DomainError::Validation`] with all errors.
+    pub fn into_result(self) -> Result<(), DomainError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::Validation(self.0))
+        }
+    }
+}
+
+/// Maximum length of an e-mail address (RFC 5321 path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Minimum password length, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Maximum password length, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// Checks that `tz` is an IANA time zone name (e.g. `Europe/Berlin`, `UTC`).
+pub fn validate_time_zone(field: &str, tz: &str) -> Result<(), FieldError> {
+    tz.parse::<chrono_tz::Tz>()
+        .map(|_| ())
+        .map_err(|_| FieldError::new(field, "must be an IANA time zone name"))
+}
+
+/// The case-insensitive uniqueness key of an e-mail address (trimmed, lowercased).
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Checks the shape of an e-mail address and returns it trimmed (original case).
+///
+/// Accepted: at most 254 characters, no whitespace, exactly one `@` with a
+/// non-empty local part and a domain containing a `.`.
+pub fn validate_email(field: &str, email: &str) -> Result<String, FieldError> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {MAX_EMAIL_CHARS} characters"),
+        ));
+    }
+    let well_formed = !email.chars().any(char::is_whitespace)
+        && email.matches('@').count() == 1
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if well_formed {
+        Ok(email.to_string())
+    } else {
+        Err(FieldError::new(field, "must be a valid e-mail address"))
+    }
+}
+
+/// Checks that a password has 8..=128 characters (counted as chars, not bytes).
+pub fn validate_password(field: &str, password: &str) -> Result<(), FieldError> {
+    let len = password.chars().count();
+    if len < MIN_PASSWORD_CHARS {
+        Err(FieldError::new(
+            field,
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ))
+    } else if len > MAX_PASSWORD_CHARS {
+        Err(FieldError::new(
+            field,
+            format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Trims `value` and checks it has `min..=max` characters; returns the trimmed text.
+pub fn validate_text(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, FieldError> {
+    let trimmed = value.trim();
+    let len = trimmed.chars().count();
+    if len < min {
+        if min <= 1 {
+            Err(FieldError::new(field, "must not be empty"))
+        } else {
+            Err(FieldError::new(
+                field,
+                format!("must be at least {min} characters"),
+            ))
+        }
+    } else if len > max {
+        Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ))
+    } else {
+        Ok(trimmed.to_string())
+    }
+}
+
+/// Trims an optional free text, checks it has at most `max` characters and
+/// turns an empty result into `None`.
+pub fn validate_optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
+    match value {
+        None => Ok(None),
+        Some(text) => {
+            let trimmed = validate_text(field, text, 0, max)?;
+            Ok((!trimmed.is_empty()).then_some(trimmed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_parses_and_prints_its_wire_name() {
+        assert_eq!("member".parse::<Role>(), Ok(Role::Member));
+        assert_eq!(" Admin ".parse::<Role>(), Ok(Role::Admin));
+        assert!("root".parse::<Role>().is_err());
+        assert_eq!(Role::Admin.as_str(), "admin");
+        assert_eq!(Role::Member.as_str(), "member");
+        assert_eq!(serde_json::to_string(&Role::Admin).unwrap(), "\"admin\"");
+        assert_eq!(Role::default(), Role::Member);
+    }
+
+    #[test]
+    fn operator_is_a_nil_admin() {
+        let op = Actor::operator();
+        assert!(op.user_id.is_nil());
+        assert!(op.is_admin());
+        assert!(!Actor::new(Uuid::new_v4(), Role::Member).is_admin());
+    }
+
+    #[test]
+    fn invalid_builds_a_single_field_validation_error() {
+        assert_eq!(
+            DomainError::invalid("title", "bad"),
+            DomainError::Validation(vec![FieldError::new("title", "bad")])
+        );
+        assert_eq!(DomainError::invalid("a", "b").to_string(), "invalid input");
+        assert_eq!(
+            DomainError::Unavailable("db".into()).to_string(),
+            "dependency unavailable: db"
+        );
+    }
+
+    #[test]
+    fn time_zone_validation_accepts_iana_names_only() {
+        assert!(validate_time_zone("tz", "Europe/Berlin").is_ok());
+        assert!(validate_time_zone("tz", "UTC").is_ok());
+        assert_eq!(
+            validate_time_zone("tz", "Mars/Olympus").unwrap_err().field,
+            "tz"
+        );
+        assert!(validate_time_zone("tz", "").is_err());
+    }
+
+    #[test]
+    fn normalize_email_trims_and_lowercases() {
+        assert_eq!(normalize_email("  Alice@Example.COM "), "alice@example.com");
+    }
+
+    #[test]
+    fn email_validation_accepts_plain_addresses_and_rejects_malformed_ones() {
+        assert_eq!(
+            validate_email("email", " Alice@Example.com ").unwrap(),
+            "Alice@Example.com"
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@example",
+            "a@b@example.com",
+            "al ice@example.com",
+        ] {
+            assert!(validate_email("email", bad).is_err(), "{bad:?} accepted");
+        }
+        let local = "a".repeat(254 - "@example.com".len());
+        assert!(validate_email("email", &format!("{local}@example.com")).is_ok());
+        assert!(validate_email("email", &format!("{local}a@example.com")).is_err());
+    }
+
+    #[test]
+    fn password_validation_counts_characters_not_bytes() {
+        assert!(validate_password("password", &"a".repeat(8)).is_ok());
+        assert!(validate_password("password", &"a".repeat(7)).is_err());
+        assert!(validate_password("password", &"a".repeat(128)).is_ok());
+        assert!(validate_password("password", &"a".repeat(129)).is_err());
+        // 8 multi-byte characters are 8 characters.
+        assert!(validate_password("password", &"é".repeat(8)).is_ok());
+    }
+
+    #[test]
+    fn optional_text_becomes_none_when_blank() {
+        assert_eq!(validate_optional_text("d", Some("   "), 5), Ok(None));
+        assert_eq!(
+            validate_optional_text("d", Some(" hi "), 5),
+            Ok(Some("hi".into()))
+        );
+        assert!(validate_optional_text("d", Some("123456"), 5).is_err());
+        assert_eq!(validate_optional_text("d", None, 5), Ok(None));
+    }
+
+    #[test]
+    fn violations_collect_every_error() {
+        let mut v = Violations::new();
+        assert_eq!(v.check(Ok::<_, FieldError>(1)), Some(1));
+        v.check::<()>(Err(FieldError::new("a", "x")));
+        v.push(FieldError::new("b", "y"));
+        assert_eq!(
+            v.into_result(),
+            Err(DomainError::Validation(vec![
+                FieldError::new("a", "x"),
+                FieldError::new("b", "y")
+            ]))
+        );
+        assert_eq!(Violations::new().into_result(), Ok(()));
+    }
+}

@@ -1,0 +1,19 @@
+//! Pure domain model of the meetings backend.
+//!
+//! This crate holds the event-sourced aggregates ([`User`] and [`Meeting`]),
+//! their commands and events, every business rule that decides whether a
+//! command is accepted, and the upcasters that keep old stored events
+//! readable. It performs no I/O of its own: the only outside dependency is the
+//! [`UserDirectory`] port that the application implements.
+
+pub mod common;
+pub mod meeting;
+pub mod upcasters;
+pub mod user;
+
+pub use common::*;
+pub use meeting::{
+    Attendee, AttendeeSpec, Meeting, MeetingCommand, MeetingEvent, MeetingServices, MeetingStatus,
+    Recurrence, ResponseStatus, UserDirectory,
+};
+pub use user::{User, UserCommand, UserEvent, Weekday, WorkingHours};

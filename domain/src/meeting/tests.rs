@@ -1,0 +1,1428 @@
+//! Given/when/then tests of the `Meeting` aggregate rules.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+use cqrs_es::DomainEvent;
+
+use super::*;
+use crate::common::Role;
+
+// ------------------------------------------------------------- test doubles
+
+/// In-memory user directory: only the listed users exist.
+struct KnownUsers(HashSet<Uuid>);
+
+#[async_trait::async_trait]
+impl UserDirectory for KnownUsers {
+    async fn missing_users(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, String> {
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !self.0.contains(id))
+            .collect())
+    }
+}
+
+/// A directory that is down.
+struct DownDirectory;
+
+#[async_trait::async_trait]
+impl UserDirectory for DownDirectory {
+    async fn missing_users(&self, _ids: &[Uuid]) -> Result<Vec<Uuid>, String> {
+        Err("directory down".into())
+    }
+}
+
+/// A directory that must not be asked.
+struct UnreachableDirectory;
+
+#[async_trait::async_trait]
+impl UserDirectory for UnreachableDirectory {
+    async fn missing_users(&self, _ids: &[Uuid]) -> Result<Vec<Uuid>, String> {
+        panic!("the directory must not be asked here")
+    }
+}
+
+// ----------------------------------------------------------------- fixtures
+
+const ORG: Uuid = Uuid::from_u128(10);
+const ATT: Uuid = Uuid::from_u128(11);
+const OPT: Uuid = Uuid::from_u128(12);
+const STRANGER: Uuid = Uuid::from_u128(13);
+const ADMIN: Uuid = Uuid::from_u128(14);
+const NEWBIE: Uuid = Uuid::from_u128(15);
+const GHOST: Uuid = Uuid::from_u128(99);
+const MEETING: Uuid = Uuid::from_u128(1000);
+
+fn crowd(n: usize) -> Vec<Uuid> {
+    (0..n).map(|i| Uuid::from_u128(5000 + i as u128)).collect()
+}
+
+fn services() -> MeetingServices {
+    let mut known: HashSet<Uuid> = [ORG, ATT, OPT, STRANGER, ADMIN, NEWBIE].into();
+    known.extend(crowd(501));
+    MeetingServices::new(Arc::new(KnownUsers(known)))
+}
+
+fn member(id: Uuid) -> Actor {
+    Actor::new(id, Role::Member)
+}
+
+fn organizer() -> Actor {
+    member(ORG)
+}
+
+fn attendee() -> Actor {
+    member(ATT)
+}
+
+fn stranger() -> Actor {
+    member(STRANGER)
+}
+
+fn admin() -> Actor {
+    Actor::new(ADMIN, Role::Admin)
+}
+
+fn t(hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 7, hour, minute, 0)
+        .single()
+        .expect("valid test time")
+}
+
+fn spec(user_id: Uuid, optional: bool) -> AttendeeSpec {
+    AttendeeSpec { user_id, optional }
+}
+
+fn scheduled() -> MeetingEvent {
+    MeetingEvent::MeetingScheduled {
+        meeting_id: MEETING,
+        organizer_id: ORG,
+        title: "Planning".into(),
+        description: Some("Agenda".into()),
+        starts_at: t(10, 0),
+        ends_at: t(11, 0),
+        time_zone: "Europe/Berlin".into(),
+        location: Some("Room 1".into()),
+        attendees: vec![spec(ATT, false), spec(OPT, true)],
+        recurrence: None,
+    }
+}
+
+fn started() -> MeetingEvent {
+    MeetingEvent::MeetingStarted { at: t(10, 1) }
+}
+
+fn ended() -> MeetingEvent {
+    MeetingEvent::MeetingEnded { at: t(10, 59) }
+}
+
+fn cancelled() -> MeetingEvent {
+    MeetingEvent::MeetingCancelled { reason: None }
+}
+
+/// Histories after which the meeting is closed, with the expected conflict.
+fn closed_histories() -> Vec<(Vec<MeetingEvent>, DomainError)> {
+    vec![
+        (
+            vec![scheduled(), cancelled()],
+            DomainError::conflict("meeting is cancelled"),
+        ),
+        (
+            vec![scheduled(), started(), ended()],
+            DomainError::conflict("meeting has ended"),
+        ),
+    ]
+}
+
+/// Editable arguments of a `Schedule` command.
+struct Schedule {
+    actor: Actor,
+    title: String,
+    description: Option<String>,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    time_zone: String,
+    location: Option<String>,
+    attendees: Vec<AttendeeSpec>,
+    recurrence: Option<Recurrence>,
+}
+
+fn schedule(edit: impl FnOnce(&mut Schedule)) -> MeetingCommand {
+    let mut s = Schedule {
+        actor: organizer(),
+        title: "Planning".into(),
+        description: Some("Agenda".into()),
+        starts_at: t(10, 0),
+        ends_at: t(11, 0),
+        time_zone: "Europe/Berlin".into(),
+        location: Some("Room 1".into()),
+        attendees: vec![spec(ATT, false), spec(OPT, true)],
+        recurrence: None,
+    };
+    edit(&mut s);
+    MeetingCommand::Schedule {
+        meeting_id: MEETING,
+        actor: s.actor,
+        title: s.title,
+        description: s.description,
+        starts_at: s.starts_at,
+        ends_at: s.ends_at,
+        time_zone: s.time_zone,
+        location: s.location,
+        attendees: s.attendees,
+        recurrence: s.recurrence,
+    }
+}
+
+fn run_with(
+    services: MeetingServices,
+    given: Vec<MeetingEvent>,
+    command: MeetingCommand,
+) -> Result<Vec<MeetingEvent>, DomainError> {
+    TestFramework::<Meeting>::with(services)
+        .given(given)
+        .when(command)
+        .inspect_result()
+}
+
+fn run(
+    given: Vec<MeetingEvent>,
+    command: MeetingCommand,
+) -> Result<Vec<MeetingEvent>, DomainError> {
+    run_with(services(), given, command)
+}
+
+fn expect_events(given: Vec<MeetingEvent>, command: MeetingCommand, expected: Vec<MeetingEvent>) {
+    TestFramework::<Meeting>::with(services())
+        .given(given)
+        .when(command)
+        .then_expect_events(expected);
+}
+
+fn expect_error(given: Vec<MeetingEvent>, command: MeetingCommand, expected: DomainError) {
+    TestFramework::<Meeting>::with(services())
+        .given(given)
+        .when(command)
+        .then_expect_error(expected);
+}
+
+fn not_found() -> DomainError {
+    DomainError::not_found("meeting not found")
+}
+
+fn organizer_only() -> DomainError {
+    DomainError::forbidden("only the organizer can change this meeting")
+}
+
+fn invalid(pairs: &[(&str, &str)]) -> DomainError {
+    DomainError::Validation(pairs.iter().map(|(f, m)| FieldError::new(*f, *m)).collect())
+}
+
+fn rejected_fields(given: Vec<MeetingEvent>, command: MeetingCommand) -> Vec<String> {
+    match run(given, command) {
+        Err(DomainError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+/// Checks the access rules of an organizer-only command: missing meeting,
+/// attendee (forbidden) and stranger (hidden), each on an otherwise valid command.
+fn assert_organizer_only(command: impl Fn(Actor) -> MeetingCommand) {
+    expect_error(vec![], command(organizer()), not_found());
+    expect_error(vec![scheduled()], command(attendee()), organizer_only());
+    expect_error(vec![scheduled()], command(member(OPT)), organizer_only());
+    expect_error(vec![scheduled()], command(stranger()), not_found());
+}
+
+/// Checks that a command is refused on a cancelled and on an ended meeting.
+fn assert_rejected_when_closed(command: MeetingCommand) {
+    for (given, error) in closed_histories() {
+        expect_error(given, command.clone(), error);
+    }
+}
+
+// ----------------------------------------------------------------- Schedule
+
+#[test]
+fn schedule_records_trimmed_details_and_attendees() {
+    expect_events(
+        vec![],
+        schedule(|s| {
+            s.title = "  Planning ".into();
+            s.description = Some(" Agenda\n".into());
+            s.location = Some(" Room 1 ".into());
+        }),
+        vec![scheduled()],
+    );
+}
+
+#[test]
+fn schedule_turns_blank_description_and_location_into_none() {
+    let events = run(
+        vec![],
+        schedule(|s| {
+            s.description = Some("   ".into());
+            s.location = Some("".into());
+            s.attendees.clear();
+        }),
+    )
+    .unwrap();
+    match &events[..] {
+        [MeetingEvent::MeetingScheduled {
+            description,
+            location,
+            ..
+        }] => {
+            assert_eq!(description, &None);
+            assert_eq!(location, &None);
+        }
+        other => panic!("unexpected events {other:?}"),
+    }
+}
+
+#[test]
+fn schedule_without_attendees_does_not_ask_the_directory() {
+    let result = run_with(
+        MeetingServices::new(Arc::new(UnreachableDirectory)),
+        vec![],
+        schedule(|s| s.attendees.clear()),
+    );
+    assert!(result.is_ok());
+}
+
+#[test]
+fn schedule_rejects_an_existing_meeting() {
+    expect_error(
+        vec![scheduled()],
+        schedule(|_| {}),
+        DomainError::conflict("meeting already exists"),
+    );
+}
+
+#[test]
+fn schedule_rejects_blank_title() {
+    expect_error(
+        vec![],
+        schedule(|s| s.title = "   ".into()),
+        invalid(&[("title", "must not be empty")]),
+    );
+}
+
+#[test]
+fn schedule_accepts_200_char_title_and_rejects_201() {
+    assert!(run(vec![], schedule(|s| s.title = "t".repeat(200))).is_ok());
+    assert_eq!(
+        rejected_fields(vec![], schedule(|s| s.title = "t".repeat(201))),
+        vec!["title"]
+    );
+}
+
+#[test]
+fn schedule_accepts_10000_char_description_and_rejects_10001() {
+    assert!(run(
+        vec![],
+        schedule(|s| s.description = Some("d".repeat(10_000)))
+    )
+    .is_ok());
+    assert_eq!(
+        rejected_fields(
+            vec![],
+            schedule(|s| s.description = Some("d".repeat(10_001)))
+        ),
+        vec!["description"]
+    );
+}
+
+#[test]
+fn schedule_accepts_500_char_location_and_rejects_501() {
+    assert!(run(vec![], schedule(|s| s.location = Some("l".repeat(500)))).is_ok());
+    assert_eq!(
+        rejected_fields(vec![], schedule(|s| s.location = Some("l".repeat(501)))),
+        vec!["location"]
+    );
+}
+
+#[test]
+fn schedule_rejects_end_before_start() {
+    expect_error(
+        vec![],
+        schedule(|s| s.ends_at = t(9, 0)),
+        invalid(&[("ends_at", "must be after starts_at")]),
+    );
+}
+
+#[test]
+fn schedule_rejects_end_equal_to_start() {
+    expect_error(
+        vec![],
+        schedule(|s| s.ends_at = s.starts_at),
+        invalid(&[("ends_at", "must be after starts_at")]),
+    );
+}
+
+#[test]
+fn schedule_accepts_exactly_24_hours_and_rejects_24_hours_and_a_minute() {
+    assert!(run(
+        vec![],
+        schedule(|s| s.ends_at = s.starts_at + Duration::hours(24))
+    )
+    .is_ok());
+    expect_error(
+        vec![],
+        schedule(|s| s.ends_at = s.starts_at + Duration::hours(24) + Duration::minutes(1)),
+        invalid(&[("ends_at", "a meeting lasts at most 24 hours")]),
+    );
+}
+
+#[test]
+fn schedule_rejects_unknown_time_zone() {
+    assert_eq!(
+        rejected_fields(vec![], schedule(|s| s.time_zone = "Europe/Atlantis".into())),
+        vec!["time_zone"]
+    );
+}
+
+#[test]
+fn schedule_accepts_500_attendees_and_rejects_501() {
+    let events = run(
+        vec![],
+        schedule(|s| s.attendees = crowd(500).into_iter().map(|id| spec(id, false)).collect()),
+    )
+    .unwrap();
+    assert_eq!(events.len(), 1);
+    expect_error(
+        vec![],
+        schedule(|s| s.attendees = crowd(501).into_iter().map(|id| spec(id, false)).collect()),
+        invalid(&[("attendees", "a meeting has at most 500 attendees")]),
+    );
+}
+
+#[test]
+fn schedule_rejects_duplicate_attendee() {
+    expect_error(
+        vec![],
+        schedule(|s| s.attendees = vec![spec(ATT, false), spec(OPT, true), spec(ATT, true)]),
+        invalid(&[("attendees[2].user_id", "duplicate attendee")]),
+    );
+}
+
+#[test]
+fn schedule_rejects_organizer_as_attendee() {
+    expect_error(
+        vec![],
+        schedule(|s| s.attendees = vec![spec(ATT, false), spec(ORG, false)]),
+        invalid(&[("attendees[1].user_id", "the organizer is not an attendee")]),
+    );
+}
+
+#[test]
+fn schedule_rejects_unknown_attendees_by_position() {
+    expect_error(
+        vec![],
+        schedule(|s| {
+            s.attendees = vec![
+                spec(GHOST, false),
+                spec(ATT, false),
+                spec(Uuid::from_u128(98), true),
+            ]
+        }),
+        invalid(&[
+            ("attendees[0].user_id", "unknown user"),
+            ("attendees[2].user_id", "unknown user"),
+        ]),
+    );
+}
+
+#[test]
+fn schedule_does_not_ask_the_directory_when_other_fields_are_invalid() {
+    let result = run_with(
+        MeetingServices::new(Arc::new(UnreachableDirectory)),
+        vec![],
+        schedule(|s| s.title = String::new()),
+    );
+    assert!(matches!(result, Err(DomainError::Validation(_))));
+}
+
+#[test]
+fn schedule_reports_directory_outage_as_unavailable() {
+    TestFramework::<Meeting>::with(MeetingServices::new(Arc::new(DownDirectory)))
+        .given_no_previous_events()
+        .when(schedule(|_| {}))
+        .then_expect_error(DomainError::Unavailable("directory down".into()));
+}
+
+#[test]
+fn schedule_rejects_recurrence_until_it_is_supported() {
+    expect_error(
+        vec![],
+        schedule(|s| {
+            s.recurrence = Some(Recurrence {
+                rrule: "FREQ=WEEKLY".into(),
+                exdates: vec![],
+            })
+        }),
+        invalid(&[("recurrence", "recurring series are not supported yet")]),
+    );
+}
+
+#[test]
+fn schedule_reports_every_bad_field_at_once() {
+    assert_eq!(
+        rejected_fields(
+            vec![],
+            schedule(|s| {
+                s.title = " ".into();
+                s.description = Some("d".repeat(10_001));
+                s.location = Some("l".repeat(501));
+                s.ends_at = s.starts_at;
+                s.time_zone = "Nowhere".into();
+                s.attendees = vec![spec(ORG, false), spec(ATT, false), spec(ATT, false)];
+                s.recurrence = Some(Recurrence {
+                    rrule: "FREQ=DAILY".into(),
+                    exdates: vec![],
+                });
+            })
+        ),
+        vec![
+            "title",
+            "description",
+            "location",
+            "ends_at",
+            "time_zone",
+            "attendees[0].user_id",
+            "attendees[2].user_id",
+            "recurrence",
+        ]
+    );
+}
+
+// ------------------------------------------------------------ UpdateDetails
+
+fn update(
+    actor: Actor,
+    title: Option<&str>,
+    description: Option<Option<&str>>,
+    location: Option<Option<&str>>,
+    time_zone: Option<&str>,
+) -> MeetingCommand {
+    MeetingCommand::UpdateDetails {
+        actor,
+        title: title.map(Into::into),
+        description: description.map(|d| d.map(Into::into)),
+        location: location.map(|l| l.map(Into::into)),
+        time_zone: time_zone.map(Into::into),
+    }
+}
+
+#[test]
+fn update_details_records_the_full_new_details() {
+    expect_events(
+        vec![scheduled()],
+        update(
+            organizer(),
+            Some(" Retro "),
+            None,
+            Some(Some(" Room 2 ")),
+            None,
+        ),
+        vec![MeetingEvent::MeetingDetailsUpdated {
+            title: "Retro".into(),
+            description: Some("Agenda".into()),
+            location: Some("Room 2".into()),
+            time_zone: "Europe/Berlin".into(),
+        }],
+    );
+}
+
+#[test]
+fn update_details_by_an_admin_is_allowed() {
+    expect_events(
+        vec![scheduled()],
+        update(admin(), None, None, None, Some("Asia/Tokyo")),
+        vec![MeetingEvent::MeetingDetailsUpdated {
+            title: "Planning".into(),
+            description: Some("Agenda".into()),
+            location: Some("Room 1".into()),
+            time_zone: "Asia/Tokyo".into(),
+        }],
+    );
+}
+
+#[test]
+fn update_details_clears_description_and_location_with_some_none() {
+    expect_events(
+        vec![scheduled()],
+        update(organizer(), None, Some(None), Some(Some("  ")), None),
+        vec![MeetingEvent::MeetingDetailsUpdated {
+            title: "Planning".into(),
+            description: None,
+            location: None,
+            time_zone: "Europe/Berlin".into(),
+        }],
+    );
+}
+
+#[test]
+fn update_details_without_changes_emits_nothing() {
+    expect_events(
+        vec![scheduled()],
+        update(
+            organizer(),
+            Some("Planning "),
+            Some(Some("Agenda")),
+            None,
+            Some("Europe/Berlin"),
+        ),
+        vec![],
+    );
+    expect_events(
+        vec![scheduled()],
+        update(organizer(), None, None, None, None),
+        vec![],
+    );
+}
+
+#[test]
+fn update_details_is_allowed_while_in_progress() {
+    assert_eq!(
+        run(
+            vec![scheduled(), started()],
+            update(organizer(), Some("Live"), None, None, None)
+        )
+        .unwrap()
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn update_details_is_only_for_the_organizer_and_hidden_from_strangers() {
+    assert_organizer_only(|actor| update(actor, Some("X"), None, None, None));
+}
+
+#[test]
+fn update_details_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(update(organizer(), Some("X"), None, None, None));
+}
+
+#[test]
+fn update_details_rejects_blank_title() {
+    expect_error(
+        vec![scheduled()],
+        update(organizer(), Some(" "), None, None, None),
+        invalid(&[("title", "must not be empty")]),
+    );
+}
+
+#[test]
+fn update_details_accepts_200_char_title_and_rejects_201() {
+    assert!(run(
+        vec![scheduled()],
+        update(organizer(), Some(&"t".repeat(200)), None, None, None)
+    )
+    .is_ok());
+    assert_eq!(
+        rejected_fields(
+            vec![scheduled()],
+            update(organizer(), Some(&"t".repeat(201)), None, None, None)
+        ),
+        vec!["title"]
+    );
+}
+
+#[test]
+fn update_details_reports_every_bad_field_at_once() {
+    let description = "d".repeat(10_001);
+    let location = "l".repeat(501);
+    assert_eq!(
+        rejected_fields(
+            vec![scheduled()],
+            update(
+                organizer(),
+                Some(""),
+                Some(Some(&description)),
+                Some(Some(&location)),
+                Some("Nowhere/City"),
+            )
+        ),
+        vec!["title", "description", "location", "time_zone"]
+    );
+}
+
+// --------------------------------------------------------------- Reschedule
+
+fn reschedule(
+    actor: Actor,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+) -> MeetingCommand {
+    MeetingCommand::Reschedule {
+        actor,
+        starts_at,
+        ends_at,
+    }
+}
+
+#[test]
+fn reschedule_records_old_and_new_times() {
+    expect_events(
+        vec![scheduled()],
+        reschedule(organizer(), Some(t(14, 0)), Some(t(15, 30))),
+        vec![MeetingEvent::MeetingRescheduled {
+            starts_at: t(14, 0),
+            ends_at: t(15, 30),
+            previous_starts_at: t(10, 0),
+            previous_ends_at: t(11, 0),
+        }],
+    );
+}
+
+#[test]
+fn reschedule_keeps_the_side_that_is_not_given() {
+    expect_events(
+        vec![scheduled()],
+        reschedule(admin(), Some(t(9, 0)), None),
+        vec![MeetingEvent::MeetingRescheduled {
+            starts_at: t(9, 0),
+            ends_at: t(11, 0),
+            previous_starts_at: t(10, 0),
+            previous_ends_at: t(11, 0),
+        }],
+    );
+}
+
+#[test]
+fn reschedule_to_the_same_times_emits_nothing() {
+    expect_events(
+        vec![scheduled()],
+        reschedule(organizer(), Some(t(10, 0)), Some(t(11, 0))),
+        vec![],
+    );
+    expect_events(
+        vec![scheduled()],
+        reschedule(organizer(), None, None),
+        vec![],
+    );
+}
+
+#[test]
+fn reschedule_is_only_for_the_organizer_and_hidden_from_strangers() {
+    assert_organizer_only(|actor| reschedule(actor, Some(t(9, 0)), None));
+}
+
+#[test]
+fn reschedule_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(reschedule(organizer(), Some(t(9, 0)), None));
+}
+
+#[test]
+fn reschedule_rejects_a_meeting_in_progress() {
+    expect_error(
+        vec![scheduled(), started()],
+        reschedule(organizer(), Some(t(9, 0)), None),
+        DomainError::conflict("meeting is in progress"),
+    );
+}
+
+#[test]
+fn reschedule_rejects_a_start_after_the_kept_end() {
+    expect_error(
+        vec![scheduled()],
+        reschedule(organizer(), Some(t(12, 0)), None),
+        invalid(&[("ends_at", "must be after starts_at")]),
+    );
+}
+
+#[test]
+fn reschedule_accepts_exactly_24_hours_and_rejects_24_hours_and_a_minute() {
+    assert!(run(
+        vec![scheduled()],
+        reschedule(organizer(), None, Some(t(10, 0) + Duration::hours(24)))
+    )
+    .is_ok());
+    expect_error(
+        vec![scheduled()],
+        reschedule(organizer(), None, Some(t(10, 1) + Duration::hours(24))),
+        invalid(&[("ends_at", "a meeting lasts at most 24 hours")]),
+    );
+}
+
+// ------------------------------------------------------------------- Invite
+
+fn invite(actor: Actor, user_id: Uuid, optional: bool) -> MeetingCommand {
+    MeetingCommand::Invite {
+        actor,
+        attendee: spec(user_id, optional),
+    }
+}
+
+#[tokio::test]
+async fn invite_records_the_new_attendee() {
+    TestFramework::<Meeting>::with(services())
+        .given(vec![scheduled()])
+        .when_async(invite(organizer(), NEWBIE, true))
+        .await
+        .then_expect_events(vec![MeetingEvent::AttendeeInvited {
+            user_id: NEWBIE,
+            optional: true,
+        }]);
+}
+
+#[test]
+fn invite_by_an_admin_is_allowed_even_while_in_progress() {
+    expect_events(
+        vec![scheduled(), started()],
+        invite(admin(), NEWBIE, false),
+        vec![MeetingEvent::AttendeeInvited {
+            user_id: NEWBIE,
+            optional: false,
+        }],
+    );
+}
+
+#[test]
+fn invite_is_only_for_the_organizer_and_hidden_from_strangers() {
+    assert_organizer_only(|actor| invite(actor, NEWBIE, false));
+}
+
+#[test]
+fn invite_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(invite(organizer(), NEWBIE, false));
+}
+
+#[test]
+fn invite_rejects_the_organizer() {
+    expect_error(
+        vec![scheduled()],
+        invite(organizer(), ORG, false),
+        invalid(&[("user_id", "the organizer is not an attendee")]),
+    );
+}
+
+#[test]
+fn invite_rejects_an_existing_attendee() {
+    expect_error(
+        vec![scheduled()],
+        invite(organizer(), OPT, false),
+        DomainError::conflict("user is already an attendee"),
+    );
+}
+
+#[test]
+fn invite_accepts_the_500th_attendee_and_rejects_the_501st() {
+    let mut ids = crowd(501);
+    let last = ids.pop().expect("501 ids");
+    let fifth_hundred = ids.pop().expect("500 ids");
+    let given = vec![MeetingEvent::MeetingScheduled {
+        meeting_id: MEETING,
+        organizer_id: ORG,
+        title: "All hands".into(),
+        description: None,
+        starts_at: t(10, 0),
+        ends_at: t(11, 0),
+        time_zone: "UTC".into(),
+        location: None,
+        attendees: ids.into_iter().map(|id| spec(id, false)).collect(),
+        recurrence: None,
+    }];
+    let full = vec![
+        given[0].clone(),
+        MeetingEvent::AttendeeInvited {
+            user_id: fifth_hundred,
+            optional: false,
+        },
+    ];
+    expect_events(
+        given,
+        invite(organizer(), fifth_hundred, false),
+        vec![full[1].clone()],
+    );
+    expect_error(
+        full,
+        invite(organizer(), last, false),
+        invalid(&[("attendees", "a meeting has at most 500 attendees")]),
+    );
+}
+
+#[test]
+fn invite_rejects_an_unknown_user() {
+    expect_error(
+        vec![scheduled()],
+        invite(organizer(), GHOST, false),
+        invalid(&[("user_id", "unknown user")]),
+    );
+}
+
+#[test]
+fn invite_reports_directory_outage_as_unavailable() {
+    TestFramework::<Meeting>::with(MeetingServices::new(Arc::new(DownDirectory)))
+        .given(vec![scheduled()])
+        .when(invite(organizer(), NEWBIE, false))
+        .then_expect_error(DomainError::Unavailable("directory down".into()));
+}
+
+// ----------------------------------------------------------- RemoveAttendee
+
+fn remove(actor: Actor, user_id: Uuid) -> MeetingCommand {
+    MeetingCommand::RemoveAttendee { actor, user_id }
+}
+
+#[test]
+fn remove_attendee_records_the_removal() {
+    expect_events(
+        vec![scheduled()],
+        remove(organizer(), OPT),
+        vec![MeetingEvent::AttendeeRemoved { user_id: OPT }],
+    );
+    expect_events(
+        vec![scheduled(), started()],
+        remove(admin(), ATT),
+        vec![MeetingEvent::AttendeeRemoved { user_id: ATT }],
+    );
+}
+
+#[test]
+fn remove_attendee_is_only_for_the_organizer_and_hidden_from_strangers() {
+    assert_organizer_only(|actor| remove(actor, OPT));
+}
+
+#[test]
+fn remove_attendee_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(remove(organizer(), OPT));
+}
+
+#[test]
+fn remove_attendee_rejects_someone_who_is_not_an_attendee() {
+    expect_error(
+        vec![scheduled()],
+        remove(organizer(), NEWBIE),
+        DomainError::not_found("attendee not found"),
+    );
+    expect_error(
+        vec![scheduled(), MeetingEvent::AttendeeRemoved { user_id: OPT }],
+        remove(organizer(), OPT),
+        DomainError::not_found("attendee not found"),
+    );
+}
+
+// ------------------------------------------------------------------ Respond
+
+fn respond(
+    actor: Actor,
+    response: ResponseStatus,
+    comment: Option<&str>,
+    occurrence: Option<DateTime<Utc>>,
+) -> MeetingCommand {
+    MeetingCommand::Respond {
+        actor,
+        response,
+        comment: comment.map(Into::into),
+        occurrence,
+    }
+}
+
+#[test]
+fn respond_records_the_answer_with_a_trimmed_comment() {
+    expect_events(
+        vec![scheduled()],
+        respond(
+            attendee(),
+            ResponseStatus::Accepted,
+            Some(" see you "),
+            None,
+        ),
+        vec![MeetingEvent::AttendeeResponded {
+            user_id: ATT,
+            response: ResponseStatus::Accepted,
+            comment: Some("see you".into()),
+            occurrence: None,
+        }],
+    );
+}
+
+#[test]
+fn respond_turns_a_blank_comment_into_none_and_works_while_in_progress() {
+    expect_events(
+        vec![scheduled(), started()],
+        respond(member(OPT), ResponseStatus::Declined, Some("  "), None),
+        vec![MeetingEvent::AttendeeResponded {
+            user_id: OPT,
+            response: ResponseStatus::Declined,
+            comment: None,
+            occurrence: None,
+        }],
+    );
+}
+
+#[test]
+fn respond_rejects_a_missing_meeting() {
+    expect_error(
+        vec![],
+        respond(attendee(), ResponseStatus::Accepted, None, None),
+        not_found(),
+    );
+}
+
+#[test]
+fn respond_rejects_the_organizer() {
+    expect_error(
+        vec![scheduled()],
+        respond(organizer(), ResponseStatus::Accepted, None, None),
+        DomainError::forbidden("the organizer does not respond"),
+    );
+}
+
+#[test]
+fn respond_hides_the_meeting_from_strangers_including_admins() {
+    for actor in [stranger(), admin()] {
+        expect_error(
+            vec![scheduled()],
+            respond(actor, ResponseStatus::Accepted, None, None),
+            not_found(),
+        );
+    }
+}
+
+#[test]
+fn respond_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(respond(attendee(), ResponseStatus::Tentative, None, None));
+}
+
+#[test]
+fn respond_accepts_a_1000_char_comment_and_rejects_1001() {
+    assert!(run(
+        vec![scheduled()],
+        respond(
+            attendee(),
+            ResponseStatus::Tentative,
+            Some(&"c".repeat(1000)),
+            None
+        )
+    )
+    .is_ok());
+    assert_eq!(
+        rejected_fields(
+            vec![scheduled()],
+            respond(
+                attendee(),
+                ResponseStatus::Tentative,
+                Some(&"c".repeat(1001)),
+                None
+            )
+        ),
+        vec!["comment"]
+    );
+}
+
+#[test]
+fn respond_rejects_an_occurrence_of_a_non_recurring_meeting() {
+    expect_error(
+        vec![scheduled()],
+        respond(attendee(), ResponseStatus::Accepted, None, Some(t(10, 0))),
+        invalid(&[("occurrence", "the meeting is not recurring")]),
+    );
+}
+
+// ------------------------------------------------------------------- Cancel
+
+fn cancel(actor: Actor, reason: Option<&str>) -> MeetingCommand {
+    MeetingCommand::Cancel {
+        actor,
+        reason: reason.map(Into::into),
+    }
+}
+
+#[test]
+fn cancel_records_the_trimmed_reason() {
+    expect_events(
+        vec![scheduled()],
+        cancel(organizer(), Some(" sick ")),
+        vec![MeetingEvent::MeetingCancelled {
+            reason: Some("sick".into()),
+        }],
+    );
+    expect_events(
+        vec![scheduled()],
+        cancel(admin(), None),
+        vec![MeetingEvent::MeetingCancelled { reason: None }],
+    );
+}
+
+#[test]
+fn cancel_is_only_for_the_organizer_and_hidden_from_strangers() {
+    assert_organizer_only(|actor| cancel(actor, None));
+}
+
+#[test]
+fn cancel_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(cancel(organizer(), None));
+}
+
+#[test]
+fn cancel_rejects_a_meeting_in_progress() {
+    expect_error(
+        vec![scheduled(), started()],
+        cancel(organizer(), None),
+        DomainError::conflict("meeting is in progress"),
+    );
+}
+
+#[test]
+fn cancel_accepts_a_1000_char_reason_and_rejects_1001() {
+    assert!(run(
+        vec![scheduled()],
+        cancel(organizer(), Some(&"r".repeat(1000)))
+    )
+    .is_ok());
+    assert_eq!(
+        rejected_fields(
+            vec![scheduled()],
+            cancel(organizer(), Some(&"r".repeat(1001)))
+        ),
+        vec!["reason"]
+    );
+}
+
+// -------------------------------------------------------------- Start / End
+
+fn start(actor: Actor) -> MeetingCommand {
+    MeetingCommand::Start {
+        actor,
+        at: t(10, 1),
+    }
+}
+
+fn end(actor: Actor) -> MeetingCommand {
+    MeetingCommand::End {
+        actor,
+        at: t(10, 59),
+    }
+}
+
+#[test]
+fn start_records_when_the_meeting_started() {
+    expect_events(vec![scheduled()], start(organizer()), vec![started()]);
+    expect_events(vec![scheduled()], start(admin()), vec![started()]);
+}
+
+#[test]
+fn start_is_only_for_the_organizer_and_hidden_from_strangers() {
+    assert_organizer_only(start);
+}
+
+#[test]
+fn start_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(start(organizer()));
+}
+
+#[test]
+fn start_rejects_a_meeting_already_in_progress() {
+    expect_error(
+        vec![scheduled(), started()],
+        start(organizer()),
+        DomainError::conflict("meeting is in progress"),
+    );
+}
+
+#[test]
+fn end_records_when_the_meeting_ended() {
+    expect_events(
+        vec![scheduled(), started()],
+        end(organizer()),
+        vec![ended()],
+    );
+    expect_events(vec![scheduled(), started()], end(admin()), vec![ended()]);
+}
+
+#[test]
+fn end_is_only_for_the_organizer_and_hidden_from_strangers() {
+    expect_error(vec![], end(organizer()), not_found());
+    expect_error(
+        vec![scheduled(), started()],
+        end(attendee()),
+        organizer_only(),
+    );
+    expect_error(vec![scheduled(), started()], end(stranger()), not_found());
+}
+
+#[test]
+fn end_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(end(organizer()));
+}
+
+#[test]
+fn end_rejects_a_meeting_that_has_not_started() {
+    expect_error(
+        vec![scheduled()],
+        end(organizer()),
+        DomainError::conflict("meeting has not started"),
+    );
+}
+
+// -------------------------------------------------------------- PostMessage
+
+fn post(actor: Actor, text: &str) -> MeetingCommand {
+    MeetingCommand::PostMessage {
+        actor,
+        message_id: Uuid::from_u128(77),
+        text: text.into(),
+        at: t(10, 30),
+    }
+}
+
+fn posted(author_id: Uuid, text: &str) -> MeetingEvent {
+    MeetingEvent::ChatMessagePosted {
+        message_id: Uuid::from_u128(77),
+        author_id,
+        text: text.into(),
+        at: t(10, 30),
+    }
+}
+
+#[test]
+fn post_message_by_an_attendee_records_the_trimmed_text() {
+    expect_events(
+        vec![scheduled(), started()],
+        post(attendee(), "  hello  "),
+        vec![posted(ATT, "hello")],
+    );
+}
+
+#[test]
+fn post_message_by_the_organizer_before_the_start_is_allowed() {
+    expect_events(
+        vec![scheduled()],
+        post(organizer(), "agenda attached"),
+        vec![posted(ORG, "agenda attached")],
+    );
+}
+
+#[test]
+fn post_message_rejects_a_missing_meeting() {
+    expect_error(vec![], post(attendee(), "hi"), not_found());
+}
+
+#[test]
+fn post_message_hides_the_meeting_from_strangers_including_admins() {
+    for actor in [stranger(), admin()] {
+        expect_error(vec![scheduled()], post(actor, "hi"), not_found());
+    }
+}
+
+#[test]
+fn post_message_rejects_a_closed_meeting() {
+    assert_rejected_when_closed(post(attendee(), "hi"));
+}
+
+#[test]
+fn post_message_rejects_blank_text() {
+    expect_error(
+        vec![scheduled()],
+        post(attendee(), " \n "),
+        invalid(&[("text", "must not be empty")]),
+    );
+}
+
+#[test]
+fn post_message_accepts_4000_chars_and_rejects_4001() {
+    assert!(run(vec![scheduled()], post(attendee(), &"m".repeat(4000))).is_ok());
+    assert_eq!(
+        rejected_fields(vec![scheduled()], post(attendee(), &"m".repeat(4001))),
+        vec!["text"]
+    );
+}
+
+// ------------------------------------------------------- state and events
+
+fn replay(events: Vec<MeetingEvent>) -> Meeting {
+    let mut meeting = Meeting::default();
+    for event in events {
+        meeting.apply(event);
+    }
+    meeting
+}
+
+#[test]
+fn apply_rebuilds_the_meeting_state() {
+    let meeting = replay(vec![
+        scheduled(),
+        MeetingEvent::AttendeeInvited {
+            user_id: NEWBIE,
+            optional: true,
+        },
+        MeetingEvent::AttendeeRemoved { user_id: OPT },
+        MeetingEvent::AttendeeResponded {
+            user_id: ATT,
+            response: ResponseStatus::Accepted,
+            comment: Some("ok".into()),
+            occurrence: None,
+        },
+        MeetingEvent::MeetingDetailsUpdated {
+            title: "Retro".into(),
+            description: None,
+            location: Some("Room 9".into()),
+            time_zone: "UTC".into(),
+        },
+        posted(ATT, "hi"),
+    ]);
+    assert!(meeting.exists());
+    assert_eq!(meeting.id(), Some(MEETING));
+    assert_eq!(meeting.organizer_id(), ORG);
+    assert_eq!(meeting.title(), "Retro");
+    assert_eq!(meeting.description(), None);
+    assert_eq!(meeting.location(), Some("Room 9"));
+    assert_eq!(meeting.time_zone(), "UTC");
+    assert_eq!(meeting.starts_at(), t(10, 0));
+    assert_eq!(meeting.ends_at(), t(11, 0));
+    assert_eq!(meeting.status(), MeetingStatus::Scheduled);
+    assert_eq!(meeting.recurrence(), None);
+    assert_eq!(
+        meeting.attendees(),
+        &[
+            Attendee {
+                user_id: ATT,
+                optional: false,
+                response: ResponseStatus::Accepted,
+                comment: Some("ok".into()),
+            },
+            Attendee {
+                user_id: NEWBIE,
+                optional: true,
+                response: ResponseStatus::NeedsAction,
+                comment: None,
+            },
+        ]
+    );
+    assert!(meeting.is_member(ORG));
+    assert!(meeting.is_member(ATT));
+    assert!(!meeting.is_member(OPT));
+    assert!(!meeting.is_member(STRANGER));
+    assert!(!Meeting::default().exists());
+    assert!(!Meeting::default().is_member(Uuid::nil()));
+}
+
+#[test]
+fn rescheduling_resets_every_response_to_needs_action() {
+    let meeting = replay(vec![
+        scheduled(),
+        MeetingEvent::AttendeeResponded {
+            user_id: ATT,
+            response: ResponseStatus::Accepted,
+            comment: None,
+            occurrence: None,
+        },
+        MeetingEvent::AttendeeResponded {
+            user_id: OPT,
+            response: ResponseStatus::Declined,
+            comment: None,
+            occurrence: None,
+        },
+        MeetingEvent::MeetingRescheduled {
+            starts_at: t(12, 0),
+            ends_at: t(13, 0),
+            previous_starts_at: t(10, 0),
+            previous_ends_at: t(11, 0),
+        },
+    ]);
+    assert_eq!(meeting.starts_at(), t(12, 0));
+    assert_eq!(meeting.ends_at(), t(13, 0));
+    assert!(meeting
+        .attendees()
+        .iter()
+        .all(|a| a.response == ResponseStatus::NeedsAction));
+}
+
+#[test]
+fn lifecycle_events_move_the_status() {
+    assert_eq!(
+        replay(vec![scheduled(), started()]).status(),
+        MeetingStatus::InProgress
+    );
+    assert_eq!(
+        replay(vec![scheduled(), started(), ended()]).status(),
+        MeetingStatus::Ended
+    );
+    assert_eq!(
+        replay(vec![scheduled(), cancelled()]).status(),
+        MeetingStatus::Cancelled
+    );
+}
+
+#[test]
+fn event_types_are_variant_names_at_version_1() {
+    let events = vec![
+        (scheduled(), "MeetingScheduled"),
+        (
+            MeetingEvent::MeetingDetailsUpdated {
+                title: "T".into(),
+                description: None,
+                location: None,
+                time_zone: "UTC".into(),
+            },
+            "MeetingDetailsUpdated",
+        ),
+        (
+            MeetingEvent::MeetingRescheduled {
+                starts_at: t(1, 0),
+                ends_at: t(2, 0),
+                previous_starts_at: t(3, 0),
+                previous_ends_at: t(4, 0),
+            },
+            "MeetingRescheduled",
+        ),
+        (
+            MeetingEvent::AttendeeInvited {
+                user_id: ATT,
+                optional: false,
+            },
+            "AttendeeInvited",
+        ),
+        (
+            MeetingEvent::AttendeeRemoved { user_id: ATT },
+            "AttendeeRemoved",
+        ),
+        (
+            MeetingEvent::AttendeeResponded {
+                user_id: ATT,
+                response: ResponseStatus::Tentative,
+                comment: None,
+                occurrence: None,
+            },
+            "AttendeeResponded",
+        ),
+        (cancelled(), "MeetingCancelled"),
+        (started(), "MeetingStarted"),
+        (ended(), "MeetingEnded"),
+        (posted(ATT, "x"), "ChatMessagePosted"),
+    ];
+    for (event, name) in events {
+        assert_eq!(event.event_type(), name);
+        assert_eq!(event.event_version(), "1.0");
+        let json = serde_json::to_value(&event).unwrap();
+        assert!(json.get(name).is_some(), "externally tagged: {json}");
+        assert_eq!(serde_json::from_value::<MeetingEvent>(json).unwrap(), event);
+    }
+}
+
+#[test]
+fn wire_names_are_snake_case_and_optional_defaults_to_false() {
+    assert_eq!(
+        serde_json::to_value(MeetingStatus::InProgress).unwrap(),
+        "in_progress"
+    );
+    assert_eq!(
+        serde_json::to_value(ResponseStatus::NeedsAction).unwrap(),
+        "needs_action"
+    );
+    assert_eq!(MeetingStatus::InProgress.as_str(), "in_progress");
+    assert_eq!(ResponseStatus::NeedsAction.as_str(), "needs_action");
+    let spec: AttendeeSpec = serde_json::from_value(serde_json::json!({ "user_id": ATT })).unwrap();
+    assert!(!spec.optional);
+    let recurrence: Recurrence =
+        serde_json::from_value(serde_json::json!({ "rrule": "FREQ=DAILY" })).unwrap();
+    assert!(recurrence.exdates.is_empty());
+}

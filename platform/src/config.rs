@@ -1,0 +1,205 @@
+//! Typed settings shared by every binary.
+//!
+//! Each setting is a flag with a `MEETINGS_*` environment variable of the same name (API.md,
+//! "Running"); flags win over the environment. Bad configuration fails at start with a message
+//! that names the setting.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Where the event store and read models live.
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseSettings {
+    /// `postgres://…` (the SQLite backend of embedded mode is a later step).
+    #[arg(long = "database-url", env = "MEETINGS_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Upper bound of pooled database connections of this process.
+    #[arg(
+        long = "database-max-connections",
+        env = "MEETINGS_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    /// The PostgreSQL URL, or an error that names the setting.
+    pub fn postgres_url(&self) -> anyhow::Result<&str> {
+        match self.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(url)
+            }
+            Some(url) if url.starts_with("sqlite:") => anyhow::bail!(
+                "MEETINGS_DATABASE_URL: the SQLite backend (embedded mode) is not available yet; \
+                 use a postgres:// URL"
+            ),
+            Some(_) => anyhow::bail!("MEETINGS_DATABASE_URL must start with postgres://"),
+            None => anyhow::bail!("MEETINGS_DATABASE_URL (or --database-url) is required"),
+        }
+    }
+}
+
+/// How access tokens are signed and checked. Shared by every service.
+#[derive(Args, Clone, Debug)]
+pub struct JwtSettings {
+    /// HS256 key (its UTF-8 bytes, at least 32 bytes). Prefer the file variant in production.
+    #[arg(long = "jwt-secret", env = "MEETINGS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// File holding the HS256 key (Docker/Kubernetes secrets); surrounding whitespace is ignored.
+    #[arg(long = "jwt-secret-file", env = "MEETINGS_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// `iss` claim written and required.
+    #[arg(long = "jwt-issuer", env = "MEETINGS_JWT_ISSUER", default_value = "meetings")]
+    pub issuer: String,
+
+    /// `aud` claim written and required.
+    #[arg(
+        long = "jwt-audience",
+        env = "MEETINGS_JWT_AUDIENCE",
+        default_value = "meetings"
+    )]
+    pub audience: String,
+}
+
+/// A secret that never prints itself.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(**redacted**)")
+    }
+}
+
+/// Minimum HS256 key length: the key must be at least as long as the hash output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl JwtSettings {
+    /// Reads the key from the environment value or the file; exactly one must be given.
+    pub fn secret(&self) -> anyhow::Result<Secret> {
+        let bytes = match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set only one of MEETINGS_JWT_SECRET and MEETINGS_JWT_SECRET_FILE"
+            ),
+            (Some(value), None) => value.as_bytes().to_vec(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("MEETINGS_JWT_SECRET_FILE {}: {e}", path.display())
+                })?;
+                text.trim().as_bytes().to_vec()
+            }
+            (None, None) => anyhow::bail!(
+                "MEETINGS_JWT_SECRET or MEETINGS_JWT_SECRET_FILE is required"
+            ),
+        };
+        if bytes.len() < MIN_JWT_SECRET_BYTES {
+            anyhow::bail!(
+                "MEETINGS_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (got {})",
+                bytes.len()
+            );
+        }
+        Ok(Secret(bytes))
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Logging settings.
+#[derive(Args, Clone, Debug)]
+pub struct LogSettings {
+    /// `json` or `text`; default `json` when stdout is not a terminal.
+    #[arg(long = "log-format", env = "MEETINGS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Parses `"15m"`, `"900s"`, `"900"` (seconds), `"2h"`, `"30d"` durations for flags.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(index) => text.split_at(index),
+        None => (text, "s"),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 900s, 15m, 2h or 30d"))?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        "d" => value * 86_400,
+        _ => return Err(format!("`{text}`: unit must be s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("a duration must be positive".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("900"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn short_jwt_secrets_are_refused_with_the_setting_named() {
+        let settings = JwtSettings {
+            jwt_secret: Some("too short".into()),
+            jwt_secret_file: None,
+            issuer: "meetings".into(),
+            audience: "meetings".into(),
+        };
+        let error = settings.secret().unwrap_err().to_string();
+        assert!(error.contains("MEETINGS_JWT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn secrets_do_not_print_themselves() {
+        let secret = Secret::new("x".repeat(40));
+        assert!(!format!("{secret:?}").contains("xxx"));
+    }
+
+    #[test]
+    fn database_url_must_be_postgres_for_now() {
+        let settings = DatabaseSettings {
+            database_url: Some("sqlite://./data/meetings.db".into()),
+            max_connections: 4,
+        };
+        assert!(settings.postgres_url().is_err());
+        let settings = DatabaseSettings {
+            database_url: Some("postgres://localhost/x".into()),
+            max_connections: 4,
+        };
+        assert_eq!(settings.postgres_url().unwrap(), "postgres://localhost/x");
+    }
+}

@@ -1,0 +1,48 @@
+//! PostgreSQL connection and the migrations, embedded once for services, CLI and tests.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+/// All migrations of `migrations/`, compiled into every binary that links the platform.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Opens a pool. Fails fast (a few seconds) when PostgreSQL is unreachable.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()
+        .map_err(|e| anyhow::anyhow!("MEETINGS_DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL (MEETINGS_DATABASE_URL): {e}"))
+}
+
+/// Applies pending migrations; running it again is a no-op.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))
+}
+
+/// Whether every embedded migration has been applied (readiness).
+pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .or_else(|error| match &error {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(vec![]),
+                _ => Err(error),
+            })?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .all(|m| applied.contains(&m.version)))
+}

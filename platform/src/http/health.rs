@@ -1,0 +1,92 @@
+//! `/healthz` (alive), `/readyz` (dependencies reachable, migrations applied), `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::metrics::Metrics;
+
+/// A readiness check: `Ok` when the dependency it names is usable.
+#[async_trait::async_trait]
+pub trait ReadinessCheck: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn check(&self) -> Result<(), String>;
+}
+
+#[derive(Clone)]
+struct HealthState {
+    checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
+    metrics: Metrics,
+}
+
+/// Routes for health, readiness and metrics; merge into the service's router.
+pub fn router<S>(checks: Vec<Arc<dyn ReadinessCheck>>, metrics: Metrics) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(HealthState {
+            checks: Arc::new(checks),
+            metrics,
+        })
+}
+
+async fn readyz(State(state): State<HealthState>) -> Response {
+    let mut ready = true;
+    let mut results = serde_json::Map::new();
+    for check in state.checks.iter() {
+        let outcome = check.check().await;
+        ready &= outcome.is_ok();
+        results.insert(
+            check.name().to_string(),
+            match outcome {
+                Ok(()) => json!("ok"),
+                Err(error) => json!(error),
+            },
+        );
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if ready {"ready"} else {"not ready"}, "checks": results})),
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(state): State<HealthState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Readiness of the PostgreSQL pool: reachable and every migration applied.
+pub struct PostgresReady(pub sqlx::PgPool);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for PostgresReady {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match crate::db::migrations_applied(&self.0).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("migrations not applied (run `meetings migrate`)".into()),
+            Err(error) => Err(format!("unreachable: {error}")),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! HTTP plumbing shared by every service: errors, request ids, extractors, health, metrics.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod request_id;
+
+pub use error::{ApiError, Problem};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use request_id::RequestId;
+
+use axum::Router;
+
+/// Layers every service puts around its router: request ids (outermost, so even 404s and
+/// extractor rejections carry one), metrics by route template, and RFC 9457 fallbacks for
+/// unknown routes and methods.
+pub fn finish_router<S>(router: Router<S>, metrics: crate::metrics::Metrics) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .fallback(error::not_found_fallback)
+        .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_http,
+        ))
+        .layer(axum::middleware::from_fn(request_id::request_id_middleware))
+}

@@ -1,0 +1,17 @@
+//! Shared platform of the meetings services.
+//!
+//! Everything a service needs that is not business logic lives here once: typed configuration,
+//! telemetry, the HTTP error format (RFC 9457), request ids, JWT verification, metrics, and the
+//! write-side event store behind a small trait so that the PostgreSQL and (later) SQLite backends
+//! are interchangeable without touching handlers.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

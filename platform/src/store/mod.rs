@@ -1,0 +1,216 @@
+//! The write-side store: the event log plus the command-side rows that must commit atomically
+//! with it (accounts, idempotency records).
+//!
+//! Handlers only see the [`EventStore`] trait, so the PostgreSQL backend here and the SQLite
+//! backend of embedded mode (a later step) are interchangeable. Why we do not use postgres-es'
+//! repository is recorded in `docs/adr/0001-own-event-store.md`: commands need the global
+//! position of what they appended, the hash chain, and side effects in the same transaction.
+
+mod codec;
+mod position;
+pub mod postgres;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use codec::{canonical_json, decode_events, encode_event, event_hash, AggregateState, HashInput};
+pub use position::Position;
+pub use postgres::PgEventStore;
+
+/// Audit metadata written with every event (DESIGN.md guarantee 8). `recorded_at` is a column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// UUIDv7 of the event; also the NATS `Nats-Msg-Id` later, so republishing deduplicates.
+    pub event_id: Uuid,
+    /// Who caused it; `None` for anonymous registration, nil UUID for the operator CLI.
+    pub actor_id: Option<Uuid>,
+    pub request_id: String,
+    pub correlation_id: String,
+    /// What caused this event: the request id of a command; an event id for reactions.
+    pub causation_id: String,
+}
+
+/// An event ready to append, already serialized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+    pub position: Position,
+    pub prev_hash: Option<Vec<u8>>,
+    pub hash: Vec<u8>,
+}
+
+/// Command-side rows changed in the same transaction as the events.
+#[derive(Clone, PartialEq)]
+pub enum SideEffect {
+    /// Claims the normalized email; fails the commit with [`StoreError::Duplicate`] if taken.
+    CreateAccount {
+        user_id: Uuid,
+        email_key: String,
+        password_hash: String,
+    },
+    SetPassword {
+        user_id: Uuid,
+        password_hash: String,
+    },
+    /// Disables login and revokes every refresh token of the user.
+    DeactivateAccount { user_id: Uuid },
+}
+
+impl fmt::Debug for SideEffect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Password hashes stay out of logs.
+        match self {
+            SideEffect::CreateAccount { user_id, .. } => write!(f, "CreateAccount({user_id})"),
+            SideEffect::SetPassword { user_id, .. } => write!(f, "SetPassword({user_id})"),
+            SideEffect::DeactivateAccount { user_id } => write!(f, "DeactivateAccount({user_id})"),
+        }
+    }
+}
+
+/// The result of a command as the client saw it, kept for `Idempotency-Key` replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotentResponse {
+    pub request_hash: Vec<u8>,
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+}
+
+/// Identifies the idempotency record written with a commit. The response is completed from the
+/// commit's outcome (version and position are only known after the append).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Whose key: the user id, or `anonymous` for registration.
+    pub principal: String,
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub status: u16,
+    pub location: Option<String>,
+}
+
+/// One atomic append.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: Uuid,
+    /// Sequence the events were decided on (0 for a new aggregate).
+    pub expected_sequence: i64,
+    /// Hash of the event at `expected_sequence`, to chain the new events.
+    pub prev_hash: Option<Vec<u8>>,
+    pub events: Vec<NewEvent>,
+    pub side_effects: Vec<SideEffect>,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// What a successful commit produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOutcome {
+    pub aggregate_id: Uuid,
+    /// Sequence of the last event, the aggregate's new version.
+    pub version: i64,
+    /// Global position of the last event.
+    pub position: Position,
+}
+
+/// A registered account, as login needs it.
+#[derive(Clone)]
+pub struct Account {
+    pub user_id: Uuid,
+    pub password_hash: String,
+    pub active: bool,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("user_id", &self.user_id)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the aggregate first.
+    #[error("the aggregate was changed concurrently")]
+    Concurrency,
+    /// A unique claim is taken; the string names what (e.g. `email`).
+    #[error("{0} is already taken")]
+    Duplicate(&'static str),
+    /// The idempotency key was used concurrently by another request; read and replay it.
+    #[error("idempotency key already used")]
+    IdempotencyKeyTaken,
+    /// A stored event cannot be read back (unknown type, corrupt payload).
+    #[error("corrupt event {aggregate_type}/{aggregate_id}#{sequence}: {reason}")]
+    Corrupt {
+        aggregate_type: String,
+        aggregate_id: Uuid,
+        sequence: i64,
+        reason: String,
+    },
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// The write-side store.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Every event of one aggregate, in sequence order.
+    async fn load(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Appends atomically, with side effects and idempotency record, or not at all.
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;
+
+    /// Events after `after` in global order, never past a still-running transaction
+    /// (DESIGN.md guarantee 3). Used by the relay, the audit CLI and tests.
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The stored response of an idempotency key, if any (kept at least 24 h).
+    async fn idempotent_response(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentResponse>, StoreError>;
+
+    async fn account_by_email(&self, email_key: &str) -> Result<Option<Account>, StoreError>;
+
+    async fn account(&self, user_id: Uuid) -> Result<Option<Account>, StoreError>;
+
+    /// The ids among `ids` that are not active registered users.
+    async fn missing_users(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Whether the store is reachable and migrated.
+    async fn ready(&self) -> Result<(), String>;
+}

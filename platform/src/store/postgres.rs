@@ -1,0 +1,423 @@
+//! PostgreSQL backend of the write-side store.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::codec::{event_hash, HashInput};
+use super::{
+    Account, Commit, CommitOutcome, EventMetadata, EventStore, IdempotentResponse, Position,
+    SideEffect, StoreError, StoredEvent,
+};
+
+/// The event store and command-side tables in one PostgreSQL database.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+}
+
+impl PgEventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+const EVENT_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
+     payload, metadata, recorded_at, transaction_id::text AS transaction_id, id, prev_hash, hash";
+
+fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    let aggregate_type: String = row.try_get("aggregate_type").map_err(db_error)?;
+    let aggregate_id: Uuid = row.try_get("aggregate_id").map_err(db_error)?;
+    let sequence: i64 = row.try_get("sequence").map_err(db_error)?;
+    let metadata: Value = row.try_get("metadata").map_err(db_error)?;
+    let metadata: EventMetadata =
+        serde_json::from_value(metadata).map_err(|e| StoreError::Corrupt {
+            aggregate_type: aggregate_type.clone(),
+            aggregate_id,
+            sequence,
+            reason: format!("metadata: {e}"),
+        })?;
+    let transaction_id: String = row.try_get("transaction_id").map_err(db_error)?;
+    Ok(StoredEvent {
+        event_type: row.try_get("event_type").map_err(db_error)?,
+        event_version: row.try_get("event_version").map_err(db_error)?,
+        payload: row.try_get("payload").map_err(db_error)?,
+        metadata,
+        recorded_at: row.try_get("recorded_at").map_err(db_error)?,
+        position: Position {
+            transaction_id: transaction_id.parse().map_err(|_| {
+                StoreError::Other(anyhow::anyhow!("bad transaction id {transaction_id}"))
+            })?,
+            id: row.try_get("id").map_err(db_error)?,
+        },
+        prev_hash: row.try_get("prev_hash").map_err(db_error)?,
+        hash: row.try_get("hash").map_err(db_error)?,
+        aggregate_type,
+        aggregate_id,
+        sequence,
+    })
+}
+
+/// Maps database errors: unique violations to their meaning, connection trouble to
+/// `Unavailable`, the rest to `Other`.
+fn db_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            match db.constraint() {
+                Some("events_pkey") => StoreError::Concurrency,
+                Some("accounts_email_key_key") => StoreError::Duplicate("email"),
+                Some("idempotency_keys_pkey") => StoreError::IdempotencyKeyTaken,
+                _ => StoreError::Other(error.into()),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Other(error.into()),
+    }
+}
+
+/// The rows of one commit, as parallel arrays for a single `INSERT … SELECT FROM unnest`.
+struct Rows {
+    sequences: Vec<i64>,
+    event_types: Vec<String>,
+    event_versions: Vec<String>,
+    payloads: Vec<Value>,
+    metadata: Vec<Value>,
+    event_ids: Vec<Uuid>,
+    recorded_at: Vec<DateTime<Utc>>,
+    prev_hashes: Vec<Option<Vec<u8>>>,
+    hashes: Vec<Vec<u8>>,
+}
+
+fn rows(commit: &Commit) -> Result<Rows, StoreError> {
+    let mut rows = Rows {
+        sequences: vec![],
+        event_types: vec![],
+        event_versions: vec![],
+        payloads: vec![],
+        metadata: vec![],
+        event_ids: vec![],
+        recorded_at: vec![],
+        prev_hashes: vec![],
+        hashes: vec![],
+    };
+    let mut prev_hash = commit.prev_hash.clone();
+    for (offset, event) in commit.events.iter().enumerate() {
+        let sequence = commit.expected_sequence + 1 + offset as i64;
+        let metadata = serde_json::to_value(&event.metadata)
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("metadata: {e}")))?;
+        // PostgreSQL keeps microseconds; hash what will be read back.
+        let recorded_at =
+            DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
+                .expect("BUG: a valid timestamp stays valid when truncated");
+        let hash = event_hash(&HashInput {
+            prev_hash: prev_hash.as_deref(),
+            aggregate_type: commit.aggregate_type,
+            aggregate_id: commit.aggregate_id,
+            sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            payload: &event.payload,
+            metadata: &metadata,
+            recorded_at,
+        });
+        rows.sequences.push(sequence);
+        rows.event_types.push(event.event_type.clone());
+        rows.event_versions.push(event.event_version.clone());
+        rows.payloads.push(event.payload.clone());
+        rows.metadata.push(metadata);
+        rows.event_ids.push(event.metadata.event_id);
+        rows.recorded_at.push(recorded_at);
+        rows.prev_hashes.push(prev_hash.take());
+        prev_hash = Some(hash.clone());
+        rows.hashes.push(hash);
+    }
+    Ok(rows)
+}
+
+const INSERT_EVENTS: &str = "
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                        payload, metadata, event_id, recorded_at, prev_hash, hash)
+    SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata,
+           e.event_id, e.recorded_at, e.prev_hash, e.hash
+    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::uuid[],
+                $9::timestamptz[], $10::bytea[], $11::bytea[])
+         AS e(sequence, event_type, event_version, payload, metadata, event_id, recorded_at,
+              prev_hash, hash)
+    RETURNING sequence, transaction_id::text AS transaction_id, id";
+
+async fn insert_events<'e, E>(
+    executor: E,
+    commit: &Commit,
+    rows: Rows,
+) -> Result<CommitOutcome, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let returned = sqlx::query(INSERT_EVENTS)
+        .bind(commit.aggregate_type)
+        .bind(commit.aggregate_id)
+        .bind(rows.sequences)
+        .bind(rows.event_types)
+        .bind(rows.event_versions)
+        .bind(rows.payloads)
+        .bind(rows.metadata)
+        .bind(rows.event_ids)
+        .bind(rows.recorded_at)
+        .bind(rows.prev_hashes)
+        .bind(rows.hashes)
+        .fetch_all(executor)
+        .await
+        .map_err(db_error)?;
+    let mut last: Option<(i64, Position)> = None;
+    for row in &returned {
+        let sequence: i64 = row.try_get("sequence").map_err(db_error)?;
+        let transaction_id: String = row.try_get("transaction_id").map_err(db_error)?;
+        let position = Position {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|_| StoreError::Other(anyhow::anyhow!("bad xid8 {transaction_id}")))?,
+            id: row.try_get("id").map_err(db_error)?,
+        };
+        if last.is_none_or(|(s, _)| sequence > s) {
+            last = Some((sequence, position));
+        }
+    }
+    let (version, position) =
+        last.ok_or_else(|| StoreError::Other(anyhow::anyhow!("insert returned no rows")))?;
+    Ok(CommitOutcome {
+        aggregate_id: commit.aggregate_id,
+        version,
+        position,
+    })
+}
+
+async fn apply_side_effect(
+    tx: &mut Transaction<'_, Postgres>,
+    effect: &SideEffect,
+) -> Result<(), StoreError> {
+    match effect {
+        SideEffect::CreateAccount {
+            user_id,
+            email_key,
+            password_hash,
+        } => {
+            sqlx::query(
+                "INSERT INTO accounts (user_id, email_key, password_hash) VALUES ($1, $2, $3)",
+            )
+            .bind(user_id)
+            .bind(email_key)
+            .bind(password_hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        }
+        SideEffect::SetPassword {
+            user_id,
+            password_hash,
+        } => {
+            sqlx::query(
+                "UPDATE accounts SET password_hash = $2, updated_at = now() WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+            revoke_refresh_tokens(tx, *user_id).await?;
+        }
+        SideEffect::DeactivateAccount { user_id } => {
+            sqlx::query("UPDATE accounts SET active = false, updated_at = now() WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            revoke_refresh_tokens(tx, *user_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A new password or a deactivation ends every session of the user.
+async fn revoke_refresh_tokens(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn load(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+        ))
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(aggregate_type = commit.aggregate_type, aggregate_id = %commit.aggregate_id, events = commit.events.len()), err(level = "debug"))]
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        if commit.events.is_empty() {
+            return Err(StoreError::Other(anyhow::anyhow!("BUG: empty commit")));
+        }
+        let rows = rows(&commit)?;
+        if commit.side_effects.is_empty() && commit.idempotency.is_none() {
+            // One statement is one implicit transaction: a single round trip on the hot path.
+            return insert_events(&self.pool, &commit, rows).await;
+        }
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let outcome = insert_events(&mut *tx, &commit, rows).await?;
+        for effect in &commit.side_effects {
+            apply_side_effect(&mut tx, effect).await?;
+        }
+        if let Some(key) = &commit.idempotency {
+            let body = json!({
+                "id": outcome.aggregate_id,
+                "version": outcome.version,
+                "position": outcome.position,
+            });
+            sqlx::query(
+                "INSERT INTO idempotency_keys \
+                 (principal, key, request_hash, status, response, etag, location) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&key.principal)
+            .bind(&key.key)
+            .bind(&key.request_hash)
+            .bind(i16::try_from(key.status).unwrap_or(200))
+            .bind(body)
+            .bind(format!("\"{}\"", outcome.version))
+            .bind(&key.location)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcome)
+    }
+
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let after = after.unwrap_or(Position::START);
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (transaction_id, id) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, id LIMIT $3"
+        ))
+        .bind(after.transaction_id.to_string())
+        .bind(after.id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    async fn idempotent_response(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentResponse>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request_hash, status, response, etag, location FROM idempotency_keys \
+             WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| {
+            Ok(IdempotentResponse {
+                request_hash: row.try_get("request_hash").map_err(db_error)?,
+                status: u16::try_from(row.try_get::<i16, _>("status").map_err(db_error)?)
+                    .unwrap_or(200),
+                body: row.try_get("response").map_err(db_error)?,
+                etag: row.try_get("etag").map_err(db_error)?,
+                location: row.try_get("location").map_err(db_error)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn account_by_email(&self, email_key: &str) -> Result<Option<Account>, StoreError> {
+        sqlx::query("SELECT user_id, password_hash, active FROM accounts WHERE email_key = $1")
+            .bind(email_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .map(|row| account(&row))
+            .transpose()
+    }
+
+    async fn account(&self, user_id: Uuid) -> Result<Option<Account>, StoreError> {
+        sqlx::query("SELECT user_id, password_hash, active FROM accounts WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .map(|row| account(&row))
+            .transpose()
+    }
+
+    async fn missing_users(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        sqlx::query_scalar(
+            "SELECT u FROM unnest($1::uuid[]) AS u \
+             WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.user_id = u AND a.active)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        match crate::db::migrations_applied(&self.pool).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("migrations not applied (run `meetings migrate`)".into()),
+            Err(error) => Err(format!("unreachable: {error}")),
+        }
+    }
+}
+
+fn account(row: &PgRow) -> Result<Account, StoreError> {
+    Ok(Account {
+        user_id: row.try_get("user_id").map_err(db_error)?,
+        password_hash: row.try_get("password_hash").map_err(db_error)?,
+        active: row.try_get("active").map_err(db_error)?,
+    })
+}
