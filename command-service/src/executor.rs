@@ -14,14 +14,14 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use cqrs_es::persist::EventUpcaster;
 use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
 use domain::DomainError;
 use platform::http::{ApiError, RequestId};
 use platform::store::{
-    decode_events, encode_event, AggregateState, Commit, CommitOutcome, EventMetadata,
-    EventStore, IdempotencyKey, IdempotentResponse, NewEvent, SideEffect, StoreError,
+    decode_events, encode_event, AggregateState, Commit, CommitOutcome, EventMetadata, EventStore,
+    IdempotencyKey, IdempotentResponse, NewEvent, SideEffect, StoreError,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -145,7 +145,10 @@ fn replay(stored: IdempotentResponse) -> Response {
     if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         headers.insert(LOCATION, location);
     }
-    headers.insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+    headers.insert(
+        IDEMPOTENT_REPLAYED.clone(),
+        HeaderValue::from_static("true"),
+    );
     response
 }
 
@@ -226,7 +229,9 @@ impl Executor {
             let events = sink.collect().await;
             if events.is_empty() {
                 // Nothing changed: answer with the current version, append nothing.
-                let outcome = self.current_outcome::<A>(request.aggregate_id, state.version).await?;
+                let outcome = self
+                    .current_outcome::<A>(request.aggregate_id, state.version)
+                    .await?;
                 return Ok(CommandResponse {
                     status: request.success,
                     outcome,
@@ -380,7 +385,10 @@ mod tests {
     #[test]
     fn if_match_takes_strong_etags_of_versions() {
         assert_eq!(parse_if_match(&HeaderValue::from_static("\"3\"")), Some(3));
-        assert_eq!(parse_if_match(&HeaderValue::from_static(" \"0\" ")), Some(0));
+        assert_eq!(
+            parse_if_match(&HeaderValue::from_static(" \"0\" ")),
+            Some(0)
+        );
         assert_eq!(parse_if_match(&HeaderValue::from_static("3")), None);
         assert_eq!(parse_if_match(&HeaderValue::from_static("W/\"3\"")), None);
         assert_eq!(parse_if_match(&HeaderValue::from_static("\"-1\"")), None);

@@ -3,6 +3,7 @@
 //!
 //! `main.rs` is thin: tests and the all-in-one `meetings serve` build the same [`Application`].
 
+pub mod admin;
 pub mod executor;
 pub mod openapi;
 pub mod passwords;
@@ -179,7 +180,12 @@ impl Application {
         );
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (MEETINGS_LISTEN): {e}", settings.listen))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (MEETINGS_LISTEN): {e}",
+                    settings.listen
+                )
+            })?;
         Ok(Self::from_parts(listener, router(state, Metrics::new())))
     }
 

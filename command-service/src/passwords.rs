@@ -47,7 +47,9 @@ fn verify_now(password: &str, hash: &str) -> bool {
     match PasswordHash::new(hash) {
         // The parameters come from the stored hash, so old hashes keep verifying after a
         // cost increase.
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(error) => {
             tracing::error!(%error, "stored password hash is not a PHC string");
             false
@@ -93,7 +95,10 @@ mod tests {
     async fn hashes_are_argon2id_with_owasp_cost_and_verify() {
         let passwords = Passwords::new();
         let hash = passwords.hash("correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(passwords
             .verify("correct horse".into(), Some(hash.clone()))
             .await

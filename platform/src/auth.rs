@@ -63,7 +63,11 @@ impl JwtKeys {
     }
 
     pub fn from_settings(settings: &JwtSettings) -> anyhow::Result<Self> {
-        Ok(Self::new(&settings.secret()?, &settings.issuer, &settings.audience))
+        Ok(Self::new(
+            &settings.secret()?,
+            &settings.issuer,
+            &settings.audience,
+        ))
     }
 
     /// Issues an access token for `user_id` valid for `lifetime` from now.
@@ -203,11 +207,17 @@ mod tests {
     #[test]
     fn tokens_of_another_key_issuer_or_audience_are_rejected() {
         let other = JwtKeys::new(&Secret::new("x".repeat(32)), "meetings", "meetings");
-        assert!(keys().verify(&other.issue(Uuid::nil(), Role::Member, Duration::from_secs(60))).is_err());
+        assert!(keys()
+            .verify(&other.issue(Uuid::nil(), Role::Member, Duration::from_secs(60)))
+            .is_err());
         let other_iss = JwtKeys::new(&Secret::new("k".repeat(32)), "evil", "meetings");
-        assert!(keys().verify(&other_iss.issue(Uuid::nil(), Role::Member, Duration::from_secs(60))).is_err());
+        assert!(keys()
+            .verify(&other_iss.issue(Uuid::nil(), Role::Member, Duration::from_secs(60)))
+            .is_err());
         let other_aud = JwtKeys::new(&Secret::new("k".repeat(32)), "meetings", "other");
-        assert!(keys().verify(&other_aud.issue(Uuid::nil(), Role::Member, Duration::from_secs(60))).is_err());
+        assert!(keys()
+            .verify(&other_aud.issue(Uuid::nil(), Role::Member, Duration::from_secs(60)))
+            .is_err());
     }
 
     #[test]

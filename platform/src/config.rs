@@ -47,7 +47,11 @@ impl DatabaseSettings {
 #[derive(Args, Clone, Debug)]
 pub struct JwtSettings {
     /// HS256 key (its UTF-8 bytes, at least 32 bytes). Prefer the file variant in production.
-    #[arg(long = "jwt-secret", env = "MEETINGS_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long = "jwt-secret",
+        env = "MEETINGS_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
 
     /// File holding the HS256 key (Docker/Kubernetes secrets); surrounding whitespace is ignored.
@@ -55,7 +59,11 @@ pub struct JwtSettings {
     pub jwt_secret_file: Option<PathBuf>,
 
     /// `iss` claim written and required.
-    #[arg(long = "jwt-issuer", env = "MEETINGS_JWT_ISSUER", default_value = "meetings")]
+    #[arg(
+        long = "jwt-issuer",
+        env = "MEETINGS_JWT_ISSUER",
+        default_value = "meetings"
+    )]
     pub issuer: String,
 
     /// `aud` claim written and required.
@@ -94,9 +102,9 @@ impl JwtSettings {
     /// Reads the key from the environment value or the file; exactly one must be given.
     pub fn secret(&self) -> anyhow::Result<Secret> {
         let bytes = match (&self.jwt_secret, &self.jwt_secret_file) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "set only one of MEETINGS_JWT_SECRET and MEETINGS_JWT_SECRET_FILE"
-            ),
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set only one of MEETINGS_JWT_SECRET and MEETINGS_JWT_SECRET_FILE")
+            }
             (Some(value), None) => value.as_bytes().to_vec(),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -104,9 +112,9 @@ impl JwtSettings {
                 })?;
                 text.trim().as_bytes().to_vec()
             }
-            (None, None) => anyhow::bail!(
-                "MEETINGS_JWT_SECRET or MEETINGS_JWT_SECRET_FILE is required"
-            ),
+            (None, None) => {
+                anyhow::bail!("MEETINGS_JWT_SECRET or MEETINGS_JWT_SECRET_FILE is required")
+            }
         };
         if bytes.len() < MIN_JWT_SECRET_BYTES {
             anyhow::bail!(

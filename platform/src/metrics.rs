@@ -49,10 +49,9 @@ impl Metrics {
             "HTTP requests answered, by route template and status",
             http_requests.clone(),
         );
-        let http_duration =
-            Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-            });
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency, by route template",
@@ -67,13 +66,19 @@ impl Metrics {
 
     /// Lets a component register its own metrics in the process registry.
     pub fn register(&self, f: impl FnOnce(&mut Registry)) {
-        f(&mut self.registry.lock().expect("BUG: metrics registry poisoned"));
+        f(&mut self
+            .registry
+            .lock()
+            .expect("BUG: metrics registry poisoned"));
     }
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        let registry = self.registry.lock().expect("BUG: metrics registry poisoned");
+        let registry = self
+            .registry
+            .lock()
+            .expect("BUG: metrics registry poisoned");
         prometheus_client::encoding::text::encode(&mut text, &registry)
             .expect("BUG: writing to a String cannot fail");
         text

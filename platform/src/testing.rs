@@ -35,7 +35,9 @@ impl TestDatabase {
             .expect("cannot create a test database");
         connection.close().await.ok();
         let url = replace_database(&admin, &name);
-        let pool = crate::db::connect(&url, 20).await.expect("test database pool");
+        let pool = crate::db::connect(&url, 20)
+            .await
+            .expect("test database pool");
         crate::db::migrate(&pool).await.expect("migrations");
         Self { name, url, pool }
     }

@@ -45,7 +45,8 @@ pub async fn register(
     meta: CommandMeta,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    validate_password("password", &body.password).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    validate_password("password", &body.password)
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
     let user_id = Uuid::now_v7();
     // Fingerprint without the password: the idempotency record must not hold it in any form.
     let fingerprint = fingerprint(
@@ -129,7 +130,10 @@ pub async fn login(
         .map_err(store_error)?;
     let verified = state
         .passwords
-        .verify(body.password, account.as_ref().map(|a| a.password_hash.clone()))
+        .verify(
+            body.password,
+            account.as_ref().map(|a| a.password_hash.clone()),
+        )
         .await?;
     let Some(account) = account.filter(|_| verified) else {
         let until = state
@@ -180,12 +184,7 @@ async fn issue_tokens(
             let token = RefreshToken::generate();
             state
                 .sessions
-                .issue_refresh(
-                    user_id,
-                    family_id,
-                    &token.hash,
-                    refresh_expiry(state),
-                )
+                .issue_refresh(user_id, family_id, &token.hash, refresh_expiry(state))
                 .await
                 .map_err(store_error)?;
             token

@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/meetings", post(schedule))
         .route("/v1/meetings/{id}", patch(update))
         .route("/v1/meetings/{id}/attendees", post(invite))
-        .route("/v1/meetings/{id}/attendees/{user_id}", delete(remove_attendee))
+        .route(
+            "/v1/meetings/{id}/attendees/{user_id}",
+            delete(remove_attendee),
+        )
         .route("/v1/meetings/{id}/response", post(respond))
         .route("/v1/meetings/{id}/cancel", post(cancel))
         .route("/v1/meetings/{id}/start", post(start))
@@ -127,14 +130,22 @@ pub async fn schedule(
 pub struct UpdateMeetingRequest {
     pub title: Option<String>,
     /// `null` clears it.
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub time_zone: Option<String>,
     /// `null` clears it.
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub location: Option<Option<String>>,
     /// Recurring series are not supported yet (422).
@@ -182,9 +193,22 @@ pub async fn update(
         });
     }
     if commands.is_empty() {
-        return Err(ApiError::invalid("", "nothing to change: send at least one field"));
+        return Err(ApiError::invalid(
+            "",
+            "nothing to change: send at least one field",
+        ));
     }
-    run(&state, &caller, &meta, id, fingerprint, commands, StatusCode::OK, None).await
+    run(
+        &state,
+        &caller,
+        &meta,
+        id,
+        fingerprint,
+        commands,
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 /// Invite a registered user (organizer or admin).
@@ -203,7 +227,17 @@ pub async fn invite(
         actor: caller.actor(),
         attendee: body.into(),
     };
-    run(&state, &caller, &meta, id, fingerprint, vec![command], StatusCode::OK, None).await
+    run(
+        &state,
+        &caller,
+        &meta,
+        id,
+        fingerprint,
+        vec![command],
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 /// Remove an attendee (organizer or admin).
@@ -221,7 +255,17 @@ pub async fn remove_attendee(
         actor: caller.actor(),
         user_id,
     };
-    run(&state, &caller, &meta, id, fingerprint, vec![command], StatusCode::OK, None).await
+    run(
+        &state,
+        &caller,
+        &meta,
+        id,
+        fingerprint,
+        vec![command],
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -272,7 +316,17 @@ pub async fn respond(
         comment: body.comment,
         occurrence: body.occurrence,
     };
-    run(&state, &caller, &meta, id, fingerprint, vec![command], StatusCode::OK, None).await
+    run(
+        &state,
+        &caller,
+        &meta,
+        id,
+        fingerprint,
+        vec![command],
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -298,7 +352,17 @@ pub async fn cancel(
         actor: caller.actor(),
         reason: body.reason,
     };
-    run(&state, &caller, &meta, id, fingerprint, vec![command], StatusCode::OK, None).await
+    run(
+        &state,
+        &caller,
+        &meta,
+        id,
+        fingerprint,
+        vec![command],
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 /// An empty body (`{}` or none) for lifecycle commands.
@@ -322,7 +386,17 @@ pub async fn start(
         actor: caller.actor(),
         at: Utc::now(),
     };
-    run(&state, &caller, &meta, id, fingerprint, vec![command], StatusCode::OK, None).await
+    run(
+        &state,
+        &caller,
+        &meta,
+        id,
+        fingerprint,
+        vec![command],
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 /// End a meeting in progress (organizer or admin).
@@ -341,7 +415,17 @@ pub async fn end(
         actor: caller.actor(),
         at: Utc::now(),
     };
-    run(&state, &caller, &meta, id, fingerprint, vec![command], StatusCode::OK, None).await
+    run(
+        &state,
+        &caller,
+        &meta,
+        id,
+        fingerprint,
+        vec![command],
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

@@ -55,7 +55,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
 impl ClientAddr {
     pub fn key(&self) -> String {
-        self.0.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+        self.0
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
     }
 }
 

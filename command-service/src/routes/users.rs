@@ -55,7 +55,11 @@ pub struct ChangeProfileRequest {
     pub display_name: Option<String>,
     pub time_zone: Option<String>,
     /// `null` clears the working hours.
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<WorkingHoursBody>)]
     pub working_hours: Option<Option<WorkingHoursBody>>,
 }
@@ -224,4 +228,3 @@ pub async fn deactivate(
         )
         .await
 }
-

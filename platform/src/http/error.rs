@@ -164,7 +164,9 @@ impl IntoResponse for ApiError {
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail,
-            request_id: request_id::current().map(|id| id.to_string()).unwrap_or_default(),
+            request_id: request_id::current()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             errors,
         };
         let body = serde_json::to_vec(&problem).expect("BUG: a Problem always serializes");

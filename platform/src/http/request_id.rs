@@ -90,10 +90,7 @@ pub async fn request_id_middleware(mut request: Request, next: Next) -> Response
         path = %request.uri().path(),
     );
     let header = HeaderValue::from_str(id.as_str()).expect("BUG: sane ids are valid headers");
-    let mut response = CURRENT
-        .scope(id, next.run(request))
-        .instrument(span)
-        .await;
+    let mut response = CURRENT.scope(id, next.run(request)).instrument(span).await;
     response.headers_mut().insert(X_REQUEST_ID.clone(), header);
     response
 }

@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use codec::{canonical_json, decode_events, encode_event, event_hash, AggregateState, HashInput};
+pub use codec::{
+    canonical_json, decode_events, encode_event, event_hash, AggregateState, HashInput,
+};
 pub use position::Position;
 pub use postgres::PgEventStore;
 

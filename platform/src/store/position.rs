@@ -66,8 +66,14 @@ mod tests {
 
     #[test]
     fn positions_round_trip_and_sort_as_strings() {
-        let a = Position { transaction_id: 9, id: 300 };
-        let b = Position { transaction_id: 10, id: 2 };
+        let a = Position {
+            transaction_id: 9,
+            id: 300,
+        };
+        let b = Position {
+            transaction_id: 10,
+            id: 2,
+        };
         assert!(a < b);
         assert!(a.to_string() < b.to_string());
         assert_eq!(a.to_string().parse::<Position>(), Ok(a));
@@ -79,6 +85,9 @@ mod tests {
         assert!("".parse::<Position>().is_err());
         assert!("zz".repeat(16).parse::<Position>().is_err());
         assert!("0".repeat(31).parse::<Position>().is_err());
-        assert!("f".repeat(32).parse::<Position>().is_err(), "id overflows i64");
+        assert!(
+            "f".repeat(32).parse::<Position>().is_err(),
+            "id overflows i64"
+        );
     }
 }

@@ -116,9 +116,8 @@ fn rows(commit: &Commit) -> Result<Rows, StoreError> {
         let metadata = serde_json::to_value(&event.metadata)
             .map_err(|e| StoreError::Other(anyhow::anyhow!("metadata: {e}")))?;
         // PostgreSQL keeps microseconds; hash what will be read back.
-        let recorded_at =
-            DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
-                .expect("BUG: a valid timestamp stays valid when truncated");
+        let recorded_at = DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
+            .expect("BUG: a valid timestamp stays valid when truncated");
         let hash = event_hash(&HashInput {
             prev_hash: prev_hash.as_deref(),
             aggregate_type: commit.aggregate_type,
@@ -236,11 +235,13 @@ async fn apply_side_effect(
             revoke_refresh_tokens(tx, *user_id).await?;
         }
         SideEffect::DeactivateAccount { user_id } => {
-            sqlx::query("UPDATE accounts SET active = false, updated_at = now() WHERE user_id = $1")
-                .bind(user_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(db_error)?;
+            sqlx::query(
+                "UPDATE accounts SET active = false, updated_at = now() WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
             revoke_refresh_tokens(tx, *user_id).await?;
         }
     }
