@@ -215,7 +215,7 @@ impl Executor {
             None => None,
         };
 
-        for _attempt in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let mut state = self.load::<A>(request.aggregate_id).await?;
             if let Some(expected) = request.meta.if_match {
                 if state.version != expected {
@@ -282,7 +282,21 @@ impl Executor {
                             "version {expected} was superseded while the command ran"
                         )));
                     }
-                    tracing::debug!("lost a race on the aggregate, deciding again");
+                    // The winner may have been this very request's twin (same key).
+                    if let Some(key) = &idempotency {
+                        if let Some(stored) = self
+                            .store
+                            .idempotent_response(&key.principal, &key.key)
+                            .await
+                            .map_err(store_error)?
+                        {
+                            return replay_checked(stored, &key.request_hash);
+                        }
+                    }
+                    tracing::debug!(attempt, "lost a race on the aggregate, deciding again");
+                    // Jittered backoff spreads the contenders out instead of re-colliding.
+                    let jitter = rand::random::<u64>() % (2 + 2 * attempt as u64);
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
                     continue;
                 }
                 Err(StoreError::IdempotencyKeyTaken) => {

@@ -256,3 +256,44 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert!(body["detail"].is_string());
     body
 }
+
+/// A second command-service instance with its own pool on the same database as `app`.
+pub async fn spawn_replica(app: &TestApp) -> Replica {
+    let pool = platform::db::connect(&app.db.url, 10).await.unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let state = AppState::new(
+        store,
+        Arc::new(PgSessionStore::new(pool)),
+        app.jwt.clone(),
+        AuthSettings::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Application::from_parts(listener, router(state, Metrics::new()));
+    let base = format!("http://{}", server.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run_until(async move {
+        let _ = rx.await;
+    }));
+    Replica {
+        base,
+        client: app.client.clone(),
+        _shutdown: tx,
+    }
+}
+
+pub struct Replica {
+    pub base: String,
+    pub client: reqwest::Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Replica {
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/auth/register", self.base))
+            .json(&json!({"email": email, "password": password, "display_name": name}))
+            .send()
+            .await
+            .unwrap()
+    }
+}

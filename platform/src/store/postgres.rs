@@ -29,6 +29,8 @@ impl PgEventStore {
     }
 }
 
+/// Note: `transaction_id` is selected as text (sqlx has no xid8 type), so ORDER BY must name
+/// `events.transaction_id` — a bare name would sort by the text alias ("999" > "1000").
 const EVENT_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
      payload, metadata, recorded_at, transaction_id::text AS transaction_id, id, prev_hash, hash";
 
@@ -334,7 +336,7 @@ impl EventStore for PgEventStore {
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (transaction_id, id) > ($1::text::xid8, $2) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, id LIMIT $3"
+             ORDER BY events.transaction_id, events.id LIMIT $3"
         ))
         .bind(after.transaction_id.to_string())
         .bind(after.id)

@@ -1,0 +1,185 @@
+//! Concurrent writers: every command is applied or refused explicitly (409/412), sequences
+//! stay contiguous, and no update is lost.
+
+mod support;
+
+use std::collections::HashSet;
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+use support::spawn_app;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn fifty_concurrent_invites_to_one_meeting_are_each_applied_or_refused_and_none_is_lost() {
+    let app = spawn_app().await;
+    let organizer = app.user("Organizer").await;
+    let meeting = app.schedule(&organizer, &[]).await;
+
+    // 50 distinct invitees, registered directly (logins are not needed for them).
+    let mut invitees = vec![];
+    for i in 0..50 {
+        let response = app
+            .register(
+                &format!("invitee-{i}-{}@example.com", Uuid::new_v4().simple()),
+                "correct horse battery",
+                &format!("Invitee {i}"),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        let id: Uuid = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        invitees.push(id);
+    }
+
+    let path = format!("/v1/meetings/{meeting}/attendees");
+    let responses = join_all(
+        invitees
+            .iter()
+            .map(|invitee| app.post(&path, Some(&organizer.token), json!({"user_id": invitee}))),
+    )
+    .await;
+
+    let mut applied = HashSet::new();
+    let mut versions = HashSet::new();
+    for (invitee, response) in invitees.iter().zip(responses) {
+        match response.status().as_u16() {
+            200 => {
+                let body: Value = response.json().await.unwrap();
+                assert!(
+                    versions.insert(body["version"].as_i64().unwrap()),
+                    "versions are unique"
+                );
+                applied.insert(*invitee);
+            }
+            409 | 412 => {}
+            other => panic!(
+                "unexpected status {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    assert!(!applied.is_empty());
+
+    let events = app.all_events().await;
+    let meeting_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.aggregate_id == meeting)
+        .collect();
+    let sequences: Vec<i64> = meeting_events.iter().map(|e| e.sequence).collect();
+    let expected: Vec<i64> = (1..=meeting_events.len() as i64).collect();
+    assert_eq!(sequences, expected, "sequences are contiguous");
+
+    // Exactly the applied invitations are in the store: nothing lost, nothing extra.
+    let invited: HashSet<Uuid> = meeting_events
+        .iter()
+        .filter(|e| e.event_type == "AttendeeInvited")
+        .map(|e| e.payload["user_id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(invited, applied);
+    assert_eq!(meeting_events.len(), 1 + applied.len());
+    // The versions answered are exactly the sequences written.
+    let expected_versions: HashSet<i64> = (2..=1 + applied.len() as i64).collect();
+    assert_eq!(versions, expected_versions);
+}
+
+#[tokio::test]
+async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win() {
+    let app = spawn_app().await;
+    let organizer = app.user("Organizer").await;
+    let meeting = app.schedule(&organizer, &[]).await;
+
+    let responses = join_all((0..20).map(|i| {
+        app.client
+            .patch(app.url(&format!("/v1/meetings/{meeting}")))
+            .bearer_auth(&organizer.token)
+            .header("If-Match", "\"1\"")
+            .json(&json!({"title": format!("Title {i}")}))
+            .send()
+    }))
+    .await;
+    let statuses: Vec<u16> = responses
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 412),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.event_count().await,
+        1 + 1 + 1,
+        "registration, schedule, one update"
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_registrations_of_one_email_in_mixed_case_create_exactly_one_user() {
+    let app = spawn_app().await;
+    let local = format!("someone-{}", Uuid::new_v4().simple());
+    let variants: Vec<String> = (0..20)
+        .map(|i| {
+            let mut email = format!("{local}@Example.COM");
+            if i % 2 == 0 {
+                email = email.to_uppercase();
+            } else if i % 3 == 0 {
+                email = format!("  {}  ", email.to_lowercase());
+            }
+            email
+        })
+        .collect();
+    let responses = join_all(
+        variants
+            .iter()
+            .map(|email| app.register(email, "correct horse battery", "Someone")),
+    )
+    .await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+
+    let users: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserRegistered'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(users, 1);
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(accounts, 1);
+}
+
+#[tokio::test]
+async fn registrations_on_two_service_replicas_sharing_a_database_still_claim_an_email_once() {
+    // Two independent command-service instances (separate pools, as on separate hosts) against
+    // one database: uniqueness comes from the database, not from process memory.
+    let first = spawn_app().await;
+    let second = support::spawn_replica(&first).await;
+    let email = format!("twice-{}@example.com", Uuid::new_v4().simple());
+    let upper = email.to_uppercase();
+    let (a, b) = tokio::join!(
+        first.register(&email, "correct horse battery", "A"),
+        second.register(&upper, "correct horse battery", "B"),
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409]);
+}

@@ -1,0 +1,230 @@
+//! The PostgreSQL event store against a real database.
+
+use chrono::Utc;
+use platform::store::{
+    canonical_json, event_hash, Commit, EventMetadata, EventStore, HashInput, NewEvent,
+    PgEventStore, Position, SideEffect, StoreError,
+};
+use platform::testing::TestDatabase;
+use serde_json::json;
+use uuid::Uuid;
+
+fn event(kind: &str) -> NewEvent {
+    NewEvent {
+        event_type: kind.to_string(),
+        event_version: "1.0".into(),
+        payload: json!({"kind": kind, "nested": {"b": 1, "a": [1, 2]}}),
+        metadata: EventMetadata {
+            event_id: Uuid::now_v7(),
+            actor_id: Some(Uuid::now_v7()),
+            request_id: "req".into(),
+            correlation_id: "corr".into(),
+            causation_id: "cause".into(),
+        },
+        recorded_at: Utc::now(),
+    }
+}
+
+fn commit(id: Uuid, expected: i64, prev_hash: Option<Vec<u8>>, kinds: &[&str]) -> Commit {
+    Commit {
+        aggregate_type: "meeting",
+        aggregate_id: id,
+        expected_sequence: expected,
+        prev_hash,
+        events: kinds.iter().map(|k| event(k)).collect(),
+        side_effects: vec![],
+        idempotency: None,
+    }
+}
+
+#[tokio::test]
+async fn appends_get_contiguous_sequences_and_increasing_positions() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let id = Uuid::now_v7();
+    let first = store
+        .commit(commit(id, 0, None, &["A", "B"]))
+        .await
+        .unwrap();
+    assert_eq!(first.version, 2);
+    let loaded = store.load("meeting", id).await.unwrap();
+    let second = store
+        .commit(commit(id, 2, Some(loaded[1].hash.clone()), &["C"]))
+        .await
+        .unwrap();
+    assert_eq!(second.version, 3);
+    assert!(second.position > first.position);
+    let loaded = store.load("meeting", id).await.unwrap();
+    assert_eq!(
+        loaded.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(loaded[2].position, second.position);
+}
+
+#[tokio::test]
+async fn a_second_append_at_the_same_sequence_is_a_concurrency_error() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let id = Uuid::now_v7();
+    store.commit(commit(id, 0, None, &["A"])).await.unwrap();
+    let error = store.commit(commit(id, 0, None, &["B"])).await.unwrap_err();
+    assert!(matches!(error, StoreError::Concurrency), "{error:?}");
+    assert_eq!(store.load("meeting", id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_hash_chain_recomputes_from_what_was_read_back() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let id = Uuid::now_v7();
+    store
+        .commit(commit(id, 0, None, &["A", "B"]))
+        .await
+        .unwrap();
+    let loaded = store.load("meeting", id).await.unwrap();
+    store
+        .commit(commit(id, 2, Some(loaded[1].hash.clone()), &["C"]))
+        .await
+        .unwrap();
+    let mut previous: Option<Vec<u8>> = None;
+    for stored in store.load("meeting", id).await.unwrap() {
+        assert_eq!(stored.prev_hash, previous);
+        let metadata = serde_json::to_value(&stored.metadata).unwrap();
+        let recomputed = event_hash(&HashInput {
+            prev_hash: previous.as_deref(),
+            aggregate_type: &stored.aggregate_type,
+            aggregate_id: stored.aggregate_id,
+            sequence: stored.sequence,
+            event_type: &stored.event_type,
+            event_version: &stored.event_version,
+            payload: &stored.payload,
+            metadata: &metadata,
+            recorded_at: stored.recorded_at,
+        });
+        assert_eq!(recomputed, stored.hash, "sequence {}", stored.sequence);
+        previous = Some(stored.hash);
+    }
+    // jsonb reorders keys; the canonical form does not depend on it.
+    assert_eq!(
+        canonical_json(&json!({"b": 1, "a": 2})),
+        canonical_json(&json!({"a": 2, "b": 1}))
+    );
+}
+
+#[tokio::test]
+async fn events_cannot_be_updated_or_deleted() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    store
+        .commit(commit(Uuid::now_v7(), 0, None, &["A"]))
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE events SET payload = '{}'")
+        .execute(&db.pool)
+        .await;
+    assert!(update.unwrap_err().to_string().contains("immutable"));
+    let delete = sqlx::query("DELETE FROM events").execute(&db.pool).await;
+    assert!(delete.unwrap_err().to_string().contains("immutable"));
+}
+
+#[tokio::test]
+async fn global_order_compares_transaction_ids_as_numbers_not_text() {
+    // xid 9 sorts after xid 10 as text; positions must follow the numbers.
+    let db = TestDatabase::new().await;
+    for (xid, id) in [(10_i64, 1_i64), (9, 2)] {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata, event_id, recorded_at, hash, transaction_id, id) \
+             VALUES ('meeting', $1, 1, 'A', '1.0', '{}', $2, $3, now(), '\\x00', $4::text::xid8, $5)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(serde_json::to_value(event("A").metadata).unwrap())
+        .bind(Uuid::now_v7())
+        .bind(xid.to_string())
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let store = PgEventStore::new(db.pool.clone());
+    let events = store.read_all(None, 10).await.unwrap();
+    let positions: Vec<u64> = events.iter().map(|e| e.position.transaction_id).collect();
+    assert_eq!(positions, vec![9, 10]);
+    let after_nine = store.read_all(Some(events[0].position), 10).await.unwrap();
+    assert_eq!(after_nine.len(), 1);
+    assert_eq!(after_nine[0].position.transaction_id, 10);
+}
+
+#[tokio::test]
+async fn a_reader_never_passes_a_transaction_that_is_still_open() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let before = store.read_all(None, 100).await.unwrap();
+    assert!(before.is_empty());
+
+    // Transaction A takes its xid first and stays open…
+    let mut slow = db.pool.begin().await.unwrap();
+    let slow_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata, event_id, recorded_at, hash) \
+         VALUES ('meeting', $1, 1, 'Slow', '1.0', '{}', $2, $3, now(), '\\x00')",
+    )
+    .bind(slow_id)
+    .bind(serde_json::to_value(event("Slow").metadata).unwrap())
+    .bind(Uuid::now_v7())
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+
+    // …while B commits after it.
+    let fast_id = Uuid::now_v7();
+    store
+        .commit(commit(fast_id, 0, None, &["Fast"]))
+        .await
+        .unwrap();
+
+    // B is committed but lies beyond A's xid: a reader must not pass it yet, or it would
+    // skip A forever once A commits.
+    let during = store.read_all(None, 100).await.unwrap();
+    assert!(
+        during.iter().all(|e| e.aggregate_id != fast_id),
+        "the reader went past an open transaction"
+    );
+
+    slow.commit().await.unwrap();
+    let after = store.read_all(None, 100).await.unwrap();
+    let ids: Vec<Uuid> = after.iter().map(|e| e.aggregate_id).collect();
+    assert_eq!(ids, vec![slow_id, fast_id], "A then B, in xid order");
+    let resumed = store.read_all(Some(after[0].position), 100).await.unwrap();
+    assert_eq!(resumed.len(), 1);
+    assert!(Position::START < after[0].position);
+}
+
+#[tokio::test]
+async fn a_taken_email_fails_the_whole_commit() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let account = |user_id: Uuid| SideEffect::CreateAccount {
+        user_id,
+        email_key: "same@example.com".into(),
+        password_hash: "$argon2id$placeholder".into(),
+    };
+    let first = Uuid::now_v7();
+    let mut c = commit(first, 0, None, &["UserRegistered"]);
+    c.aggregate_type = "user";
+    c.side_effects = vec![account(first)];
+    store.commit(c).await.unwrap();
+
+    let second = Uuid::now_v7();
+    let mut c = commit(second, 0, None, &["UserRegistered"]);
+    c.aggregate_type = "user";
+    c.side_effects = vec![account(second)];
+    let error = store.commit(c).await.unwrap_err();
+    assert!(matches!(error, StoreError::Duplicate("email")), "{error:?}");
+    assert!(
+        store.load("user", second).await.unwrap().is_empty(),
+        "no event without the claim"
+    );
+}
