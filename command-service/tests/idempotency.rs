@@ -168,7 +168,7 @@ async fn concurrent_repeats_of_a_command_on_one_meeting_append_once() {
     let mut bodies = std::collections::HashSet::new();
     for response in responses {
         assert_eq!(response.status(), 201);
-        bodies.insert(response.text().await.unwrap());
+        bodies.insert(response.json::<Value>().await.unwrap().to_string());
     }
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     let chat: i64 =
