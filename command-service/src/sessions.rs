@@ -44,6 +44,20 @@ pub enum Rotation {
     Invalid,
 }
 
+/// What a login attempt may do, decided atomically before its password is checked, so that
+/// concurrent attempts cannot all slip past the block while the slow password checks run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Refused unchecked and not counted: earlier failures block logins until then.
+    Blocked(DateTime<Utc>),
+    /// Allowed, and already counted as a failure (a success clears it). Should the password be
+    /// wrong, logins are blocked until `blocked_until_if_wrong` (in the past: no delay); that
+    /// block is already in force for concurrent attempts.
+    Allowed {
+        blocked_until_if_wrong: DateTime<Utc>,
+    },
+}
+
 /// Growing delays after repeated failures of one account from one client address.
 #[derive(Clone, Debug)]
 pub struct ThrottlePolicy {
@@ -108,13 +122,15 @@ pub trait SessionStore: Send + Sync {
         source: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Counts a failure and returns the resulting block end (may be in the past: no delay).
-    async fn record_failure(
+    /// Starts a login attempt: refuses it while blocked, otherwise counts it as a failure in
+    /// advance and imposes the block that failure earns, atomically, before the password is
+    /// checked. Call [`SessionStore::clear_failures`] when the password turns out right.
+    async fn begin_attempt(
         &self,
         email_key: &str,
         source: &str,
         policy: &ThrottlePolicy,
-    ) -> Result<DateTime<Utc>, StoreError>;
+    ) -> Result<Attempt, StoreError>;
 
     async fn clear_failures(&self, email_key: &str, source: &str) -> Result<(), StoreError>;
 }
@@ -248,29 +264,45 @@ impl SessionStore for PgSessionStore {
         .map_err(db)
     }
 
-    async fn record_failure(
+    async fn begin_attempt(
         &self,
         email_key: &str,
         source: &str,
         policy: &ThrottlePolicy,
-    ) -> Result<DateTime<Utc>, StoreError> {
+    ) -> Result<Attempt, StoreError> {
         let forget = policy.forget_after.as_secs_f64();
-        // Atomic increment: concurrent failures each count.
-        let failures: i32 = sqlx::query_scalar(
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The upsert locks the row until commit, so concurrent attempts of one account from one
+        // source queue here and each sees the block the previous one imposed. While blocked
+        // (the WHERE fails) nothing is counted; the row stays locked for the read below.
+        let failures: Option<i32> = sqlx::query_scalar(
             "INSERT INTO login_throttle (email_key, source, failures, last_failure_at, blocked_until) \
              VALUES ($1, $2, 1, now(), now()) \
              ON CONFLICT (email_key, source) DO UPDATE SET \
                 failures = CASE WHEN login_throttle.last_failure_at < now() - make_interval(secs => $3) \
                                 THEN 1 ELSE login_throttle.failures + 1 END, \
                 last_failure_at = now() \
+             WHERE login_throttle.blocked_until <= now() \
              RETURNING failures",
         )
         .bind(email_key)
         .bind(source)
         .bind(forget)
-        .fetch_one(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
+        let Some(failures) = failures else {
+            let until: DateTime<Utc> = sqlx::query_scalar(
+                "SELECT blocked_until FROM login_throttle WHERE email_key = $1 AND source = $2",
+            )
+            .bind(email_key)
+            .bind(source)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Ok(Attempt::Blocked(until));
+        };
         let delay = policy.delay_after(u32::try_from(failures).unwrap_or(u32::MAX));
         let blocked_until: DateTime<Utc> = sqlx::query_scalar(
             "UPDATE login_throttle SET blocked_until = now() + make_interval(secs => $3) \
@@ -279,10 +311,13 @@ impl SessionStore for PgSessionStore {
         .bind(email_key)
         .bind(source)
         .bind(delay.as_secs_f64())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(blocked_until)
+        tx.commit().await.map_err(db)?;
+        Ok(Attempt::Allowed {
+            blocked_until_if_wrong: blocked_until,
+        })
     }
 
     async fn clear_failures(&self, email_key: &str, source: &str) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{fingerprint, ClientAddr};
 use crate::executor::{store_error, CommandMeta, CommandRequest};
-use crate::sessions::{hash_token, RefreshToken, Rotation};
+use crate::sessions::{hash_token, Attempt, RefreshToken, Rotation};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -78,6 +78,7 @@ pub async fn register(
                 }],
                 success: StatusCode::CREATED,
                 location: Some(format!("/v1/users/{user_id}")),
+                fresh_id: true,
             },
         )
         .await
@@ -115,14 +116,18 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let email_key = normalize_email(&body.email);
     let source = client.key();
-    if let Some(until) = state
+    // Counted before the password check, so concurrent guesses cannot outrun the block.
+    let until = match state
         .sessions
-        .blocked_until(&email_key, &source)
+        .begin_attempt(&email_key, &source, &state.throttle)
         .await
         .map_err(store_error)?
     {
-        return Err(throttled(until));
-    }
+        Attempt::Blocked(until) => return Err(throttled(until)),
+        Attempt::Allowed {
+            blocked_until_if_wrong,
+        } => blocked_until_if_wrong,
+    };
     let account = state
         .store()
         .account_by_email(&email_key)
@@ -136,11 +141,6 @@ pub async fn login(
         )
         .await?;
     let Some(account) = account.filter(|_| verified) else {
-        let until = state
-            .sessions
-            .record_failure(&email_key, &source, &state.throttle)
-            .await
-            .map_err(store_error)?;
         tracing::info!(source = %source, "login failed");
         if until > Utc::now() {
             return Err(throttled(until));
