@@ -47,6 +47,7 @@ pub async fn set_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> an
                 side_effects: vec![],
                 success: StatusCode::OK,
                 location: None,
+                fresh_id: false,
             },
         )
         .await

@@ -115,13 +115,6 @@ pub trait SessionStore: Send + Sync {
     /// Revokes the family of `token_hash` if it belongs to `user_id` (logout).
     async fn revoke_family(&self, token_hash: &[u8], user_id: Uuid) -> Result<(), StoreError>;
 
-    /// Until when logins of this account from this source are refused, if they are.
-    async fn blocked_until(
-        &self,
-        email_key: &str,
-        source: &str,
-    ) -> Result<Option<DateTime<Utc>>, StoreError>;
-
     /// Starts a login attempt: refuses it while blocked, otherwise counts it as a failure in
     /// advance and imposes the block that failure earns, atomically, before the password is
     /// checked. Call [`SessionStore::clear_failures`] when the password turns out right.
@@ -246,22 +239,6 @@ impl SessionStore for PgSessionStore {
         .await
         .map_err(db)?;
         Ok(())
-    }
-
-    async fn blocked_until(
-        &self,
-        email_key: &str,
-        source: &str,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT blocked_until FROM login_throttle \
-             WHERE email_key = $1 AND source = $2 AND blocked_until > now()",
-        )
-        .bind(email_key)
-        .bind(source)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)
     }
 
     async fn begin_attempt(

@@ -183,3 +183,66 @@ async fn registrations_on_two_service_replicas_sharing_a_database_still_claim_an
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 409]);
 }
+
+#[tokio::test]
+async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_overwritten() {
+    use axum::http::StatusCode;
+    use command_service::executor::{CommandMeta, CommandRequest, Executor};
+    use domain::{Actor, Meeting, MeetingCommand, Role};
+
+    let app = spawn_app().await;
+    let organizer = app.user("Organizer").await;
+    let existing = app.schedule(&organizer, &[]).await;
+    let before = app.event_count().await;
+
+    let executor = Executor {
+        store: app.store.clone(),
+        upcasters: std::sync::Arc::new(domain::upcasters::upcasters()),
+    };
+    let meta = CommandMeta {
+        request_id: platform::http::RequestId::generate(),
+        if_match: None,
+        idempotency_key: None,
+    };
+    let start = chrono::Utc::now() + chrono::Duration::days(1);
+    let services = domain::MeetingServices::new(std::sync::Arc::new(NoUsers));
+    let result = executor
+        .execute::<Meeting>(
+            &services,
+            CommandRequest {
+                aggregate_id: existing,
+                actor_id: Some(organizer.id),
+                meta: &meta,
+                fingerprint: ("test", serde_json::Value::Null),
+                commands: vec![MeetingCommand::Schedule {
+                    meeting_id: existing,
+                    actor: Actor::new(organizer.id, Role::Member),
+                    title: "Duplicate".into(),
+                    description: None,
+                    starts_at: start,
+                    ends_at: start + chrono::Duration::hours(1),
+                    time_zone: "UTC".into(),
+                    location: None,
+                    attendees: vec![],
+                    recurrence: None,
+                }],
+                side_effects: vec![],
+                success: StatusCode::CREATED,
+                location: None,
+                fresh_id: true,
+            },
+        )
+        .await;
+    let error = result.expect_err("the meeting exists");
+    assert_eq!(error.status(), StatusCode::CONFLICT);
+    assert_eq!(app.event_count().await, before);
+}
+
+struct NoUsers;
+
+#[async_trait::async_trait]
+impl domain::UserDirectory for NoUsers {
+    async fn missing_users(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, String> {
+        Ok(ids.to_vec())
+    }
+}

@@ -478,6 +478,8 @@ async fn run(
     success: StatusCode,
     location: Option<String>,
 ) -> Result<Response, ApiError> {
+    // Scheduling creates the meeting under an id this request generated.
+    let fresh_id = matches!(commands.first(), Some(MeetingCommand::Schedule { .. }));
     state
         .executor
         .execute::<Meeting>(
@@ -491,6 +493,7 @@ async fn run(
                 side_effects: vec![],
                 success,
                 location,
+                fresh_id,
             },
         )
         .await

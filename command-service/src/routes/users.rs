@@ -93,6 +93,7 @@ pub async fn change_profile(
                 side_effects: vec![],
                 success: StatusCode::OK,
                 location: None,
+                fresh_id: false,
             },
         )
         .await
@@ -154,6 +155,7 @@ pub async fn change_password(
                 }],
                 success: StatusCode::NO_CONTENT,
                 location: None,
+                fresh_id: false,
             },
         )
         .await
@@ -194,6 +196,7 @@ pub async fn change_role(
                 side_effects: vec![],
                 success: StatusCode::OK,
                 location: None,
+                fresh_id: false,
             },
         )
         .await
@@ -224,6 +227,7 @@ pub async fn deactivate(
                 side_effects: vec![SideEffect::DeactivateAccount { user_id: id }],
                 success: StatusCode::OK,
                 location: None,
+                fresh_id: false,
             },
         )
         .await
