@@ -19,6 +19,8 @@ where
     S: Clone + Send + Sync + 'static,
 {
     router
+        // Stop reading bodies at the limit instead of buffering up to axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(extract::BODY_LIMIT))
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(axum::middleware::from_fn_with_state(
