@@ -1,0 +1,90 @@
+//! A dedicated, migrated database per run, dropped at the end.
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// `meetings_bench_<random>` on the server of `admin_url`.
+pub struct BenchDatabase {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl BenchDatabase {
+    pub async fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let mut connection = PgConnection::connect(admin_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {admin_url}: {e}"))?;
+        let name = format!("meetings_bench_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut connection)
+            .await?;
+        connection.close().await.ok();
+        Ok(Self {
+            url: replace_database(admin_url, &name),
+            name,
+            admin_url: admin_url.to_string(),
+        })
+    }
+
+    /// Applies the service's migrations and creates the baseline table.
+    pub async fn prepare(&self, pool: &PgPool) -> anyhow::Result<()> {
+        platform::db::migrate(pool).await?;
+        sqlx::query(
+            "CREATE TABLE bench_baseline (
+                 id         bigserial   PRIMARY KEY,
+                 payload    jsonb       NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `DROP DATABASE … WITH (FORCE)`: ends any connection still open.
+    pub async fn drop_database(&self) -> anyhow::Result<()> {
+        let mut connection = PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut connection)
+        .await?;
+        connection.close().await.ok();
+        Ok(())
+    }
+}
+
+/// The same server URL with another database name; the query string is kept.
+pub fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let server = match base.rfind('/') {
+        Some(index) if index > "postgres://".len() => &base[..index],
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_query_kept() {
+        assert_eq!(
+            replace_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}
