@@ -1,0 +1,250 @@
+//! The change feed, `X-Min-Position` waits and readiness over a real database.
+
+mod support;
+
+use std::time::Duration;
+
+use domain::Role;
+use serde_json::Value;
+use support::{position, spawn_app, spawn_app_with_wait};
+
+fn positions(body: &Value) -> Vec<String> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
+    let app = spawn_app().await;
+    let alice = app.user("Alice").await;
+    let bob = app.user("Bob").await;
+    let admin = app.user_with("Root", Role::Admin, "UTC", None).await;
+    let meeting = uuid::Uuid::now_v7();
+    app.change(1, "MeetingScheduled", meeting, &[alice.id, bob.id])
+        .await;
+    app.change(2, "MessagePosted", meeting, &[alice.id]).await;
+    app.change(3, "UserRegistered", bob.id, &[bob.id]).await;
+    app.change(4, "MeetingCancelled", meeting, &[alice.id, bob.id])
+        .await;
+
+    let body = app.get_json("/v1/changes", &alice.token).await;
+    assert_eq!(positions(&body), vec![position(1), position(2), position(4)]);
+    let event = &body["events"][0];
+    assert_eq!(event["type"], "MeetingScheduled");
+    assert_eq!(event["aggregate_type"], "meeting");
+    assert_eq!(event["aggregate_id"], meeting.to_string());
+    assert_eq!(event["sequence"], 1);
+    assert_eq!(event["data"], serde_json::json!({"n": 1}));
+    assert!(event["recorded_at"].is_string());
+
+    let body = app.get_json("/v1/changes", &bob.token).await;
+    assert_eq!(positions(&body), vec![position(1), position(3), position(4)]);
+    let body = app.get_json("/v1/changes", &admin.token).await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_new() {
+    let app = spawn_app().await;
+    let alice = app.user("Alice").await;
+    let body = app.get_json("/v1/changes", &alice.token).await;
+    assert_eq!(body["events"], serde_json::json!([]));
+    assert!(body["next"].is_null(), "nothing at all and no after");
+
+    let meeting = uuid::Uuid::now_v7();
+    for n in 1..=5 {
+        app.change(n, "MessagePosted", meeting, &[alice.id]).await;
+    }
+    let body = app.get_json("/v1/changes?limit=2", &alice.token).await;
+    assert_eq!(positions(&body), vec![position(1), position(2)]);
+    assert_eq!(body["next"], position(2));
+    let body = app
+        .get_json(
+            &format!("/v1/changes?limit=2&after={}", position(2)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(positions(&body), vec![position(3), position(4)]);
+    let body = app
+        .get_json(&format!("/v1/changes?after={}", position(5)), &alice.token)
+        .await;
+    assert_eq!(body["events"], serde_json::json!([]));
+    assert_eq!(body["next"], position(5), "the given after when nothing new");
+}
+
+#[tokio::test]
+async fn a_query_with_a_future_position_waits_until_the_projector_notifies() {
+    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+    let alice = app.user("Alice").await;
+    app.project_up_to(&position(1)).await;
+    let request = app
+        .client
+        .get(app.url("/v1/users/me"))
+        .bearer_auth(&alice.token)
+        .header("X-Min-Position", position(7))
+        .send();
+    let mut request = Box::pin(request);
+    // Still waiting while the read models stand at position 1.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut request).await;
+    assert!(
+        early.is_err(),
+        "answered before the position was projected"
+    );
+    app.project_up_to(&position(7)).await;
+    let response = tokio::time::timeout(Duration::from_secs(5), request)
+        .await
+        .expect("the notification should release the waiting request promptly")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_position_already_projected_answers_at_once() {
+    let app = spawn_app().await;
+    let alice = app.user("Alice").await;
+    app.project_up_to(&position(9)).await;
+    // The checkpoint is read when the listener (re)connects, and the NOTIFY is seen too; either
+    // way the position counts as reached.
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.client
+            .get(app.url("/v1/users/me"))
+            .bearer_auth(&alice.token)
+            .header("X-Min-Position", position(3))
+            .send(),
+    )
+    .await
+    .expect("no wait for a projected position")
+    .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn the_checkpoint_written_before_the_service_started_counts() {
+    let app = spawn_app().await;
+    let alice = app.user("Alice").await;
+    // Written without a NOTIFY: only the checkpoint read at (re)connect can see it. The service
+    // started before this write, so restart the listener's view by starting a second app state
+    // on the same database.
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)",
+    )
+    .bind(position(4))
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let state = query_service::AppState::new(
+        app.db.pool.clone(),
+        app.jwt.clone(),
+        Duration::from_secs(5),
+    );
+    let reached = tokio::time::timeout(
+        Duration::from_secs(5),
+        state
+            .watch
+            .wait_for(position(4).parse().unwrap(), Duration::from_secs(5)),
+    )
+    .await
+    .expect("bounded");
+    assert_eq!(reached, Ok(()));
+    let _ = alice;
+}
+
+#[tokio::test]
+async fn a_wait_that_runs_out_is_503_with_retry_after() {
+    let app = spawn_app_with_wait(Duration::from_millis(200)).await;
+    let alice = app.user("Alice").await;
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.client
+            .get(app.url("/v1/me/agenda?from=2027-03-01T00:00:00Z&to=2027-03-02T00:00:00Z"))
+            .bearer_auth(&alice.token)
+            .header("X-Min-Position", position(99))
+            .send(),
+    )
+    .await
+    .expect("the wait is bounded")
+    .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    support::assert_problem(response, 503).await;
+}
+
+#[tokio::test]
+async fn a_malformed_min_position_is_400() {
+    let app = spawn_app().await;
+    let alice = app.user("Alice").await;
+    let response = app
+        .client
+        .get(app.url("/v1/users/me"))
+        .bearer_auth(&alice.token)
+        .header("X-Min-Position", "not-a-position")
+        .send()
+        .await
+        .unwrap();
+    support::assert_problem(response, 400).await;
+}
+
+#[tokio::test]
+async fn readiness_fails_while_a_projection_is_stopped() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, position, failed_at, failure)
+         VALUES ('read_models', $1, now(), 'cannot apply MeetingScheduled')",
+    )
+    .bind(position(1))
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["checks"]["projections"]
+        .as_str()
+        .unwrap()
+        .contains("read_models"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_query_and_the_min_position_header() {
+    let app = spawn_app().await;
+    let body: Value = app
+        .client
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/users/me",
+        "/v1/users",
+        "/v1/meetings",
+        "/v1/meetings/{id}",
+        "/v1/meetings/{id}/messages",
+        "/v1/me/agenda",
+        "/v1/freebusy",
+        "/v1/find-times",
+        "/v1/changes",
+    ] {
+        let operations = body["paths"][path].as_object().unwrap_or_else(|| {
+            panic!("{path} missing from the OpenAPI document");
+        });
+        for operation in operations.values() {
+            assert!(
+                operation["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == "X-Min-Position"),
+                "{path}"
+            );
+        }
+    }
+}

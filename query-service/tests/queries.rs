@@ -1,0 +1,398 @@
+//! Profile, directory, meetings and chat history over a real database.
+
+mod support;
+
+use std::collections::HashSet;
+
+use domain::Role;
+use serde_json::Value;
+use support::{ids, spawn_app, MeetingFixture};
+
+#[tokio::test]
+async fn the_profile_comes_from_the_read_model_with_working_hours_and_version() {
+    let app = spawn_app().await;
+    let hours = serde_json::json!({"days": ["mon", "tue"], "start": "09:00", "end": "17:00"});
+    let ada = app
+        .user_with("Ada", Role::Admin, "Europe/Berlin", Some(hours.clone()))
+        .await;
+    let body = app.get_json("/v1/users/me", &ada.token).await;
+    assert_eq!(body["id"], ada.id.to_string());
+    assert_eq!(body["email"], ada.email);
+    assert_eq!(body["display_name"], "Ada");
+    assert_eq!(body["time_zone"], "Europe/Berlin");
+    assert_eq!(body["role"], "admin");
+    assert_eq!(body["working_hours"], hours);
+    assert_eq!(body["version"], 1);
+}
+
+#[tokio::test]
+async fn a_user_the_read_model_does_not_know_yet_gets_404() {
+    let app = spawn_app().await;
+    let token = app.token(uuid::Uuid::now_v7(), Role::Member);
+    let response = app.get("/v1/users/me", &token).await;
+    support::assert_problem(response, 404).await;
+}
+
+#[tokio::test]
+async fn queries_without_a_valid_token_are_401() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/v1/meetings"))
+        .send()
+        .await
+        .unwrap();
+    support::assert_problem(response, 401).await;
+    let response = app.get("/v1/me/agenda", "not-a-token").await;
+    support::assert_problem(response, 401).await;
+}
+
+#[tokio::test]
+async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_skips_inactive_users(
+) {
+    let app = spawn_app().await;
+    let me = app.user("Me").await;
+    let alice = app.user("Alice Smith").await;
+    let alicia = app.user("alicia Jones").await;
+    let _bob = app.user("Bob").await;
+    let gone = app.user("Alina Gone").await;
+    sqlx::query("UPDATE rm_users SET active = false WHERE id = $1")
+        .bind(gone.id)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+
+    let body = app.get_json("/v1/users?q=ALI", &me.token).await;
+    assert_eq!(
+        ids(&body, "id"),
+        vec![alice.id.to_string(), alicia.id.to_string()]
+    );
+    assert_eq!(body["items"][0]["email"], alice.email);
+    assert!(body["next_cursor"].is_null());
+
+    let body = app.get_json("/v1/users?q=bob.", &me.token).await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 1, "email prefix");
+
+    let body = app.get_json("/v1/users?q=%25", &me.token).await;
+    assert!(
+        body["items"].as_array().unwrap().is_empty(),
+        "a % in q is literal, not a wildcard"
+    );
+}
+
+#[tokio::test]
+async fn directory_pages_cover_everyone_exactly_once() {
+    let app = spawn_app().await;
+    let me = app.user("Zed").await;
+    let mut expected = HashSet::from([me.id.to_string()]);
+    for i in 0..11 {
+        // Equal names make the id the deciding part of the sort key.
+        let name = if i % 2 == 0 { "Sam" } else { "sam" };
+        expected.insert(app.user(name).await.id.to_string());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/users?limit=4".to_string();
+    loop {
+        let body = app.get_json(&path, &me.token).await;
+        let page = ids(&body, "id");
+        assert!(page.len() <= 4);
+        seen.extend(page);
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/users?limit=4&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected.len(), "no duplicates: {seen:?}");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), expected);
+}
+
+#[tokio::test]
+async fn a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_for_others() {
+    let app = spawn_app().await;
+    let organizer = app.user("Olga").await;
+    let attendee = app.user("Anton").await;
+    let stranger = app.user("Stan").await;
+    let admin = app.user_with("Root", Role::Admin, "UTC", None).await;
+    let id = app
+        .meeting(
+            MeetingFixture::new(
+                &organizer,
+                "Planning",
+                "2027-03-01T10:00:00Z",
+                "2027-03-01T11:00:00Z",
+            )
+            .attendee(&attendee, "accepted"),
+        )
+        .await;
+    let path = format!("/v1/meetings/{id}");
+
+    for who in [&organizer, &attendee, &admin] {
+        let body = app.get_json(&path, &who.token).await;
+        assert_eq!(body["id"], id.to_string(), "{}", who.display_name);
+    }
+    let body = app.get_json(&path, &attendee.token).await;
+    assert_eq!(body["title"], "Planning");
+    assert_eq!(body["organizer"]["id"], organizer.id.to_string());
+    assert_eq!(body["organizer"]["display_name"], "Olga");
+    assert_eq!(body["starts_at"], "2027-03-01T10:00:00Z");
+    assert_eq!(body["status"], "scheduled");
+    assert_eq!(body["version"], 3);
+    assert_eq!(
+        body["attendees"],
+        serde_json::json!([{"user_id": attendee.id, "display_name": "Anton",
+                            "optional": false, "response": "accepted"}])
+    );
+
+    let stranger_sees = support::assert_problem(app.get(&path, &stranger.token).await, 404).await;
+    let unknown = support::assert_problem(
+        app.get(
+            &format!("/v1/meetings/{}", uuid::Uuid::now_v7()),
+            &stranger.token,
+        )
+        .await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        stranger_sees["detail"], unknown["detail"],
+        "a hidden meeting looks exactly like a missing one"
+    );
+}
+
+#[tokio::test]
+async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
+    let app = spawn_app().await;
+    let organizer = app.user("Olga").await;
+    let id = app
+        .meeting(MeetingFixture::new(
+            &organizer,
+            "Planning",
+            "2027-03-01T10:00:00Z",
+            "2027-03-01T11:00:00Z",
+        ))
+        .await;
+    let path = format!("/v1/meetings/{id}");
+    let response = app.get(&path, &organizer.token).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["etag"], "\"3\"");
+
+    let response = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&organizer.token)
+        .header("If-None-Match", "\"3\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 304);
+    assert_eq!(response.headers()["etag"], "\"3\"");
+    assert!(response.text().await.unwrap().is_empty());
+
+    sqlx::query("UPDATE rm_meetings SET version = 4 WHERE id = $1")
+        .bind(id)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let response = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&organizer.token)
+        .header("If-None-Match", "\"3\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "a stale ETag gets the new version");
+    assert_eq!(response.headers()["etag"], "\"4\"");
+}
+
+#[tokio::test]
+async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all() {
+    let app = spawn_app().await;
+    let olga = app.user("Olga").await;
+    let anton = app.user("Anton").await;
+    let stan = app.user("Stan").await;
+    let admin = app.user_with("Root", Role::Admin, "UTC", None).await;
+    let organized = app
+        .meeting(MeetingFixture::new(
+            &olga,
+            "Mine",
+            "2027-03-01T10:00:00Z",
+            "2027-03-01T11:00:00Z",
+        ))
+        .await;
+    let invited = app
+        .meeting(
+            MeetingFixture::new(
+                &stan,
+                "Invited",
+                "2027-03-02T10:00:00Z",
+                "2027-03-02T11:00:00Z",
+            )
+            .attendee(&olga, "needs_action"),
+        )
+        .await;
+    let others = app
+        .meeting(
+            MeetingFixture::new(
+                &stan,
+                "Others",
+                "2027-03-03T10:00:00Z",
+                "2027-03-03T11:00:00Z",
+            )
+            .attendee(&anton, "accepted"),
+        )
+        .await;
+
+    let body = app.get_json("/v1/meetings", &olga.token).await;
+    assert_eq!(
+        ids(&body, "id"),
+        vec![organized.to_string(), invited.to_string()]
+    );
+    assert_eq!(body["items"][1]["attendees"][0]["user_id"], olga.id.to_string());
+    let body = app.get_json("/v1/meetings", &admin.token).await;
+    assert_eq!(
+        ids(&body, "id"),
+        vec![
+            organized.to_string(),
+            invited.to_string(),
+            others.to_string()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_meeting_list_filters_by_overlap_status_and_title() {
+    let app = spawn_app().await;
+    let olga = app.user("Olga").await;
+    let early = app
+        .meeting(MeetingFixture::new(
+            &olga,
+            "Early standup",
+            "2027-03-01T08:00:00Z",
+            "2027-03-01T09:00:00Z",
+        ))
+        .await;
+    let spanning = app
+        .meeting(MeetingFixture::new(
+            &olga,
+            "Long review",
+            "2027-03-01T09:30:00Z",
+            "2027-03-01T12:00:00Z",
+        ))
+        .await;
+    let cancelled = app
+        .meeting(
+            MeetingFixture::new(
+                &olga,
+                "Cancelled review",
+                "2027-03-01T13:00:00Z",
+                "2027-03-01T14:00:00Z",
+            )
+            .status("cancelled"),
+        )
+        .await;
+
+    let body = app
+        .get_json(
+            "/v1/meetings?from=2027-03-01T09:00:00Z&to=2027-03-01T13:00:00Z",
+            &olga.token,
+        )
+        .await;
+    assert_eq!(
+        ids(&body, "id"),
+        vec![spanning.to_string()],
+        "a meeting ending exactly at `from` or starting exactly at `to` does not overlap"
+    );
+    let body = app
+        .get_json("/v1/meetings?status=cancelled", &olga.token)
+        .await;
+    assert_eq!(ids(&body, "id"), vec![cancelled.to_string()]);
+    let body = app.get_json("/v1/meetings?q=REVIEW", &olga.token).await;
+    assert_eq!(
+        ids(&body, "id"),
+        vec![spanning.to_string(), cancelled.to_string()]
+    );
+    let body = app
+        .get_json("/v1/meetings?from=2027-03-01T07:00:00%2B00:00", &olga.token)
+        .await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    assert_eq!(body["items"][0]["id"], early.to_string());
+}
+
+#[tokio::test]
+async fn meeting_pages_follow_start_order_without_duplicates_or_omissions() {
+    let app = spawn_app().await;
+    let olga = app.user("Olga").await;
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        // Pairs of meetings share a start time: the id breaks the tie.
+        let start = format!("2027-03-01T{:02}:00:00Z", 8 + i / 2);
+        let end = format!("2027-03-01T{:02}:30:00Z", 8 + i / 2);
+        expected.push((
+            start.clone(),
+            app.meeting(MeetingFixture::new(&olga, "M", &start, &end))
+                .await
+                .to_string(),
+        ));
+    }
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    let mut seen = Vec::new();
+    let mut path = "/v1/meetings?limit=3".to_string();
+    let mut pages = 0;
+    loop {
+        let body = app.get_json(&path, &olga.token).await;
+        seen.extend(ids(&body, "id"));
+        pages += 1;
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/meetings?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn chat_history_is_in_position_order_for_participants_and_hidden_from_strangers() {
+    let app = spawn_app().await;
+    let olga = app.user("Olga").await;
+    let anton = app.user("Anton").await;
+    let stan = app.user("Stan").await;
+    let id = app
+        .meeting(
+            MeetingFixture::new(
+                &olga,
+                "Chat",
+                "2027-03-01T10:00:00Z",
+                "2027-03-01T11:00:00Z",
+            )
+            .attendee(&anton, "accepted"),
+        )
+        .await;
+    for n in [3, 1, 5, 2, 4] {
+        app.message(id, &olga, &format!("message {n}"), n).await;
+    }
+    let path = format!("/v1/meetings/{id}/messages");
+    let first: Value = app
+        .get_json(&format!("{path}?limit=2"), &anton.token)
+        .await;
+    let texts: Vec<&str> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["message 1", "message 2"]);
+    assert_eq!(first["items"][0]["author_id"], olga.id.to_string());
+    let cursor = first["next_cursor"].as_str().unwrap();
+    assert_eq!(cursor, support::position(2));
+    let rest = app
+        .get_json(&format!("{path}?after={cursor}"), &anton.token)
+        .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 3);
+    assert_eq!(rest["items"][0]["text"], "message 3");
+    assert!(rest["next_cursor"].is_null());
+
+    support::assert_problem(app.get(&path, &stan.token).await, 404).await;
+}

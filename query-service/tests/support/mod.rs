@@ -1,0 +1,370 @@
+//! Test harness: a real query-service on port 0 against a fresh PostgreSQL database, with the
+//! read models filled directly (the projector is not part of these tests).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::Role;
+use platform::auth::JwtKeys;
+use platform::config::Secret;
+use platform::metrics::Metrics;
+use platform::store::Position;
+use platform::testing::TestDatabase;
+use query_service::{router, AppState, Application};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub jwt: Arc<JwtKeys>,
+    pub db: TestDatabase,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The service with the default `X-Min-Position` wait (2 s).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with_wait(query_service::DEFAULT_MIN_POSITION_WAIT).await
+}
+
+pub async fn spawn_app_with_wait(min_position_wait: Duration) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        platform::telemetry::init(Some(platform::config::LogFormat::Text));
+    }
+    let db = TestDatabase::new().await;
+    let jwt = Arc::new(JwtKeys::new(
+        &Secret::new(JWT_SECRET),
+        "meetings",
+        "meetings",
+    ));
+    let state = AppState::new(db.pool.clone(), jwt.clone(), min_position_wait);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::from_parts(listener, router(state, Metrics::new()));
+    let address: SocketAddr = app.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{address}"),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        jwt,
+        db,
+        shutdown: Some(tx),
+    }
+}
+
+/// A user present in `rm_users`, with a token.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub token: String,
+}
+
+/// A meeting to insert; see [`TestApp::meeting`].
+pub struct MeetingFixture<'a> {
+    pub organizer: &'a TestUser,
+    pub title: &'a str,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: &'a str,
+    /// Attendee and their response.
+    pub attendees: Vec<(&'a TestUser, &'a str)>,
+}
+
+impl<'a> MeetingFixture<'a> {
+    pub fn new(organizer: &'a TestUser, title: &'a str, starts_at: &str, ends_at: &str) -> Self {
+        Self {
+            organizer,
+            title,
+            starts_at: time(starts_at),
+            ends_at: time(ends_at),
+            status: "scheduled",
+            attendees: vec![],
+        }
+    }
+
+    pub fn attendee(mut self, user: &'a TestUser, response: &'a str) -> Self {
+        self.attendees.push((user, response));
+        self
+    }
+
+    pub fn status(mut self, status: &'a str) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+pub fn time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("fixture times are RFC 3339")
+        .with_timezone(&Utc)
+}
+
+/// The `n`th position of a test (increasing with `n`).
+pub fn position(n: i64) -> String {
+    Position {
+        transaction_id: 1000,
+        id: n,
+    }
+    .to_string()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn token(&self, id: Uuid, role: Role) -> String {
+        self.jwt.issue(id, role, Duration::from_secs(600))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let response = self.get(path, token).await;
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Value {
+        let response = self.post(path, token, body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "POST {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Inserts an active member into `rm_users`.
+    pub async fn user(&self, display_name: &str) -> TestUser {
+        self.user_with(display_name, Role::Member, "UTC", None).await
+    }
+
+    pub async fn user_with(
+        &self,
+        display_name: &str,
+        role: Role,
+        time_zone: &str,
+        working_hours: Option<Value>,
+    ) -> TestUser {
+        let id = Uuid::now_v7();
+        let email = format!(
+            "{}.{}@example.com",
+            display_name.to_lowercase().replace(' ', "."),
+            &id.simple().to_string()[24..]
+        );
+        sqlx::query(
+            "INSERT INTO rm_users (id, email, email_key, display_name, time_zone, role,
+                                   working_hours, active, version, created_at, updated_at)
+             VALUES ($1, $2, lower($2), $3, $4, $5, $6, true, 1, now(), now())",
+        )
+        .bind(id)
+        .bind(&email)
+        .bind(display_name)
+        .bind(time_zone)
+        .bind(role.as_str())
+        .bind(working_hours)
+        .execute(&self.db.pool)
+        .await
+        .expect("insert rm_users");
+        TestUser {
+            id,
+            email,
+            display_name: display_name.to_string(),
+            token: self.token(id, role),
+        }
+    }
+
+    /// Inserts a meeting with its attendees and the agenda rows the projector would write.
+    pub async fn meeting(&self, fixture: MeetingFixture<'_>) -> Uuid {
+        let id = Uuid::now_v7();
+        let pool = &self.db.pool;
+        sqlx::query(
+            "INSERT INTO rm_meetings (id, organizer_id, title, description, starts_at, ends_at,
+                 time_zone, location, status, recurrence, cancel_reason, version, position,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, 'About things', $4, $5, 'Europe/Berlin', 'Room 1', $6, NULL,
+                     NULL, 3, $7, now(), now())",
+        )
+        .bind(id)
+        .bind(fixture.organizer.id)
+        .bind(fixture.title)
+        .bind(fixture.starts_at)
+        .bind(fixture.ends_at)
+        .bind(fixture.status)
+        .bind(position(1))
+        .execute(pool)
+        .await
+        .expect("insert rm_meetings");
+        self.agenda_row(&fixture, id, fixture.organizer.id, true, None)
+            .await;
+        for (user, response) in &fixture.attendees {
+            sqlx::query(
+                "INSERT INTO rm_meeting_attendees (meeting_id, user_id, optional, response)
+                 VALUES ($1, $2, false, $3)",
+            )
+            .bind(id)
+            .bind(user.id)
+            .bind(*response)
+            .execute(pool)
+            .await
+            .expect("insert rm_meeting_attendees");
+            self.agenda_row(&fixture, id, user.id, false, Some(response))
+                .await;
+        }
+        id
+    }
+
+    async fn agenda_row(
+        &self,
+        fixture: &MeetingFixture<'_>,
+        meeting_id: Uuid,
+        user_id: Uuid,
+        is_organizer: bool,
+        my_response: Option<&str>,
+    ) {
+        sqlx::query(
+            "INSERT INTO rm_agenda (user_id, meeting_id, starts_at, ends_at, title, status,
+                                    is_organizer, my_response)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(user_id)
+        .bind(meeting_id)
+        .bind(fixture.starts_at)
+        .bind(fixture.ends_at)
+        .bind(fixture.title)
+        .bind(fixture.status)
+        .bind(is_organizer)
+        .bind(my_response)
+        .execute(&self.db.pool)
+        .await
+        .expect("insert rm_agenda");
+    }
+
+    /// Inserts a chat message at position `n`.
+    pub async fn message(&self, meeting_id: Uuid, author: &TestUser, text: &str, n: i64) {
+        sqlx::query(
+            "INSERT INTO rm_chat_messages (meeting_id, message_id, author_id, text, posted_at, position)
+             VALUES ($1, $2, $3, $4, now(), $5)",
+        )
+        .bind(meeting_id)
+        .bind(Uuid::now_v7())
+        .bind(author.id)
+        .bind(text)
+        .bind(position(n))
+        .execute(&self.db.pool)
+        .await
+        .expect("insert rm_chat_messages");
+    }
+
+    /// Inserts an event at position `n` visible to `audience`.
+    pub async fn change(&self, n: i64, event_type: &str, aggregate_id: Uuid, audience: &[Uuid]) {
+        sqlx::query(
+            "INSERT INTO rm_changes (position, event_id, event_type, aggregate_type, aggregate_id,
+                                     sequence, recorded_at, data, audience)
+             VALUES ($1, $2, $3, 'meeting', $4, $5, now(), $6, $7)",
+        )
+        .bind(position(n))
+        .bind(Uuid::now_v7())
+        .bind(event_type)
+        .bind(aggregate_id)
+        .bind(n)
+        .bind(serde_json::json!({"n": n}))
+        .bind(audience)
+        .execute(&self.db.pool)
+        .await
+        .expect("insert rm_changes");
+    }
+
+    /// What the projector does when it commits: move the checkpoint and notify, in one
+    /// transaction.
+    pub async fn project_up_to(&self, position: &str) {
+        let mut tx = self.db.pool.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)
+             ON CONFLICT (projection) DO UPDATE SET position = $1, updated_at = now()",
+        )
+        .bind(position)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_notify('meetings_projected', $1)")
+            .bind(position)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+/// Asserts an RFC 9457 body with the response's request id, and returns it.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
+    assert!(!body["title"].as_str().unwrap().is_empty());
+    assert!(body["detail"].is_string());
+    body
+}
+
+/// Ids of a list response's `items` under `key`.
+pub fn ids(body: &Value, key: &str) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item[key].as_str().unwrap().to_string())
+        .collect()
+}
