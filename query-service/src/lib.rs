@@ -1,7 +1,219 @@
-//! `query-service`: the query REST API over the read models.
+//! The query side of meetings: REST endpoints that read the read models (`rm_*` tables) kept by
+//! the projector, and nothing else. Every query route accepts `X-Min-Position` (see [`watch`]).
 //!
-//! Not built yet: it arrives with issue #3 (see `docs/architecture.md`). The crate exists
-//! so that the workspace shows the architecture and the binary name of API.md is reserved.
+//! `main.rs` is thin: tests and the all-in-one `meetings serve` build the same [`Application`].
 
-/// Issue that builds this component.
-pub const TRACKING_ISSUE: u32 = 3;
+pub mod openapi;
+pub mod params;
+pub mod routes;
+pub mod slots;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::Router;
+use platform::auth::JwtKeys;
+use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings};
+use platform::http::health::{self, PostgresReady, ReadinessCheck};
+use platform::metrics::Metrics;
+use sqlx::PgPool;
+
+use crate::watch::{MinPositionState, ProjectionWatch};
+
+/// Default address (API.md "Default ports").
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8082";
+
+/// Default bound of an `X-Min-Position` wait (API.md "Common": 2 s).
+pub const DEFAULT_MIN_POSITION_WAIT: Duration = Duration::from_secs(2);
+
+/// Settings of the query-service binary.
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "query-service", version, about = "meetings query API")]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub jwt: JwtSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+    /// Address to bind.
+    #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Longest a query with `X-Min-Position` waits for the projection before answering 503
+    /// (e.g. `2s`, `500ms`).
+    #[arg(long = "min-position-wait", env = "MEETINGS_MIN_POSITION_WAIT", default_value = "2s", value_parser = parse_wait)]
+    pub min_position_wait: Duration,
+}
+
+/// Durations of [`parse_duration`], plus milliseconds (`500ms`) for short waits.
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    match text.trim().strip_suffix("ms") {
+        Some(millis) => match millis.parse::<u64>() {
+            Ok(0) | Err(_) => Err(format!(
+                "`{text}` is not a positive duration such as 500ms or 2s"
+            )),
+            Ok(n) => Ok(Duration::from_millis(n)),
+        },
+        None => parse_duration(text),
+    }
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The read models (the query side never touches the event store's tables).
+    pub pool: PgPool,
+    pub jwt: Arc<JwtKeys>,
+    /// How far the read models are; `X-Min-Position` waits on it.
+    pub watch: ProjectionWatch,
+    /// Upper bound of an `X-Min-Position` wait.
+    pub min_position_wait: Duration,
+}
+
+impl AppState {
+    /// Builds the state and starts the projection listener (needs a Tokio runtime).
+    pub fn new(pool: PgPool, jwt: Arc<JwtKeys>, min_position_wait: Duration) -> Self {
+        Self {
+            watch: ProjectionWatch::start(pool.clone()),
+            pool,
+            jwt,
+            min_position_wait,
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<JwtKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+/// Readiness fails while any projection is stopped on an event it cannot apply: the read
+/// models would silently stay behind otherwise (DESIGN.md guarantee 5).
+pub struct ProjectionsHealthy(pub PgPool);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for ProjectionsHealthy {
+    fn name(&self) -> &'static str {
+        "projections"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let failed: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT projection, failure FROM projection_checkpoints
+             WHERE failed_at IS NOT NULL ORDER BY projection",
+        )
+        .fetch_all(&self.0)
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(failed
+            .into_iter()
+            .map(|(projection, failure)| {
+                format!(
+                    "projection {projection} stopped: {}",
+                    failure.as_deref().unwrap_or("no reason recorded")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+}
+
+/// The complete HTTP application: query routes (behind the `X-Min-Position` wait), OpenAPI,
+/// health, metrics, error fallbacks.
+pub fn router(state: AppState, metrics: Metrics) -> Router {
+    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+        Arc::new(PostgresReady(state.pool.clone())),
+        Arc::new(ProjectionsHealthy(state.pool.clone())),
+    ];
+    let min_position = MinPositionState {
+        watch: state.watch.clone(),
+        max_wait: state.min_position_wait,
+    };
+    let api = routes::router()
+        // route_layer: only matched query routes wait; unknown paths answer 404 at once.
+        .route_layer(axum::middleware::from_fn_with_state(
+            min_position,
+            watch::min_position,
+        ))
+        .merge(openapi::router())
+        .with_state(state)
+        .merge(health::router(checks, metrics.clone()));
+    platform::http::finish_router(api, metrics)
+}
+
+/// A built, bound application, ready to serve.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Connects to PostgreSQL, checks migrations, starts the projection listener, binds.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
+        let pool = platform::db::connect(
+            settings.database.postgres_url()?,
+            settings.database.max_connections,
+        )
+        .await?;
+        if !platform::db::migrations_applied(&pool).await? {
+            anyhow::bail!("the database is not migrated: run `meetings migrate` first");
+        }
+        let state = AppState::new(pool, jwt, settings.min_position_wait);
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (MEETINGS_LISTEN): {e}",
+                    settings.listen
+                )
+            })?;
+        Ok(Self::from_parts(listener, router(state, Metrics::new())))
+    }
+
+    pub fn from_parts(listener: tokio::net::TcpListener, router: Router) -> Self {
+        Self { listener, router }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("BUG: a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(address = %self.local_addr(), "query-service listening");
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_accept_milliseconds_and_seconds() {
+        assert_eq!(parse_wait("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_wait("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_wait("0ms").is_err());
+        assert!(parse_wait("soon").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! `GET /v1/openapi.json`: the OpenAPI document, generated from the handlers' annotations so it
+//! cannot drift from the code.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{calendar, changes, meetings, users};
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "meetings — query API",
+        version = "1",
+        description = "Reads of the read models: profiles, the user directory, meetings, chat \
+            history, agenda, free/busy, find-times and the change feed. Every query accepts \
+            X-Min-Position (read-your-writes): it waits, bounded (default 2 s), until the read \
+            models include that position, else 503 with Retry-After. Lists take limit (1–500, \
+            default 50; larger is 422) and an opaque cursor (base64url of the last sort key; \
+            pass next_cursor back unchanged, a malformed one is 422). Errors are RFC 9457 \
+            problem+json with a request_id."
+    ),
+    paths(
+        users::me, users::directory,
+        meetings::get_one, meetings::list, meetings::messages,
+        calendar::agenda, calendar::freebusy, calendar::find_times,
+        changes::changes,
+    ),
+    components(schemas(
+        platform::http::Problem, platform::http::error::ProblemFieldError,
+    )),
+    modifiers(&BearerAuth, &MinPositionHeader),
+    tags(
+        (name = "users", description = "Profile and directory"),
+        (name = "meetings", description = "Meetings and their chat"),
+        (name = "calendar", description = "Agenda, free/busy and finding times"),
+        (name = "changes", description = "The caller's change feed"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Documents `X-Min-Position` (and its 400/503 answers) on every query operation, since a
+/// middleware, not the handlers, implements it.
+struct MinPositionHeader;
+
+impl Modify for MinPositionHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let parameter = ParameterBuilder::new()
+            .name("X-Min-Position")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Wait (bounded, default 2 s) until the read models include this position (the \
+                 `position` of a command response). 400 when malformed; 503 with Retry-After: 1 \
+                 when the wait runs out.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9a-f]{32}$")),
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(parameter.clone());
+                let unavailable = utoipa::openapi::ResponseBuilder::new()
+                    .description("X-Min-Position not reached in time (Retry-After: 1)")
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_string())
+                    .or_insert(unavailable.into());
+            }
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/v1/openapi.json",
+        get(|| async { Json(ApiDoc::openapi()) }),
+    )
+}

@@ -1,0 +1,318 @@
+//! The caller's agenda, free/busy and find-times, all read from `rm_agenda` (one row per meeting
+//! and participant, indexed by `(user_id, starts_at)`).
+//!
+//! Every range query bounds the index scan on both sides: `starts_at < to` and, because a
+//! meeting lasts at most 24 hours (domain rule), `starts_at >= from - 24 h`; `ends_at > from`
+//! then filters the few rows of that extra day. With the range itself bounded, a query reads
+//! only the rows it returns plus at most one day's worth.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
+use platform::auth::AuthUser;
+use platform::http::{ApiError, ApiJson, ApiQuery};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::internal;
+use crate::params;
+use crate::slots::{self, Interval, LocalHours, Participant};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/me/agenda", get(agenda))
+        .route("/v1/freebusy", post(freebusy))
+        .route("/v1/find-times", post(find_times))
+}
+
+/// Longest range of one agenda request.
+pub const MAX_AGENDA_DAYS: i64 = 366;
+/// Longest range of one free/busy request.
+pub const MAX_FREEBUSY_DAYS: i64 = 90;
+/// Longest range of one find-times request (it evaluates every 15-minute slot of it).
+pub const MAX_FIND_TIMES_DAYS: i64 = 31;
+/// Most users in one free/busy or find-times request.
+pub const MAX_USERS: usize = 100;
+/// Longest meeting (domain rule), used as the lower index bound of range scans.
+const MAX_MEETING_HOURS: i64 = 24;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgendaQuery {
+    /// RFC 3339, required: meetings that end after this time.
+    pub from: Option<String>,
+    /// RFC 3339, required, after `from`, at most 366 days later: meetings that start before it.
+    pub to: Option<String>,
+}
+
+/// One meeting in the caller's agenda.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct AgendaItem {
+    pub meeting_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub title: String,
+    /// `scheduled`, `in_progress`, `ended` or `cancelled` (cancelled meetings stay listed).
+    pub status: String,
+    /// The caller's answer (`needs_action`, `accepted`, `declined`, `tentative`); `null` when
+    /// the caller organizes the meeting.
+    pub my_response: Option<String>,
+    /// Whether the caller organizes the meeting (extension of API.md).
+    pub is_organizer: bool,
+}
+
+/// The caller's agenda.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Agenda {
+    pub items: Vec<AgendaItem>,
+}
+
+/// Meetings the caller organizes or attends that overlap `[from, to)`, ordered by start (then
+/// meeting id). Not paginated: the range is bounded (366 days) instead. A series appears once,
+/// at its first occurrence (occurrences are not expanded yet).
+#[utoipa::path(get, path = "/v1/me/agenda", tag = "calendar", security(("bearer" = [])), params(AgendaQuery),
+    responses(
+        (status = 200, body = Agenda),
+        (status = 401, body = platform::http::Problem),
+        (status = 422, description = "from/to missing or malformed, to not after from, or range over 366 days", body = platform::http::Problem)))]
+pub async fn agenda(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiQuery(query): ApiQuery<AgendaQuery>,
+) -> Result<Json<Agenda>, ApiError> {
+    let from = params::required_time("from", query.from.as_deref())?;
+    let to = params::required_time("to", query.to.as_deref())?;
+    params::range(from, to, Duration::days(MAX_AGENDA_DAYS))?;
+    let items: Vec<AgendaItem> = sqlx::query_as(
+        "SELECT meeting_id, starts_at, ends_at, title, status, my_response, is_organizer
+         FROM rm_agenda
+         WHERE user_id = $1 AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
+         ORDER BY starts_at, meeting_id",
+    )
+    .bind(caller.user_id)
+    .bind(from - Duration::hours(MAX_MEETING_HOURS))
+    .bind(to)
+    .bind(from)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(internal)?;
+    Ok(Json(Agenda { items }))
+}
+
+/// Busy intervals of `user_ids` overlapping `[from, to)`: meetings not cancelled that the user
+/// organizes or has not declined. Unmerged and unclipped.
+async fn busy_rows(
+    pool: &PgPool,
+    user_ids: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<BTreeMap<Uuid, Vec<Interval>>, ApiError> {
+    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT user_id, starts_at, ends_at FROM rm_agenda
+         WHERE user_id = ANY($1) AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
+           AND status <> 'cancelled' AND my_response IS DISTINCT FROM 'declined'",
+    )
+    .bind(user_ids)
+    .bind(from - Duration::hours(MAX_MEETING_HOURS))
+    .bind(to)
+    .bind(from)
+    .fetch_all(pool)
+    .await
+    .map_err(internal)?;
+    let mut busy: BTreeMap<Uuid, Vec<Interval>> =
+        user_ids.iter().map(|id| (*id, Vec::new())).collect();
+    for (user_id, starts_at, ends_at) in rows {
+        busy.entry(user_id)
+            .or_default()
+            .push(Interval::new(starts_at, ends_at));
+    }
+    Ok(busy)
+}
+
+/// Checks the user list (1–100 ids) and drops duplicates, keeping the first occurrence.
+fn user_list(user_ids: Vec<Uuid>) -> Result<Vec<Uuid>, ApiError> {
+    if user_ids.is_empty() {
+        return Err(ApiError::invalid("user_ids", "must name at least one user"));
+    }
+    if user_ids.len() > MAX_USERS {
+        return Err(ApiError::invalid(
+            "user_ids",
+            format!("at most {MAX_USERS} users per request"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    Ok(user_ids.into_iter().filter(|id| seen.insert(*id)).collect())
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreeBusyRequest {
+    /// 1–100 user ids; duplicates are ignored.
+    pub user_ids: Vec<Uuid>,
+    pub from: DateTime<FixedOffset>,
+    /// After `from`, at most 90 days later.
+    pub to: DateTime<FixedOffset>,
+}
+
+/// One busy interval, `[starts_at, ends_at)`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BusyInterval {
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Busy intervals per requested user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FreeBusy {
+    /// Every requested user id maps to its busy intervals (possibly none), sorted.
+    #[schema(value_type = std::collections::HashMap<String, Vec<BusyInterval>>)]
+    pub users: BTreeMap<Uuid, Vec<BusyInterval>>,
+}
+
+/// Free/busy of any users, like a shared calendar's: only intervals, never titles or other
+/// details, so any authenticated user may ask about anyone. Busy means a meeting the user
+/// organizes or attends that is not cancelled and that the user has not declined. Overlapping
+/// and touching intervals are merged; intervals are clipped to `[from, to)`. Unknown ids get
+/// an empty list (existence is not revealed here).
+#[utoipa::path(post, path = "/v1/freebusy", tag = "calendar", security(("bearer" = [])), request_body = FreeBusyRequest,
+    responses(
+        (status = 200, body = FreeBusy),
+        (status = 400, body = platform::http::Problem),
+        (status = 401, body = platform::http::Problem),
+        (status = 422, description = "no or over 100 users, to not after from, range over 90 days", body = platform::http::Problem)))]
+pub async fn freebusy(
+    State(state): State<AppState>,
+    _caller: AuthUser,
+    ApiJson(body): ApiJson<FreeBusyRequest>,
+) -> Result<Json<FreeBusy>, ApiError> {
+    let user_ids = user_list(body.user_ids)?;
+    let (from, to) = (body.from.with_timezone(&Utc), body.to.with_timezone(&Utc));
+    params::range(from, to, Duration::days(MAX_FREEBUSY_DAYS))?;
+    let busy = busy_rows(&state.pool, &user_ids, from, to).await?;
+    let users = busy
+        .into_iter()
+        .map(|(id, intervals)| {
+            let merged = slots::clip(slots::merge(intervals), from, to);
+            let intervals = merged
+                .into_iter()
+                .map(|i| BusyInterval {
+                    starts_at: i.start,
+                    ends_at: i.end,
+                })
+                .collect();
+            (id, intervals)
+        })
+        .collect();
+    Ok(Json(FreeBusy { users }))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindTimesRequest {
+    /// 1–100 user ids; duplicates are ignored.
+    pub user_ids: Vec<Uuid>,
+    /// Length of the meeting, 1–1440 minutes.
+    pub duration_minutes: i64,
+    pub from: DateTime<FixedOffset>,
+    /// After `from`, at most 31 days later.
+    pub to: DateTime<FixedOffset>,
+    /// Only slots inside the working hours of every user who has set them (in each user's own
+    /// time zone). Default false.
+    #[serde(default)]
+    pub working_hours_only: bool,
+}
+
+/// A candidate time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Suggestion {
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// The requested users who are free then, in request order.
+    pub available: Vec<Uuid>,
+}
+
+/// Suggested times, best first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindTimes {
+    pub suggestions: Vec<Suggestion>,
+}
+
+/// Candidate slots of `duration_minutes` starting on the quarter-hour (UTC grid) within
+/// `[from, to]`, ranked by how many of the users are free (all free first), earlier first among
+/// equals; at most 20, and never a slot where nobody is free. Users without working hours
+/// count as always available; with `working_hours_only` a slot must lie within one working day
+/// of every user who has working hours.
+#[utoipa::path(post, path = "/v1/find-times", tag = "calendar", security(("bearer" = [])), request_body = FindTimesRequest,
+    responses(
+        (status = 200, body = FindTimes),
+        (status = 400, body = platform::http::Problem),
+        (status = 401, body = platform::http::Problem),
+        (status = 422, description = "no or over 100 users, bad duration, to not after from, range over 31 days", body = platform::http::Problem)))]
+pub async fn find_times(
+    State(state): State<AppState>,
+    _caller: AuthUser,
+    ApiJson(body): ApiJson<FindTimesRequest>,
+) -> Result<Json<FindTimes>, ApiError> {
+    let user_ids = user_list(body.user_ids)?;
+    if !(1..=1440).contains(&body.duration_minutes) {
+        return Err(ApiError::invalid(
+            "duration_minutes",
+            "must be from 1 to 1440 minutes",
+        ));
+    }
+    let (from, to) = (body.from.with_timezone(&Utc), body.to.with_timezone(&Utc));
+    params::range(from, to, Duration::days(MAX_FIND_TIMES_DAYS))?;
+    let mut busy = busy_rows(&state.pool, &user_ids, from, to).await?;
+    let profiles: Vec<(Uuid, String, Option<serde_json::Value>)> =
+        sqlx::query_as("SELECT id, time_zone, working_hours FROM rm_users WHERE id = ANY($1)")
+            .bind(&user_ids)
+            .fetch_all(&state.pool)
+            .await
+            .map_err(internal)?;
+    let mut hours: BTreeMap<Uuid, LocalHours> = BTreeMap::new();
+    for (id, time_zone, working_hours) in profiles {
+        let Some(value) = working_hours.filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let parsed = serde_json::from_value::<domain::WorkingHours>(value)
+            .ok()
+            .and_then(|wh| LocalHours::from_profile(&time_zone, &wh));
+        match parsed {
+            Some(local) => {
+                hours.insert(id, local);
+            }
+            None => tracing::warn!(user_id = %id, "unreadable working hours; treating as always available"),
+        }
+    }
+    let participants: Vec<Participant> = user_ids
+        .iter()
+        .map(|id| Participant {
+            id: *id,
+            busy: slots::merge(busy.remove(id).unwrap_or_default()),
+            working_hours: hours.remove(id),
+        })
+        .collect();
+    let suggestions = slots::find_times(
+        &participants,
+        Duration::minutes(body.duration_minutes),
+        from,
+        to,
+        body.working_hours_only,
+    );
+    Ok(Json(FindTimes {
+        suggestions: suggestions
+            .into_iter()
+            .map(|s| Suggestion {
+                starts_at: s.starts_at,
+                ends_at: s.ends_at,
+                available: s.available,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,61 @@
+//! HTTP routes of the query side, one module per resource. Every handler reads the read models
+//! only, and every one requires a bearer token ([`platform::auth::AuthUser`]).
+
+pub mod calendar;
+pub mod changes;
+pub mod meetings;
+pub mod users;
+
+use axum::Router;
+use domain::Role;
+use platform::auth::AuthUser;
+use platform::http::ApiError;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(users::router())
+        .merge(meetings::router())
+        .merge(calendar::router())
+        .merge(changes::router())
+}
+
+/// A database failure is our fault: 500, logged once by [`ApiError`]'s response.
+pub fn internal(error: sqlx::Error) -> ApiError {
+    ApiError::Internal(error.into())
+}
+
+/// Whether the caller is an administrator (role from the verified token).
+pub fn is_admin(caller: &AuthUser) -> bool {
+    caller.role == Role::Admin
+}
+
+/// SQL condition "the caller may see meeting `m`": its organizer, one of its attendees, or an
+/// admin. Placeholders: `$1` is the admin flag, `$2` the caller's id.
+pub const VISIBLE_TO_CALLER: &str = "($1 OR m.organizer_id = $2 OR EXISTS (
+        SELECT 1 FROM rm_meeting_attendees a WHERE a.meeting_id = m.id AND a.user_id = $2))";
+
+/// Whether the meeting exists and the caller may see it. Unknown and invisible meetings are
+/// alike to the caller (404 either way: existence is not revealed).
+pub async fn can_see_meeting(
+    pool: &PgPool,
+    caller: &AuthUser,
+    meeting_id: Uuid,
+) -> Result<bool, ApiError> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM rm_meetings m WHERE m.id = $3 AND {VISIBLE_TO_CALLER})");
+    sqlx::query_scalar(&sql)
+        .bind(is_admin(caller))
+        .bind(caller.user_id)
+        .bind(meeting_id)
+        .fetch_one(pool)
+        .await
+        .map_err(internal)
+}
+
+/// The 404 of a meeting that does not exist or is not the caller's to see.
+pub fn meeting_not_found() -> ApiError {
+    ApiError::NotFound("no such meeting".into())
+}
