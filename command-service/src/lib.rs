@@ -7,6 +7,7 @@ pub mod admin;
 pub mod executor;
 pub mod openapi;
 pub mod passwords;
+pub mod relay;
 pub mod routes;
 pub mod sessions;
 
@@ -20,7 +21,8 @@ use clap::Args;
 use cqrs_es::persist::EventUpcaster;
 use domain::{MeetingServices, UserDirectory};
 use platform::auth::JwtKeys;
-use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings};
+use platform::bus::{JetStreamBus, StreamName};
+use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
 use platform::store::{EventStore, PgEventStore};
@@ -28,6 +30,7 @@ use uuid::Uuid;
 
 use crate::executor::Executor;
 use crate::passwords::Passwords;
+use crate::relay::{Relay, RelaySettings};
 use crate::sessions::{PgSessionStore, SessionStore, ThrottlePolicy};
 
 /// Default address (API.md "Default ports").
@@ -45,6 +48,8 @@ pub struct Settings {
     pub log: LogSettings,
     #[command(flatten)]
     pub auth: AuthSettings,
+    #[command(flatten)]
+    pub nats: NatsSettings,
     /// Address to bind.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -158,6 +163,8 @@ pub fn router(state: AppState, metrics: Metrics) -> Router {
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
+    /// Hosted when NATS is configured (DESIGN.md: the command-service hosts the relay).
+    relay: Option<Relay>,
 }
 
 impl Application {
@@ -172,8 +179,18 @@ impl Application {
         if !platform::db::migrations_applied(&pool).await? {
             anyhow::bail!("the database is not migrated: run `meetings migrate` first");
         }
+        let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+        let relay = match &settings.nats.nats_url {
+            Some(url) => {
+                Some(start_relay(url, &settings.nats.stream, pool.clone(), store.clone()).await?)
+            }
+            None => {
+                tracing::warn!("MEETINGS_NATS_URL is unset: events are stored but not relayed");
+                None
+            }
+        };
         let state = AppState::new(
-            Arc::new(PgEventStore::new(pool.clone())),
+            store,
             Arc::new(PgSessionStore::new(pool)),
             jwt,
             settings.auth.clone(),
@@ -186,11 +203,21 @@ impl Application {
                     settings.listen
                 )
             })?;
-        Ok(Self::from_parts(listener, router(state, Metrics::new())))
+        Ok(Self::from_parts(listener, router(state, Metrics::new())).with_relay(relay))
     }
 
     pub fn from_parts(listener: tokio::net::TcpListener, router: Router) -> Self {
-        Self { listener, router }
+        Self {
+            listener,
+            router,
+            relay: None,
+        }
+    }
+
+    /// Hosts a relay that runs as long as the server.
+    pub fn with_relay(mut self, relay: Option<Relay>) -> Self {
+        self.relay = relay;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -205,12 +232,42 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "command-service listening");
-        axum::serve(
+        let stop = tokio_util::sync::CancellationToken::new();
+        let relay = self.relay.map(|relay| {
+            let stop = stop.clone();
+            tokio::spawn(async move { relay.run(stop.cancelled_owned()).await })
+        });
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        stop.cancel();
+        if let Some(relay) = relay {
+            relay.await.ok();
+        }
+        served
     }
+}
+
+/// Connects to NATS, makes sure the stream exists with our settings, and builds the relay.
+pub async fn start_relay(
+    nats_url: &str,
+    stream: &str,
+    pool: sqlx::PgPool,
+    store: Arc<dyn EventStore>,
+) -> anyhow::Result<Relay> {
+    let stream = StreamName::new(stream)?;
+    let client = platform::bus::connect(nats_url, "meetings-relay").await?;
+    let js = async_nats::jetstream::new(client);
+    platform::bus::ensure_stream(&js, &stream).await?;
+    Ok(Relay::new(
+        pool,
+        store,
+        Arc::new(JetStreamBus::new(js, stream.clone())),
+        stream,
+        RelaySettings::default(),
+    ))
 }

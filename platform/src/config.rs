@@ -126,6 +126,18 @@ impl JwtSettings {
     }
 }
 
+/// Where events are fanned out (read side). Unset: no relay runs in this process.
+#[derive(Args, Clone, Debug)]
+pub struct NatsSettings {
+    /// `nats://host:port`.
+    #[arg(long = "nats-url", env = "MEETINGS_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream; its subjects are `<name lower-cased>.<aggregate_type>.<aggregate_id>`.
+    #[arg(long = "stream", env = "MEETINGS_STREAM", default_value = "EVENTS")]
+    pub stream: String,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

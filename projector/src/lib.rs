@@ -1,7 +1,148 @@
-//! `projector`: the JetStream consumers that maintain the read models.
-//!
-//! Not built yet: it arrives with issue #3 (see `docs/architecture.md`). The crate exists
-//! so that the workspace shows the architecture and the binary name of API.md is reserved.
+//! `projector`: consumes the event stream from NATS JetStream and maintains the read models
+//! the query-service serves (DESIGN.md guarantee 5). Also rebuilds them from the event store.
 
-/// Issue that builds this component.
-pub const TRACKING_ISSUE: u32 = 3;
+pub mod consumer;
+pub mod projection;
+pub mod read_models;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use platform::bus::{EventEnvelope, StreamName};
+use platform::config::{DatabaseSettings, LogSettings, NatsSettings};
+use platform::http::health::{self, ReadinessCheck};
+use platform::metrics::Metrics;
+use platform::store::{EventStore, Position};
+use sqlx::PgPool;
+
+pub use consumer::{Projector, ProjectorMetrics};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8084";
+
+#[derive(Parser, Clone, Debug)]
+#[command(name = "projector", version, about = "meetings projector")]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub nats: NatsSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Durable JetStream consumer name of the read-model projection.
+    #[arg(
+        long = "consumer",
+        env = "MEETINGS_PROJECTOR_CONSUMER",
+        default_value = "projector-read-models"
+    )]
+    pub consumer: String,
+}
+
+/// Readiness: the database is reachable and migrated, and the projection has not stopped.
+struct ProjectionReady(PgPool);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for ProjectionReady {
+    fn name(&self) -> &'static str {
+        "projection"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match platform::db::migrations_applied(&self.0).await {
+            Ok(true) => {}
+            Ok(false) => return Err("migrations not applied".into()),
+            Err(error) => return Err(format!("database unreachable: {error}")),
+        }
+        match projection::status(&self.0).await {
+            Ok((_, Some(failure))) => Err(format!("stopped: {failure}")),
+            Ok(_) => Ok(()),
+            Err(error) => Err(format!("database unreachable: {error}")),
+        }
+    }
+}
+
+/// Builds the projector and its health server from settings.
+pub async fn build(
+    settings: &Settings,
+) -> anyhow::Result<(Projector, axum::Router, tokio::net::TcpListener)> {
+    let pool = platform::db::connect(
+        settings.database.postgres_url()?,
+        settings.database.max_connections,
+    )
+    .await?;
+    if !platform::db::migrations_applied(&pool).await? {
+        anyhow::bail!("the database is not migrated: run `meetings migrate` first");
+    }
+    let url = settings
+        .nats
+        .nats_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
+    let client = platform::bus::connect(url, "meetings-projector").await?;
+    let metrics = Metrics::new();
+    let projector = new_projector(
+        pool.clone(),
+        async_nats::jetstream::new(client),
+        StreamName::new(&settings.nats.stream)?,
+        settings.consumer.clone(),
+        &metrics,
+    );
+    let router = health_router(pool, metrics);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (MEETINGS_LISTEN): {e}",
+                settings.listen
+            )
+        })?;
+    Ok((projector, router, listener))
+}
+
+pub fn new_projector(
+    pool: PgPool,
+    js: async_nats::jetstream::Context,
+    stream: StreamName,
+    consumer: String,
+    metrics: &Metrics,
+) -> Projector {
+    let projector_metrics = ProjectorMetrics::default();
+    projector_metrics.register(metrics);
+    Projector {
+        pool,
+        js,
+        stream,
+        consumer,
+        batch: 500,
+        upcasters: Arc::new(domain::upcasters::upcasters()),
+        metrics: projector_metrics,
+    }
+}
+
+/// `/healthz`, `/readyz`, `/metrics` of the projector.
+pub fn health_router(pool: PgPool, metrics: Metrics) -> axum::Router {
+    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(ProjectionReady(pool))];
+    platform::http::finish_router(health::router(checks, metrics.clone()), metrics)
+}
+
+/// Rebuilds the read models of `pool` from scratch out of `store`, in global order.
+/// Safe while a consumer runs: the consumer's redeliveries of rebuilt events are no-ops.
+pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<usize> {
+    let upcasters = domain::upcasters::upcasters();
+    projection::reset(pool).await?;
+    let mut after = Position::START;
+    let mut total = 0;
+    loop {
+        let events = store.read_all(Some(after), 1000).await?;
+        let Some(last) = events.last() else {
+            return Ok(total);
+        };
+        after = last.position;
+        let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
+        let outcome = projection::apply_batch(pool, &envelopes, &upcasters).await?;
+        total += outcome.applied;
+    }
+}

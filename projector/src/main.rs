@@ -1,9 +1,28 @@
-//! Placeholder binary: refuses to run rather than pretending to serve.
+//! `projector`: maintains the read models from the event stream; serves health and metrics.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "projector is not built yet (issue #{}); the command-service is the part that runs today",
-        projector::TRACKING_ISSUE
-    );
-    std::process::ExitCode::from(2)
+use clap::Parser;
+use projector::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    platform::telemetry::init(settings.log.log_format);
+    let (projector, router, listener) = projector::build(&settings).await?;
+    tracing::info!(address = %listener.local_addr()?, "projector health endpoints listening");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let outcome = tokio::select! {
+        outcome = projector.run(stop.clone().cancelled_owned()) => outcome,
+        () = platform::shutdown::signal() => Ok(()),
+    };
+    stop.cancel();
+    server.await??;
+    outcome
 }

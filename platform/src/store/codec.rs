@@ -66,27 +66,42 @@ pub fn decode_events<A: Aggregate>(
                 stored.sequence
             )));
         }
-        let serialized = upcast(
-            SerializedEvent::new(
-                stored.aggregate_id.to_string(),
-                usize::try_from(stored.sequence).unwrap_or_default(),
-                stored.aggregate_type.clone(),
-                stored.event_type.clone(),
-                stored.event_version.clone(),
-                stored.payload.clone(),
-                Value::Null,
-            ),
+        let event: A::Event = decode_event(
+            &stored.event_type,
+            &stored.event_version,
+            stored.payload.clone(),
             upcasters,
-        );
-        let mut wrapper = serde_json::Map::new();
-        wrapper.insert(serialized.event_type, serialized.payload);
-        let event: A::Event =
-            serde_json::from_value(Value::Object(wrapper)).map_err(|e| corrupt(e.to_string()))?;
+        )
+        .map_err(corrupt)?;
         state.aggregate.apply(event);
         state.version = stored.sequence;
         state.last_hash = Some(stored.hash);
     }
     Ok(state)
+}
+
+/// Upcasts one stored payload to the current version and decodes it.
+pub fn decode_event<E: DomainEvent>(
+    event_type: &str,
+    event_version: &str,
+    payload: Value,
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<E, String> {
+    let serialized = upcast(
+        SerializedEvent::new(
+            String::new(),
+            0,
+            String::new(),
+            event_type.to_string(),
+            event_version.to_string(),
+            payload,
+            Value::Null,
+        ),
+        upcasters,
+    );
+    let mut wrapper = serde_json::Map::new();
+    wrapper.insert(serialized.event_type, serialized.payload);
+    serde_json::from_value(Value::Object(wrapper)).map_err(|e| e.to_string())
 }
 
 fn upcast(event: SerializedEvent, upcasters: &[Box<dyn EventUpcaster>]) -> SerializedEvent {

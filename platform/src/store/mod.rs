@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use codec::{
-    canonical_json, decode_events, encode_event, event_hash, AggregateState, HashInput,
+    canonical_json, decode_event, decode_events, encode_event, event_hash, AggregateState,
+    HashInput,
 };
 pub use position::Position;
 pub use postgres::PgEventStore;

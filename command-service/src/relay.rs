@@ -1,0 +1,178 @@
+//! The relay: reads the event store in global order and publishes every event to the bus,
+//! checkpointing only what the bus acknowledged (DESIGN.md guarantees 3 and 4).
+//!
+//! Several command-service replicas may run a relay; exactly one is active. It holds a
+//! PostgreSQL advisory lock on a dedicated connection and writes its checkpoint through that
+//! same connection, so losing the connection loses both the lock and the ability to move the
+//! checkpoint. Standbys try to take the lock every `standby_interval`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::bus::{EventBus, StreamName};
+use platform::store::{EventStore, Position};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+
+/// Tuning of the relay loop.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Events read and published per round.
+    pub batch: i64,
+    /// Pause when caught up. Polling (rather than NOTIFY) keeps the write path free of the
+    /// global notification lock that would serialize commits.
+    pub idle_poll: Duration,
+    /// How often a standby tries to become active.
+    pub standby_interval: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            idle_poll: Duration::from_millis(5),
+            standby_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Observable state, for readiness and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayState {
+    Standby,
+    Active,
+}
+
+pub struct Relay {
+    pool: PgPool,
+    store: Arc<dyn EventStore>,
+    bus: Arc<dyn EventBus>,
+    stream: StreamName,
+    settings: RelaySettings,
+    state: watch::Sender<RelayState>,
+}
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        store: Arc<dyn EventStore>,
+        bus: Arc<dyn EventBus>,
+        stream: StreamName,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            pool,
+            store,
+            bus,
+            stream,
+            settings,
+            state: watch::channel(RelayState::Standby).0,
+        }
+    }
+
+    pub fn state(&self) -> watch::Receiver<RelayState> {
+        self.state.subscribe()
+    }
+
+    /// Runs until `shutdown` resolves: standby, take the lock, publish, and back to standby
+    /// whenever the lock connection or the bus fails.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                outcome = self.lead_once() => {
+                    self.state.send_replace(RelayState::Standby);
+                    if let Err(error) = outcome {
+                        tracing::warn!(error = format!("{error:#}"), "relay stepped down");
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(self.settings.standby_interval) => {}
+            }
+        }
+        self.state.send_replace(RelayState::Standby);
+    }
+
+    /// One term: returns `Ok` when another relay holds the lock, `Err` when the term ended.
+    async fn lead_once(&self) -> anyhow::Result<()> {
+        let mut lock = self.pool.acquire().await?.detach();
+        let key = format!("meetings-relay:{}", self.stream.as_str());
+        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(&key)
+            .fetch_one(&mut lock)
+            .await?;
+        if !acquired {
+            lock.close().await.ok();
+            return Ok(());
+        }
+        self.state.send_replace(RelayState::Active);
+        tracing::info!(stream = self.stream.as_str(), "relay active");
+        let outcome = self.publish_loop(&mut lock).await;
+        // Closing the session releases the advisory lock.
+        lock.close().await.ok();
+        outcome
+    }
+
+    async fn publish_loop(&self, lock: &mut PgConnection) -> anyhow::Result<()> {
+        let mut position = self.checkpoint(lock).await?;
+        let mut idle_rounds = 0u32;
+        loop {
+            let events = self
+                .store
+                .read_all(Some(position), self.settings.batch)
+                .await?;
+            if events.is_empty() {
+                idle_rounds += 1;
+                // Prove now and then that the lock session is alive even with nothing to do.
+                if idle_rounds.is_multiple_of(200) {
+                    sqlx::query("SELECT 1").execute(&mut *lock).await?;
+                }
+                tokio::time::sleep(self.settings.idle_poll).await;
+                continue;
+            }
+            idle_rounds = 0;
+            let (acknowledged, error) = self.bus.publish(&events).await;
+            if acknowledged > 0 {
+                position = events[acknowledged - 1].position;
+                self.save_checkpoint(lock, position).await?;
+                tracing::debug!(events = acknowledged, %position, "relayed");
+            }
+            if let Some(error) = error {
+                anyhow::bail!("{error}");
+            }
+        }
+    }
+
+    async fn checkpoint(&self, lock: &mut PgConnection) -> anyhow::Result<Position> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT position FROM relay_checkpoints WHERE stream = $1")
+                .bind(self.stream.as_str())
+                .fetch_optional(&mut *lock)
+                .await?;
+        match stored {
+            Some(text) => Ok(text
+                .parse()
+                .map_err(|_| anyhow::anyhow!("corrupt relay checkpoint `{text}`"))?),
+            None => Ok(Position::START),
+        }
+    }
+
+    async fn save_checkpoint(
+        &self,
+        lock: &mut PgConnection,
+        position: Position,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (stream, position) VALUES ($1, $2) \
+             ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+        )
+        .bind(self.stream.as_str())
+        .bind(position.to_string())
+        .execute(lock)
+        .await?;
+        Ok(())
+    }
+}

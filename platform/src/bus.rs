@@ -1,0 +1,210 @@
+//! The event bus: how events leave the store (relay) and reach consumers (projector, realtime).
+//!
+//! On the wire every event is one JSON [`EventEnvelope`] on the JetStream subject
+//! `<stream lower-cased>.<aggregate_type>.<aggregate_id>`, with `Nats-Msg-Id` = event id so
+//! JetStream drops a re-publish after a relay crash. Consumers decode with [`EventEnvelope`]
+//! and interpret `data` through the domain's upcasters.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::{EventMetadata, Position, StoredEvent};
+
+/// One event as published and consumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub event_id: Uuid,
+    pub position: Position,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub event_version: String,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub sequence: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub data: serde_json::Value,
+    pub metadata: EventMetadata,
+}
+
+impl From<&StoredEvent> for EventEnvelope {
+    fn from(event: &StoredEvent) -> Self {
+        Self {
+            event_id: event.metadata.event_id,
+            position: event.position,
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            recorded_at: event.recorded_at,
+            data: event.payload.clone(),
+            metadata: event.metadata.clone(),
+        }
+    }
+}
+
+/// Header names carried with every published event, so one user action can be followed
+/// across services without parsing payloads.
+pub mod headers {
+    pub const POSITION: &str = "Meetings-Position";
+    pub const EVENT_TYPE: &str = "Meetings-Event-Type";
+    pub const REQUEST_ID: &str = "Meetings-Request-Id";
+    pub const CORRELATION_ID: &str = "Meetings-Correlation-Id";
+    pub const CAUSATION_ID: &str = "Meetings-Causation-Id";
+}
+
+/// Publishes events and waits for the bus to have stored each one.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes in order; returns how many leading events were acknowledged (all of them on
+    /// success). Only acknowledged events may be checkpointed.
+    async fn publish(&self, events: &[StoredEvent]) -> (usize, Option<BusError>);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event bus: {0}")]
+pub struct BusError(pub String);
+
+/// Name and subjects of the JetStream stream (API.md `MEETINGS_STREAM`).
+#[derive(Debug, Clone)]
+pub struct StreamName(String);
+
+impl StreamName {
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "MEETINGS_STREAM must be letters, digits, '-' or '_' (got `{name}`)"
+        );
+        Ok(Self(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Subject prefix: the stream name lower-cased.
+    pub fn prefix(&self) -> String {
+        self.0.to_lowercase()
+    }
+
+    pub fn subject(&self, aggregate_type: &str, aggregate_id: Uuid) -> String {
+        format!("{}.{aggregate_type}.{aggregate_id}", self.prefix())
+    }
+
+    /// The stream's settings; kept in line with `nats.conf` (file storage, 1 MiB messages).
+    pub fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.0.clone(),
+            subjects: vec![format!("{}.>", self.prefix())],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            // Long enough to cover any relay restart: a re-published event within it is dropped.
+            duplicate_window: Duration::from_secs(120),
+            max_message_size: 1024 * 1024,
+            // The store is the source of truth; the stream keeps a bounded tail for resumes.
+            max_bytes: 8 * 1024 * 1024 * 1024,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        }
+    }
+}
+
+/// Connects to NATS with retries on reconnect and a name that shows up in monitoring.
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url} (MEETINGS_NATS_URL): {e}"))
+}
+
+/// Creates the stream or brings its settings up to date; safe to call from every process.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &StreamName,
+) -> anyhow::Result<stream::Stream> {
+    js.create_or_update_stream(name.config())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create or update stream {}: {e}", name.as_str()))?;
+    js.get_stream(name.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open stream {}: {e}", name.as_str()))
+}
+
+/// JetStream implementation of [`EventBus`].
+pub struct JetStreamBus {
+    js: jetstream::Context,
+    stream: StreamName,
+}
+
+impl JetStreamBus {
+    pub fn new(js: jetstream::Context, stream: StreamName) -> Self {
+        Self { js, stream }
+    }
+}
+
+#[async_trait]
+impl EventBus for JetStreamBus {
+    async fn publish(&self, events: &[StoredEvent]) -> (usize, Option<BusError>) {
+        // Send all, then await the acks in order: pipelined, yet only a prefix of acknowledged
+        // events is ever reported.
+        let mut pending = Vec::with_capacity(events.len());
+        let mut send_error = None;
+        for event in events {
+            let envelope = EventEnvelope::from(event);
+            let payload = match serde_json::to_vec(&envelope) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    send_error = Some(BusError(format!("serialize: {e}")));
+                    break;
+                }
+            };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(headers::POSITION, event.position.to_string().as_str());
+            headers.insert(headers::EVENT_TYPE, event.event_type.as_str());
+            headers.insert(headers::REQUEST_ID, event.metadata.request_id.as_str());
+            headers.insert(
+                headers::CORRELATION_ID,
+                event.metadata.correlation_id.as_str(),
+            );
+            headers.insert(headers::CAUSATION_ID, event.metadata.causation_id.as_str());
+            let message = jetstream::message::PublishMessage::build()
+                .payload(payload.into())
+                .headers(headers)
+                .message_id(event.metadata.event_id.to_string());
+            match self
+                .js
+                .send_publish(
+                    self.stream
+                        .subject(&event.aggregate_type, event.aggregate_id),
+                    message,
+                )
+                .await
+            {
+                Ok(ack) => pending.push(ack),
+                Err(e) => {
+                    send_error = Some(BusError(format!("publish: {e}")));
+                    break;
+                }
+            }
+        }
+        let mut acknowledged = 0;
+        for ack in pending {
+            match ack.await {
+                Ok(_) => acknowledged += 1,
+                Err(e) => return (acknowledged, Some(BusError(format!("ack: {e}")))),
+            }
+        }
+        (acknowledged, send_error)
+    }
+}

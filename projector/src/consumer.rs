@@ -1,0 +1,196 @@
+//! The JetStream side: a durable pull consumer feeding batches to the projection.
+//!
+//! Messages are acknowledged (AckPolicy::All, so the last one covers the batch) only after
+//! the batch committed. A crash in between redelivers the batch, which the per-aggregate
+//! sequences turn into no-ops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use cqrs_es::persist::EventUpcaster;
+use futures::{FutureExt, StreamExt};
+use platform::bus::{EventEnvelope, StreamName};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use sqlx::PgPool;
+
+use crate::projection::{self, apply_batch};
+use crate::read_models::ProjectionError;
+
+/// Metrics of the projector.
+#[derive(Clone, Default)]
+pub struct ProjectorMetrics {
+    pub applied: Counter,
+    pub duplicates: Counter,
+    pub batches: Counter,
+    /// 1 while the projection is stopped on an event it cannot apply.
+    pub failed: Gauge,
+}
+
+impl ProjectorMetrics {
+    pub fn register(&self, metrics: &platform::metrics::Metrics) {
+        metrics.register(|registry| {
+            registry.register(
+                "projector_events_applied",
+                "Events applied to the read models",
+                self.applied.clone(),
+            );
+            registry.register(
+                "projector_events_duplicate",
+                "Redelivered events recognized and skipped",
+                self.duplicates.clone(),
+            );
+            registry.register(
+                "projector_batches",
+                "Committed batches",
+                self.batches.clone(),
+            );
+            registry.register(
+                "projector_failed",
+                "1 while the projection is stopped on an event it cannot apply",
+                self.failed.clone(),
+            );
+        });
+    }
+}
+
+pub struct Projector {
+    pub pool: PgPool,
+    pub js: jetstream::Context,
+    pub stream: StreamName,
+    /// Durable consumer name; one per projection (several processes may share it).
+    pub consumer: String,
+    pub batch: usize,
+    pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    pub metrics: ProjectorMetrics,
+}
+
+impl Projector {
+    /// Consumes until `shutdown`, or until an event cannot be applied (then `Err`, after
+    /// recording the failure for readiness and operators).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let outcome = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                outcome = self.consume() => outcome,
+            };
+            match outcome {
+                Err(ConsumeError::Projection(error)) => {
+                    let failure = error.to_string();
+                    tracing::error!(%failure, "projection stopped: an event cannot be applied");
+                    self.metrics.failed.set(1);
+                    projection::mark_failed(&self.pool, &failure).await.ok();
+                    return Err(anyhow::anyhow!(failure));
+                }
+                Err(ConsumeError::Transient(error)) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "consumer interrupted, resuming"
+                    );
+                }
+                Ok(()) => {}
+            }
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn consume(&self) -> Result<(), ConsumeError> {
+        let stream = platform::bus::ensure_stream(&self.js, &self.stream).await?;
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_or_create_consumer(
+                &self.consumer,
+                pull::Config {
+                    durable_name: Some(self.consumer.clone()),
+                    ack_policy: jetstream::consumer::AckPolicy::All,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 20_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("consumer {}: {e}", self.consumer))?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(self.batch)
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+        loop {
+            let Some(first) = messages.next().await else {
+                return Err(anyhow::anyhow!("message stream ended").into());
+            };
+            let mut batch = vec![first.map_err(|e| anyhow::anyhow!("pull: {e}"))?];
+            // Take whatever is already here, without waiting: low latency when quiet, large
+            // batches under load.
+            while batch.len() < self.batch {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Err(e))) => return Err(anyhow::anyhow!("pull: {e}").into()),
+                    Some(None) | None => break,
+                }
+            }
+            let mut envelopes = Vec::with_capacity(batch.len());
+            for message in &batch {
+                let envelope: EventEnvelope =
+                    serde_json::from_slice(&message.payload).map_err(|e| {
+                        ConsumeError::Projection(ProjectionError::Unapplicable {
+                            event_type: "?".into(),
+                            aggregate_type: "?".into(),
+                            aggregate_id: uuid::Uuid::nil(),
+                            sequence: 0,
+                            reason: format!(
+                                "undecodable message on {}: {e}",
+                                message.subject.as_str()
+                            ),
+                        })
+                    })?;
+                envelopes.push(envelope);
+            }
+            let outcome = self.apply_with_retry(&envelopes).await?;
+            self.metrics.applied.inc_by(outcome.applied as u64);
+            self.metrics.duplicates.inc_by(outcome.duplicates as u64);
+            self.metrics.batches.inc();
+            batch
+                .last()
+                .expect("BUG: the batch is not empty")
+                .ack()
+                .await
+                .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        }
+    }
+
+    /// Database trouble is retried (the batch is not acknowledged meanwhile); an event that
+    /// cannot be applied is not.
+    async fn apply_with_retry(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Result<projection::BatchOutcome, ConsumeError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match apply_batch(&self.pool, envelopes, &self.upcasters).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(ProjectionError::Database(error)) => {
+                    tracing::warn!(%error, "read-model database failed; retrying the batch");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(ConsumeError::Projection(error)),
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConsumeError {
+    #[error(transparent)]
+    Projection(ProjectionError),
+    #[error(transparent)]
+    Transient(#[from] anyhow::Error),
+}

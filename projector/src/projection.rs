@@ -1,0 +1,152 @@
+//! Applying a batch of events effectively once: the read-model changes, the per-aggregate
+//! sequences and the checkpoint commit in one transaction, and a notification tells waiting
+//! queries (`X-Min-Position`) how far the read models are.
+
+use cqrs_es::persist::EventUpcaster;
+use platform::bus::EventEnvelope;
+use platform::store::Position;
+use sqlx::PgPool;
+
+use crate::read_models::{self, ProjectionError};
+
+/// The one projection this crate maintains (all `rm_*` tables).
+pub const PROJECTION: &str = "read_models";
+
+/// Channel on which the new checkpoint position is announced after each commit.
+pub const NOTIFY_CHANNEL: &str = "meetings_projected";
+
+/// What a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub applied: usize,
+    /// Redeliveries recognized by their sequence and skipped as already applied.
+    pub duplicates: usize,
+    pub checkpoint: Option<Position>,
+}
+
+/// Applies `events` (in stream order) in one transaction.
+pub async fn apply_batch(
+    pool: &PgPool,
+    events: &[EventEnvelope],
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<BatchOutcome, ProjectionError> {
+    let mut outcome = BatchOutcome::default();
+    if events.is_empty() {
+        return Ok(outcome);
+    }
+    let mut tx = pool.begin().await?;
+    for event in events {
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT last_sequence FROM projection_sequences \
+             WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
+        )
+        .bind(PROJECTION)
+        .bind(&event.aggregate_type)
+        .bind(event.aggregate_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let last = last.unwrap_or(0);
+        if event.sequence <= last {
+            outcome.duplicates += 1;
+            continue;
+        }
+        if event.sequence != last + 1 {
+            return Err(ProjectionError::Unapplicable {
+                event_type: event.event_type.clone(),
+                aggregate_type: event.aggregate_type.clone(),
+                aggregate_id: event.aggregate_id,
+                sequence: event.sequence,
+                reason: format!("gap: the last applied sequence is {last}"),
+            });
+        }
+        read_models::apply(&mut tx, event, upcasters).await?;
+        sqlx::query(
+            "INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, \
+             last_sequence) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (projection, aggregate_type, aggregate_id) \
+             DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
+        )
+        .bind(PROJECTION)
+        .bind(&event.aggregate_type)
+        .bind(event.aggregate_id)
+        .bind(event.sequence)
+        .execute(&mut *tx)
+        .await?;
+        outcome.applied += 1;
+    }
+    let newest = events
+        .iter()
+        .map(|e| e.position)
+        .max()
+        .expect("BUG: the batch is not empty");
+    // GREATEST: a batch of pure redeliveries never moves the checkpoint backwards.
+    let checkpoint: String = sqlx::query_scalar(
+        "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
+         ON CONFLICT (projection) DO UPDATE \
+            SET position = GREATEST(projection_checkpoints.position, EXCLUDED.position), \
+                updated_at = now() \
+         RETURNING position",
+    )
+    .bind(PROJECTION)
+    .bind(newest.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    // Delivered at commit, so a listener never hears of a position it cannot read yet.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(&checkpoint)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    outcome.checkpoint = checkpoint.parse().ok();
+    Ok(outcome)
+}
+
+/// Records that the projection stopped, so readiness fails until an operator acts.
+pub async fn mark_failed(pool: &PgPool, failure: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, position, failed_at, failure) \
+         VALUES ($1, $2, now(), $3) \
+         ON CONFLICT (projection) DO UPDATE SET failed_at = now(), failure = EXCLUDED.failure",
+    )
+    .bind(PROJECTION)
+    .bind(Position::START.to_string())
+    .bind(failure)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The stored checkpoint and failure, if any.
+pub async fn status(pool: &PgPool) -> Result<(Option<Position>, Option<String>), sqlx::Error> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT position, failure FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(PROJECTION)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some((position, failure)) => (position.parse().ok(), failure),
+        None => (None, None),
+    })
+}
+
+/// Empties the read models and this projection's bookkeeping (before a rebuild).
+pub async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "TRUNCATE rm_users, rm_meetings, rm_meeting_attendees, rm_agenda, rm_chat_messages, \
+         rm_changes",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM projection_sequences WHERE projection = $1")
+        .bind(PROJECTION)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1")
+        .bind(PROJECTION)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
