@@ -32,7 +32,10 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
         .await;
 
     let body = app.get_json("/v1/changes", &alice.token).await;
-    assert_eq!(positions(&body), vec![position(1), position(2), position(4)]);
+    assert_eq!(
+        positions(&body),
+        vec![position(1), position(2), position(4)]
+    );
     let event = &body["events"][0];
     assert_eq!(event["type"], "MeetingScheduled");
     assert_eq!(event["aggregate_type"], "meeting");
@@ -42,7 +45,10 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
     assert!(event["recorded_at"].is_string());
 
     let body = app.get_json("/v1/changes", &bob.token).await;
-    assert_eq!(positions(&body), vec![position(1), position(3), position(4)]);
+    assert_eq!(
+        positions(&body),
+        vec![position(1), position(3), position(4)]
+    );
     let body = app.get_json("/v1/changes", &admin.token).await;
     assert_eq!(body["events"].as_array().unwrap().len(), 4);
 }
@@ -73,7 +79,11 @@ async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_n
         .get_json(&format!("/v1/changes?after={}", position(5)), &alice.token)
         .await;
     assert_eq!(body["events"], serde_json::json!([]));
-    assert_eq!(body["next"], position(5), "the given after when nothing new");
+    assert_eq!(
+        body["next"],
+        position(5),
+        "the given after when nothing new"
+    );
 }
 
 #[tokio::test]
@@ -90,10 +100,7 @@ async fn a_query_with_a_future_position_waits_until_the_projector_notifies() {
     let mut request = Box::pin(request);
     // Still waiting while the read models stand at position 1.
     let early = tokio::time::timeout(Duration::from_millis(300), &mut request).await;
-    assert!(
-        early.is_err(),
-        "answered before the position was projected"
-    );
+    assert!(early.is_err(), "answered before the position was projected");
     app.project_up_to(&position(7)).await;
     let response = tokio::time::timeout(Duration::from_secs(5), request)
         .await
@@ -124,12 +131,9 @@ async fn a_position_already_projected_answers_at_once() {
 }
 
 #[tokio::test]
-async fn the_checkpoint_written_before_the_service_started_counts() {
+async fn a_new_watch_reads_the_checkpoint_even_without_a_notification() {
     let app = spawn_app().await;
-    let alice = app.user("Alice").await;
-    // Written without a NOTIFY: only the checkpoint read at (re)connect can see it. The service
-    // started before this write, so restart the listener's view by starting a second app state
-    // on the same database.
+    // Written without a NOTIFY, as if committed while no listener was connected.
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)",
     )
@@ -137,21 +141,60 @@ async fn the_checkpoint_written_before_the_service_started_counts() {
     .execute(&app.db.pool)
     .await
     .unwrap();
-    let state = query_service::AppState::new(
-        app.db.pool.clone(),
-        app.jwt.clone(),
-        Duration::from_secs(5),
+    let watch = query_service::watch::ProjectionWatch::start(app.db.pool.clone());
+    let reached = watch
+        .wait_for(position(4).parse().unwrap(), Duration::from_secs(5))
+        .await;
+    assert_eq!(reached, Ok(()));
+}
+
+/// Terminates the service's LISTEN connection once it exists; returns how many were ended.
+async fn kill_listener(app: &support::TestApp) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        if killed > 0 || tokio::time::Instant::now() > deadline {
+            return killed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_moved_while_the_listener_was_disconnected_is_seen_after_it_reconnects() {
+    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+    let alice = app.user("Alice").await;
+    assert_eq!(
+        kill_listener(&app).await,
+        1,
+        "the service listens on one connection"
     );
-    let reached = tokio::time::timeout(
-        Duration::from_secs(5),
-        state
-            .watch
-            .wait_for(position(4).parse().unwrap(), Duration::from_secs(5)),
+    // Moved without a NOTIFY: only the checkpoint read after reconnecting can reveal it.
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)",
+    )
+    .bind(position(6))
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.client
+            .get(app.url("/v1/users/me"))
+            .bearer_auth(&alice.token)
+            .header("X-Min-Position", position(6))
+            .send(),
     )
     .await
-    .expect("bounded");
-    assert_eq!(reached, Ok(()));
-    let _ = alice;
+    .expect("the reconnect re-reads the checkpoint")
+    .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
