@@ -62,6 +62,8 @@ pub struct Projector {
     /// Durable consumer name; one per projection (several processes may share it).
     pub consumer: String,
     pub batch: usize,
+    /// How long JetStream waits for an ack before redelivering (after a crash).
+    pub ack_wait: Duration,
     pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     pub metrics: ProjectorMetrics,
 }
@@ -108,7 +110,7 @@ impl Projector {
                     durable_name: Some(self.consumer.clone()),
                     ack_policy: jetstream::consumer::AckPolicy::All,
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: self.ack_wait,
                     max_ack_pending: 20_000,
                     ..Default::default()
                 },

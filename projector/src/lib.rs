@@ -117,6 +117,7 @@ pub fn new_projector(
         stream,
         consumer,
         batch: 500,
+        ack_wait: std::time::Duration::from_secs(10),
         upcasters: Arc::new(domain::upcasters::upcasters()),
         metrics: projector_metrics,
     }
