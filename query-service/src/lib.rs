@@ -132,10 +132,12 @@ pub fn router(state: AppState, metrics: Metrics) -> Router {
         Arc::new(PostgresReady(state.pool.clone())),
         Arc::new(ProjectionsHealthy(state.pool.clone())),
     ];
-    let min_position = MinPositionState {
-        watch: state.watch.clone(),
-        max_wait: state.min_position_wait,
-    };
+    let min_position = MinPositionState::new(
+        state.watch.clone(),
+        state.min_position_wait,
+        state.jwt.clone(),
+        &metrics,
+    );
     let api = routes::router()
         // route_layer: only matched query routes wait; unknown paths answer 404 at once.
         .route_layer(axum::middleware::from_fn_with_state(

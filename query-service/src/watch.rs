@@ -11,12 +11,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use platform::auth::{AuthUser, JwtKeys};
 use platform::http::ApiError;
+use platform::metrics::Metrics;
 use platform::store::Position;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -95,7 +100,9 @@ async fn listen_forever(pool: PgPool, sender: watch::Sender<Option<Position>>) {
     loop {
         match listen_once(&pool, &sender).await {
             Ok(()) => tracing::warn!("projection listener connection lost; reconnecting"),
-            Err(error) => tracing::warn!(error = %error, "projection listener failed; reconnecting"),
+            Err(error) => {
+                tracing::warn!(error = %error, "projection listener failed; reconnecting")
+            }
         }
         tokio::time::sleep(RECONNECT_DELAY).await;
     }
@@ -157,18 +164,60 @@ fn publish(sender: &watch::Sender<Option<Position>>, position: Position) {
     });
 }
 
+/// Outcome label of `meetings_min_position_waits`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WaitLabels {
+    /// `reached` or `timed_out`.
+    pub outcome: &'static str,
+}
+
 /// What the `X-Min-Position` middleware needs.
 #[derive(Clone)]
 pub struct MinPositionState {
     pub watch: ProjectionWatch,
     /// Upper bound of one request's wait (`MEETINGS_MIN_POSITION_WAIT`, default 2 s).
     pub max_wait: Duration,
+    /// The caller is authenticated before waiting, so anonymous requests cannot hold
+    /// connections open for the whole wait.
+    pub jwt: Arc<JwtKeys>,
+    /// Waits by outcome: a rising `timed_out` count means the projector lags behind.
+    pub waits: Family<WaitLabels, Counter>,
+}
+
+impl MinPositionState {
+    pub fn new(
+        watch: ProjectionWatch,
+        max_wait: Duration,
+        jwt: Arc<JwtKeys>,
+        metrics: &Metrics,
+    ) -> Self {
+        let waits = Family::<WaitLabels, Counter>::default();
+        metrics.register(|registry| {
+            registry.register(
+                "min_position_waits",
+                "Queries that waited for X-Min-Position, by outcome",
+                waits.clone(),
+            );
+        });
+        Self {
+            watch,
+            max_wait,
+            jwt,
+            waits,
+        }
+    }
+}
+
+impl FromRef<MinPositionState> for Arc<JwtKeys> {
+    fn from_ref(state: &MinPositionState) -> Self {
+        state.jwt.clone()
+    }
 }
 
 /// Middleware of every query route: with `X-Min-Position`, wait (bounded) until the read models
-/// include that position. A malformed position is 400; a wait that runs out is 503 with
-/// `Retry-After: 1`. The wait happens before the handler runs, so the handler's reads see the
-/// projected state.
+/// include that position. The token is checked first (401 without waiting); a malformed
+/// position is 400; a wait that runs out is 503 with `Retry-After: 1`. The wait happens before
+/// the handler runs, so the handler's reads see the projected state.
 pub async fn min_position(
     State(state): State<MinPositionState>,
     request: Request,
@@ -179,15 +228,29 @@ pub async fn min_position(
     };
     let position = match value.to_str().ok().map(|v| v.trim().parse::<Position>()) {
         Some(Ok(position)) => position,
-        _ => {
-            return ApiError::BadRequest(
-                "X-Min-Position must be a position as returned by a command (32 hexadecimal digits)"
-                    .into(),
-            )
-            .into_response()
-        }
+        _ => return ApiError::BadRequest(
+            "X-Min-Position must be a position as returned by a command (32 hexadecimal digits)"
+                .into(),
+        )
+        .into_response(),
     };
-    match state.watch.wait_for(position, state.max_wait).await {
+    let (mut parts, body) = request.into_parts();
+    if let Err(rejection) = AuthUser::from_request_parts(&mut parts, &state).await {
+        return rejection.into_response();
+    }
+    let request = Request::from_parts(parts, body);
+    let outcome = state.watch.wait_for(position, state.max_wait).await;
+    state
+        .waits
+        .get_or_create(&WaitLabels {
+            outcome: if outcome.is_ok() {
+                "reached"
+            } else {
+                "timed_out"
+            },
+        })
+        .inc();
+    match outcome {
         Ok(()) => next.run(request).await,
         Err(WaitError::TimedOut) => ApiError::Unavailable {
             detail: format!(

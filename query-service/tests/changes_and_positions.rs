@@ -291,3 +291,47 @@ async fn the_openapi_document_lists_every_query_and_the_min_position_header() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_anonymous_request_with_a_future_position_is_401_without_waiting() {
+    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.client
+            .get(app.url("/v1/users/me"))
+            .header("X-Min-Position", position(99))
+            .send(),
+    )
+    .await
+    .expect("no wait before authentication")
+    .unwrap();
+    support::assert_problem(response, 401).await;
+}
+
+#[tokio::test]
+async fn waits_are_counted_by_outcome_in_the_metrics() {
+    let app = spawn_app_with_wait(Duration::from_millis(100)).await;
+    let alice = app.user("Alice").await;
+    let response = app
+        .client
+        .get(app.url("/v1/users/me"))
+        .bearer_auth(&alice.token)
+        .header("X-Min-Position", position(99))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("meetings_min_position_waits_total{outcome=\"timed_out\"} 1"),
+        "{metrics}"
+    );
+}
