@@ -115,7 +115,10 @@ pub fn range(
     if to - from > max {
         return Err(ApiError::invalid(
             "to",
-            format!("the range from..to may span at most {} days", max.num_days()),
+            format!(
+                "the range from..to may span at most {} days",
+                max.num_days()
+            ),
         ));
     }
     Ok(())

@@ -206,11 +206,7 @@ mod tests {
         );
         assert_eq!(
             clipped,
-            vec![
-                iv(1, 8, 0, 9, 0),
-                iv(1, 9, 30, 10, 0),
-                iv(1, 11, 0, 12, 0)
-            ]
+            vec![iv(1, 8, 0, 9, 0), iv(1, 9, 30, 10, 0), iv(1, 11, 0, 12, 0)]
         );
         assert!(clip(vec![iv(1, 5, 0, 6, 0)], t(1, 8, 0), t(1, 9, 0)).is_empty());
     }
@@ -258,7 +254,9 @@ mod tests {
                 (t(1, 10, 15), vec![id(1)]),
             ]
         );
-        assert!(suggestions.iter().all(|s| s.ends_at - s.starts_at == Duration::minutes(30)));
+        assert!(suggestions
+            .iter()
+            .all(|s| s.ends_at - s.starts_at == Duration::minutes(30)));
     }
 
     #[test]
@@ -286,8 +284,13 @@ mod tests {
             busy: vec![],
             working_hours: None,
         };
-        let suggestions =
-            find_times(&[free], Duration::minutes(15), t(1, 0, 0), t(3, 0, 0), false);
+        let suggestions = find_times(
+            &[free],
+            Duration::minutes(15),
+            t(1, 0, 0),
+            t(3, 0, 0),
+            false,
+        );
         assert_eq!(suggestions.len(), MAX_SUGGESTIONS);
         assert_eq!(suggestions[0].starts_at, t(1, 0, 0));
     }
@@ -305,10 +308,22 @@ mod tests {
         )
         .unwrap();
         assert!(hours.contains(t(1, 8, 0), t(1, 9, 0)), "09:00–10:00 Berlin");
-        assert!(!hours.contains(t(1, 7, 45), t(1, 8, 45)), "starts 08:45 Berlin");
-        assert!(hours.contains(t(1, 15, 0), t(1, 16, 0)), "ends 17:00 Berlin");
-        assert!(!hours.contains(t(1, 15, 30), t(1, 16, 30)), "ends 17:30 Berlin");
-        assert!(!hours.contains(t(2, 8, 0), t(2, 9, 0)), "Tuesday is not a working day");
+        assert!(
+            !hours.contains(t(1, 7, 45), t(1, 8, 45)),
+            "starts 08:45 Berlin"
+        );
+        assert!(
+            hours.contains(t(1, 15, 0), t(1, 16, 0)),
+            "ends 17:00 Berlin"
+        );
+        assert!(
+            !hours.contains(t(1, 15, 30), t(1, 16, 30)),
+            "ends 17:30 Berlin"
+        );
+        assert!(
+            !hours.contains(t(2, 8, 0), t(2, 9, 0)),
+            "Tuesday is not a working day"
+        );
     }
 
     #[test]
@@ -353,7 +368,13 @@ mod tests {
         let starts: Vec<_> = suggestions.iter().map(|s| s.starts_at).collect();
         assert_eq!(
             starts,
-            vec![t(1, 9, 0), t(1, 9, 15), t(1, 9, 30), t(1, 9, 45), t(1, 10, 0)]
+            vec![
+                t(1, 9, 0),
+                t(1, 9, 15),
+                t(1, 9, 30),
+                t(1, 9, 45),
+                t(1, 10, 0)
+            ]
         );
     }
 }

@@ -220,13 +220,8 @@ async fn find_times_ranks_slots_where_everyone_is_free_first() {
     ))
     .await;
     app.meeting(
-        MeetingFixture::new(
-            &alice,
-            "C",
-            "2027-03-01T11:00:00Z",
-            "2027-03-01T12:00:00Z",
-        )
-        .attendee(&bob, "declined"),
+        MeetingFixture::new(&alice, "C", "2027-03-01T11:00:00Z", "2027-03-01T12:00:00Z")
+            .attendee(&bob, "declined"),
     )
     .await;
 

@@ -48,8 +48,8 @@ async fn queries_without_a_valid_token_are_401() {
 }
 
 #[tokio::test]
-async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_skips_inactive_users(
-) {
+async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_skips_inactive_users()
+{
     let app = spawn_app().await;
     let me = app.user("Me").await;
     let alice = app.user("Alice Smith").await;
@@ -248,7 +248,10 @@ async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all() {
         ids(&body, "id"),
         vec![organized.to_string(), invited.to_string()]
     );
-    assert_eq!(body["items"][1]["attendees"][0]["user_id"], olga.id.to_string());
+    assert_eq!(
+        body["items"][1]["attendees"][0]["user_id"],
+        olga.id.to_string()
+    );
     let body = app.get_json("/v1/meetings", &admin.token).await;
     assert_eq!(
         ids(&body, "id"),
@@ -374,9 +377,7 @@ async fn chat_history_is_in_position_order_for_participants_and_hidden_from_stra
         app.message(id, &olga, &format!("message {n}"), n).await;
     }
     let path = format!("/v1/meetings/{id}/messages");
-    let first: Value = app
-        .get_json(&format!("{path}?limit=2"), &anton.token)
-        .await;
+    let first: Value = app.get_json(&format!("{path}?limit=2"), &anton.token).await;
     let texts: Vec<&str> = first["items"]
         .as_array()
         .unwrap()

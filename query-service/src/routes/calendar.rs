@@ -287,7 +287,9 @@ pub async fn find_times(
             Some(local) => {
                 hours.insert(id, local);
             }
-            None => tracing::warn!(user_id = %id, "unreadable working hours; treating as always available"),
+            None => {
+                tracing::warn!(user_id = %id, "unreadable working hours; treating as always available")
+            }
         }
     }
     let participants: Vec<Participant> = user_ids

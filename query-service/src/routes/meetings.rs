@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{can_see_meeting, internal, is_admin, meeting_not_found, VISIBLE_TO_CALLER};
-use crate::params::{self, decode_cursor, encode_cursor, limit, like_escape};
+use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

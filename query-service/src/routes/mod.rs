@@ -45,7 +45,9 @@ pub async fn can_see_meeting(
     caller: &AuthUser,
     meeting_id: Uuid,
 ) -> Result<bool, ApiError> {
-    let sql = format!("SELECT EXISTS (SELECT 1 FROM rm_meetings m WHERE m.id = $3 AND {VISIBLE_TO_CALLER})");
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM rm_meetings m WHERE m.id = $3 AND {VISIBLE_TO_CALLER})"
+    );
     sqlx::query_scalar(&sql)
         .bind(is_admin(caller))
         .bind(caller.user_id)

@@ -174,7 +174,8 @@ impl TestApp {
 
     /// Inserts an active member into `rm_users`.
     pub async fn user(&self, display_name: &str) -> TestUser {
-        self.user_with(display_name, Role::Member, "UTC", None).await
+        self.user_with(display_name, Role::Member, "UTC", None)
+            .await
     }
 
     pub async fn user_with(
