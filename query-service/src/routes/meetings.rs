@@ -276,8 +276,17 @@ pub async fn list(
         .map(|q| format!("%{}%", like_escape(&q)));
     let after: Option<(DateTime<Utc>, Uuid)> = decode_cursor(query.cursor.as_deref())?;
     let (after_start, after_id) = after.unzip();
+    // Members: start from their own meetings (both lookups are index scans), so the cost
+    // follows the caller's meetings, not the whole table. Admins: every meeting (`$1` is true).
+    let source = if is_admin(&caller) {
+        "rm_meetings m"
+    } else {
+        "(SELECT a.meeting_id AS id FROM rm_meeting_attendees a WHERE a.user_id = $2
+          UNION SELECT id FROM rm_meetings WHERE organizer_id = $2) mine
+         JOIN rm_meetings m ON m.id = mine.id"
+    };
     let sql = format!(
-        r"SELECT {MEETING_COLUMNS} FROM rm_meetings m LEFT JOIN rm_users o ON o.id = m.organizer_id
+        r"SELECT {MEETING_COLUMNS} FROM {source} LEFT JOIN rm_users o ON o.id = m.organizer_id
           WHERE {VISIBLE_TO_CALLER}
             AND ($3::timestamptz IS NULL OR m.ends_at > $3)
             AND ($4::timestamptz IS NULL OR m.starts_at < $4)

@@ -114,7 +114,7 @@ struct DirectoryRow {
     sort_name: String,
 }
 
-/// Directory search over active users: display name or email starting with `q`
+/// Directory search over active users: display name or email address starting with `q`
 /// (case-insensitive), ordered by display name (case-insensitive), then id. Deactivated users
 /// are not listed. Any authenticated user may search.
 #[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(DirectoryQuery),
@@ -142,8 +142,7 @@ pub async fn directory(
           WHERE active
             AND ($1::text IS NULL
                  OR lower(display_name) LIKE $1 ESCAPE '\'
-                 OR email_key LIKE $1 ESCAPE '\'
-                 OR lower(email) LIKE $1 ESCAPE '\')
+                 OR email_key LIKE $1 ESCAPE '\')
             AND ($2::text IS NULL OR (lower(display_name), id) > ($2, $3::uuid))
           ORDER BY lower(display_name), id
           LIMIT $4",
