@@ -117,7 +117,17 @@ impl Relay {
     }
 
     async fn publish_loop(&self, lock: &mut PgConnection) -> anyhow::Result<()> {
-        let mut position = self.checkpoint(lock).await?;
+        let checkpoint = self.checkpoint(lock).await?;
+        // The bus may hold more than the checkpoint says (a crash after the ack): resume
+        // after whatever it holds, so nothing is published twice.
+        let mut position = match self.bus.begin_term().await? {
+            Some(published) if published > checkpoint => {
+                self.save_checkpoint(lock, published).await?;
+                published
+            }
+            _ => checkpoint,
+        };
+        tracing::info!(%checkpoint, resume_after = %position, "relay term begins");
         let mut idle_rounds = 0u32;
         loop {
             let events = self

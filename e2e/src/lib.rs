@@ -147,6 +147,9 @@ pub struct Stack {
 impl Stack {
     /// Everything up: command-service, relay, projector, query-service.
     pub async fn start(nats_url: String, delete_stream: bool) -> Self {
+        if std::env::var("TEST_LOG").is_ok() {
+            platform::telemetry::init(Some(platform::config::LogFormat::Text));
+        }
         let db = TestDatabase::new().await;
         let stream = StreamName::new(&format!("T{}", Uuid::new_v4().simple())).unwrap();
         let jwt = Arc::new(JwtKeys::new(
@@ -225,15 +228,12 @@ impl Stack {
 
     pub async fn start_projector(&mut self) {
         let client = nats_client(&self.nats_url).await;
-        let mut projector = projector::new_projector(
+        let projector = projector::new_projector(
             self.db.pool.clone(),
             async_nats::jetstream::new(client),
             self.stream.clone(),
-            "projector-read-models".into(),
             &Metrics::new(),
         );
-        // Redeliver quickly after a kill.
-        projector.ack_wait = Duration::from_secs(1);
         self.projector = Some(tokio::spawn(projector.run(std::future::pending())));
     }
 
@@ -313,15 +313,25 @@ impl Stack {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// The position of the newest committed event (waiting out in-flight transactions).
+    /// The position of the newest committed event. The global-order reader stops below the
+    /// oldest running transaction of the whole cluster (other tests' too), so wait until it
+    /// has seen every committed event.
     pub async fn store_head(&self) -> Position {
-        let mut head = Position::START;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let events = self.store.read_all(Some(head), 10_000).await.unwrap();
-            match events.last() {
-                Some(last) => head = last.position,
-                None => return head,
+            let committed: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+                .fetch_one(&self.db.pool)
+                .await
+                .unwrap();
+            let events = self.store.read_all(None, 1_000_000).await.unwrap();
+            if events.len() as i64 == committed {
+                return events.last().map_or(Position::START, |e| e.position);
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reader lags the store"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -61,8 +61,14 @@ pub mod headers {
 /// Publishes events and waits for the bus to have stored each one.
 #[async_trait]
 pub trait EventBus: Send + Sync {
+    /// Starts a relay term: returns the position of the last event the bus holds, if any, so
+    /// the relay resumes after it even when its own checkpoint lags (crash between ack and
+    /// checkpoint).
+    async fn begin_term(&self) -> Result<Option<Position>, BusError>;
+
     /// Publishes in order; returns how many leading events were acknowledged (all of them on
-    /// success). Only acknowledged events may be checkpointed.
+    /// success). Only acknowledged events may be checkpointed. After an error the relay must
+    /// begin a new term.
     async fn publish(&self, events: &[StoredEvent]) -> (usize, Option<BusError>);
 }
 
@@ -142,20 +148,58 @@ pub async fn ensure_stream(
 }
 
 /// JetStream implementation of [`EventBus`].
+///
+/// Every message is published with `Nats-Expected-Last-Sequence`: the stream accepts it only
+/// directly after the previous one. Without it, a message lost while the server restarts
+/// could be followed by later ones the client had buffered, and the stream would hold events
+/// out of order. With it, everything after a lost message is refused, and the next term
+/// resumes from what the stream really holds.
 pub struct JetStreamBus {
     js: jetstream::Context,
     stream: StreamName,
+    /// Stream sequence the next message must follow.
+    last_sequence: tokio::sync::Mutex<u64>,
 }
 
 impl JetStreamBus {
     pub fn new(js: jetstream::Context, stream: StreamName) -> Self {
-        Self { js, stream }
+        Self {
+            js,
+            stream,
+            last_sequence: tokio::sync::Mutex::new(0),
+        }
     }
 }
 
 #[async_trait]
 impl EventBus for JetStreamBus {
+    async fn begin_term(&self) -> Result<Option<Position>, BusError> {
+        let mut stream = self
+            .js
+            .get_stream(self.stream.as_str())
+            .await
+            .map_err(|e| BusError(format!("stream {}: {e}", self.stream.as_str())))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| BusError(format!("stream info: {e}")))?
+            .state
+            .last_sequence;
+        *self.last_sequence.lock().await = last;
+        if last == 0 {
+            return Ok(None);
+        }
+        let message = stream
+            .get_raw_message(last)
+            .await
+            .map_err(|e| BusError(format!("last message: {e}")))?;
+        let envelope: EventEnvelope = serde_json::from_slice(&message.payload)
+            .map_err(|e| BusError(format!("last message is not an event: {e}")))?;
+        Ok(Some(envelope.position))
+    }
+
     async fn publish(&self, events: &[StoredEvent]) -> (usize, Option<BusError>) {
+        let mut last_sequence = self.last_sequence.lock().await;
         // Send all, then await the acks in order: pipelined, yet only a prefix of acknowledged
         // events is ever reported.
         let mut pending = Vec::with_capacity(events.len());
@@ -181,7 +225,8 @@ impl EventBus for JetStreamBus {
             let message = jetstream::message::PublishMessage::build()
                 .payload(payload.into())
                 .headers(headers)
-                .message_id(event.metadata.event_id.to_string());
+                .message_id(event.metadata.event_id.to_string())
+                .expected_last_sequence(*last_sequence + pending.len() as u64);
             match self
                 .js
                 .send_publish(
@@ -201,7 +246,10 @@ impl EventBus for JetStreamBus {
         let mut acknowledged = 0;
         for ack in pending {
             match ack.await {
-                Ok(_) => acknowledged += 1,
+                Ok(ack) => {
+                    acknowledged += 1;
+                    *last_sequence = ack.sequence;
+                }
                 Err(e) => return (acknowledged, Some(BusError(format!("ack: {e}")))),
             }
         }

@@ -1,8 +1,12 @@
-//! The JetStream side: a durable pull consumer feeding batches to the projection.
+//! The JetStream side: an ordered consumer feeding batches to the projection.
 //!
-//! Messages are acknowledged (AckPolicy::All, so the last one covers the batch) only after
-//! the batch committed. A crash in between redelivers the batch, which the per-aggregate
-//! sequences turn into no-ops.
+//! The consumer starts after the stream sequence stored with the projection's checkpoint, in
+//! the same transaction as the read models, so the position can never run ahead of or lag
+//! behind what was applied. Ordered consumers deliver strictly in stream order and recreate
+//! themselves after a gap or a server restart; redelivered events are no-ops thanks to the
+//! per-aggregate sequences. (Durable consumers with acks were tried first: after a crash
+//! their redeliveries come after newer messages, so a projection sees a meeting's third
+//! event before its first. See docs/adr/0004-projector-ordered-consumer.md.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,11 +63,7 @@ pub struct Projector {
     pub pool: PgPool,
     pub js: jetstream::Context,
     pub stream: StreamName,
-    /// Durable consumer name; one per projection (several processes may share it).
-    pub consumer: String,
     pub batch: usize,
-    /// How long JetStream waits for an ack before redelivering (after a crash).
-    pub ack_wait: Duration,
     pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     pub metrics: ProjectorMetrics,
 }
@@ -103,24 +103,23 @@ impl Projector {
 
     async fn consume(&self) -> Result<(), ConsumeError> {
         let stream = platform::bus::ensure_stream(&self.js, &self.stream).await?;
-        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-            .get_or_create_consumer(
-                &self.consumer,
-                pull::Config {
-                    durable_name: Some(self.consumer.clone()),
-                    ack_policy: jetstream::consumer::AckPolicy::All,
-                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                    ack_wait: self.ack_wait,
-                    max_ack_pending: 20_000,
-                    ..Default::default()
-                },
-            )
+        let deliver_policy = match projection::stream_sequence(&self.pool)
             .await
-            .map_err(|e| anyhow::anyhow!("consumer {}: {e}", self.consumer))?;
+            .map_err(|e| anyhow::anyhow!("read checkpoint: {e}"))?
+        {
+            Some(applied) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: applied + 1,
+            },
+            None => jetstream::consumer::DeliverPolicy::All,
+        };
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("ordered consumer: {e}"))?;
         let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(self.batch)
-            .heartbeat(Duration::from_secs(5))
             .messages()
             .await
             .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
@@ -155,28 +154,35 @@ impl Projector {
                     })?;
                 envelopes.push(envelope);
             }
-            let outcome = self.apply_with_retry(&envelopes).await?;
+            let stream_sequence = batch
+                .last()
+                .expect("BUG: the batch is not empty")
+                .info()
+                .map_err(|e| anyhow::anyhow!("message info: {e}"))?
+                .stream_sequence;
+            let outcome = self.apply_with_retry(&envelopes, stream_sequence).await?;
             self.metrics.applied.inc_by(outcome.applied as u64);
             self.metrics.duplicates.inc_by(outcome.duplicates as u64);
             self.metrics.batches.inc();
-            batch
-                .last()
-                .expect("BUG: the batch is not empty")
-                .ack()
-                .await
-                .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
         }
     }
 
-    /// Database trouble is retried (the batch is not acknowledged meanwhile); an event that
-    /// cannot be applied is not.
+    /// Database trouble is retried; an event that cannot be applied is not.
     async fn apply_with_retry(
         &self,
         envelopes: &[EventEnvelope],
+        stream_sequence: u64,
     ) -> Result<projection::BatchOutcome, ConsumeError> {
         let mut delay = Duration::from_millis(100);
         loop {
-            match apply_batch(&self.pool, envelopes, &self.upcasters).await {
+            match apply_batch(
+                &self.pool,
+                envelopes,
+                Some(stream_sequence),
+                &self.upcasters,
+            )
+            .await
+            {
                 Ok(outcome) => return Ok(outcome),
                 Err(ProjectionError::Database(error)) => {
                     tracing::warn!(%error, "read-model database failed; retrying the batch");

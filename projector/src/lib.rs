@@ -87,7 +87,6 @@ pub async fn build(
         pool.clone(),
         async_nats::jetstream::new(client),
         StreamName::new(&settings.nats.stream)?,
-        settings.consumer.clone(),
         &metrics,
     );
     let router = health_router(pool, metrics);
@@ -106,7 +105,6 @@ pub fn new_projector(
     pool: PgPool,
     js: async_nats::jetstream::Context,
     stream: StreamName,
-    consumer: String,
     metrics: &Metrics,
 ) -> Projector {
     let projector_metrics = ProjectorMetrics::default();
@@ -115,9 +113,7 @@ pub fn new_projector(
         pool,
         js,
         stream,
-        consumer,
         batch: 500,
-        ack_wait: std::time::Duration::from_secs(10),
         upcasters: Arc::new(domain::upcasters::upcasters()),
         metrics: projector_metrics,
     }
@@ -143,7 +139,7 @@ pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<us
         };
         after = last.position;
         let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-        let outcome = projection::apply_batch(pool, &envelopes, &upcasters).await?;
+        let outcome = projection::apply_batch(pool, &envelopes, None, &upcasters).await?;
         total += outcome.applied;
     }
 }

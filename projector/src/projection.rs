@@ -24,10 +24,12 @@ pub struct BatchOutcome {
     pub checkpoint: Option<Position>,
 }
 
-/// Applies `events` (in stream order) in one transaction.
+/// Applies `events` (in stream order) in one transaction. `stream_sequence` is the stream
+/// sequence of the last of them, when they came from the stream; the consumer resumes after it.
 pub async fn apply_batch(
     pool: &PgPool,
     events: &[EventEnvelope],
+    stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<BatchOutcome, ProjectionError> {
     let mut outcome = BatchOutcome::default();
@@ -81,14 +83,18 @@ pub async fn apply_batch(
         .expect("BUG: the batch is not empty");
     // GREATEST: a batch of pure redeliveries never moves the checkpoint backwards.
     let checkpoint: String = sqlx::query_scalar(
-        "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
+        "INSERT INTO projection_checkpoints (projection, position, stream_sequence) \
+         VALUES ($1, $2, $3) \
          ON CONFLICT (projection) DO UPDATE \
             SET position = GREATEST(projection_checkpoints.position, EXCLUDED.position), \
+                stream_sequence = COALESCE(EXCLUDED.stream_sequence, \
+                                           projection_checkpoints.stream_sequence), \
                 updated_at = now() \
          RETURNING position",
     )
     .bind(PROJECTION)
     .bind(newest.to_string())
+    .bind(stream_sequence.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
     .fetch_one(&mut *tx)
     .await?;
     // Delivered at commit, so a listener never hears of a position it cannot read yet.
@@ -115,6 +121,17 @@ pub async fn mark_failed(pool: &PgPool, failure: &str) -> Result<(), sqlx::Error
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// The stream sequence after which the consumer resumes (`None`: from the start).
+pub async fn stream_sequence(pool: &PgPool) -> Result<Option<u64>, sqlx::Error> {
+    let sequence: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT stream_sequence FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(PROJECTION)
+    .fetch_optional(pool)
+    .await?;
+    Ok(sequence.flatten().and_then(|s| u64::try_from(s).ok()))
 }
 
 /// The stored checkpoint and failure, if any.
