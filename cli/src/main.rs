@@ -9,9 +9,12 @@ use clap::{Parser, Subcommand};
 use command_service::sessions::PgSessionStore;
 use command_service::{AppState, Application, AuthSettings};
 use platform::auth::JwtKeys;
-use platform::config::{DatabaseSettings, JwtSettings, LogSettings, Secret, MIN_JWT_SECRET_BYTES};
+use platform::config::{
+    DatabaseSettings, JwtSettings, LogSettings, NatsSettings, Secret, MIN_JWT_SECRET_BYTES,
+};
 use platform::metrics::Metrics;
 use platform::store::{EventStore, PgEventStore};
+use utoipa::OpenApi;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,8 +31,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the system in one process on one port (today: the command API).
+    /// Run the whole system in one process on one port: command API, query API, projector,
+    /// and (with MEETINGS_NATS_URL) the relay to NATS.
     Serve(ServeArgs),
+    /// Read-model maintenance.
+    Projections {
+        #[command(flatten)]
+        database: DatabaseSettings,
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Apply database migrations (idempotent).
     Migrate {
         #[command(flatten)]
@@ -52,6 +63,11 @@ struct ServeArgs {
     jwt: JwtSettings,
     #[command(flatten)]
     auth: AuthSettings,
+    #[command(flatten)]
+    nats: NatsSettings,
+    /// Longest wait of a query with X-Min-Position.
+    #[arg(long = "min-position-wait", env = "MEETINGS_MIN_POSITION_WAIT", default_value = "2s", value_parser = platform::config::parse_duration)]
+    min_position_wait: std::time::Duration,
     /// Address to bind.
     #[arg(
         long = "listen",
@@ -62,6 +78,13 @@ struct ServeArgs {
     /// Where `serve` keeps generated state (the JWT key when none is configured).
     #[arg(long = "data-dir", env = "MEETINGS_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum ProjectionsCommand {
+    /// Empty the read models and rebuild them from the event store, in global order. Stop
+    /// projectors first; queries see partial data while it runs.
+    Rebuild,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +116,15 @@ async fn main() -> anyhow::Result<()> {
             println!("{email} ({id}) is now {role}");
         }
         Command::Serve(args) => serve(args).await?,
+        Command::Projections {
+            database,
+            command: ProjectionsCommand::Rebuild,
+        } => {
+            let pool = connect(&database).await?;
+            let store = PgEventStore::new(pool.clone());
+            let applied = projector::rebuild(&store, &pool).await?;
+            println!("read models rebuilt from {applied} events");
+        }
     }
     Ok(())
 }
@@ -113,23 +145,83 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One-command start: serve brings its own schema up to date.
     platform::db::migrate(&pool).await?;
     let jwt = Arc::new(JwtKeys::new(&secret, &args.jwt.issuer, &args.jwt.audience));
-    let state = AppState::new(
-        Arc::new(PgEventStore::new(pool.clone())),
-        Arc::new(PgSessionStore::new(pool)),
-        jwt,
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let metrics = Metrics::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Events reach the read models through NATS when configured, else straight from the store.
+    match &args.nats.nats_url {
+        Some(url) => {
+            let relay =
+                command_service::start_relay(url, &args.nats.stream, pool.clone(), store.clone())
+                    .await?;
+            let stop_relay = stop.clone();
+            tasks.spawn(async move {
+                relay.run(stop_relay.cancelled_owned()).await;
+                Ok(())
+            });
+            let client = platform::bus::connect(url, "meetings-projector").await?;
+            let projector = projector::new_projector(
+                pool.clone(),
+                async_nats::jetstream::new(client),
+                platform::bus::StreamName::new(&args.nats.stream)?,
+                &metrics,
+            );
+            tasks.spawn(projector.run(stop.clone().cancelled_owned()));
+        }
+        None => {
+            let follower =
+                projector::follower::StoreFollower::new(store.clone(), pool.clone(), &metrics);
+            tasks.spawn(follower.run(stop.clone().cancelled_owned()));
+        }
+    }
+
+    let command_state = AppState::new(
+        store,
+        Arc::new(PgSessionStore::new(pool.clone())),
+        jwt.clone(),
         args.auth,
     );
+    let query_state = query_service::AppState::new(pool, jwt, args.min_position_wait);
+    let mut checks = command_service::readiness_checks(&command_state);
+    checks.extend(query_service::readiness_checks(&query_state));
+    let mut openapi = command_service::openapi::ApiDoc::openapi();
+    openapi.merge(query_service::openapi::ApiDoc::openapi());
+    let router = command_service::api_router(command_state)
+        .merge(query_service::api_router(query_state, &metrics))
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi) }
+            }),
+        )
+        .merge(platform::http::health::router(checks, metrics.clone()));
+    let router = platform::http::finish_router(router, metrics);
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (MEETINGS_LISTEN): {e}", args.listen))?;
-    let application =
-        Application::from_parts(listener, command_service::router(state, Metrics::new()));
+    let application = Application::from_parts(listener, router);
     println!(
         "meetings is listening on http://{}",
         application.local_addr()
     );
-    application.run_until(platform::shutdown::signal()).await?;
-    Ok(())
+    let served = tokio::select! {
+        served = application.run_until(platform::shutdown::signal()) => served.map_err(Into::into),
+        Some(ended) = tasks.join_next() => {
+            // A background component stopped by itself: report which and why, then stop.
+            Err(match ended {
+                Ok(Ok(())) => anyhow::anyhow!("a background component stopped"),
+                Ok(Err(error)) => error.context("a background component failed"),
+                Err(error) => anyhow::anyhow!("a background component panicked: {error}"),
+            })
+        }
+    };
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    served
 }
 
 /// Reads `<data-dir>/jwt-secret`, creating it (owner-only) with a random key on first start.

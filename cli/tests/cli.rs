@@ -102,3 +102,111 @@ fn serve_refuses_sqlite_with_a_message_naming_the_setting() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("MEETINGS_DATABASE_URL"));
 }
+
+/// Kills the child process when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
+    use std::io::BufRead;
+    let db = TestDatabase::new().await;
+    let data_dir = std::env::temp_dir().join(format!("meetings-serve-{}", uuid::Uuid::new_v4()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meetings"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .env("MEETINGS_DATABASE_URL", &db.url)
+        .env_remove("MEETINGS_NATS_URL")
+        .env("MEETINGS_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    // Logs share stdout; find the announcement, then keep draining so the child never blocks.
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let line = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.starts_with("meetings is listening on"))
+        .expect("serve announces its address");
+    std::thread::spawn(move || lines.for_each(drop));
+    let base = line
+        .rsplit(' ')
+        .next()
+        .expect("the listening line ends with the URL")
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"email": "ada@example.com", "password": "correct horse", "display_name": "Ada"});
+    let response = client
+        .post(format!("{base}/v1/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let login: serde_json::Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let scheduled: serde_json::Value = client
+        .post(format!("{base}/v1/meetings"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "title": "Kick-off", "starts_at": "2027-01-04T09:00:00Z",
+            "ends_at": "2027-01-04T10:00:00Z", "time_zone": "Europe/London"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let meeting = client
+        .get(format!(
+            "{base}/v1/meetings/{}",
+            scheduled["id"].as_str().unwrap()
+        ))
+        .bearer_auth(token)
+        .header("X-Min-Position", scheduled["position"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        meeting.status(),
+        200,
+        "the in-process projector made it visible"
+    );
+    let meeting: serde_json::Value = meeting.json().await.unwrap();
+    assert_eq!(meeting["title"], "Kick-off");
+
+    let openapi: serde_json::Value = client
+        .get(format!("{base}/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(openapi["paths"]["/v1/meetings"]["post"].is_object());
+    assert!(openapi["paths"]["/v1/me/agenda"]["get"].is_object());
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    drop(running);
+    std::fs::remove_dir_all(&data_dir).ok();
+}

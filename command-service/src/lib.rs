@@ -149,9 +149,20 @@ impl ReadinessCheck for StoreReady {
     }
 }
 
+/// The command API routes alone (no OpenAPI, health or fallbacks), for composition by the
+/// all-in-one `meetings serve`.
+pub fn api_router(state: AppState) -> Router {
+    routes::router().with_state(state)
+}
+
+/// Readiness checks of the command side.
+pub fn readiness_checks(state: &AppState) -> Vec<Arc<dyn ReadinessCheck>> {
+    vec![Arc::new(StoreReady(state.store().clone()))]
+}
+
 /// The complete HTTP application: API routes, OpenAPI, health, metrics, error fallbacks.
 pub fn router(state: AppState, metrics: Metrics) -> Router {
-    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(StoreReady(state.store().clone()))];
+    let checks = readiness_checks(&state);
     let api = routes::router()
         .merge(openapi::router())
         .with_state(state)

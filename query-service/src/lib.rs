@@ -125,27 +125,38 @@ impl ReadinessCheck for ProjectionsHealthy {
     }
 }
 
-/// The complete HTTP application: query routes (behind the `X-Min-Position` wait), OpenAPI,
-/// health, metrics, error fallbacks.
-pub fn router(state: AppState, metrics: Metrics) -> Router {
-    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
-        Arc::new(PostgresReady(state.pool.clone())),
-        Arc::new(ProjectionsHealthy(state.pool.clone())),
-    ];
+/// The query routes behind the `X-Min-Position` wait, without OpenAPI, health or fallbacks,
+/// for composition by the all-in-one `meetings serve`.
+pub fn api_router(state: AppState, metrics: &Metrics) -> Router {
     let min_position = MinPositionState::new(
         state.watch.clone(),
         state.min_position_wait,
         state.jwt.clone(),
-        &metrics,
+        metrics,
     );
-    let api = routes::router()
+    routes::router()
         // route_layer: only matched query routes wait; unknown paths answer 404 at once.
         .route_layer(axum::middleware::from_fn_with_state(
             min_position,
             watch::min_position,
         ))
-        .merge(openapi::router())
         .with_state(state)
+}
+
+/// Readiness checks of the query side.
+pub fn readiness_checks(state: &AppState) -> Vec<Arc<dyn ReadinessCheck>> {
+    vec![
+        Arc::new(PostgresReady(state.pool.clone())),
+        Arc::new(ProjectionsHealthy(state.pool.clone())),
+    ]
+}
+
+/// The complete HTTP application: query routes (behind the `X-Min-Position` wait), OpenAPI,
+/// health, metrics, error fallbacks.
+pub fn router(state: AppState, metrics: Metrics) -> Router {
+    let checks = readiness_checks(&state);
+    let api = api_router(state.clone(), &metrics)
+        .merge(openapi::router().with_state(state))
         .merge(health::router(checks, metrics.clone()));
     platform::http::finish_router(api, metrics)
 }
