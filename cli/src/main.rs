@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Run the whole system in one process on one port: command API, query API, projector,
     /// and (with MEETINGS_NATS_URL) the relay to NATS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read-model maintenance.
     Projections {
         #[command(flatten)]
@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
             let id = command_service::admin::set_role(store, &email, role).await?;
             println!("{email} ({id}) is now {role}");
         }
-        Command::Serve(args) => serve(args).await?,
+        Command::Serve(args) => serve(*args).await?,
         Command::Projections {
             database,
             command: ProjectionsCommand::Rebuild,
