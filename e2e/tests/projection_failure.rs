@@ -1,0 +1,98 @@
+//! An event the projection cannot apply stops it loudly — error, metric, readiness — and
+//! nothing after it is applied: the projection never skips.
+
+use std::time::Duration;
+
+use e2e::{nats_url, Stack};
+use platform::store::{Commit, EventMetadata, NewEvent};
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn an_unapplicable_event_stops_the_projection_and_fails_readiness() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (_, token, registered) = stack.user("Ann").await;
+    let (status, _) = stack.query("/v1/users/me", &token, &registered).await;
+    assert_eq!(status, 200);
+
+    // A meeting event for a meeting that was never scheduled cannot be applied.
+    let bogus = stack
+        .store
+        .commit(Commit {
+            aggregate_type: "meeting",
+            aggregate_id: Uuid::now_v7(),
+            expected_sequence: 0,
+            prev_hash: None,
+            events: vec![NewEvent {
+                event_type: "MeetingStarted".into(),
+                event_version: "1.0".into(),
+                payload: json!({"at": "2027-01-01T10:00:00Z"}),
+                metadata: EventMetadata {
+                    event_id: Uuid::now_v7(),
+                    actor_id: None,
+                    request_id: "bad".into(),
+                    correlation_id: "bad".into(),
+                    causation_id: "bad".into(),
+                },
+                recorded_at: chrono::Utc::now(),
+            }],
+            side_effects: vec![],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    // A valid command after it.
+    let (_, _, later) = stack.user("Ben").await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let failure = loop {
+        let (_, failure) = projector::projection::status(&stack.db.pool).await.unwrap();
+        if let Some(failure) = failure {
+            break failure;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projection did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(failure.contains("MeetingStarted"), "{failure}");
+    assert!(
+        failure.contains(&bogus.aggregate_id.to_string()),
+        "{failure}"
+    );
+
+    // Nothing after the bad event was applied: Ben is not in the read models.
+    let (checkpoint, _) = projector::projection::status(&stack.db.pool).await.unwrap();
+    assert!(checkpoint.unwrap() < bogus.position);
+    let later: platform::store::Position = later.parse().unwrap();
+    assert!(later > bogus.position);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_users")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1, "only Ann, registered before the bad event");
+
+    // Readiness says so, on the query side and the projector's own health endpoint.
+    let ready = stack
+        .client
+        .get(format!("{}/readyz", stack.queries))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let metrics = platform::metrics::Metrics::new();
+    let router = projector::health_router(stack.db.pool.clone(), metrics);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    let ready = stack
+        .client
+        .get(format!("http://{address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("stopped"), "{body}");
+}
