@@ -155,7 +155,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => {
             let relay =
                 command_service::start_relay(url, &args.nats.stream, pool.clone(), store.clone())
-                    .await?;
+                    .await?
+                    .with_metrics(&metrics);
             let stop_relay = stop.clone();
             tasks.spawn(async move {
                 relay.run(stop_relay.cancelled_owned()).await;
@@ -177,6 +178,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
+    tasks.spawn({
+        let store = store.clone();
+        let stop = stop.clone();
+        async move {
+            command_service::purge_idempotency_keys(store, stop.cancelled_owned()).await;
+            Ok(())
+        }
+    });
     let command_state = AppState::new(
         store,
         Arc::new(PgSessionStore::new(pool.clone())),

@@ -176,6 +176,8 @@ pub struct Application {
     router: Router,
     /// Hosted when NATS is configured (DESIGN.md: the command-service hosts the relay).
     relay: Option<Relay>,
+    /// Purged of expired idempotency keys while serving.
+    store: Option<Arc<dyn EventStore>>,
 }
 
 impl Application {
@@ -191,17 +193,20 @@ impl Application {
             anyhow::bail!("the database is not migrated: run `meetings migrate` first");
         }
         let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+        let metrics = Metrics::new();
         let relay = match &settings.nats.nats_url {
-            Some(url) => {
-                Some(start_relay(url, &settings.nats.stream, pool.clone(), store.clone()).await?)
-            }
+            Some(url) => Some(
+                start_relay(url, &settings.nats.stream, pool.clone(), store.clone())
+                    .await?
+                    .with_metrics(&metrics),
+            ),
             None => {
                 tracing::warn!("MEETINGS_NATS_URL is unset: events are stored but not relayed");
                 None
             }
         };
         let state = AppState::new(
-            store,
+            store.clone(),
             Arc::new(PgSessionStore::new(pool)),
             jwt,
             settings.auth.clone(),
@@ -214,7 +219,9 @@ impl Application {
                     settings.listen
                 )
             })?;
-        Ok(Self::from_parts(listener, router(state, Metrics::new())).with_relay(relay))
+        Ok(Self::from_parts(listener, router(state, metrics))
+            .with_relay(relay)
+            .with_housekeeping(store))
     }
 
     pub fn from_parts(listener: tokio::net::TcpListener, router: Router) -> Self {
@@ -222,7 +229,14 @@ impl Application {
             listener,
             router,
             relay: None,
+            store: None,
         }
+    }
+
+    /// Purges expired idempotency keys of `store` while serving.
+    pub fn with_housekeeping(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Hosts a relay that runs as long as the server.
@@ -248,6 +262,12 @@ impl Application {
             let stop = stop.clone();
             tokio::spawn(async move { relay.run(stop.cancelled_owned()).await })
         });
+        let housekeeping = self.store.map(|store| {
+            tokio::spawn(purge_idempotency_keys(
+                store,
+                stop.clone().cancelled_owned(),
+            ))
+        });
         let served = axum::serve(
             self.listener,
             self.router
@@ -256,10 +276,33 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         stop.cancel();
-        if let Some(relay) = relay {
-            relay.await.ok();
+        for task in relay.into_iter().chain(housekeeping) {
+            task.await.ok();
         }
         served
+    }
+}
+
+/// How long an `Idempotency-Key` is honoured (DESIGN.md: at least 24 h).
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// Deletes expired idempotency records every hour until `shutdown`.
+pub async fn purge_idempotency_keys(
+    store: Arc<dyn EventStore>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = every.tick() => {}
+        }
+        match store.purge_idempotency_keys(IDEMPOTENCY_RETENTION).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired idempotency keys purged"),
+            Err(error) => tracing::warn!(%error, "cannot purge idempotency keys"),
+        }
     }
 }
 

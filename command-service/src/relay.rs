@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use platform::bus::{EventBus, StreamName};
 use platform::store::{EventStore, Position};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -36,6 +38,37 @@ impl Default for RelaySettings {
     }
 }
 
+/// Metrics of the relay.
+#[derive(Clone, Default)]
+pub struct RelayMetrics {
+    pub published: Counter,
+    pub terms: Counter,
+    /// 1 while this process holds the relay lock.
+    pub active: Gauge,
+}
+
+impl RelayMetrics {
+    pub fn register(&self, metrics: &platform::metrics::Metrics) {
+        metrics.register(|registry| {
+            registry.register(
+                "relay_events_published",
+                "Events acknowledged by the bus",
+                self.published.clone(),
+            );
+            registry.register(
+                "relay_terms",
+                "Times this relay became active",
+                self.terms.clone(),
+            );
+            registry.register(
+                "relay_active",
+                "1 while this process is the active relay",
+                self.active.clone(),
+            );
+        });
+    }
+}
+
 /// Observable state, for readiness and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayState {
@@ -50,6 +83,7 @@ pub struct Relay {
     stream: StreamName,
     settings: RelaySettings,
     state: watch::Sender<RelayState>,
+    metrics: RelayMetrics,
 }
 
 impl Relay {
@@ -67,7 +101,14 @@ impl Relay {
             stream,
             settings,
             state: watch::channel(RelayState::Standby).0,
+            metrics: RelayMetrics::default(),
         }
+    }
+
+    /// Reports into the process's metrics registry.
+    pub fn with_metrics(self, metrics: &platform::metrics::Metrics) -> Self {
+        self.metrics.register(metrics);
+        self
     }
 
     pub fn state(&self) -> watch::Receiver<RelayState> {
@@ -83,6 +124,7 @@ impl Relay {
                 () = &mut shutdown => break,
                 outcome = self.lead_once() => {
                     self.state.send_replace(RelayState::Standby);
+                    self.metrics.active.set(0);
                     if let Err(error) = outcome {
                         tracing::warn!(error = format!("{error:#}"), "relay stepped down");
                     }
@@ -109,6 +151,8 @@ impl Relay {
             return Ok(());
         }
         self.state.send_replace(RelayState::Active);
+        self.metrics.active.set(1);
+        self.metrics.terms.inc();
         tracing::info!(stream = self.stream.as_str(), "relay active");
         let outcome = self.publish_loop(&mut lock).await;
         // Closing the session releases the advisory lock.
@@ -146,6 +190,7 @@ impl Relay {
             idle_rounds = 0;
             let (acknowledged, error) = self.bus.publish(&events).await;
             if acknowledged > 0 {
+                self.metrics.published.inc_by(acknowledged as u64);
                 position = events[acknowledged - 1].position;
                 self.save_checkpoint(lock, position).await?;
                 tracing::debug!(events = acknowledged, %position, "relayed");

@@ -228,3 +228,35 @@ async fn a_taken_email_fails_the_whole_commit() {
         "no event without the claim"
     );
 }
+
+#[tokio::test]
+async fn idempotency_keys_older_than_the_retention_are_purged_and_newer_ones_kept() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    for (key, age_hours) in [("old", 49), ("recent", 23)] {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (principal, key, request_hash, status, response, created_at) \
+             VALUES ('u', $1, '\\x00', 201, '{}', now() - make_interval(hours => $2))",
+        )
+        .bind(key)
+        .bind(age_hours)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let deleted = store
+        .purge_idempotency_keys(std::time::Duration::from_secs(48 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(store
+        .idempotent_response("u", "recent")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .idempotent_response("u", "old")
+        .await
+        .unwrap()
+        .is_none());
+}

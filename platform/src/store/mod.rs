@@ -207,6 +207,12 @@ pub trait EventStore: Send + Sync {
         key: &str,
     ) -> Result<Option<IdempotentResponse>, StoreError>;
 
+    /// Deletes idempotency records older than `retention`; returns how many.
+    async fn purge_idempotency_keys(
+        &self,
+        retention: std::time::Duration,
+    ) -> Result<u64, StoreError>;
+
     async fn account_by_email(&self, email_key: &str) -> Result<Option<Account>, StoreError>;
 
     async fn account(&self, user_id: Uuid) -> Result<Option<Account>, StoreError>;

@@ -374,6 +374,20 @@ impl EventStore for PgEventStore {
         .transpose()
     }
 
+    async fn purge_idempotency_keys(
+        &self,
+        retention: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+        )
+        .bind(retention.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(deleted.rows_affected())
+    }
+
     async fn account_by_email(&self, email_key: &str) -> Result<Option<Account>, StoreError> {
         sqlx::query("SELECT user_id, password_hash, active FROM accounts WHERE email_key = $1")
             .bind(email_key)
