@@ -1,7 +1,328 @@
-//! `realtime`: the websocket gateway.
+//! `realtime`: the websocket gateway (API.md "Realtime", DESIGN.md guarantee 7).
 //!
-//! Not built yet: it arrives with issue #4 (see `docs/architecture.md`). The crate exists
-//! so that the workspace shows the architecture and the binary name of API.md is reserved.
+//! Each instance consumes the event stream once (an ordered JetStream consumer) into an
+//! in-process [`hub::Hub`] that fans events out to connection queues. Resumes with `since`
+//! replay from the event store (meeting channels) or the change read model (`user:me`) up to
+//! the point where live delivery began, so nothing is missed or repeated. Presence spans
+//! instances over NATS.
 
-/// Issue that builds this component.
-pub const TRACKING_ISSUE: u32 = 4;
+pub mod connection;
+pub mod hub;
+pub mod presence;
+pub mod protocol;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt;
+use platform::auth::JwtKeys;
+use platform::bus::{EventEnvelope, StreamName};
+use platform::config::{DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
+use platform::http::health::{self, PostgresReady, ReadinessCheck};
+use platform::http::ApiError;
+use platform::metrics::Metrics;
+use platform::store::{EventStore, PgEventStore};
+use sqlx::PgPool;
+
+use crate::connection::Limits;
+use crate::hub::Hub;
+use crate::presence::Presence;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8083";
+
+/// Largest accepted websocket frame and message (API.md: 64 KiB, else close 1009).
+pub const MAX_FRAME: usize = 64 * 1024;
+
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "realtime", version, about = "meetings websocket gateway")]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub nats: NatsSettings,
+    #[command(flatten)]
+    pub jwt: JwtSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+    #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Browser origins allowed to open websockets (comma-separated, e.g.
+    /// `https://app.example.com`). Requests without `Origin` (non-browser clients) and
+    /// same-origin requests are always allowed.
+    #[arg(
+        long = "allowed-origins",
+        env = "MEETINGS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub hub: Arc<Hub>,
+    pub presence: Arc<Presence>,
+    pub jwt: Arc<JwtKeys>,
+    pub store: Arc<dyn EventStore>,
+    pub pool: PgPool,
+    pub limits: Limits,
+    pub allowed_origins: Vec<String>,
+}
+
+/// The gateway's HTTP surface: `/v1/ws`, health, metrics.
+pub fn router(shared: Arc<Shared>, metrics: Metrics) -> Router {
+    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(PostgresReady(shared.pool.clone()))];
+    let api = Router::new()
+        .route("/v1/ws", get(upgrade))
+        .with_state(shared)
+        .merge(health::router(checks, metrics.clone()));
+    platform::http::finish_router(api, metrics)
+}
+
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if !origin_allowed(&headers, &shared.allowed_origins) {
+        return ApiError::Forbidden("this origin may not open websockets".into()).into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response();
+        }
+    };
+    upgrade
+        .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        // Small buffers keep idle connections cheap (tens of thousands per process).
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| connection::serve(socket, shared))
+}
+
+/// Same-origin and origin-less requests pass; others must be on the allow-list.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == origin || a == "*") {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((host, origin_host), (Some(host), Some(origin_host)) if host == origin_host)
+}
+
+/// Consumes the stream from now on (live only; resumes replay from the store) into the hub.
+pub async fn consume(
+    js: jetstream::Context,
+    stream: StreamName,
+    hub: Arc<Hub>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let outcome = tokio::select! {
+            () = &mut shutdown => return,
+            outcome = consume_once(&js, &stream, &hub) => outcome,
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "stream consumer interrupted; resuming"
+            );
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn consume_once(
+    js: &jetstream::Context,
+    stream: &StreamName,
+    hub: &Hub,
+) -> anyhow::Result<()> {
+    let handle = platform::bus::ensure_stream(js, stream).await?;
+    // After an interruption, continue from the hub's position so nothing is skipped.
+    let deliver_policy = jetstream::consumer::DeliverPolicy::New;
+    let consumer = handle
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("ordered consumer: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+        match serde_json::from_slice::<EventEnvelope>(&message.payload) {
+            Ok(event) => hub.dispatch(&event).await,
+            Err(error) => {
+                tracing::error!(%error, subject = message.subject.as_str(), "undecodable event")
+            }
+        }
+    }
+    anyhow::bail!("message stream ended")
+}
+
+/// A built, bound gateway.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shared: Arc<Shared>,
+    js: jetstream::Context,
+    stream: StreamName,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
+        let pool = platform::db::connect(
+            settings.database.postgres_url()?,
+            settings.database.max_connections,
+        )
+        .await?;
+        let url = settings
+            .nats
+            .nats_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
+        let client = platform::bus::connect(url, "meetings-realtime").await?;
+        let stream = StreamName::new(&settings.nats.stream)?;
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (MEETINGS_LISTEN): {e}",
+                    settings.listen
+                )
+            })?;
+        Ok(Self::from_parts(
+            listener,
+            pool,
+            jwt,
+            client,
+            stream,
+            settings.allowed_origins.clone(),
+            Limits::default(),
+        ))
+    }
+
+    pub fn from_parts(
+        listener: tokio::net::TcpListener,
+        pool: PgPool,
+        jwt: Arc<JwtKeys>,
+        client: async_nats::Client,
+        stream: StreamName,
+        allowed_origins: Vec<String>,
+        limits: Limits,
+    ) -> Self {
+        let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+        let hub = Arc::new(Hub::new(store.clone()));
+        let presence_subject = format!("{}-presence", stream.prefix());
+        let presence = Arc::new(Presence::new(
+            hub.clone(),
+            Some((client.clone(), presence_subject)),
+        ));
+        let shared = Arc::new(Shared {
+            hub,
+            presence,
+            jwt,
+            store,
+            pool,
+            limits,
+            allowed_origins,
+        });
+        let router = router(shared.clone(), Metrics::new());
+        Self {
+            listener,
+            router,
+            shared,
+            js: jetstream::new(client),
+            stream,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("BUG: a bound listener has an address")
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown`; the stream consumer and presence run alongside.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(address = %self.local_addr(), "realtime listening");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let consumer = tokio::spawn(consume(
+            self.js,
+            self.stream,
+            self.shared.hub.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let presence = tokio::spawn(
+            self.shared
+                .presence
+                .clone()
+                .run(stop.clone().cancelled_owned()),
+        );
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        stop.cancel();
+        consumer.await.ok();
+        presence.await.ok();
+        served
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn origins_are_allowed_when_absent_same_or_listed() {
+        let allowed = vec!["https://app.example.com".to_string()];
+        assert!(origin_allowed(&headers(None, "rt.example.com"), &allowed));
+        assert!(origin_allowed(
+            &headers(Some("https://app.example.com"), "rt.example.com"),
+            &allowed
+        ));
+        assert!(origin_allowed(
+            &headers(Some("http://rt.example.com"), "rt.example.com"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("https://evil.example"), "rt.example.com"),
+            &allowed
+        ));
+    }
+}

@@ -1,9 +1,13 @@
-//! Placeholder binary: refuses to run rather than pretending to serve.
+//! `realtime`: the websocket gateway, listening on `MEETINGS_LISTEN`.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "realtime is not built yet (issue #{}); the command-service is the part that runs today",
-        realtime::TRACKING_ISSUE
-    );
-    std::process::ExitCode::from(2)
+use clap::Parser;
+use realtime::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    platform::telemetry::init(settings.log.log_format);
+    let application = Application::build(&settings).await?;
+    application.run_until(platform::shutdown::signal()).await?;
+    Ok(())
 }

@@ -1,0 +1,287 @@
+//! The in-process fan-out: one NATS consumer per instance feeds the hub, the hub routes each
+//! event to the queues of the connections subscribed to its channels.
+//!
+//! Routing needs meeting membership (who is organizer or attendee). The hub keeps it per
+//! meeting, loaded from the event store on first use (the store is always at least as far as
+//! the stream) and advanced by the meeting's events as they pass, by sequence, so a loaded
+//! state is never rolled back by an older event.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use domain::{Meeting, MeetingEvent};
+use platform::bus::EventEnvelope;
+use platform::store::{decode_event, decode_events, EventStore, Position};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::protocol::{event_frame, Channel};
+
+/// A message for one connection.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// An event frame on a channel, with its position for resume de-duplication.
+    Event {
+        channel: Channel,
+        position: Position,
+        frame: Arc<str>,
+    },
+    /// The caller lost access to the channel (removed from the meeting).
+    Revoked { channel: Channel },
+    /// A ready-made control frame (presence).
+    Control(Arc<str>),
+}
+
+/// One connection's handle as the hub sees it.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub user_id: Uuid,
+    pub queue: mpsc::Sender<Outbound>,
+    /// Cancelled when the connection's queue overflowed: it is too slow and must go.
+    pub too_slow: CancellationToken,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Membership {
+    version: i64,
+    organizer: Uuid,
+    attendees: HashSet<Uuid>,
+}
+
+impl Membership {
+    fn contains(&self, user: Uuid) -> bool {
+        self.organizer == user || self.attendees.contains(&user)
+    }
+
+    fn members(&self) -> impl Iterator<Item = Uuid> + '_ {
+        std::iter::once(self.organizer).chain(self.attendees.iter().copied())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    subscriptions: HashMap<Channel, HashMap<u64, Subscriber>>,
+    memberships: HashMap<Uuid, Membership>,
+    /// Position of the last event dispatched.
+    position: Position,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    store: Arc<dyn EventStore>,
+    upcasters: Vec<Box<dyn cqrs_es::persist::EventUpcaster>>,
+}
+
+impl Hub {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            store,
+            upcasters: domain::upcasters::upcasters(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("BUG: hub state poisoned")
+    }
+
+    /// The position of the last dispatched event.
+    pub fn position(&self) -> Position {
+        self.lock().position
+    }
+
+    /// Adds a subscription; returns the position from which it receives live events (every
+    /// event after it).
+    pub fn subscribe(&self, channel: Channel, connection: u64, subscriber: Subscriber) -> Position {
+        let mut state = self.lock();
+        state
+            .subscriptions
+            .entry(channel)
+            .or_default()
+            .insert(connection, subscriber);
+        state.position
+    }
+
+    pub fn unsubscribe(&self, channel: Channel, connection: u64) {
+        let mut state = self.lock();
+        if let Some(subscribers) = state.subscriptions.get_mut(&channel) {
+            subscribers.remove(&connection);
+            if subscribers.is_empty() {
+                state.subscriptions.remove(&channel);
+            }
+        }
+    }
+
+    /// Whether `user` is organizer or attendee of `meeting` (loading it if needed).
+    pub async fn is_member(&self, meeting: Uuid, user: Uuid) -> anyhow::Result<bool> {
+        if let Some(membership) = self.lock().memberships.get(&meeting) {
+            return Ok(membership.contains(user));
+        }
+        let membership = self.load_membership(meeting).await?;
+        let member = membership.as_ref().is_some_and(|m| m.contains(user));
+        if let Some(membership) = membership {
+            self.remember(meeting, membership);
+        }
+        Ok(member)
+    }
+
+    async fn load_membership(&self, meeting: Uuid) -> anyhow::Result<Option<Membership>> {
+        let events = self.store.load("meeting", meeting).await?;
+        let state = decode_events::<Meeting>(events, &self.upcasters)?;
+        if !state.aggregate.exists() {
+            return Ok(None);
+        }
+        Ok(Some(Membership {
+            version: state.version,
+            organizer: state.aggregate.organizer_id(),
+            attendees: state
+                .aggregate
+                .attendees()
+                .iter()
+                .map(|a| a.user_id)
+                .collect(),
+        }))
+    }
+
+    /// Keeps the newer of the known and the given membership.
+    fn remember(&self, meeting: Uuid, membership: Membership) {
+        let mut state = self.lock();
+        let entry = state.memberships.entry(meeting).or_default();
+        if membership.version > entry.version {
+            *entry = membership;
+        }
+    }
+
+    /// Routes one event (called in stream order by the consumer).
+    pub async fn dispatch(&self, event: &EventEnvelope) {
+        let mut user_targets: Vec<Uuid> = vec![];
+        let mut revoked: Option<Uuid> = None;
+        match event.aggregate_type.as_str() {
+            "user" => user_targets.push(event.aggregate_id),
+            "meeting" => {
+                let decoded: Option<MeetingEvent> = decode_event(
+                    &event.event_type,
+                    &event.event_version,
+                    event.data.clone(),
+                    &self.upcasters,
+                )
+                .ok();
+                let known = self.lock().memberships.contains_key(&event.aggregate_id);
+                if !known && !matches!(decoded, Some(MeetingEvent::MeetingScheduled { .. })) {
+                    match self.load_membership(event.aggregate_id).await {
+                        Ok(Some(membership)) => self.remember(event.aggregate_id, membership),
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(%error, "cannot load meeting membership"),
+                    }
+                }
+                let mut state = self.lock();
+                let membership = state.memberships.entry(event.aggregate_id).or_default();
+                if event.sequence > membership.version {
+                    match &decoded {
+                        Some(MeetingEvent::MeetingScheduled {
+                            organizer_id,
+                            attendees,
+                            ..
+                        }) => {
+                            membership.organizer = *organizer_id;
+                            membership.attendees = attendees.iter().map(|a| a.user_id).collect();
+                        }
+                        Some(MeetingEvent::AttendeeInvited { user_id, .. }) => {
+                            membership.attendees.insert(*user_id);
+                        }
+                        Some(MeetingEvent::AttendeeRemoved { user_id }) => {
+                            membership.attendees.remove(user_id);
+                        }
+                        _ => {}
+                    }
+                    membership.version = event.sequence;
+                }
+                if let Some(MeetingEvent::AttendeeRemoved { user_id }) = &decoded {
+                    revoked = Some(*user_id);
+                    user_targets.push(*user_id);
+                }
+                user_targets.extend(membership.members());
+            }
+            _ => {}
+        }
+
+        let mut state = self.lock();
+        state.position = state.position.max(event.position);
+        if event.aggregate_type == "meeting" {
+            let channel = Channel::Meeting(event.aggregate_id);
+            if let Some(subscribers) = state.subscriptions.get(&channel) {
+                let frame: Arc<str> = event_frame(&channel.name(), event).into();
+                for subscriber in subscribers.values() {
+                    if revoked == Some(subscriber.user_id) {
+                        continue;
+                    }
+                    offer(
+                        subscriber,
+                        Outbound::Event {
+                            channel,
+                            position: event.position,
+                            frame: frame.clone(),
+                        },
+                    );
+                }
+            }
+            if let Some(user) = revoked {
+                if let Some(subscribers) = state.subscriptions.get_mut(&channel) {
+                    subscribers.retain(|_, subscriber| {
+                        if subscriber.user_id == user {
+                            offer(subscriber, Outbound::Revoked { channel });
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+            }
+        }
+        user_targets.sort_unstable();
+        user_targets.dedup();
+        let mut user_frame: Option<Arc<str>> = None;
+        for user in user_targets {
+            let channel = Channel::User(user);
+            if let Some(subscribers) = state.subscriptions.get(&channel) {
+                let frame = user_frame
+                    .get_or_insert_with(|| event_frame("user:me", event).into())
+                    .clone();
+                for subscriber in subscribers.values() {
+                    offer(
+                        subscriber,
+                        Outbound::Event {
+                            channel,
+                            position: event.position,
+                            frame: frame.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends a control frame to every subscriber of `channel`.
+    pub fn broadcast(&self, channel: Channel, frame: Arc<str>) {
+        let state = self.lock();
+        if let Some(subscribers) = state.subscriptions.get(&channel) {
+            for subscriber in subscribers.values() {
+                offer(subscriber, Outbound::Control(frame.clone()));
+            }
+        }
+    }
+
+    /// Number of live subscriptions (metrics, tests).
+    pub fn subscriptions(&self) -> usize {
+        self.lock().subscriptions.values().map(HashMap::len).sum()
+    }
+}
+
+/// Never waits: a full queue means the client cannot keep up; it is cut off (4429) rather
+/// than slowing everyone else down or growing memory without bound.
+fn offer(subscriber: &Subscriber, message: Outbound) {
+    if subscriber.queue.try_send(message).is_err() {
+        subscriber.too_slow.cancel();
+    }
+}
