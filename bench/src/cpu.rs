@@ -9,6 +9,18 @@ pub struct CpuUse {
     pub process: f64,
 }
 
+/// `machine busy %  bench process %` columns of a result line (`-` when not measured).
+pub fn cpu_columns(cpu: Option<&CpuUse>) -> String {
+    match cpu {
+        Some(cpu) => format!(
+            "{:>7.0}%  {:>13.0}%",
+            cpu.machine_busy * 100.0,
+            cpu.process * 100.0
+        ),
+        None => format!("{:>8}  {:>14}", "-", "-"),
+    }
+}
+
 /// Cumulative counters, in clock ticks.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {

@@ -2,7 +2,42 @@
 
 use sqlx::{Connection, PgConnection, PgPool};
 
+/// Where the bench databases go, and the baseline tool: shared by every benchmark.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerOptions {
+    /// Any database on the PostgreSQL server; the bench database is created beside it.
+    #[arg(
+        long = "admin-url",
+        visible_alias = "database-url",
+        env = "MEETINGS_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub admin_url: String,
+    /// The pgbench executable.
+    #[arg(long, default_value = "pgbench")]
+    pub pgbench: String,
+    /// pgbench threads (`-j`).
+    #[arg(long, default_value_t = 2)]
+    pub pgbench_threads: usize,
+}
+
+/// Creates a fresh bench database, runs `body` on it and drops it, whatever `body` returned.
+pub async fn with_database<F, Fut>(admin_url: &str, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(BenchDatabase) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let database = BenchDatabase::create(admin_url).await?;
+    eprintln!("bench database: {}", database.name);
+    let outcome = body(database.clone()).await;
+    if let Err(error) = database.drop_database().await {
+        eprintln!("warning: could not drop {}: {error:#}", database.name);
+    }
+    outcome
+}
+
 /// `meetings_bench_<random>` on the server of `admin_url`.
+#[derive(Clone)]
 pub struct BenchDatabase {
     pub name: String,
     pub url: String,
@@ -26,9 +61,14 @@ impl BenchDatabase {
         })
     }
 
-    /// Applies the service's migrations and creates the baseline table.
+    /// Applies the service's migrations.
+    pub async fn migrate(&self, pool: &PgPool) -> anyhow::Result<()> {
+        platform::db::migrate(pool).await
+    }
+
+    /// Applies the service's migrations and creates the insert baseline's table.
     pub async fn prepare(&self, pool: &PgPool) -> anyhow::Result<()> {
-        platform::db::migrate(pool).await?;
+        self.migrate(pool).await?;
         sqlx::query(
             "CREATE TABLE bench_baseline (
                  id         bigserial   PRIMARY KEY,

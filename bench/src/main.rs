@@ -1,12 +1,20 @@
 //! Benchmark runner: load generators measured against a baseline taken in the same run, on the
 //! same database, so that the noise of a shared machine hits both.
 //!
-//! `cargo run --release -p bench -- schedule-meeting` (see BENCHMARKS.md).
+//! `cargo run --release -p bench -- <schedule-meeting|pipeline-lag|get-meeting|agenda>` (see
+//! BENCHMARKS.md).
 
+mod agenda;
+mod compare;
 mod cpu;
 mod database;
+mod get_meeting;
+mod load;
 mod pgbench;
+mod pipeline;
 mod schedule;
+mod seed;
+mod services;
 mod stats;
 
 use std::time::Duration;
@@ -24,6 +32,13 @@ struct Cli {
 enum Command {
     /// POST /v1/meetings throughput over HTTP against a pgbench single-row-insert baseline.
     ScheduleMeeting(schedule::Options),
+    /// Command accepted → visible in the query API, through relay, JetStream and projector,
+    /// under an open-loop command rate, against the same lag at a low rate.
+    PipelineLag(pipeline::Options),
+    /// GET /v1/meetings/{id} throughput against a pgbench primary-key select baseline.
+    GetMeeting(get_meeting::Options),
+    /// GET /v1/me/agenda latency for one-week windows against pgbench running the same SQL.
+    Agenda(agenda::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +50,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let outcome = match cli.command {
         Command::ScheduleMeeting(options) => runtime.block_on(schedule::run(options)),
+        Command::PipelineLag(options) => runtime.block_on(pipeline::run(options)),
+        Command::GetMeeting(options) => runtime.block_on(get_meeting::run(options)),
+        Command::Agenda(options) => runtime.block_on(agenda::run(options)),
     };
     runtime.shutdown_timeout(Duration::from_secs(5));
     outcome

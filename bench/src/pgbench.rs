@@ -1,4 +1,5 @@
-//! The baseline: `pgbench` running single-row INSERT transactions on the bench database.
+//! Baselines: `pgbench` running a custom script on the bench database (single-row INSERTs for
+//! schedule-meeting, primary-key and agenda SELECTs for the query benchmarks).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,8 +9,8 @@ use anyhow::Context;
 /// A jsonb payload of about the size of a `MeetingScheduled` event's payload and metadata.
 const PAYLOAD: &str = r#"{"meeting_id": "0192a5e0-7c3a-7d2e-9b1f-3c4d5e6f7a8b", "organizer": "0192a5e0-7c3a-7d2e-9b1f-000000000001", "title": "Benchmark planning", "description": null, "starts_at": "2026-11-29T10:00:00Z", "ends_at": "2026-11-29T11:00:00Z", "time_zone": "Europe/Berlin", "location": "Room 4", "attendees": [], "recurrence": null, "metadata": {"event_id": "0192a5e0-7c3a-7d2e-9b1f-3c4d5e6f7a8c", "actor_id": "0192a5e0-7c3a-7d2e-9b1f-000000000001", "request_id": "01JDQ3Z8W4V5N6M7K8J9H0G1F2", "correlation_id": "01JDQ3Z8W4V5N6M7K8J9H0G1F2", "causation_id": "01JDQ3Z8W4V5N6M7K8J9H0G1F2"}}"#;
 
-/// The custom script: one INSERT, one implicit transaction.
-pub fn script() -> String {
+/// The schedule-meeting baseline: one INSERT, one implicit transaction.
+pub fn insert_script() -> String {
     format!("INSERT INTO bench_baseline (payload) VALUES ('{PAYLOAD}'::jsonb);\n")
 }
 
@@ -17,12 +18,12 @@ pub fn script() -> String {
 pub struct ScriptFile(PathBuf);
 
 impl ScriptFile {
-    pub fn write() -> anyhow::Result<Self> {
+    pub fn write(script: &str) -> anyhow::Result<Self> {
         let path = std::env::temp_dir().join(format!(
             "meetings-bench-{}.sql",
             uuid::Uuid::new_v4().simple()
         ));
-        std::fs::write(&path, script()).context("writing the pgbench script")?;
+        std::fs::write(&path, script).context("writing the pgbench script")?;
         Ok(Self(path))
     }
 
@@ -56,15 +57,82 @@ pub async fn run(
     threads: usize,
     duration: Duration,
 ) -> anyhow::Result<PgbenchResult> {
+    run_inner(
+        pgbench,
+        database_url,
+        script,
+        clients,
+        threads,
+        duration,
+        None,
+    )
+    .await
+}
+
+/// [`run`] with per-transaction logging (`-l`): also returns every transaction's latency in
+/// microseconds, sorted, for percentiles comparable to the HTTP side's.
+pub async fn run_logged(
+    pgbench: &str,
+    database_url: &str,
+    script: &Path,
+    clients: usize,
+    threads: usize,
+    duration: Duration,
+) -> anyhow::Result<(PgbenchResult, Vec<u32>)> {
+    let dir = std::env::temp_dir().join(format!(
+        "meetings-bench-log-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).context("creating the pgbench log directory")?;
+    let outcome = async {
+        let result = run_inner(
+            pgbench,
+            database_url,
+            script,
+            clients,
+            threads,
+            duration,
+            Some(&dir.join("pgbench_log")),
+        )
+        .await?;
+        let mut latencies = Vec::with_capacity(usize::try_from(result.transactions).unwrap_or(0));
+        for entry in std::fs::read_dir(&dir)? {
+            let text = std::fs::read_to_string(entry?.path())?;
+            latencies.extend(parse_log(&text));
+        }
+        latencies.sort_unstable();
+        anyhow::Ok((result, latencies))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+async fn run_inner(
+    pgbench: &str,
+    database_url: &str,
+    script: &Path,
+    clients: usize,
+    threads: usize,
+    duration: Duration,
+    log_prefix: Option<&Path>,
+) -> anyhow::Result<PgbenchResult> {
     let seconds = duration.as_secs().max(1);
-    let output = tokio::process::Command::new(pgbench)
+    let mut command = tokio::process::Command::new(pgbench);
+    command
         .arg("-n")
         .args(["-c", &clients.to_string()])
         .args(["-j", &threads.min(clients).max(1).to_string()])
         .args(["-T", &seconds.to_string()])
         .arg("-f")
         .arg(script)
-        .args(["-M", "prepared"])
+        .args(["-M", "prepared"]);
+    if let Some(prefix) = log_prefix {
+        command
+            .arg("-l")
+            .arg(format!("--log-prefix={}", prefix.display()));
+    }
+    let output = command
         .arg(database_url)
         .kill_on_drop(true)
         .output()
@@ -80,6 +148,16 @@ pub async fn run(
         );
     }
     parse(&stdout).with_context(|| format!("unexpected pgbench output:\n{stdout}"))
+}
+
+/// Latencies (µs) of a per-transaction log: `client_id transaction_no time script_no
+/// time_epoch time_us …`, `time` being the transaction's elapsed time in microseconds. Failed
+/// or skipped transactions (`failed`, `skipped` in the time column) are left out.
+pub fn parse_log(text: &str) -> impl Iterator<Item = u32> + '_ {
+    text.lines().filter_map(|line| {
+        let micros: u64 = line.split_whitespace().nth(2)?.parse().ok()?;
+        Some(u32::try_from(micros).unwrap_or(u32::MAX))
+    })
 }
 
 /// Parses pgbench's summary (PostgreSQL 14+ wording).
@@ -165,8 +243,14 @@ tps = 7487.756152 (without initial connection time)
     }
 
     #[test]
+    fn per_transaction_logs_give_latencies() {
+        let log = "0 0 1234 0 1764318000 123456\n1 0 987 0 1764318000 223456\n2 1 failed 0 1764318001 1\n";
+        assert_eq!(parse_log(log).collect::<Vec<_>>(), vec![1234, 987]);
+    }
+
+    #[test]
     fn the_script_is_one_insert_with_valid_json() {
-        let script = script();
+        let script = insert_script();
         assert_eq!(script.lines().count(), 1);
         assert!(script.starts_with("INSERT INTO bench_baseline (payload) VALUES ('"));
         serde_json::from_str::<serde_json::Value>(PAYLOAD).unwrap();

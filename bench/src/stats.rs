@@ -21,6 +21,26 @@ pub fn quantile(sorted: &[u32], q: f64) -> Option<u32> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
+/// Microseconds as milliseconds with two decimals, `-` for none.
+pub fn ms(micros: Option<u32>) -> String {
+    micros.map_or_else(
+        || "-".to_string(),
+        |us| format!("{:.2}", us as f64 / 1000.0),
+    )
+}
+
+/// `p50 … ms, p90 … ms, p99 … ms, max … ms (n samples)` of sorted microsecond samples.
+pub fn summary(sorted: &[u32]) -> String {
+    format!(
+        "p50 {} ms, p90 {} ms, p99 {} ms, max {} ms ({} samples)",
+        ms(quantile(sorted, 0.50)),
+        ms(quantile(sorted, 0.90)),
+        ms(quantile(sorted, 0.99)),
+        ms(sorted.last().copied()),
+        sorted.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

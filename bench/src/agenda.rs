@@ -1,0 +1,215 @@
+//! `bench agenda`: GET /v1/me/agenda for one-week windows of random users against the
+//! in-process query-service, over a year of read models loaded with SQL, interleaved with
+//! pgbench running the endpoint's SQL (`-M prepared`, same concurrency) on the same database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use platform::config::parse_duration;
+use rand::Rng;
+
+use crate::compare::{self, Baseline};
+use crate::database::{with_database, BenchDatabase, ServerOptions};
+use crate::load::{self, ClosedLoop};
+use crate::pgbench::ScriptFile;
+use crate::seed;
+use crate::services::{jwt_keys, Service};
+use crate::stats::{ms, quantile, summary};
+
+/// Target: p99 of the HTTP request below this.
+const TARGET_P99_US: u32 = 10_000;
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Meetings loaded into the read models, spread over a year.
+    #[arg(long, default_value_t = 100_000)]
+    pub meetings: i64,
+    /// Users loaded into the read models.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: i64,
+    /// Concurrent HTTP clients (keep-alive), and pgbench clients (`-c`).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Measured time of each round (whole seconds for pgbench).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured load before each round.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Service rounds and baseline rounds, interleaved.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Connections of the query-service's pool.
+    #[arg(long, default_value_t = 16)]
+    pub pool_size: u32,
+    #[command(flatten)]
+    pub server: ServerOptions,
+}
+
+/// Last day offset a one-week window may start on.
+const LAST_START_DAY: i64 = seed::DAYS - 7;
+
+/// The endpoint's statement (query-service `routes::calendar::agenda`), with the caller and the
+/// window computed from pgbench variables: user `:u`, window `[base + :d days, + 7 days)`, the
+/// index scan starting 24 hours before the window as the endpoint's does.
+fn script(users: i64) -> String {
+    let base = seed::base().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let from = format!("(timestamptz '{base}' + :d::int * interval '1 day')");
+    format!(
+        "\\set u random(1, {users})\n\\set d random(0, {LAST_START_DAY})\n\
+         SELECT meeting_id, starts_at, ends_at, title, status, my_response, is_organizer \
+         FROM rm_agenda \
+         WHERE user_id = {} AND starts_at >= {from} - interval '24 hours' \
+         AND starts_at < {from} + interval '7 days' AND ends_at > {from} \
+         ORDER BY starts_at, meeting_id;\n",
+        seed::user_id_sql(":u")
+    )
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    anyhow::ensure!(options.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(options.rounds > 0, "--rounds must be at least 1");
+    anyhow::ensure!(
+        options.duration >= Duration::from_secs(1),
+        "--duration must be at least 1s"
+    );
+    let admin_url = options.server.admin_url.clone();
+    with_database(&admin_url, |database| async move {
+        run_in(&options, &database).await
+    })
+    .await
+}
+
+async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
+    let pool = platform::db::connect(&database.url, options.pool_size).await?;
+    database.migrate(&pool).await?;
+    let seeded = seed::load(&pool, options.users, options.meetings).await?;
+    let jwt = jwt_keys();
+    let service = Service::query(pool.clone(), jwt.clone()).await?;
+    let tokens: Arc<Vec<String>> = Arc::new(
+        seed::tokens(&pool, &jwt)
+            .await?
+            .into_iter()
+            .map(|(_, header)| header)
+            .collect(),
+    );
+    let url: Arc<str> = format!("{}/v1/me/agenda", service.base).into();
+    let items = check_some(&url, &tokens).await?;
+
+    let script = ScriptFile::write(&script(options.users))?;
+    println!(
+        "agenda: {} clients, {} rounds of {}s (+{}s warmup each), one-week windows, {} users, {} meetings, {:.1} agenda rows per user-week (sampled: {items:.2} items per answer), {} cores",
+        options.clients,
+        options.rounds,
+        options.duration.as_secs_f64(),
+        options.warmup.as_secs_f64(),
+        seeded.users,
+        seeded.meetings,
+        seeded.agenda_rows as f64 / seeded.users as f64 / (seed::DAYS as f64 / 7.0),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let spec = ClosedLoop {
+        clients: options.clients,
+        warmup: options.warmup,
+        duration: options.duration,
+        expected: reqwest::StatusCode::OK,
+    };
+    let baseline = Baseline {
+        label: "pgbench agenda",
+        server: &options.server,
+        database_url: &database.url,
+        script: script.path(),
+        clients: options.clients,
+        warmup: options.warmup,
+        duration: options.duration,
+        log_latencies: true,
+    };
+    let comparison = compare::interleave(options.rounds, "agenda", &baseline, || {
+        let tokens = tokens.clone();
+        let url = url.clone();
+        load::closed_loop(&spec, move |client, rng| {
+            let token = &tokens[rng.gen_range(0..tokens.len())];
+            let (from, to) = seed::week(rng.gen_range(0..=LAST_START_DAY));
+            client
+                .get(&*url)
+                .query(&[
+                    ("from", from.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                    ("to", to.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                ])
+                .header(reqwest::header::AUTHORIZATION, token)
+        })
+    })
+    .await?;
+
+    let service_latencies = load::all_latencies(&comparison.service);
+    let baseline_latencies = comparison.baseline_latencies();
+    let service_median = comparison.service_median();
+    let baseline_median = comparison.baseline_median();
+    let ok: u64 = comparison.service.iter().map(|r| r.ok).sum();
+    let failures = load::failures_of(&comparison.service);
+    let errors: u64 = failures.values().sum();
+    let p99 = quantile(&service_latencies, 0.99);
+    println!();
+    println!(
+        "latency agenda (HTTP), all measured rounds: {}",
+        summary(&service_latencies)
+    );
+    println!(
+        "latency pgbench same SQL, all measured rounds: {}",
+        summary(&baseline_latencies)
+    );
+    println!(
+        "p99     {} ms vs {} ms (target < {} ms: {})",
+        ms(p99),
+        ms(quantile(&baseline_latencies, 0.99)),
+        TARGET_P99_US / 1000,
+        if p99.is_some_and(|p| p < TARGET_P99_US) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "median  agenda {service_median:>9.1} req/s   pgbench agenda {baseline_median:>9.1} tps   ratio {:.1}%",
+        service_median / baseline_median * 100.0
+    );
+    println!(
+        "errors  {errors} of {} measured requests {failures:?}",
+        ok + errors
+    );
+    drop(service);
+    pool.close().await;
+    anyhow::ensure!(
+        errors as f64 <= 0.001 * (ok + errors).max(1) as f64,
+        "more than 0.1% of the requests failed: {failures:?}"
+    );
+    Ok(())
+}
+
+/// A few requests before measuring: 200s with items lists; returns the average item count.
+async fn check_some(url: &str, tokens: &[String]) -> anyhow::Result<f64> {
+    let client = reqwest::Client::new();
+    let samples = 200.min(tokens.len());
+    let mut items = 0usize;
+    for (i, token) in tokens.iter().take(samples).enumerate() {
+        let (from, to) = seed::week(i as i64 * 7 % LAST_START_DAY);
+        let response = client
+            .get(url)
+            .query(&[
+                ("from", from.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                ("to", to.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            ])
+            .header(reqwest::header::AUTHORIZATION, token)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        let list = body["items"]
+            .as_array()
+            .filter(|_| status == 200)
+            .ok_or_else(|| anyhow::anyhow!("unexpected agenda answer: {status} {body}"))?;
+        items += list.len();
+    }
+    Ok(items as f64 / samples.max(1) as f64)
+}

@@ -1,0 +1,190 @@
+//! `bench get-meeting`: authenticated GET /v1/meetings/{id} throughput against the in-process
+//! query-service, over read models loaded with SQL, interleaved with a pgbench primary-key
+//! SELECT on `rm_meetings` on the same database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::config::parse_duration;
+use rand::Rng;
+use uuid::Uuid;
+
+use crate::compare::{self, Baseline};
+use crate::database::{with_database, BenchDatabase, ServerOptions};
+use crate::load::{self, ClosedLoop};
+use crate::pgbench::ScriptFile;
+use crate::seed;
+use crate::services::{jwt_keys, Service};
+use crate::stats::summary;
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Concurrent HTTP clients (keep-alive), and pgbench clients (`-c`).
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Measured time of each round (whole seconds for pgbench).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured load before each round.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Service rounds and baseline rounds, interleaved.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Meetings loaded into the read models.
+    #[arg(long, default_value_t = 10_000)]
+    pub meetings: i64,
+    /// Users loaded into the read models (organizers and attendees).
+    #[arg(long, default_value_t = 1_000)]
+    pub users: i64,
+    /// Connections of the query-service's pool.
+    #[arg(long, default_value_t = 32)]
+    pub pool_size: u32,
+    #[command(flatten)]
+    pub server: ServerOptions,
+}
+
+/// The baseline: a primary-key SELECT of a random existing meeting (ids are
+/// `md5('meeting-' || n)::uuid`, see [`seed`]).
+fn script(meetings: i64) -> String {
+    format!(
+        "\\set n random(1, {meetings})\nSELECT * FROM rm_meetings WHERE id = {};\n",
+        seed::meeting_id_sql(":n")
+    )
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    anyhow::ensure!(options.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(options.rounds > 0, "--rounds must be at least 1");
+    anyhow::ensure!(
+        options.duration >= Duration::from_secs(1),
+        "--duration must be at least 1s"
+    );
+    let admin_url = options.server.admin_url.clone();
+    with_database(&admin_url, |database| async move {
+        run_in(&options, &database).await
+    })
+    .await
+}
+
+async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
+    let pool = platform::db::connect(&database.url, options.pool_size).await?;
+    database.migrate(&pool).await?;
+    seed::load(&pool, options.users, options.meetings).await?;
+    let jwt = jwt_keys();
+    let service = Service::query(pool.clone(), jwt.clone()).await?;
+
+    // Requests: a random (user, meeting) pair where the user organizes or attends the meeting,
+    // so every request is a visible meeting (200), with that user's token.
+    let tokens: HashMap<Uuid, Arc<str>> = seed::tokens(&pool, &jwt)
+        .await?
+        .into_iter()
+        .map(|(id, header)| (id, header.into()))
+        .collect();
+    let pairs: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT user_id, meeting_id FROM rm_agenda")
+        .fetch_all(&pool)
+        .await?;
+    let requests: Arc<Vec<(Arc<str>, String)>> = Arc::new(
+        pairs
+            .into_iter()
+            .map(|(user, meeting)| {
+                let token = tokens
+                    .get(&user)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("no token for user {user}"))?;
+                Ok((token, format!("{}/v1/meetings/{meeting}", service.base)))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
+    check_one(&requests[0]).await?;
+
+    let script = ScriptFile::write(&script(options.meetings))?;
+    println!(
+        "get-meeting: {} clients, {} rounds of {}s (+{}s warmup each), {} meetings, {} (user, meeting) pairs, {} cores",
+        options.clients,
+        options.rounds,
+        options.duration.as_secs_f64(),
+        options.warmup.as_secs_f64(),
+        options.meetings,
+        requests.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let spec = ClosedLoop {
+        clients: options.clients,
+        warmup: options.warmup,
+        duration: options.duration,
+        expected: reqwest::StatusCode::OK,
+    };
+    let baseline = Baseline {
+        label: "pgbench pk select",
+        server: &options.server,
+        database_url: &database.url,
+        script: script.path(),
+        clients: options.clients,
+        warmup: options.warmup,
+        duration: options.duration,
+        log_latencies: false,
+    };
+    let comparison = compare::interleave(options.rounds, "get-meeting", &baseline, || {
+        let requests = requests.clone();
+        load::closed_loop(&spec, move |client, rng| {
+            let (token, url) = &requests[rng.gen_range(0..requests.len())];
+            client
+                .get(url)
+                .header(reqwest::header::AUTHORIZATION, &**token)
+        })
+    })
+    .await?;
+
+    let service_median = comparison.service_median();
+    let baseline_median = comparison.baseline_median();
+    let ratio = service_median / baseline_median;
+    let ok: u64 = comparison.service.iter().map(|r| r.ok).sum();
+    let failures = load::failures_of(&comparison.service);
+    let errors: u64 = failures.values().sum();
+    println!();
+    println!(
+        "median  get-meeting {service_median:>9.1} req/s   pgbench pk select {baseline_median:>9.1} tps"
+    );
+    println!(
+        "ratio   {:.1}% of the baseline (target ≥ 50%: {})",
+        ratio * 100.0,
+        if ratio >= 0.5 { "met" } else { "NOT met" }
+    );
+    println!(
+        "latency get-meeting, all measured rounds: {}",
+        summary(&load::all_latencies(&comparison.service))
+    );
+    println!(
+        "errors  {errors} of {} measured requests {failures:?}",
+        ok + errors
+    );
+    drop(service);
+    pool.close().await;
+    anyhow::ensure!(
+        errors as f64 <= 0.001 * (ok + errors).max(1) as f64,
+        "more than 0.1% of the requests failed: {failures:?}"
+    );
+    Ok(())
+}
+
+/// One request before measuring: 200 with the meeting, its organizer's name and attendees.
+async fn check_one((token, url): &(Arc<str>, String)) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, &**token)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    anyhow::ensure!(
+        status == 200
+            && body["organizer"]["display_name"].is_string()
+            && body["attendees"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(|a| a["display_name"].is_string())),
+        "unexpected answer to GET {url}: {status} {body}"
+    );
+    Ok(())
+}
