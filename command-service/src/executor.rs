@@ -231,6 +231,10 @@ impl Executor {
             };
             if let Some(expected) = request.meta.if_match {
                 if state.version != expected {
+                    // A retry whose first copy succeeded moved the version itself.
+                    if let Some(replayed) = self.replay_if_recorded(&idempotency).await? {
+                        return Ok(replayed);
+                    }
                     return Err(stale(expected, state.version));
                 }
             }
@@ -289,27 +293,27 @@ impl Executor {
                     .into_response())
                 }
                 Err(StoreError::Concurrency) => {
+                    // The winner may have been this very request's twin (same key).
+                    if let Some(replayed) = self.replay_if_recorded(&idempotency).await? {
+                        return Ok(replayed);
+                    }
                     if let Some(expected) = request.meta.if_match {
                         return Err(ApiError::PreconditionFailed(format!(
                             "version {expected} was superseded while the command ran"
                         )));
-                    }
-                    // The winner may have been this very request's twin (same key).
-                    if let Some(key) = &idempotency {
-                        if let Some(stored) = self
-                            .store
-                            .idempotent_response(&key.principal, &key.key)
-                            .await
-                            .map_err(store_error)?
-                        {
-                            return replay_checked(stored, &key.request_hash);
-                        }
                     }
                     tracing::debug!(attempt, "lost a race on the aggregate, deciding again");
                     // Jittered backoff spreads the contenders out instead of re-colliding.
                     let jitter = rand::random::<u64>() % (2 + 2 * attempt as u64);
                     tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
                     continue;
+                }
+                // A twin registering the same email with the same key won the unique claim.
+                Err(StoreError::Duplicate(what)) => {
+                    if let Some(replayed) = self.replay_if_recorded(&idempotency).await? {
+                        return Ok(replayed);
+                    }
+                    return Err(store_error(StoreError::Duplicate(what)));
                 }
                 Err(StoreError::IdempotencyKeyTaken) => {
                     let key = idempotency.as_ref().expect("BUG: only with a key");
@@ -329,6 +333,25 @@ impl Executor {
         Err(ApiError::Conflict(
             "the resource is being changed by others right now; retry".into(),
         ))
+    }
+
+    /// The recorded response of this request's idempotency key, if a twin already stored one.
+    async fn replay_if_recorded(
+        &self,
+        idempotency: &Option<IdempotencyKey>,
+    ) -> Result<Option<Response>, ApiError> {
+        let Some(key) = idempotency else {
+            return Ok(None);
+        };
+        match self
+            .store
+            .idempotent_response(&key.principal, &key.key)
+            .await
+            .map_err(store_error)?
+        {
+            Some(stored) => replay_checked(stored, &key.request_hash).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn current_outcome<A: Aggregate>(

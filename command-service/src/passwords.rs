@@ -8,7 +8,11 @@ use std::sync::Arc;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use platform::http::ApiError;
 use tokio::sync::Semaphore;
+
+/// Longest wait for a hashing slot before answering 503.
+const PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// OWASP Password Storage Cheat Sheet: argon2id, m=19456 KiB, t=2, p=1.
 pub const MEMORY_KIB: u32 = 19 * 1024;
@@ -67,18 +71,35 @@ impl Passwords {
         }
     }
 
+    /// Waits a bounded time for a hashing slot: under a flood of logins, callers get 503
+    /// with `Retry-After` instead of an ever-growing queue.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        match tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(ApiError::Internal(closed.into())),
+            Err(_) => Err(ApiError::Unavailable {
+                detail: "too many password checks in progress, retry shortly".into(),
+                retry_after: 1,
+            }),
+        }
+    }
+
     /// Hashes a new password (PHC string with a random salt).
-    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await?;
-        Ok(tokio::task::spawn_blocking(move || hash_now(&password)).await?)
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        let _permit = self.permit().await?;
+        tokio::task::spawn_blocking(move || hash_now(&password))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))
     }
 
     /// Verifies against the stored hash, or against the dummy hash when there is none.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> anyhow::Result<bool> {
-        let _permit = self.permits.acquire().await?;
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ApiError> {
+        let _permit = self.permit().await?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = tokio::task::spawn_blocking(move || verify_now(&password, &hash)).await?;
+        let matches = tokio::task::spawn_blocking(move || verify_now(&password, &hash))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
         Ok(known && matches)
     }
 }

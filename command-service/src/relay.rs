@@ -162,15 +162,22 @@ impl Relay {
 
     async fn publish_loop(&self, lock: &mut PgConnection) -> anyhow::Result<()> {
         let checkpoint = self.checkpoint(lock).await?;
-        // The bus may hold more than the checkpoint says (a crash after the ack): resume
-        // after whatever it holds, so nothing is published twice.
+        // Resume after what the bus really holds: more than the checkpoint after a crash
+        // between ack and checkpoint (nothing is published twice), less if the bus lost
+        // acknowledged messages (they are published again; the checkpoint is only a record).
         let mut position = match self.bus.begin_term().await? {
-            Some(published) if published > checkpoint => {
-                self.save_checkpoint(lock, published).await?;
-                published
+            Some(published) => published,
+            None => {
+                if checkpoint > Position::START {
+                    tracing::error!(%checkpoint, "the stream is empty but events were relayed \
+                        before: it was recreated or purged; publishing everything again");
+                }
+                Position::START
             }
-            _ => checkpoint,
         };
+        if position != checkpoint {
+            self.save_checkpoint(lock, position).await?;
+        }
         tracing::info!(%checkpoint, resume_after = %position, "relay term begins");
         let mut idle_rounds = 0u32;
         loop {

@@ -139,11 +139,10 @@ impl PgSessionStore {
 }
 
 fn db(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(error.to_string())
-        }
-        other => StoreError::Other(other.into()),
+    if platform::db::is_transient(&error) {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Other(error.into())
     }
 }
 
@@ -177,6 +176,17 @@ impl SessionStore for PgSessionStore {
         expires_at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // Every change to a user's tokens (rotation, reuse revocation, password change,
+        // deactivation) first locks the user's accounts row, so a revocation cannot miss a
+        // replacement token that a concurrent rotation is about to insert.
+        sqlx::query(
+            "SELECT 1 FROM accounts WHERE user_id = \
+                (SELECT user_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE",
+        )
+        .bind(presented)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
         // FOR UPDATE serializes concurrent presentations of one token: exactly one rotates.
         let row = sqlx::query(
             "SELECT family_id, user_id, used_at IS NOT NULL AS used, \

@@ -186,13 +186,20 @@ impl EventBus for JetStreamBus {
             .state
             .last_sequence;
         *self.last_sequence.lock().await = last;
-        if last == 0 {
+        if last == 0 || stream.cached_info().state.messages == 0 {
             return Ok(None);
         }
-        let message = stream
-            .get_raw_message(last)
-            .await
-            .map_err(|e| BusError(format!("last message: {e}")))?;
+        let message = match stream.get_raw_message(last).await {
+            Ok(message) => message,
+            // Purged: the sequence survives but the message does not.
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(BusError(format!("last message: {e}"))),
+        };
         let envelope: EventEnvelope = serde_json::from_slice(&message.payload)
             .map_err(|e| BusError(format!("last message is not an event: {e}")))?;
         Ok(Some(envelope.position))

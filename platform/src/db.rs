@@ -27,6 +27,30 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL (MEETINGS_DATABASE_URL): {e}"))
 }
 
+/// Whether a database error is worth retrying: the connection or the server is (perhaps
+/// briefly) unavailable, or the transaction lost a serialization race. Anything else (a
+/// constraint, a type, a syntax error) fails the same way every time.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P0x: admin/crash shutdown, cannot connect now;
+            // 53: insufficient resources; 40001/40P01: serialization failure, deadlock.
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code.starts_with("53")
+                || code == "40001"
+                || code == "40P01"
+        }),
+        _ => false,
+    }
+}
+
 /// Applies pending migrations; running it again is a no-op.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR

@@ -126,6 +126,8 @@ async fn events_cannot_be_updated_or_deleted() {
     assert!(update.unwrap_err().to_string().contains("immutable"));
     let delete = sqlx::query("DELETE FROM events").execute(&db.pool).await;
     assert!(delete.unwrap_err().to_string().contains("immutable"));
+    let truncate = sqlx::query("TRUNCATE events").execute(&db.pool).await;
+    assert!(truncate.unwrap_err().to_string().contains("immutable"));
 }
 
 #[tokio::test]

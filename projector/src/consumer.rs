@@ -102,11 +102,58 @@ impl Projector {
     }
 
     async fn consume(&self) -> Result<(), ConsumeError> {
-        let stream = platform::bus::ensure_stream(&self.js, &self.stream).await?;
-        let deliver_policy = match projection::stream_sequence(&self.pool)
+        let mut stream = platform::bus::ensure_stream(&self.js, &self.stream).await?;
+        let applied = projection::stream_sequence(&self.pool)
             .await
-            .map_err(|e| anyhow::anyhow!("read checkpoint: {e}"))?
-        {
+            .map_err(|e| anyhow::anyhow!("read checkpoint: {e}"))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("stream info: {e}"))?
+            .state
+            .clone();
+        // Continuing from the checkpoint is only sound if the stream still holds what follows
+        // it; otherwise events would be skipped silently.
+        match applied {
+            Some(applied) if applied > state.last_sequence => {
+                return Err(ConsumeError::Projection(ProjectionError::Inconsistent(
+                    format!(
+                    "the stream ends at sequence {} but the projection applied up to {applied}: \
+                     the stream lost events; rebuild from the event store \
+                     (`meetings projections rebuild`)",
+                    state.last_sequence
+                ),
+                )));
+            }
+            Some(applied) if state.messages > 0 && applied + 1 < state.first_sequence => {
+                return Err(ConsumeError::Projection(ProjectionError::Inconsistent(
+                    format!(
+                    "the stream starts at sequence {} but the projection needs {}: rebuild from \
+                     the event store (`meetings projections rebuild`)",
+                    state.first_sequence,
+                    applied + 1
+                ),
+                )));
+            }
+            // Never built at all (a rebuild from the store leaves a checkpoint position), yet
+            // the stream no longer starts at the first event.
+            None if state.messages > 0
+                && state.first_sequence > 1
+                && projection::status(&self.pool)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("read checkpoint: {e}"))?
+                    .0
+                    .is_none() =>
+            {
+                return Err(ConsumeError::Projection(ProjectionError::Inconsistent(
+                    "the stream no longer starts at the first event: rebuild from the event \
+                     store (`meetings projections rebuild`)"
+                        .into(),
+                )));
+            }
+            _ => {}
+        }
+        let deliver_policy = match applied {
             Some(applied) => jetstream::consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: applied + 1,
             },

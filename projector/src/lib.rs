@@ -127,7 +127,8 @@ pub fn health_router(pool: PgPool, metrics: Metrics) -> axum::Router {
 }
 
 /// Rebuilds the read models of `pool` from scratch out of `store`, in global order.
-/// Safe while a consumer runs: the consumer's redeliveries of rebuilt events are no-ops.
+/// Stop the projectors of this database first: the reset forgets the per-aggregate
+/// sequences a running consumer relies on, and queries see partial data until it ends.
 pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<usize> {
     let upcasters = domain::upcasters::upcasters();
     projection::reset(pool).await?;

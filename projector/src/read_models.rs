@@ -22,9 +22,27 @@ pub enum ProjectionError {
         sequence: i64,
         reason: String,
     },
-    /// The database failed; retrying may succeed.
+    /// The database is unavailable; retrying may succeed.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The stream cannot continue the projection (it lost or trimmed events the projection
+    /// needs); rebuild from the event store.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// The database refused the change (a constraint): the read models and the stream
+    /// disagree; retrying would fail forever, so the projection stops.
+    #[error("the read models refused the change: {0}")]
+    Rejected(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ProjectionError {
+    fn from(error: sqlx::Error) -> Self {
+        if platform::db::is_transient(&error) {
+            ProjectionError::Database(error)
+        } else {
+            ProjectionError::Rejected(error)
+        }
+    }
 }
 
 impl ProjectionError {

@@ -301,7 +301,7 @@ impl Session {
             }
         };
         match message {
-            ClientMessage::Ping => vec![self::text(&ServerMessage::Pong)],
+            ClientMessage::Ping {} => vec![self::text(&ServerMessage::Pong)],
             ClientMessage::Auth { .. } => vec![self::text(&ServerMessage::Error {
                 channel: None,
                 code: "bad_request",

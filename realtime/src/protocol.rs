@@ -20,7 +20,7 @@ pub enum ClientMessage {
     Unsubscribe {
         channel: String,
     },
-    Ping,
+    Ping {},
 }
 
 /// What the server sends (besides pre-serialized events, see [`event_frame`]).

@@ -158,7 +158,7 @@ pub async fn login(
     issue_tokens(&state, account.user_id, Uuid::now_v7(), None).await
 }
 
-fn throttled(until: chrono::DateTime<Utc>) -> ApiError {
+pub(crate) fn throttled(until: chrono::DateTime<Utc>) -> ApiError {
     let seconds = ((until - Utc::now()).num_milliseconds().max(0) + 999) / 1000;
     ApiError::TooManyRequests {
         detail: format!("too many failed logins; retry in {seconds} s"),

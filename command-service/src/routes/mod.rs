@@ -54,9 +54,42 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 }
 
 impl ClientAddr {
+    /// Throttling key: the IPv4 address, or the /64 prefix of an IPv6 address (one
+    /// subscriber usually holds a whole /64, so single addresses would be free to rotate).
     pub fn key(&self) -> String {
-        self.0
-            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+        match self.0 {
+            None => "unknown".to_string(),
+            Some(IpAddr::V4(ip)) => ip.to_string(),
+            Some(IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = ip.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_bit_prefix() {
+        let a = ClientAddr(Some("2001:db8:1:2:aaaa::1".parse().unwrap()));
+        let b = ClientAddr(Some("2001:db8:1:2:bbbb::9".parse().unwrap()));
+        let other = ClientAddr(Some("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(a.key(), b.key());
+        assert_ne!(a.key(), other.key());
+        assert_eq!(
+            ClientAddr(Some("::ffff:10.0.0.1".parse().unwrap())).key(),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            ClientAddr(Some("10.0.0.1".parse().unwrap())).key(),
+            "10.0.0.1"
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{fingerprint, patch::double_option};
 use crate::executor::{store_error, CommandMeta, CommandRequest};
+use crate::sessions::Attempt;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -119,6 +120,20 @@ pub async fn change_password(
 ) -> Result<Response, ApiError> {
     validate_password("new_password", &body.new_password)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    // Guessing the current password with a stolen access token is throttled like logins,
+    // per user (the token, not the address, is what the guesser holds).
+    let throttle_key = format!("password-change:{}", caller.user_id);
+    let blocked_if_wrong = match state
+        .sessions
+        .begin_attempt(&throttle_key, "any", &state.throttle)
+        .await
+        .map_err(store_error)?
+    {
+        Attempt::Blocked(until) => return Err(super::auth::throttled(until)),
+        Attempt::Allowed {
+            blocked_until_if_wrong,
+        } => blocked_until_if_wrong,
+    };
     let account = state
         .store()
         .account(caller.user_id)
@@ -132,8 +147,16 @@ pub async fn change_password(
         )
         .await?;
     if !verified {
+        if blocked_if_wrong > chrono::Utc::now() {
+            return Err(super::auth::throttled(blocked_if_wrong));
+        }
         return Err(ApiError::Forbidden("the current password is wrong".into()));
     }
+    state
+        .sessions
+        .clear_failures(&throttle_key, "any")
+        .await
+        .map_err(store_error)?;
     let password_hash = state.passwords.hash(body.new_password.clone()).await?;
     state
         .executor

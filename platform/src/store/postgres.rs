@@ -79,10 +79,7 @@ fn db_error(error: sqlx::Error) -> StoreError {
                 _ => StoreError::Other(error.into()),
             }
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+        _ if crate::db::is_transient(&error) => StoreError::Unavailable(error.to_string()),
         _ => StoreError::Other(error.into()),
     }
 }

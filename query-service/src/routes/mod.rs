@@ -25,6 +25,13 @@ pub fn router() -> Router<AppState> {
 
 /// A database failure is our fault: 500, logged once by [`ApiError`]'s response.
 pub fn internal(error: sqlx::Error) -> ApiError {
+    if platform::db::is_transient(&error) {
+        tracing::warn!(%error, "read-model database unavailable");
+        return ApiError::Unavailable {
+            detail: "the database is unavailable, retry shortly".into(),
+            retry_after: 1,
+        };
+    }
     ApiError::Internal(error.into())
 }
 
