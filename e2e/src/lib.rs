@@ -352,6 +352,26 @@ impl Stack {
         }
     }
 
+    /// Starts a realtime gateway instance on this stack; returns its `ws://…/v1/ws` URL and
+    /// the handle that kills it.
+    pub async fn start_realtime(
+        &self,
+        limits: realtime::connection::Limits,
+    ) -> (String, realtime::Running) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = realtime::Application::from_parts(
+            listener,
+            self.db.pool.clone(),
+            self.jwt.clone(),
+            nats_client(&self.nats_url).await,
+            self.stream.clone(),
+            vec![],
+            limits,
+        );
+        (format!("ws://{address}/v1/ws"), app.spawn())
+    }
+
     pub fn relay_state(&self) -> Option<RelayState> {
         self.relay.as_ref().map(|(_, state)| *state.borrow())
     }

@@ -45,6 +45,10 @@ pub struct Limits {
     pub max_replay: usize,
     /// How long a `user:me` resume waits for the read models to catch up.
     pub replay_wait: Duration,
+    /// How often an instance tells the others whom it has present.
+    pub presence_heartbeat: Duration,
+    /// A remote instance's presence is dropped when not refreshed for this long.
+    pub presence_expiry: Duration,
 }
 
 impl Default for Limits {
@@ -58,6 +62,8 @@ impl Default for Limits {
             burst: 100.0,
             max_replay: 10_000,
             replay_wait: Duration::from_secs(2),
+            presence_heartbeat: Duration::from_secs(5),
+            presence_expiry: Duration::from_secs(15),
         }
     }
 }

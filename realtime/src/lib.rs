@@ -236,6 +236,8 @@ impl Application {
         let presence = Arc::new(Presence::new(
             hub.clone(),
             Some((client.clone(), presence_subject)),
+            limits.presence_heartbeat,
+            limits.presence_expiry,
         ));
         let shared = Arc::new(Shared {
             hub,
@@ -266,6 +268,26 @@ impl Application {
         self.shared.clone()
     }
 
+    /// Starts serving, consuming and presence as separate tasks, so a test can kill the
+    /// whole instance at once (as a crash would) with [`Running::kill`].
+    pub fn spawn(self) -> Running {
+        let consumer = tokio::spawn(consume(
+            self.js,
+            self.stream,
+            self.shared.hub.clone(),
+            std::future::pending(),
+        ));
+        let presence = tokio::spawn(self.shared.presence.clone().run(std::future::pending()));
+        let router = self.router;
+        let listener = self.listener;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.ok();
+        });
+        Running {
+            tasks: vec![consumer, presence, server],
+        }
+    }
+
     /// Serves until `shutdown`; the stream consumer and presence run alongside.
     pub async fn run_until(
         self,
@@ -292,6 +314,26 @@ impl Application {
         consumer.await.ok();
         presence.await.ok();
         served
+    }
+}
+
+/// Tasks of a spawned instance.
+pub struct Running {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops everything at once, without goodbyes (a crash).
+    pub fn kill(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

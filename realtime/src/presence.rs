@@ -67,14 +67,19 @@ pub struct Presence {
 }
 
 impl Presence {
-    pub fn new(hub: Arc<Hub>, nats: Option<(async_nats::Client, String)>) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        nats: Option<(async_nats::Client, String)>,
+        heartbeat: Duration,
+        expiry: Duration,
+    ) -> Self {
         Self {
             state: Mutex::new(State::default()),
             hub,
             instance: Uuid::now_v7(),
             nats,
-            heartbeat: Duration::from_secs(5),
-            expiry: Duration::from_secs(15),
+            heartbeat,
+            expiry,
         }
     }
 
