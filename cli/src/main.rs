@@ -65,6 +65,13 @@ struct ServeArgs {
     auth: AuthSettings,
     #[command(flatten)]
     nats: NatsSettings,
+    /// Browser origins allowed to open websockets (comma-separated).
+    #[arg(
+        long = "allowed-origins",
+        env = "MEETINGS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
     /// Longest wait of a query with X-Min-Position.
     #[arg(long = "min-position-wait", env = "MEETINGS_MIN_POSITION_WAIT", default_value = "2s", value_parser = platform::config::parse_duration)]
     min_position_wait: std::time::Duration,
@@ -150,7 +157,52 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
-    // Events reach the read models through NATS when configured, else straight from the store.
+    // Events reach the read models and websockets through NATS when configured, else
+    // straight from the store.
+    let nats_client = match &args.nats.nats_url {
+        Some(url) => Some(platform::bus::connect(url, "meetings").await?),
+        None => None,
+    };
+    let stream = platform::bus::StreamName::new(&args.nats.stream)?;
+    let gateway = realtime::shared(
+        pool.clone(),
+        jwt.clone(),
+        nats_client.clone().map(|client| (client, &stream)),
+        args.allowed_origins.clone(),
+        realtime::connection::Limits::default(),
+    );
+    match &nats_client {
+        Some(client) => {
+            tasks.spawn({
+                let (js, stream, hub) = (
+                    async_nats::jetstream::new(client.clone()),
+                    stream.clone(),
+                    gateway.hub.clone(),
+                );
+                let stop = stop.clone();
+                async move {
+                    realtime::consume(js, stream, hub, stop.cancelled_owned()).await;
+                    Ok(())
+                }
+            });
+        }
+        None => {
+            tasks.spawn({
+                let (store, hub, stop) = (store.clone(), gateway.hub.clone(), stop.clone());
+                async move {
+                    realtime::follow_store(store, hub, stop.cancelled_owned()).await;
+                    Ok(())
+                }
+            });
+        }
+    }
+    tasks.spawn({
+        let (presence, stop) = (gateway.presence.clone(), stop.clone());
+        async move {
+            presence.run(stop.cancelled_owned()).await;
+            Ok(())
+        }
+    });
     match &args.nats.nats_url {
         Some(url) => {
             let relay =
@@ -199,6 +251,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     openapi.merge(query_service::openapi::ApiDoc::openapi());
     let router = command_service::api_router(command_state)
         .merge(query_service::api_router(query_state, &metrics))
+        .merge(realtime::api_router(gateway))
         .route(
             "/v1/openapi.json",
             axum::routing::get(move || {

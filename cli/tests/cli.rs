@@ -164,6 +164,29 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
         .await
         .unwrap();
     let token = login["access_token"].as_str().unwrap();
+
+    // Websockets on the same port, fed from the store in-process.
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        serde_json::json!({"type": "auth", "token": token})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        serde_json::json!({"type": "subscribe", "channel": "user:me"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+
     let scheduled: serde_json::Value = client
         .post(format!("{base}/v1/meetings"))
         .bearer_auth(token)
@@ -194,6 +217,20 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
     );
     let meeting: serde_json::Value = meeting.json().await.unwrap();
     assert_eq!(meeting["title"], "Kick-off");
+    let mut pushed = None;
+    while pushed.is_none() {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "event" && frame["event"]["type"] == "MeetingScheduled" {
+                    pushed = Some(frame);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("websocket: {other:?}"),
+        }
+    }
+    assert_eq!(pushed.unwrap()["position"], scheduled["position"]);
 
     let openapi: serde_json::Value = client
         .get(format!("{base}/v1/openapi.json"))

@@ -532,3 +532,91 @@ async fn presence_spans_instances_and_a_killed_instance_leaves() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_user_channel_resume_replays_the_agenda_changes_missed() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (url, _gateway) = stack.start_realtime(Limits::default()).await;
+    let (_, ann_token, _) = stack.user("Ann").await;
+    let (ben, ben_token, registered) = stack.user("Ben").await;
+
+    let mut ws = authed(&url, &ben_token).await;
+    assert_eq!(
+        subscribe(&mut ws, "user:me", None).await["type"],
+        "subscribed"
+    );
+    let first = schedule(&stack, &ann_token, &[ben]).await;
+    let seen = loop {
+        let event = next_event(&mut ws, "user:me").await;
+        if event["event"]["aggregate_id"] == first.to_string() {
+            break event;
+        }
+    };
+    let since = seen["position"].as_str().unwrap().to_string();
+    drop(ws);
+
+    // While Ben is away: a second invitation and a reschedule of the first meeting.
+    let second = schedule(&stack, &ann_token, &[ben]).await;
+    let start = chrono::Utc::now() + chrono::Duration::days(3);
+    let (status, _) = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/meetings/{first}"),
+            &ann_token,
+            json!({"starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::hours(1)).to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let mut ws = authed(&url, &ben_token).await;
+    assert_eq!(
+        subscribe(&mut ws, "user:me", Some(&since)).await["type"],
+        "subscribed"
+    );
+    let a = next_event(&mut ws, "user:me").await;
+    let b = next_event(&mut ws, "user:me").await;
+    assert_eq!(a["event"]["type"], "MeetingScheduled");
+    assert_eq!(a["event"]["aggregate_id"], second.to_string());
+    assert_eq!(b["event"]["type"], "MeetingRescheduled");
+    assert_eq!(b["event"]["aggregate_id"], first.to_string());
+    assert!(a["position"].as_str().unwrap() > since.as_str());
+    send(&mut ws, json!({"type": "ping"})).await;
+    loop {
+        let frame = next(&mut ws).await;
+        assert_ne!(frame["type"], "event", "a duplicate: {frame}");
+        if frame["type"] == "pong" {
+            break;
+        }
+    }
+    let _ = registered;
+}
+
+#[tokio::test]
+async fn silent_clients_are_closed_as_idle_and_flooding_clients_as_too_fast() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (url, _gateway) = stack
+        .start_realtime(Limits {
+            ping_interval: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(400),
+            ..Limits::default()
+        })
+        .await;
+    let (_, token, _) = stack.user("Ann").await;
+
+    // A client that stops reading never answers the server's pings.
+    let mut quiet = authed(&url, &token).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(close_code(&mut quiet).await, 1001);
+
+    let mut flood = authed(&url, &token).await;
+    for _ in 0..300 {
+        if flood
+            .send(Message::Text(json!({"type": "ping"}).to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(close_code(&mut flood).await, 4429);
+}

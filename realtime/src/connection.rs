@@ -204,7 +204,18 @@ pub async fn serve(socket: WebSocket, shared: Arc<Shared>) {
     };
     session.leave_all();
     if let Some(close) = close {
-        let _ = sink.send(close).await;
+        if sink.send(close).await.is_ok() {
+            // Closing handshake: read (and drop) until the client's close, briefly, so the
+            // socket is not reset under unread data and the client gets to read our code.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
     let _ = sink.close().await;
 }

@@ -75,14 +75,88 @@ pub struct Shared {
     pub allowed_origins: Vec<String>,
 }
 
+/// `/v1/ws` alone, for composition by the all-in-one `meetings serve`.
+pub fn api_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(upgrade))
+        .with_state(shared)
+}
+
 /// The gateway's HTTP surface: `/v1/ws`, health, metrics.
 pub fn router(shared: Arc<Shared>, metrics: Metrics) -> Router {
     let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(PostgresReady(shared.pool.clone()))];
-    let api = Router::new()
-        .route("/v1/ws", get(upgrade))
-        .with_state(shared)
-        .merge(health::router(checks, metrics.clone()));
+    let api = api_router(shared).merge(health::router(checks, metrics.clone()));
     platform::http::finish_router(api, metrics)
+}
+
+/// Builds the shared state of a gateway (hub, presence) for a process that hosts it.
+pub fn shared(
+    pool: PgPool,
+    jwt: Arc<JwtKeys>,
+    nats: Option<(async_nats::Client, &StreamName)>,
+    allowed_origins: Vec<String>,
+    limits: Limits,
+) -> Arc<Shared> {
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let hub = Arc::new(Hub::new(store.clone()));
+    let presence = Arc::new(Presence::new(
+        hub.clone(),
+        nats.map(|(client, stream)| (client, format!("{}-presence", stream.prefix()))),
+        limits.presence_heartbeat,
+        limits.presence_expiry,
+    ));
+    Arc::new(Shared {
+        hub,
+        presence,
+        jwt,
+        store,
+        pool,
+        limits,
+        allowed_origins,
+    })
+}
+
+/// The in-process alternative to the stream: feeds the hub from the event store, from now
+/// on, in global order (used by `meetings serve` without NATS).
+pub async fn follow_store(
+    store: Arc<dyn EventStore>,
+    hub: Arc<Hub>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    // Start at the current head: like the stream consumer, live events only.
+    let mut after = platform::store::Position::START;
+    loop {
+        match store.read_all(Some(after), 10_000).await {
+            Ok(events) if !events.is_empty() => {
+                after = events.last().map(|e| e.position).unwrap_or(after);
+            }
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the event store");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    loop {
+        let events = tokio::select! {
+            () = &mut shutdown => return,
+            events = store.read_all(Some(after), 500) => events,
+        };
+        match events {
+            Ok(events) if events.is_empty() => tokio::time::sleep(Duration::from_millis(5)).await,
+            Ok(events) => {
+                for event in &events {
+                    hub.dispatch(&EventEnvelope::from(event)).await;
+                }
+                after = events.last().map(|e| e.position).unwrap_or(after);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the event store");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 async fn upgrade(
@@ -230,24 +304,13 @@ impl Application {
         allowed_origins: Vec<String>,
         limits: Limits,
     ) -> Self {
-        let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-        let hub = Arc::new(Hub::new(store.clone()));
-        let presence_subject = format!("{}-presence", stream.prefix());
-        let presence = Arc::new(Presence::new(
-            hub.clone(),
-            Some((client.clone(), presence_subject)),
-            limits.presence_heartbeat,
-            limits.presence_expiry,
-        ));
-        let shared = Arc::new(Shared {
-            hub,
-            presence,
-            jwt,
-            store,
+        let shared = shared(
             pool,
-            limits,
+            jwt,
+            Some((client.clone(), &stream)),
             allowed_origins,
-        });
+            limits,
+        );
         let router = router(shared.clone(), Metrics::new());
         Self {
             listener,
