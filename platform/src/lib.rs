@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod projection;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

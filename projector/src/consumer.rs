@@ -59,6 +59,47 @@ impl ProjectorMetrics {
     }
 }
 
+/// Applies a batch, retrying while the database is unavailable (the batch is neither lost
+/// nor skipped meanwhile); any other error is returned for the caller to stop on.
+pub(crate) async fn apply_with_retry(
+    pool: &PgPool,
+    envelopes: &[EventEnvelope],
+    stream_sequence: Option<u64>,
+    upcasters: &[Box<dyn EventUpcaster>],
+    metrics: &ProjectorMetrics,
+) -> Result<projection::BatchOutcome, ProjectionError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match apply_batch(pool, envelopes, stream_sequence, upcasters).await {
+            Ok(outcome) => {
+                metrics.applied.inc_by(outcome.applied as u64);
+                metrics.duplicates.inc_by(outcome.duplicates as u64);
+                metrics.batches.inc();
+                return Ok(outcome);
+            }
+            Err(ProjectionError::Database(error)) => {
+                tracing::warn!(%error, "read-model database unavailable; retrying the batch");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Stops the projection loudly: error log, metric, and the failure recorded for readiness.
+pub(crate) async fn stop(
+    pool: &PgPool,
+    metrics: &ProjectorMetrics,
+    error: ProjectionError,
+) -> anyhow::Error {
+    let failure = error.to_string();
+    tracing::error!(%failure, "projection stopped: an event cannot be applied");
+    metrics.failed.set(1);
+    projection::mark_failed(pool, &failure).await.ok();
+    anyhow::anyhow!(failure)
+}
+
 pub struct Projector {
     pub pool: PgPool,
     pub js: jetstream::Context,
@@ -80,11 +121,7 @@ impl Projector {
             };
             match outcome {
                 Err(ConsumeError::Projection(error)) => {
-                    let failure = error.to_string();
-                    tracing::error!(%failure, "projection stopped: an event cannot be applied");
-                    self.metrics.failed.set(1);
-                    projection::mark_failed(&self.pool, &failure).await.ok();
-                    return Err(anyhow::anyhow!(failure));
+                    return Err(stop(&self.pool, &self.metrics, error).await);
                 }
                 Err(ConsumeError::Transient(error)) => {
                     tracing::warn!(
@@ -207,37 +244,15 @@ impl Projector {
                 .info()
                 .map_err(|e| anyhow::anyhow!("message info: {e}"))?
                 .stream_sequence;
-            let outcome = self.apply_with_retry(&envelopes, stream_sequence).await?;
-            self.metrics.applied.inc_by(outcome.applied as u64);
-            self.metrics.duplicates.inc_by(outcome.duplicates as u64);
-            self.metrics.batches.inc();
-        }
-    }
-
-    /// Database trouble is retried; an event that cannot be applied is not.
-    async fn apply_with_retry(
-        &self,
-        envelopes: &[EventEnvelope],
-        stream_sequence: u64,
-    ) -> Result<projection::BatchOutcome, ConsumeError> {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match apply_batch(
+            apply_with_retry(
                 &self.pool,
-                envelopes,
+                &envelopes,
                 Some(stream_sequence),
                 &self.upcasters,
+                &self.metrics,
             )
             .await
-            {
-                Ok(outcome) => return Ok(outcome),
-                Err(ProjectionError::Database(error)) => {
-                    tracing::warn!(%error, "read-model database failed; retrying the batch");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(error) => return Err(ConsumeError::Projection(error)),
-            }
+            .map_err(ConsumeError::Projection)?;
         }
     }
 }

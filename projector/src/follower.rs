@@ -12,9 +12,8 @@ use platform::bus::EventEnvelope;
 use platform::store::{EventStore, Position};
 use sqlx::PgPool;
 
-use crate::consumer::ProjectorMetrics;
-use crate::projection::{self, apply_batch};
-use crate::read_models::ProjectionError;
+use crate::consumer::{apply_with_retry, stop, ProjectorMetrics};
+use crate::projection;
 
 pub struct StoreFollower {
     pub store: Arc<dyn EventStore>,
@@ -69,25 +68,12 @@ impl StoreFollower {
             };
             let next = last.position;
             let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-            match apply_batch(&self.pool, &envelopes, None, &self.upcasters).await {
-                Ok(outcome) => {
-                    self.metrics.applied.inc_by(outcome.applied as u64);
-                    self.metrics.duplicates.inc_by(outcome.duplicates as u64);
-                    self.metrics.batches.inc();
-                    after = next;
-                }
-                Err(ProjectionError::Database(error)) => {
-                    tracing::warn!(%error, "read-model database failed; retrying the batch");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => {
-                    let failure = error.to_string();
-                    tracing::error!(%failure, "projection stopped: an event cannot be applied");
-                    self.metrics.failed.set(1);
-                    projection::mark_failed(&self.pool, &failure).await.ok();
-                    return Err(anyhow::anyhow!(failure));
-                }
+            if let Err(error) =
+                apply_with_retry(&self.pool, &envelopes, None, &self.upcasters, &self.metrics).await
+            {
+                return Err(stop(&self.pool, &self.metrics, error).await);
             }
+            after = next;
         }
     }
 }

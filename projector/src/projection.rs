@@ -10,10 +10,10 @@ use sqlx::PgPool;
 use crate::read_models::{self, ProjectionError};
 
 /// The one projection this crate maintains (all `rm_*` tables).
-pub const PROJECTION: &str = "read_models";
+pub const PROJECTION: &str = platform::projection::READ_MODELS;
 
 /// Channel on which the new checkpoint position is announced after each commit.
-pub const NOTIFY_CHANNEL: &str = "meetings_projected";
+pub const NOTIFY_CHANNEL: &str = platform::projection::NOTIFY_CHANNEL;
 
 /// What a batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

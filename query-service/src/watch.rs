@@ -27,10 +27,10 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 /// The NOTIFY channel the projector signals on; the payload is the new checkpoint position.
-pub const CHANNEL: &str = "meetings_projected";
+pub const CHANNEL: &str = platform::projection::NOTIFY_CHANNEL;
 
 /// The projection whose checkpoint `X-Min-Position` waits for.
-pub const READ_MODELS_PROJECTION: &str = "read_models";
+pub const READ_MODELS_PROJECTION: &str = platform::projection::READ_MODELS;
 
 /// Request header asking to see at least this position (API.md "Common").
 pub static X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");

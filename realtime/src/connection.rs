@@ -441,8 +441,9 @@ impl Session {
                 let deadline = Instant::now() + self.shared.limits.replay_wait;
                 loop {
                     let checkpoint: Option<String> = sqlx::query_scalar(
-                        "SELECT position FROM projection_checkpoints WHERE projection = 'read_models'",
+                        "SELECT position FROM projection_checkpoints WHERE projection = $1",
                     )
+                    .bind(platform::projection::READ_MODELS)
                     .fetch_optional(&self.shared.pool)
                     .await?;
                     let reached = checkpoint
