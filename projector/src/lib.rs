@@ -114,7 +114,9 @@ pub fn new_projector(
         pool,
         js,
         stream,
-        batch: 500,
+        // Short transactions: the relay cannot read past any running transaction of the
+        // cluster, so a long projector batch would stall event delivery itself.
+        batch: 200,
         upcasters: Arc::new(domain::upcasters::upcasters()),
         metrics: projector_metrics,
     }

@@ -2,6 +2,8 @@
 //! sequences and the checkpoint commit in one transaction, and a notification tells waiting
 //! queries (`X-Min-Position`) how far the read models are.
 
+use std::collections::HashMap;
+
 use cqrs_es::persist::EventUpcaster;
 use platform::bus::EventEnvelope;
 use platform::store::Position;
@@ -37,44 +39,71 @@ pub async fn apply_batch(
         return Ok(outcome);
     }
     let mut tx = pool.begin().await?;
+    // The last applied sequence of every aggregate in the batch, in one statement, locked
+    // against a concurrent projector of the same database.
+    let keys: (Vec<String>, Vec<uuid::Uuid>) = events
+        .iter()
+        .map(|e| (e.aggregate_type.clone(), e.aggregate_id))
+        .unzip();
+    let rows: Vec<(String, uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, last_sequence FROM projection_sequences \
+         WHERE projection = $1 AND (aggregate_type, aggregate_id) IN \
+               (SELECT * FROM unnest($2::text[], $3::uuid[])) \
+         FOR UPDATE",
+    )
+    .bind(PROJECTION)
+    .bind(&keys.0)
+    .bind(&keys.1)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut last: HashMap<(String, uuid::Uuid), i64> = rows
+        .into_iter()
+        .map(|(t, id, seq)| ((t, id), seq))
+        .collect();
+    let mut advanced: HashMap<(String, uuid::Uuid), i64> = HashMap::new();
     for event in events {
-        let last: Option<i64> = sqlx::query_scalar(
-            "SELECT last_sequence FROM projection_sequences \
-             WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
-        )
-        .bind(PROJECTION)
-        .bind(&event.aggregate_type)
-        .bind(event.aggregate_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let last = last.unwrap_or(0);
-        if event.sequence <= last {
+        let key = (event.aggregate_type.clone(), event.aggregate_id);
+        let applied = last.get(&key).copied().unwrap_or(0);
+        if event.sequence <= applied {
             outcome.duplicates += 1;
             continue;
         }
-        if event.sequence != last + 1 {
+        if event.sequence != applied + 1 {
             return Err(ProjectionError::Unapplicable {
                 event_type: event.event_type.clone(),
                 aggregate_type: event.aggregate_type.clone(),
                 aggregate_id: event.aggregate_id,
                 sequence: event.sequence,
-                reason: format!("gap: the last applied sequence is {last}"),
+                reason: format!("gap: the last applied sequence is {applied}"),
             });
         }
         read_models::apply(&mut tx, event, upcasters).await?;
+        last.insert(key.clone(), event.sequence);
+        advanced.insert(key, event.sequence);
+        outcome.applied += 1;
+    }
+    if !advanced.is_empty() {
+        let mut types = Vec::with_capacity(advanced.len());
+        let mut ids = Vec::with_capacity(advanced.len());
+        let mut sequences = Vec::with_capacity(advanced.len());
+        for ((aggregate_type, aggregate_id), sequence) in advanced {
+            types.push(aggregate_type);
+            ids.push(aggregate_id);
+            sequences.push(sequence);
+        }
         sqlx::query(
             "INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, \
-             last_sequence) VALUES ($1, $2, $3, $4) \
+             last_sequence) SELECT $1, t, id, seq FROM unnest($2::text[], $3::uuid[], $4::bigint[]) \
+             AS a(t, id, seq) \
              ON CONFLICT (projection, aggregate_type, aggregate_id) \
              DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
         )
         .bind(PROJECTION)
-        .bind(&event.aggregate_type)
-        .bind(event.aggregate_id)
-        .bind(event.sequence)
+        .bind(&types)
+        .bind(&ids)
+        .bind(&sequences)
         .execute(&mut *tx)
         .await?;
-        outcome.applied += 1;
     }
     let newest = events
         .iter()
