@@ -382,6 +382,9 @@ impl Session {
         })];
         let mut delivered = live_from;
         if let Some(since) = since {
+            // The client may already be past this instance (it was on a faster one): never
+            // send it what it has.
+            delivered = delivered.max(since);
             match self.replay(channel, since, live_from).await {
                 Ok(Some(events)) => {
                     for event in &events {
