@@ -1,7 +1,7 @@
 //! Benchmark runner: load generators measured against a baseline taken in the same run, on the
 //! same database, so that the noise of a shared machine hits both.
 //!
-//! `cargo run --release -p bench -- <schedule-meeting|pipeline-lag|get-meeting|agenda>` (see
+//! `cargo run --release -p bench -- <schedule-meeting|pipeline-lag|get-meeting|agenda|realtime>` (see
 //! BENCHMARKS.md).
 
 mod agenda;
@@ -12,6 +12,7 @@ mod get_meeting;
 mod load;
 mod pgbench;
 mod pipeline;
+mod realtime;
 mod schedule;
 mod seed;
 mod services;
@@ -39,6 +40,9 @@ enum Command {
     GetMeeting(get_meeting::Options),
     /// GET /v1/me/agenda latency for one-week windows against pgbench running the same SQL.
     Agenda(agenda::Options),
+    /// The websocket gateway (child process): memory per connection, fan-out to one meeting,
+    /// command → event latency at a rate; raw tokio-tungstenite baselines.
+    Realtime(realtime::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::PipelineLag(options) => runtime.block_on(pipeline::run(options)),
         Command::GetMeeting(options) => runtime.block_on(get_meeting::run(options)),
         Command::Agenda(options) => runtime.block_on(agenda::run(options)),
+        Command::Realtime(options) => runtime.block_on(realtime::run(options)),
     };
     runtime.shutdown_timeout(Duration::from_secs(5));
     outcome

@@ -1,0 +1,874 @@
+//! `bench realtime`: the websocket gateway, run as a CHILD process (the release `realtime`
+//! binary beside the bench binary) so that its memory is its own; command-service and relay
+//! run in the bench process on a fresh database and a per-run JetStream stream. Clients are
+//! tokio-tungstenite connections in the bench process.
+//!
+//! 1. memory: the child's VmRSS before and after `--connections` authenticated connections,
+//!    each subscribed to `user:me`, divided by the count.
+//! 2. fan-out: the same connections (20 users × N/20 connections) subscribe to one meeting;
+//!    one chat message is posted; delay from "HTTP 201 received" to each client's frame.
+//! 3. latency: `--clients` connections on their own meetings, chat messages posted open loop
+//!    at `--rate`; delay from "HTTP 201 received" to the frame.
+//!
+//! Baselines in the same run: a raw tokio-tungstenite server in the bench process, as a
+//! broadcast to `--baseline-connections` clients (fan-out floor) and as an echo round trip at
+//! the same rate (latency floor).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use command_service::relay::{Relay, RelaySettings};
+use futures::{SinkExt, StreamExt};
+use platform::auth::JwtKeys;
+use platform::bus::{ensure_stream, JetStreamBus, StreamName};
+use platform::config::{parse_duration, Secret};
+use platform::store::{EventStore, PgEventStore};
+use serde_json::json;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::database::{with_database, BenchDatabase};
+use crate::services::Service;
+use crate::stats::summary;
+
+/// Targets of the brief.
+const TARGET_BYTES_PER_CONNECTION: f64 = 20.0 * 1024.0;
+const TARGET_FANOUT_P99_US: u32 = 250_000;
+const TARGET_LATENCY_P99_US: u32 = 50_000;
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Connections for the memory and fan-out measurements.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Users sharing those connections (organizer + attendees of the fan-out meeting).
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    /// Chat messages posted to the fan-out meeting, one at a time.
+    #[arg(long, default_value_t = 5)]
+    pub fanout_repetitions: usize,
+    /// Connections of the latency measurement, one meeting each.
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    /// Chat messages per second of the latency measurement (open loop).
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Clients of the raw broadcast baseline (server and clients both in this process: two
+    /// descriptors per connection).
+    #[arg(long, default_value_t = 9_000)]
+    pub baseline_connections: usize,
+    /// The gateway binary (default: `realtime` beside this executable).
+    #[arg(long)]
+    pub realtime_bin: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        env = "MEETINGS_BENCH_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    #[arg(
+        long = "admin-url",
+        visible_alias = "database-url",
+        env = "MEETINGS_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub admin_url: String,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        options.users >= 2 && options.users <= 500,
+        "--users 2..=500"
+    );
+    anyhow::ensure!(options.rate > 0.0, "--rate must be positive");
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(&options.nats_url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", options.nats_url))?;
+    let js = async_nats::jetstream::new(client);
+    let stream = StreamName::new(&format!("BENCH{}", Uuid::new_v4().simple()))?;
+    ensure_stream(&js, &stream).await?;
+    eprintln!("stream: {}", stream.as_str());
+    let admin_url = options.admin_url.clone();
+    let outcome = with_database(&admin_url, |database| {
+        let (js, stream) = (js.clone(), stream.clone());
+        let options = &options;
+        async move { run_in(options, &database, js, stream).await }
+    })
+    .await;
+    if let Err(error) = js.delete_stream(stream.as_str()).await {
+        eprintln!(
+            "warning: could not delete stream {}: {error}",
+            stream.as_str()
+        );
+    }
+    outcome
+}
+
+/// VmRSS of a process in bytes.
+fn rss(pid: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")?;
+    Ok(kib * 1024)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// A received event frame: (arrival, position).
+type Arrival = (Instant, String);
+
+/// What a client does after its first subscriptions.
+#[derive(Clone, Debug, PartialEq)]
+enum Stage {
+    Hold,
+    Subscribe(String),
+    Close,
+}
+
+/// One gateway client: auth, subscribe to `channels`, count itself in `ready`, then report
+/// every event frame to `events` and follow `stage`.
+async fn client(
+    url: String,
+    token: String,
+    channels: Vec<String>,
+    ready: Arc<AtomicUsize>,
+    events: mpsc::UnboundedSender<Arrival>,
+    mut stage: watch::Receiver<Stage>,
+) -> anyhow::Result<()> {
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::text(
+        json!({"type":"auth","token":token}).to_string(),
+    ))
+    .await?;
+    wait_for(&mut rx, "\"ready\"").await?;
+    for channel in &channels {
+        tx.send(Message::text(
+            json!({"type":"subscribe","channel":channel}).to_string(),
+        ))
+        .await?;
+        wait_for(&mut rx, "\"subscribed\"").await?;
+    }
+    ready.fetch_add(1, Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            frame = rx.next() => {
+                let Some(frame) = frame else { return Ok(()) };
+                if let Message::Text(text) = frame? {
+                    if let Some(position) = event_position(&text) {
+                        let _ = events.send((Instant::now(), position.to_string()));
+                    } else if text.contains("\"subscribed\"") {
+                        ready.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            changed = stage.changed() => {
+                if changed.is_err() { return Ok(()) }
+                let next = stage.borrow_and_update().clone();
+                match next {
+                    Stage::Hold => {}
+                    Stage::Subscribe(channel) => {
+                        tx.send(Message::text(
+                            json!({"type":"subscribe","channel":channel}).to_string(),
+                        ))
+                        .await?;
+                    }
+                    Stage::Close => {
+                        let _ = tx.send(Message::Close(None)).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The position of an event frame, without parsing the whole JSON.
+fn event_position(text: &str) -> Option<&str> {
+    if !text.starts_with("{\"type\":\"event\"") {
+        return None;
+    }
+    let start = text.find("\"position\":\"")? + "\"position\":\"".len();
+    let end = start + text[start..].find('"')?;
+    Some(&text[start..end])
+}
+
+async fn wait_for<S>(rx: &mut S, needle: &str) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, rx.next())
+            .await
+            .context("timed out")?
+            .context("closed")??;
+        if let Message::Text(text) = &frame {
+            if text.contains(needle) {
+                return Ok(());
+            }
+            if text.contains("\"error\"") {
+                anyhow::bail!("server error: {text}");
+            }
+        }
+        if let Message::Close(close) = frame {
+            anyhow::bail!("closed: {close:?}");
+        }
+    }
+}
+
+/// Waits until `counter` reaches `target` (or stalls for 30 s); returns the value reached.
+async fn wait_count(counter: &AtomicUsize, target: usize, errors: &AtomicUsize) -> usize {
+    let mut last = (0, Instant::now());
+    loop {
+        let now = counter.load(Ordering::Relaxed);
+        if now + errors.load(Ordering::Relaxed) >= target {
+            return now;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Commands {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Commands {
+    async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(Instant, serde_json::Value)> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let at = Instant::now();
+        anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
+        Ok((at, body))
+    }
+
+    async fn schedule(&self, token: &str, attendees: &[Uuid], i: usize) -> anyhow::Result<Uuid> {
+        let day = chrono::Utc::now().date_naive() + chrono::Days::new(1 + (i % 300) as u64);
+        let (_, body) = self
+            .post(
+                token,
+                "/v1/meetings",
+                json!({
+                    "title": format!("Realtime {i}"),
+                    "starts_at": format!("{day}T10:00:00Z"),
+                    "ends_at": format!("{day}T11:00:00Z"),
+                    "time_zone": "Europe/Berlin",
+                    "attendees": attendees.iter().map(|a| json!({"user_id": a})).collect::<Vec<_>>(),
+                }),
+            )
+            .await?;
+        body["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .context("schedule answered without an id")
+    }
+
+    /// Posts a chat message; (accepted instant, position).
+    async fn chat(
+        &self,
+        token: &str,
+        meeting: Uuid,
+        text: &str,
+    ) -> anyhow::Result<(Instant, String)> {
+        let (at, body) = self
+            .post(
+                token,
+                &format!("/v1/meetings/{meeting}/messages"),
+                json!({"text": text}),
+            )
+            .await?;
+        let position = body["position"]
+            .as_str()
+            .context("chat answered without a position")?;
+        Ok((at, position.to_string()))
+    }
+}
+
+async fn run_in(
+    options: &Options,
+    database: &BenchDatabase,
+    js: async_nats::jetstream::Context,
+    stream: StreamName,
+) -> anyhow::Result<()> {
+    let command_pool = platform::db::connect(&database.url, 16).await?;
+    database.migrate(&command_pool).await?;
+    let relay_pool = platform::db::connect(&database.url, 4).await?;
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(relay_pool.clone()));
+    let relay = Relay::new(
+        relay_pool,
+        store,
+        Arc::new(JetStreamBus::new(js.clone(), stream.clone())),
+        stream.clone(),
+        RelaySettings::default(),
+    );
+    let relay = tokio::spawn(relay.run(std::future::pending()));
+    let secret = format!(
+        "bench-{}-{}",
+        Uuid::new_v4().simple(),
+        Uuid::new_v4().simple()
+    );
+    let jwt = Arc::new(JwtKeys::new(
+        &Secret::new(secret.clone()),
+        "meetings",
+        "meetings",
+    ));
+    let commands_service = Service::command(command_pool, jwt).await?;
+    let commands = Commands {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        base: commands_service.base.clone(),
+    };
+
+    // The gateway as a child process.
+    let bin = match &options.realtime_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("realtime"),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = tokio::process::Command::new(&bin)
+        .env("MEETINGS_DATABASE_URL", &database.url)
+        .env("MEETINGS_NATS_URL", &options.nats_url)
+        .env("MEETINGS_JWT_SECRET", &secret)
+        .env("MEETINGS_STREAM", stream.as_str())
+        .env("MEETINGS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (cargo build --release -p realtime)",
+                bin.display()
+            )
+        })?;
+    let pid = child.id().context("child without pid")?.to_string();
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "realtime did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut users = Vec::with_capacity(options.users);
+    for i in 0..options.users {
+        users.push(
+            commands_service
+                .register_and_login(&format!("RT {i}"))
+                .await?,
+        );
+    }
+    let outcome = measure(options, &commands, &users, &url, &pid).await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    relay.abort();
+    drop(commands_service);
+    outcome
+}
+
+async fn measure(
+    options: &Options,
+    commands: &Commands,
+    users: &[(Uuid, String)],
+    url: &str,
+    pid: &str,
+) -> anyhow::Result<()> {
+    let me = std::process::id().to_string();
+    println!(
+        "realtime: gateway child pid {pid}, {} cores, open files limit {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| l
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string()))
+            .unwrap_or_default()
+    );
+
+    // Warm-up: one connection, so lazy allocations (pool, consumer) precede the baseline.
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Arrival>();
+    let ready = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let (stage_tx, stage_rx) = watch::channel(Stage::Hold);
+    {
+        let warm = tokio::spawn(client(
+            url.to_string(),
+            users[0].1.clone(),
+            vec!["user:me".into()],
+            ready.clone(),
+            events_tx.clone(),
+            stage_rx.clone(),
+        ));
+        wait_count(&ready, 1, &errors).await;
+        warm.abort();
+        ready.store(0, Ordering::Relaxed);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // 1. Memory.
+    let n = options.connections;
+    let (server_before, client_before) = (rss(pid)?, rss(&me)?);
+    let opening = Instant::now();
+    let gate = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(n);
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    for i in 0..n {
+        let permit = gate.clone().acquire_owned().await?;
+        let (url, token) = (url.to_string(), users[i % users.len()].1.clone());
+        let (ready, events, stage, errors, first_error) = (
+            ready.clone(),
+            events_tx.clone(),
+            stage_rx.clone(),
+            errors.clone(),
+            first_error.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let ready_before = ready.clone();
+            let run = client(url, token, vec!["user:me".into()], ready, events, stage);
+            tokio::pin!(run);
+            // Release the gate once subscribed (or failed).
+            let outcome = tokio::select! {
+                outcome = &mut run => Some(outcome),
+                () = async { loop { tokio::time::sleep(Duration::from_millis(5)).await; if ready_before.load(Ordering::Relaxed) > 0 { break } } } => None,
+            };
+            drop(permit);
+            let outcome = match outcome {
+                Some(outcome) => outcome,
+                None => run.await,
+            };
+            if let Err(error) = outcome {
+                errors.fetch_add(1, Ordering::Relaxed);
+                first_error.lock().expect("not poisoned").get_or_insert(format!("{error:#}"));
+            }
+        }));
+    }
+    let reached = wait_count(&ready, n, &errors).await;
+    let opened_in = opening.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (server_after, client_after) = (rss(pid)?, rss(&me)?);
+    let per = |before: u64, after: u64| after.saturating_sub(before) as f64 / reached.max(1) as f64;
+    let server_per = per(server_before, server_after);
+    println!();
+    println!(
+        "memory: {reached} of {n} connections authenticated + subscribed to user:me in {:.1}s ({} failed{})",
+        opened_in.as_secs_f64(),
+        errors.load(Ordering::Relaxed),
+        first_error.lock().expect("not poisoned").as_deref().map(|e| format!(", first: {e}")).unwrap_or_default()
+    );
+    println!(
+        "memory: gateway (child) VmRSS {} → {} = {:.1} KiB per connection (target < 20 KiB: {})",
+        mib(server_before),
+        mib(server_after),
+        server_per / 1024.0,
+        if server_per < TARGET_BYTES_PER_CONNECTION && reached == n {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "memory: bench clients (this process, tokio-tungstenite) VmRSS {} → {} = {:.1} KiB per connection",
+        mib(client_before),
+        mib(client_after),
+        per(client_before, client_after) / 1024.0
+    );
+
+    // 2. Fan-out: every connection also subscribes to one meeting of all users.
+    let attendees: Vec<Uuid> = users[1..].iter().map(|(id, _)| *id).collect();
+    let meeting = commands.schedule(&users[0].1, &attendees, 0).await?;
+    while events_rx.try_recv().is_ok() {}
+    ready.store(0, Ordering::Relaxed);
+    stage_tx.send(Stage::Subscribe(format!("meeting:{meeting}")))?;
+    let subscribed = wait_count(&ready, reached, &Arc::new(AtomicUsize::new(0))).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let server_meeting = rss(pid)?;
+    println!();
+    println!(
+        "fanout: {subscribed} connections ({} users) subscribed to meeting:{meeting}; gateway VmRSS now {}",
+        users.len(),
+        mib(server_meeting)
+    );
+    while events_rx.try_recv().is_ok() {}
+    let mut all = Vec::new();
+    for repetition in 0..options.fanout_repetitions {
+        let (accepted, position) = commands
+            .chat(&users[0].1, meeting, &format!("fan-out {repetition}"))
+            .await?;
+        let delays = collect(
+            &mut events_rx,
+            &position,
+            accepted,
+            subscribed,
+            Duration::from_secs(15),
+        )
+        .await;
+        println!("fanout: message {repetition}: {}", summary(&delays));
+        all.extend(delays);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        while events_rx.try_recv().is_ok() {}
+    }
+    all.sort_unstable();
+    let fanout_p99 = crate::stats::quantile(&all, 0.99);
+    let expected = subscribed * options.fanout_repetitions;
+    println!(
+        "fanout: all messages: {} ; {} of {expected} deliveries (target p99 < 250 ms: {})",
+        summary(&all),
+        all.len(),
+        if fanout_p99.is_some_and(|p| p < TARGET_FANOUT_P99_US) && all.len() == expected {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    stage_tx.send(Stage::Close)?;
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    drop(stage_tx);
+
+    println!(
+        "open descriptors in the bench process after closing: {}",
+        open_fds()
+    );
+
+    // 3. Latency at a rate: one meeting per client, organizers round-robin.
+    let mut meetings = Vec::with_capacity(options.clients);
+    for i in 0..options.clients {
+        let organizer = i % users.len();
+        let attendee = users[(organizer + 1) % users.len()].0;
+        meetings.push((
+            organizer,
+            commands
+                .schedule(&users[organizer].1, &[attendee], i + 1)
+                .await?,
+        ));
+    }
+    let ready = Arc::new(AtomicUsize::new(0));
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Arrival>();
+    let (stage_tx, stage_rx) = watch::channel(Stage::Hold);
+    let mut tasks = Vec::new();
+    for (organizer, meeting) in &meetings {
+        tasks.push(tokio::spawn(client(
+            url.to_string(),
+            users[*organizer].1.clone(),
+            vec![format!("meeting:{meeting}")],
+            ready.clone(),
+            events_tx.clone(),
+            stage_rx.clone(),
+        )));
+    }
+    let up = wait_count(&ready, meetings.len(), &AtomicUsize::new(0)).await;
+    anyhow::ensure!(up == meetings.len(), "only {up} latency clients connected");
+    let total = (options.rate * options.duration.as_secs_f64()).round() as usize;
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let failed: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let commands = Arc::new(Commands {
+        http: commands.http.clone(),
+        base: commands.base.clone(),
+    });
+    let users = Arc::new(users.to_vec());
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut late = 0usize;
+    let mut posts = tokio::task::JoinSet::new();
+    let issuing = Instant::now();
+    for i in 0..total {
+        if interval.tick().await.elapsed() > Duration::from_millis(10) {
+            late += 1;
+        }
+        let (organizer, meeting) = meetings[i % meetings.len()];
+        let (commands, users, accepted, failed) = (
+            commands.clone(),
+            users.clone(),
+            accepted.clone(),
+            failed.clone(),
+        );
+        posts.spawn(async move {
+            match commands
+                .chat(&users[organizer].1, meeting, &format!("m{i}"))
+                .await
+            {
+                Ok((at, position)) => {
+                    accepted.lock().expect("not poisoned").insert(position, at);
+                }
+                Err(error) => {
+                    // "<path>: <status> …" or a transport error: keep the kind, not the ids.
+                    let error = format!("{error:#}");
+                    let kind = match error.split_once(": ") {
+                        Some((_, rest)) if rest.len() >= 3 => rest[..3].to_string(),
+                        _ => error.chars().take(60).collect(),
+                    };
+                    *failed
+                        .lock()
+                        .expect("not poisoned")
+                        .entry(kind)
+                        .or_insert(0) += 1;
+                }
+            }
+        });
+        while posts.try_join_next().is_some() {}
+    }
+    let issued_in = issuing.elapsed();
+    while posts.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let accepted = std::mem::take(&mut *accepted.lock().expect("not poisoned"));
+    let mut delays = Vec::with_capacity(total);
+    let mut early = 0usize;
+    while let Ok((at, position)) = events_rx.try_recv() {
+        if let Some(accepted) = accepted.get(&position) {
+            if at < *accepted {
+                early += 1;
+            }
+            delays.push(
+                u32::try_from(at.saturating_duration_since(*accepted).as_micros())
+                    .unwrap_or(u32::MAX),
+            );
+        }
+    }
+    delays.sort_unstable();
+    let p99 = crate::stats::quantile(&delays, 0.99);
+    println!();
+    println!(
+        "latency: {} clients, {total} chat messages at {:.1}/s ({late} ticks > 10 ms late), {} accepted, failed {:?}, {} delivered ({early} before the HTTP answer, counted 0)",
+        meetings.len(),
+        total as f64 / issued_in.as_secs_f64(),
+        accepted.len(),
+        failed.lock().expect("not poisoned"),
+        delays.len()
+    );
+    println!(
+        "latency: accepted → frame {} (target p99 < 50 ms: {})",
+        summary(&delays),
+        if p99.is_some_and(|p| p < TARGET_LATENCY_P99_US) && delays.len() == total {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    stage_tx.send(Stage::Close)?;
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+
+    println!(
+        "open descriptors in the bench process after closing: {}",
+        open_fds()
+    );
+    baselines(options).await
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// Delays of the deliveries of `position` to up to `expected` clients.
+async fn collect(
+    events: &mut mpsc::UnboundedReceiver<Arrival>,
+    position: &str,
+    accepted: Instant,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<u32> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delays = Vec::with_capacity(expected);
+    while delays.len() < expected {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some((at, got))) if got == position => delays.push(
+                u32::try_from(at.saturating_duration_since(accepted).as_micros())
+                    .unwrap_or(u32::MAX),
+            ),
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    delays.sort_unstable();
+    delays
+}
+
+/// The transport floor: a raw tokio-tungstenite server in this process.
+async fn baselines(options: &Options) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (broadcast, _) = tokio::sync::broadcast::channel::<String>(16);
+    let server = {
+        let broadcast = broadcast.clone();
+        tokio::spawn(async move {
+            loop {
+                let socket = match listener.accept().await {
+                    Ok((socket, _)) => socket,
+                    Err(error) => {
+                        eprintln!("baseline accept: {error}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let mut rx = broadcast.subscribe();
+                tokio::spawn(async move {
+                    let Ok(ws) = tokio_tungstenite::accept_async(socket).await else {
+                        return;
+                    };
+                    let (mut tx, mut incoming) = ws.split();
+                    loop {
+                        tokio::select! {
+                            message = incoming.next() => match message {
+                                Some(Ok(Message::Text(text))) => { if tx.send(Message::Text(text)).await.is_err() { return } }
+                                Some(Ok(_)) => {}
+                                _ => return,
+                            },
+                            frame = rx.recv() => match frame {
+                                Ok(frame) => { if tx.send(Message::text(frame)).await.is_err() { return } }
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(_) => return,
+                            },
+                        }
+                    }
+                });
+            }
+        })
+    };
+    let url = format!("ws://{address}");
+
+    // Broadcast to many.
+    let n = options.baseline_connections;
+    let (arrivals_tx, mut arrivals_rx) = mpsc::unbounded_channel::<Instant>();
+    let connected = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(256));
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = gate.clone().acquire_owned().await?;
+        let (url, arrivals, connected) = (url.clone(), arrivals_tx.clone(), connected.clone());
+        clients.push(tokio::spawn(async move {
+            let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+                return;
+            };
+            drop(permit);
+            connected.fetch_add(1, Ordering::Relaxed);
+            let (_tx, mut rx) = ws.split();
+            while let Some(Ok(message)) = rx.next().await {
+                if let Message::Text(text) = message {
+                    if text.starts_with("{\"type\":\"event\"") {
+                        let _ = arrivals.send(Instant::now());
+                    }
+                }
+            }
+        }));
+    }
+    let reached = wait_count(&connected, n, &AtomicUsize::new(0)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let frame = format!(
+        "{{\"type\":\"event\",\"channel\":\"meeting:{}\",\"position\":\"0000000000000001\",\"event\":{{\"type\":\"MessagePosted\",\"data\":{{\"text\":\"fan-out\"}}}}}}",
+        Uuid::new_v4()
+    );
+    let mut all = Vec::new();
+    for _ in 0..options.fanout_repetitions {
+        let sent = Instant::now();
+        broadcast.send(frame.clone())?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut delays = Vec::with_capacity(reached);
+        while delays.len() < reached {
+            match tokio::time::timeout_at(deadline, arrivals_rx.recv()).await {
+                Ok(Some(at)) => delays
+                    .push(u32::try_from(at.duration_since(sent).as_micros()).unwrap_or(u32::MAX)),
+                _ => break,
+            }
+        }
+        delays.sort_unstable();
+        println!(
+            "baseline fanout (raw tokio-tungstenite broadcast, {reached} clients): {}",
+            summary(&delays)
+        );
+        all.extend(delays);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    all.sort_unstable();
+    println!("baseline fanout: all: {}", summary(&all));
+    for client in &clients {
+        client.abort();
+    }
+    drop(clients);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Echo round trips at the latency rate, spread over the same number of clients.
+    let mut senders = Vec::new();
+    let (rtt_tx, mut rtt_rx) = mpsc::unbounded_channel::<u32>();
+    for _ in 0..options.clients {
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
+        let (tx, mut rx) = ws.split();
+        let rtt = rtt_tx.clone();
+        let origin = Instant::now();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = rx.next().await {
+                if let Ok(sent) = text.parse::<u64>() {
+                    let now = u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let _ = rtt.send(u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX));
+                }
+            }
+        });
+        senders.push((tx, origin));
+    }
+    let total = (options.rate * options.duration.as_secs_f64()).round() as usize;
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for i in 0..total {
+        interval.tick().await;
+        let index = i % senders.len();
+        let (tx, origin) = &mut senders[index];
+        let now = origin.elapsed().as_micros();
+        tx.send(Message::text(now.to_string())).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut rtts = Vec::with_capacity(total);
+    while let Ok(rtt) = rtt_rx.try_recv() {
+        rtts.push(rtt);
+    }
+    rtts.sort_unstable();
+    println!(
+        "baseline latency (raw tokio-tungstenite echo round trip, {} clients, {:.0}/s): {}",
+        options.clients,
+        options.rate,
+        summary(&rtts)
+    );
+    server.abort();
+    Ok(())
+}
