@@ -40,6 +40,8 @@ use crate::stats::summary;
 const TARGET_BYTES_PER_CONNECTION: f64 = 20.0 * 1024.0;
 const TARGET_FANOUT_P99_US: u32 = 250_000;
 const TARGET_LATENCY_P99_US: u32 = 50_000;
+/// Chat posts in flight at most during the latency phase (ticks wait beyond it: counted late).
+const MAX_IN_FLIGHT: usize = 256;
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -612,8 +614,12 @@ async fn measure(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut late = 0usize;
     let mut posts = tokio::task::JoinSet::new();
+    // Bounded in flight: a slow command side must not exhaust this process's descriptors
+    // (each in-flight post holds a client and a server socket here).
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let issuing = Instant::now();
     for i in 0..total {
+        let permit = in_flight.clone().acquire_owned().await?;
         if interval.tick().await.elapsed() > Duration::from_millis(10) {
             late += 1;
         }
@@ -625,6 +631,7 @@ async fn measure(
             failed.clone(),
         );
         posts.spawn(async move {
+            let _permit = permit;
             match commands
                 .chat(&users[organizer].1, meeting, &format!("m{i}"))
                 .await
