@@ -107,7 +107,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Path extractor: a malformed id in the path is a 404-free 400 with a readable message.
+/// Path extractor: a malformed id in the path is a 400 with a readable message.
 pub struct ApiPath<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for ApiPath<T>
