@@ -205,7 +205,7 @@ async fn authentication_is_required_first_and_in_time() {
 async fn members_get_meeting_events_in_order_and_strangers_are_refused() {
     let stack = Stack::start(nats_url(), true).await;
     let (url, _gateway) = stack.start_realtime(Limits::default()).await;
-    let (ann, ann_token, _) = stack.user("Ann").await;
+    let (_, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
     let (_, eve_token, _) = stack.user("Eve").await;
 
@@ -259,7 +259,6 @@ async fn members_get_meeting_events_in_order_and_strangers_are_refused() {
             previous = position;
         }
     }
-    let _ = ann;
 }
 
 #[tokio::test]
@@ -372,7 +371,7 @@ async fn a_resume_in_the_middle_of_a_burst_gets_every_missed_event_exactly_once(
             break;
         }
     }
-    let _: Position = since.parse().unwrap();
+    let _: Position = since.parse().expect("since is a position");
 }
 
 #[tokio::test]
@@ -538,7 +537,7 @@ async fn a_user_channel_resume_replays_the_agenda_changes_missed() {
     let stack = Stack::start(nats_url(), true).await;
     let (url, _gateway) = stack.start_realtime(Limits::default()).await;
     let (_, ann_token, _) = stack.user("Ann").await;
-    let (ben, ben_token, registered) = stack.user("Ben").await;
+    let (ben, ben_token, _) = stack.user("Ben").await;
 
     let mut ws = authed(&url, &ben_token).await;
     assert_eq!(
@@ -588,7 +587,6 @@ async fn a_user_channel_resume_replays_the_agenda_changes_missed() {
             break;
         }
     }
-    let _ = registered;
 }
 
 #[tokio::test]
