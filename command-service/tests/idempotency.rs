@@ -178,3 +178,32 @@ async fn concurrent_repeats_of_a_command_on_one_meeting_append_once() {
             .unwrap();
     assert_eq!(chat, 1);
 }
+
+#[tokio::test]
+async fn anonymous_registrations_with_the_same_key_but_different_emails_do_not_collide() {
+    let app = spawn_app().await;
+    let register = |email: &'static str| {
+        app.client
+            .post(app.url("/v1/auth/register"))
+            .header("Idempotency-Key", "1")
+            .json(&json!({"email": email, "password": "correct horse", "display_name": "X"}))
+            .send()
+    };
+    let a = register("a@example.com").await.unwrap();
+    let b = register("b@example.com").await.unwrap();
+    assert_eq!(a.status(), 201);
+    assert_eq!(
+        b.status(),
+        201,
+        "a stranger's key does not block this registration"
+    );
+    let again = register("a@example.com").await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let users: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserRegistered'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(users, 2);
+}

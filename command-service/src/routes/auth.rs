@@ -55,6 +55,12 @@ pub async fn register(
         (&body.email, &body.display_name, &body.time_zone),
     );
     let password_hash = state.passwords.hash(body.password.clone()).await?;
+    // Registration is anonymous: scope its idempotency keys by the email, so two strangers
+    // who happen to pick the same key do not collide.
+    let mut meta = meta;
+    meta.idempotency_key = meta
+        .idempotency_key
+        .map(|key| format!("register:{}:{key}", normalize_email(&body.email)));
     state
         .executor
         .execute::<User>(
