@@ -203,10 +203,13 @@ pub async fn consume(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    // Stream sequence of the last event dispatched: a consumer recreated after an error
+    // continues right after it, so connected clients miss nothing.
+    let mut last_sequence: Option<u64> = None;
     loop {
         let outcome = tokio::select! {
             () = &mut shutdown => return,
-            outcome = consume_once(&js, &stream, &hub) => outcome,
+            outcome = consume_once(&js, &stream, &hub, &mut last_sequence) => outcome,
         };
         if let Err(error) = outcome {
             tracing::warn!(
@@ -225,10 +228,17 @@ async fn consume_once(
     js: &jetstream::Context,
     stream: &StreamName,
     hub: &Hub,
+    last_sequence: &mut Option<u64>,
 ) -> anyhow::Result<()> {
     let handle = platform::bus::ensure_stream(js, stream).await?;
-    // After an interruption, continue from the hub's position so nothing is skipped.
-    let deliver_policy = jetstream::consumer::DeliverPolicy::New;
+    // Live only at start (resumes replay from the store); after an interruption, continue
+    // right after the last dispatched event.
+    let deliver_policy = match *last_sequence {
+        None => jetstream::consumer::DeliverPolicy::New,
+        Some(sequence) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: sequence + 1,
+        },
+    };
     let consumer = handle
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             deliver_policy,
@@ -247,6 +257,9 @@ async fn consume_once(
             Err(error) => {
                 tracing::error!(%error, subject = message.subject.as_str(), "undecodable event")
             }
+        }
+        if let Ok(info) = message.info() {
+            *last_sequence = Some(info.stream_sequence);
         }
     }
     anyhow::bail!("message stream ended")
