@@ -39,6 +39,12 @@ pub async fn apply_batch(
         return Ok(outcome);
     }
     let mut tx = pool.begin().await?;
+    // Read models are derived data and the checkpoint commits with them: if PostgreSQL
+    // crashes and loses the last batches, they are lost together and applied again from the
+    // stream. So the projector need not wait for each commit to reach the disk.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     // The last applied sequence of every aggregate in the batch, in one statement, locked
     // against a concurrent projector of the same database.
     let keys: (Vec<String>, Vec<uuid::Uuid>) = events
