@@ -1,5 +1,7 @@
 //! A dedicated, migrated database per run, dropped at the end.
 
+use anyhow::Context;
+use platform::bus::{ensure_stream, StreamName};
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// Where the bench databases go, and the baseline tool: shared by every benchmark.
@@ -32,6 +34,39 @@ where
     let outcome = body(database.clone()).await;
     if let Err(error) = database.drop_database().await {
         eprintln!("warning: could not drop {}: {error:#}", database.name);
+    }
+    outcome
+}
+
+/// Like [`with_database`], with a fresh JetStream stream `BENCH<random>` on `nats_url` too;
+/// the stream is deleted afterwards as well.
+pub async fn with_database_and_stream<F, Fut>(
+    admin_url: &str,
+    nats_url: &str,
+    body: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(BenchDatabase, async_nats::jetstream::Context, StreamName) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(nats_url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
+    let js = async_nats::jetstream::new(client);
+    let stream = StreamName::new(&format!("BENCH{}", uuid::Uuid::new_v4().simple()))?;
+    ensure_stream(&js, &stream).await?;
+    eprintln!("stream: {}", stream.as_str());
+    let outcome = with_database(admin_url, |database| {
+        body(database, js.clone(), stream.clone())
+    })
+    .await;
+    if let Err(error) = js.delete_stream(stream.as_str()).await {
+        eprintln!(
+            "warning: could not delete stream {}: {error}",
+            stream.as_str()
+        );
     }
     outcome
 }

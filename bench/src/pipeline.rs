@@ -13,17 +13,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use command_service::relay::{Relay, RelaySettings};
-use platform::bus::{ensure_stream, JetStreamBus, StreamName};
+use platform::bus::StreamName;
 use platform::config::parse_duration;
 use platform::metrics::Metrics;
-use platform::store::{EventStore, PgEventStore};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::cpu::{cpu_columns, CpuSample};
-use crate::database::{with_database, BenchDatabase};
+use crate::database::{with_database_and_stream, BenchDatabase};
 use crate::services::{jwt_keys, Service};
 use crate::stats::{quantile, summary};
 
@@ -85,29 +84,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         options.sample_every > 0,
         "--sample-every must be at least 1"
     );
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(&options.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", options.nats_url))?;
-    let js = async_nats::jetstream::new(client);
-    let stream = StreamName::new(&format!("BENCH{}", Uuid::new_v4().simple()))?;
-    ensure_stream(&js, &stream).await?;
-    eprintln!("stream: {}", stream.as_str());
-    let admin_url = options.admin_url.clone();
-    let outcome = with_database(&admin_url, |database| {
-        let (js, stream) = (js.clone(), stream.clone());
-        let options = &options;
-        async move { run_in(options, &database, js, stream).await }
-    })
-    .await;
-    if let Err(error) = js.delete_stream(stream.as_str()).await {
-        eprintln!(
-            "warning: could not delete stream {}: {error}",
-            stream.as_str()
-        );
-    }
-    outcome
+    let options = &options;
+    with_database_and_stream(
+        &options.admin_url,
+        &options.nats_url,
+        |database, js, stream| async move { run_in(options, &database, js, stream).await },
+    )
+    .await
 }
 
 /// One user of the generator.
@@ -164,11 +147,9 @@ async fn run_in(
     let projector_pool = platform::db::connect(&database.url, 4).await?;
     let query_pool = platform::db::connect(&database.url, 16).await?;
 
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(relay_pool.clone()));
-    let relay = Relay::new(
+    let relay = Relay::over_jetstream(
         relay_pool,
-        store,
-        Arc::new(JetStreamBus::new(js.clone(), stream.clone())),
+        js.clone(),
         stream.clone(),
         RelaySettings::default(),
     );

@@ -24,15 +24,14 @@ use anyhow::Context;
 use command_service::relay::{Relay, RelaySettings};
 use futures::{SinkExt, StreamExt};
 use platform::auth::JwtKeys;
-use platform::bus::{ensure_stream, JetStreamBus, StreamName};
+use platform::bus::StreamName;
 use platform::config::{parse_duration, Secret};
-use platform::store::{EventStore, PgEventStore};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::database::{with_database, BenchDatabase};
+use crate::database::{with_database_and_stream, BenchDatabase};
 use crate::services::Service;
 use crate::stats::summary;
 
@@ -90,29 +89,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "--users 2..=500"
     );
     anyhow::ensure!(options.rate > 0.0, "--rate must be positive");
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(&options.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", options.nats_url))?;
-    let js = async_nats::jetstream::new(client);
-    let stream = StreamName::new(&format!("BENCH{}", Uuid::new_v4().simple()))?;
-    ensure_stream(&js, &stream).await?;
-    eprintln!("stream: {}", stream.as_str());
-    let admin_url = options.admin_url.clone();
-    let outcome = with_database(&admin_url, |database| {
-        let (js, stream) = (js.clone(), stream.clone());
-        let options = &options;
-        async move { run_in(options, &database, js, stream).await }
-    })
-    .await;
-    if let Err(error) = js.delete_stream(stream.as_str()).await {
-        eprintln!(
-            "warning: could not delete stream {}: {error}",
-            stream.as_str()
-        );
-    }
-    outcome
+    let options = &options;
+    with_database_and_stream(
+        &options.admin_url,
+        &options.nats_url,
+        |database, js, stream| async move { run_in(options, &database, js, stream).await },
+    )
+    .await
 }
 
 /// VmRSS of a process in bytes.
@@ -327,11 +310,9 @@ async fn run_in(
     let command_pool = platform::db::connect(&database.url, 16).await?;
     database.migrate(&command_pool).await?;
     let relay_pool = platform::db::connect(&database.url, 4).await?;
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(relay_pool.clone()));
-    let relay = Relay::new(
+    let relay = Relay::over_jetstream(
         relay_pool,
-        store,
-        Arc::new(JetStreamBus::new(js.clone(), stream.clone())),
+        js.clone(),
         stream.clone(),
         RelaySettings::default(),
     );

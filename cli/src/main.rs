@@ -205,10 +205,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     match &args.nats.nats_url {
         Some(url) => {
-            let relay =
-                command_service::start_relay(url, &args.nats.stream, pool.clone(), store.clone())
-                    .await?
-                    .with_metrics(&metrics);
+            let relay = command_service::start_relay(url, &args.nats.stream, pool.clone())
+                .await?
+                .with_metrics(&metrics);
             let stop_relay = stop.clone();
             tasks.spawn(async move {
                 relay.run(stop_relay.cancelled_owned()).await;

@@ -21,7 +21,7 @@ use clap::Args;
 use cqrs_es::persist::EventUpcaster;
 use domain::{MeetingServices, UserDirectory};
 use platform::auth::JwtKeys;
-use platform::bus::{JetStreamBus, StreamName};
+use platform::bus::StreamName;
 use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
@@ -196,7 +196,7 @@ impl Application {
         let metrics = Metrics::new();
         let relay = match &settings.nats.nats_url {
             Some(url) => Some(
-                start_relay(url, &settings.nats.stream, pool.clone(), store.clone())
+                start_relay(url, &settings.nats.stream, pool.clone())
                     .await?
                     .with_metrics(&metrics),
             ),
@@ -311,16 +311,14 @@ pub async fn start_relay(
     nats_url: &str,
     stream: &str,
     pool: sqlx::PgPool,
-    store: Arc<dyn EventStore>,
 ) -> anyhow::Result<Relay> {
     let stream = StreamName::new(stream)?;
     let client = platform::bus::connect(nats_url, "meetings-relay").await?;
     let js = async_nats::jetstream::new(client);
     platform::bus::ensure_stream(&js, &stream).await?;
-    Ok(Relay::new(
+    Ok(Relay::over_jetstream(
         pool,
-        store,
-        Arc::new(JetStreamBus::new(js, stream.clone())),
+        js,
         stream,
         RelaySettings::default(),
     ))

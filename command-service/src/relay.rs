@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::bus::{EventBus, StreamName};
-use platform::store::{EventStore, Position};
+use platform::bus::{EventBus, JetStreamBus, StreamName};
+use platform::store::{EventStore, PgEventStore, Position};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -109,6 +109,22 @@ impl Relay {
     pub fn with_metrics(self, metrics: &platform::metrics::Metrics) -> Self {
         self.metrics.register(metrics);
         self
+    }
+
+    /// The usual relay: the PostgreSQL event store of `pool` to the JetStream `stream`.
+    pub fn over_jetstream(
+        pool: PgPool,
+        js: async_nats::jetstream::Context,
+        stream: StreamName,
+        settings: RelaySettings,
+    ) -> Self {
+        Self::new(
+            pool.clone(),
+            Arc::new(PgEventStore::new(pool)),
+            Arc::new(JetStreamBus::new(js, stream.clone())),
+            stream,
+            settings,
+        )
     }
 
     pub fn state(&self) -> watch::Receiver<RelayState> {

@@ -15,7 +15,7 @@ use command_service::relay::{Relay, RelaySettings, RelayState};
 use command_service::sessions::PgSessionStore;
 use command_service::AuthSettings;
 use platform::auth::JwtKeys;
-use platform::bus::{JetStreamBus, StreamName};
+use platform::bus::StreamName;
 use platform::config::Secret;
 use platform::metrics::Metrics;
 use platform::store::{EventStore, PgEventStore, Position};
@@ -200,10 +200,9 @@ impl Stack {
         platform::bus::ensure_stream(&js, &self.stream)
             .await
             .unwrap();
-        Relay::new(
+        Relay::over_jetstream(
             self.db.pool.clone(),
-            self.store.clone(),
-            Arc::new(JetStreamBus::new(js, self.stream.clone())),
+            js,
             self.stream.clone(),
             RelaySettings {
                 standby_interval: Duration::from_millis(100),
