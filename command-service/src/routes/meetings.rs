@@ -198,17 +198,7 @@ pub async fn update(
             "nothing to change: send at least one field",
         ));
     }
-    run(
-        &state,
-        &caller,
-        &meta,
-        id,
-        fingerprint,
-        commands,
-        StatusCode::OK,
-        None,
-    )
-    .await
+    change(&state, &caller, &meta, id, fingerprint, commands).await
 }
 
 /// Invite a registered user (organizer or admin).
@@ -227,17 +217,7 @@ pub async fn invite(
         actor: caller.actor(),
         attendee: body.into(),
     };
-    run(
-        &state,
-        &caller,
-        &meta,
-        id,
-        fingerprint,
-        vec![command],
-        StatusCode::OK,
-        None,
-    )
-    .await
+    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 /// Remove an attendee (organizer or admin).
@@ -255,17 +235,7 @@ pub async fn remove_attendee(
         actor: caller.actor(),
         user_id,
     };
-    run(
-        &state,
-        &caller,
-        &meta,
-        id,
-        fingerprint,
-        vec![command],
-        StatusCode::OK,
-        None,
-    )
-    .await
+    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -316,17 +286,7 @@ pub async fn respond(
         comment: body.comment,
         occurrence: body.occurrence,
     };
-    run(
-        &state,
-        &caller,
-        &meta,
-        id,
-        fingerprint,
-        vec![command],
-        StatusCode::OK,
-        None,
-    )
-    .await
+    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -352,17 +312,7 @@ pub async fn cancel(
         actor: caller.actor(),
         reason: body.reason,
     };
-    run(
-        &state,
-        &caller,
-        &meta,
-        id,
-        fingerprint,
-        vec![command],
-        StatusCode::OK,
-        None,
-    )
-    .await
+    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 /// An empty body (`{}` or none) for lifecycle commands.
@@ -386,17 +336,7 @@ pub async fn start(
         actor: caller.actor(),
         at: Utc::now(),
     };
-    run(
-        &state,
-        &caller,
-        &meta,
-        id,
-        fingerprint,
-        vec![command],
-        StatusCode::OK,
-        None,
-    )
-    .await
+    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 /// End a meeting in progress (organizer or admin).
@@ -415,17 +355,7 @@ pub async fn end(
         actor: caller.actor(),
         at: Utc::now(),
     };
-    run(
-        &state,
-        &caller,
-        &meta,
-        id,
-        fingerprint,
-        vec![command],
-        StatusCode::OK,
-        None,
-    )
-    .await
+    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -462,6 +392,28 @@ pub async fn post_message(
         fingerprint,
         vec![command],
         StatusCode::CREATED,
+        None,
+    )
+    .await
+}
+
+/// A change to an existing meeting: 200, no `Location`.
+async fn change(
+    state: &AppState,
+    caller: &AuthUser,
+    meta: &CommandMeta,
+    meeting_id: Uuid,
+    fingerprint: (&'static str, serde_json::Value),
+    commands: Vec<MeetingCommand>,
+) -> Result<Response, ApiError> {
+    run(
+        state,
+        caller,
+        meta,
+        meeting_id,
+        fingerprint,
+        commands,
+        StatusCode::OK,
         None,
     )
     .await
