@@ -67,6 +67,7 @@ pub async fn apply_batch(
         .map(|(t, id, seq)| ((t, id), seq))
         .collect();
     let mut advanced: HashMap<(String, uuid::Uuid), i64> = HashMap::new();
+    let mut fresh: Vec<&EventEnvelope> = Vec::with_capacity(events.len());
     for event in events {
         let key = (event.aggregate_type.clone(), event.aggregate_id);
         let applied = last.get(&key).copied().unwrap_or(0);
@@ -83,10 +84,22 @@ pub async fn apply_batch(
                 reason: format!("gap: the last applied sequence is {applied}"),
             });
         }
-        read_models::apply(&mut tx, event, upcasters).await?;
         last.insert(key.clone(), event.sequence);
         advanced.insert(key, event.sequence);
-        outcome.applied += 1;
+        fresh.push(event);
+    }
+    if !fresh.is_empty() {
+        // Set-wise: load what the batch touches, fold the events in memory, write back.
+        let decoded = fresh
+            .iter()
+            .map(|event| read_models::decode(event, upcasters))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut fold = read_models::load(&mut tx, &read_models::Touched::of(&fresh)).await?;
+        for (event, decoded) in fresh.iter().zip(&decoded) {
+            fold.apply(event, decoded)?;
+        }
+        read_models::write(&mut tx, &fold.into_writes()).await?;
+        outcome.applied = fresh.len();
     }
     if !advanced.is_empty() {
         let mut types = Vec::with_capacity(advanced.len());

@@ -1,0 +1,370 @@
+//! The projector applies batches set-wise (load, fold in memory, write back). These tests
+//! prove that how the stream is cut into batches never changes the read models: a generated
+//! history with every event type, interleaved across aggregates, is applied whole, event by
+//! event, and in random cuts, each into its own database; every read-model table must come
+//! out identical. Redelivering the history afterwards must change nothing.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::{AttendeeSpec, MeetingEvent, ResponseStatus, Role, UserEvent};
+use platform::bus::EventEnvelope;
+use platform::store::{encode_event, EventMetadata, Position};
+use platform::testing::TestDatabase;
+use projector::projection::apply_batch;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A small deterministic generator (xorshift), so a failure reproduces.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+struct History {
+    events: Vec<EventEnvelope>,
+    sequences: std::collections::HashMap<Uuid, i64>,
+}
+
+impl History {
+    fn push<E: cqrs_es::DomainEvent>(&mut self, aggregate_type: &str, id: Uuid, event: E) {
+        let sequence = self.sequences.entry(id).or_insert(0);
+        *sequence += 1;
+        let n = self.events.len() as i64 + 1;
+        let (event_type, event_version, data) = encode_event(&event).unwrap();
+        let event_id = Uuid::from_u128(0xE000_0000 + n as u128);
+        self.events.push(EventEnvelope {
+            event_id,
+            position: Position {
+                transaction_id: 100 + n as u64 / 3,
+                id: n,
+            },
+            event_type,
+            event_version,
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: id,
+            sequence: *sequence,
+            recorded_at: start() + Duration::seconds(n),
+            data,
+            metadata: EventMetadata {
+                event_id,
+                actor_id: None,
+                request_id: format!("req-{n}"),
+                correlation_id: format!("req-{n}"),
+                causation_id: format!("req-{n}"),
+            },
+        });
+    }
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap()
+}
+
+/// Users, then meetings whose events (of every type) interleave at random, each valid for
+/// the meeting's state at the time.
+fn history(seed: u64) -> Vec<EventEnvelope> {
+    let mut random = Random(seed);
+    let mut history = History {
+        events: Vec::new(),
+        sequences: Default::default(),
+    };
+    let users: Vec<Uuid> = (1..=8).map(Uuid::from_u128).collect();
+    for (n, &user_id) in users.iter().enumerate() {
+        history.push(
+            "user",
+            user_id,
+            UserEvent::UserRegistered {
+                user_id,
+                email: format!("User{n}@Example.org"),
+                display_name: format!("User {n}"),
+                time_zone: "Europe/Berlin".to_owned(),
+                role: Role::Member,
+            },
+        );
+    }
+    // Meeting id -> (organizer, attendees, ended or cancelled).
+    let mut meetings: Vec<(Uuid, Uuid, Vec<Uuid>, bool)> = Vec::new();
+    let mut chat = 0u128;
+    for step in 0..400 {
+        let roll = random.below(100);
+        if meetings.is_empty() || roll < 8 {
+            let id = Uuid::from_u128(0x1_0000 + step as u128);
+            let organizer = users[random.below(users.len())];
+            let attendees: Vec<Uuid> = users
+                .iter()
+                .copied()
+                .filter(|&u| u != organizer && random.below(2) == 0)
+                .collect();
+            history.push(
+                "meeting",
+                id,
+                MeetingEvent::MeetingScheduled {
+                    meeting_id: id,
+                    organizer_id: organizer,
+                    title: format!("Meeting {step}"),
+                    description: (step % 2 == 0).then(|| "agenda".to_owned()),
+                    starts_at: start() + Duration::hours(step),
+                    ends_at: start() + Duration::hours(step + 1),
+                    time_zone: "Europe/Berlin".to_owned(),
+                    location: None,
+                    attendees: attendees
+                        .iter()
+                        .map(|&user_id| AttendeeSpec {
+                            user_id,
+                            optional: user_id.as_u128() % 3 == 0,
+                        })
+                        .collect(),
+                    recurrence: None,
+                },
+            );
+            meetings.push((id, organizer, attendees, false));
+            continue;
+        }
+        if roll < 13 {
+            let user = users[random.below(users.len())];
+            let event = match random.below(4) {
+                0 | 1 => UserEvent::ProfileChanged {
+                    display_name: format!("Renamed {step}"),
+                    time_zone: "America/New_York".to_owned(),
+                    working_hours: None,
+                },
+                2 => UserEvent::PasswordChanged {},
+                _ => UserEvent::RoleChanged {
+                    role: [Role::Admin, Role::Member][random.below(2)],
+                },
+            };
+            history.push("user", user, event);
+            continue;
+        }
+        let index = random.below(meetings.len());
+        let (id, organizer, attendees, closed) = &mut meetings[index];
+        let id = *id;
+        let event = match roll {
+            13..=29 => {
+                let candidates: Vec<Uuid> = users
+                    .iter()
+                    .copied()
+                    .filter(|u| u != organizer && !attendees.contains(u))
+                    .collect();
+                if candidates.is_empty() {
+                    continue;
+                }
+                let user_id = candidates[random.below(candidates.len())];
+                attendees.push(user_id);
+                MeetingEvent::AttendeeInvited {
+                    user_id,
+                    optional: random.below(2) == 0,
+                }
+            }
+            30..=41 => {
+                if attendees.is_empty() {
+                    continue;
+                }
+                let user_id = attendees.remove(random.below(attendees.len()));
+                MeetingEvent::AttendeeRemoved { user_id }
+            }
+            42..=64 => {
+                if attendees.is_empty() {
+                    continue;
+                }
+                MeetingEvent::AttendeeResponded {
+                    user_id: attendees[random.below(attendees.len())],
+                    response: [
+                        ResponseStatus::Accepted,
+                        ResponseStatus::Declined,
+                        ResponseStatus::Tentative,
+                    ][random.below(3)],
+                    comment: (random.below(2) == 0).then(|| format!("comment {step}")),
+                    occurrence: None,
+                }
+            }
+            65..=72 => MeetingEvent::MeetingDetailsUpdated {
+                title: format!("Retitled {step}"),
+                description: None,
+                location: Some("Room 1".to_owned()),
+                time_zone: "Europe/Paris".to_owned(),
+            },
+            73..=79 => MeetingEvent::MeetingRescheduled {
+                starts_at: start() + Duration::hours(step + 5),
+                ends_at: start() + Duration::hours(step + 6),
+                previous_starts_at: start(),
+                previous_ends_at: start(),
+            },
+            80..=93 => {
+                chat += 1;
+                MeetingEvent::ChatMessagePosted {
+                    message_id: Uuid::from_u128(0xC_0000 + chat),
+                    author_id: *organizer,
+                    text: format!("message {chat}"),
+                    at: start() + Duration::seconds(step),
+                }
+            }
+            _ => {
+                if *closed {
+                    continue;
+                }
+                *closed = true;
+                match random.below(3) {
+                    0 => MeetingEvent::MeetingCancelled {
+                        reason: Some("no".to_owned()),
+                    },
+                    1 => MeetingEvent::MeetingStarted { at: start() },
+                    _ => MeetingEvent::MeetingEnded { at: start() },
+                }
+            }
+        };
+        history.push("meeting", id, event);
+    }
+    history.push(
+        "user",
+        users[0],
+        UserEvent::UserDeactivated { by: users[1] },
+    );
+    history.events
+}
+
+/// Every read-model table, row by row in key order, as JSON text.
+async fn dump(pool: &PgPool) -> Vec<(String, Vec<String>)> {
+    let tables = [
+        ("rm_users", "id"),
+        ("rm_meetings", "id"),
+        ("rm_meeting_attendees", "meeting_id, user_id"),
+        ("rm_agenda", "user_id, meeting_id"),
+        ("rm_chat_messages", "meeting_id, message_id"),
+        ("rm_changes", "position"),
+        (
+            "projection_sequences",
+            "projection, aggregate_type, aggregate_id",
+        ),
+    ];
+    let mut dump = Vec::new();
+    for (table, key) in tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT row_to_json(t)::text FROM {table} t ORDER BY {key}"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        dump.push((table.to_owned(), rows));
+    }
+    dump
+}
+
+/// Applies `events` cut into consecutive batches of the given sizes (the last size repeats).
+async fn project(pool: &PgPool, events: &[EventEnvelope], mut cut: impl FnMut() -> usize) {
+    let upcasters = domain::upcasters::upcasters();
+    let mut rest = events;
+    while !rest.is_empty() {
+        let size = cut().clamp(1, rest.len());
+        let (batch, tail) = rest.split_at(size);
+        let outcome = apply_batch(pool, batch, None, &upcasters).await.unwrap();
+        assert_eq!(outcome.applied, batch.len());
+        assert_eq!(outcome.duplicates, 0);
+        rest = tail;
+    }
+}
+
+#[tokio::test]
+async fn how_the_stream_is_cut_into_batches_never_changes_the_read_models() {
+    let events = history(0x5EED);
+    let kinds: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        kinds.len(),
+        15,
+        "the history covers every event type: {kinds:?}"
+    );
+
+    let whole = TestDatabase::new().await;
+    project(&whole.pool, &events, || usize::MAX).await;
+    let expected = dump(&whole.pool).await;
+    let changes = &expected.iter().find(|(t, _)| t == "rm_changes").unwrap().1;
+    assert_eq!(changes.len(), events.len());
+
+    let one_by_one = TestDatabase::new().await;
+    project(&one_by_one.pool, &events, || 1).await;
+    assert_eq!(
+        dump(&one_by_one.pool).await,
+        expected,
+        "one event per batch"
+    );
+
+    let mut random = Random(42);
+    let random_cuts = TestDatabase::new().await;
+    project(&random_cuts.pool, &events, || 1 + random.below(17)).await;
+    assert_eq!(dump(&random_cuts.pool).await, expected, "random batches");
+
+    // Redelivery, in batches that straddle what was applied: nothing changes.
+    let upcasters = domain::upcasters::upcasters();
+    for batch in events.chunks(7) {
+        let outcome = apply_batch(&random_cuts.pool, batch, None, &upcasters)
+            .await
+            .unwrap();
+        assert_eq!(outcome.applied, 0);
+        assert_eq!(outcome.duplicates, batch.len());
+    }
+    assert_eq!(dump(&random_cuts.pool).await, expected, "after redelivery");
+}
+
+#[tokio::test]
+async fn an_unapplicable_event_rolls_back_its_whole_batch() {
+    let events = history(7);
+    let database = TestDatabase::new().await;
+    let upcasters = domain::upcasters::upcasters();
+    apply_batch(&database.pool, &events[..20], None, &upcasters)
+        .await
+        .unwrap();
+    let before = dump(&database.pool).await;
+
+    // The rest of the history, ending with a response from someone who does not attend.
+    let meeting = events
+        .iter()
+        .find(|e| e.event_type == "MeetingScheduled")
+        .unwrap();
+    let (event_type, event_version, data) = encode_event(&MeetingEvent::AttendeeResponded {
+        user_id: Uuid::from_u128(999),
+        response: ResponseStatus::Accepted,
+        comment: None,
+        occurrence: None,
+    })
+    .unwrap();
+    let mut bad = meeting.clone();
+    bad.event_id = Uuid::from_u128(0xBAD);
+    bad.event_type = event_type;
+    bad.event_version = event_version;
+    bad.data = data;
+    bad.sequence = 1 + events
+        .iter()
+        .filter(|e| e.aggregate_id == meeting.aggregate_id)
+        .count() as i64;
+    bad.position = Position {
+        transaction_id: u64::MAX >> 2,
+        id: 1,
+    };
+    let mut batch = events[20..].to_vec();
+    batch.push(bad);
+    let error = apply_batch(&database.pool, &batch, None, &upcasters)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            projector::read_models::ProjectionError::Unapplicable { .. }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        dump(&database.pool).await,
+        before,
+        "nothing of the batch stays"
+    );
+}
