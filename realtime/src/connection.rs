@@ -70,6 +70,9 @@ impl Default for Limits {
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
+/// Queued messages written to the socket with one flush at most.
+const MAX_BATCH: usize = 64;
+
 fn close_frame(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
@@ -155,10 +158,24 @@ pub async fn serve(socket: WebSocket, shared: Arc<Shared>) {
                 break Some(close_frame(close::TOO_SLOW, "too slow: resume with `since`"));
             }
             Some(outbound) = inbox.recv() => {
-                if let Some(message) = session.outbound(outbound) {
-                    if sink.send(message).await.is_err() {
-                        break None;
+                // Everything already queued goes out with one flush (one write to the socket):
+                // a fan-out queues the meeting and the `user:me` frame of an event together.
+                let mut next = Some(outbound);
+                let (mut fed, mut failed) = (0, false);
+                while let Some(outbound) = next.take() {
+                    if let Some(message) = session.outbound(outbound) {
+                        if sink.feed(message).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                        fed += 1;
                     }
+                    if fed < MAX_BATCH {
+                        next = inbox.try_recv().ok();
+                    }
+                }
+                if failed || (fed > 0 && sink.flush().await.is_err()) {
+                    break None;
                 }
             }
             incoming = stream.next() => {
@@ -288,7 +305,7 @@ impl Session {
                     return None; // already sent by a resume replay
                 }
                 state.delivered = position;
-                Some(Message::Text(Utf8Bytes::from(frame.as_ref())))
+                Some(Message::Text(frame))
             }
             Outbound::Revoked { channel } => {
                 self.channels.remove(&channel)?;
@@ -302,7 +319,7 @@ impl Session {
                     message: "you are no longer a member of this meeting".into(),
                 }))
             }
-            Outbound::Control(frame) => Some(Message::Text(Utf8Bytes::from(frame.as_ref()))),
+            Outbound::Control(frame) => Some(Message::Text(frame)),
         }
     }
 

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::Utf8Bytes;
 use domain::{Meeting, MeetingEvent};
 use platform::bus::EventEnvelope;
 use platform::store::{decode_event, decode_events, EventStore, Position};
@@ -21,16 +22,18 @@ use crate::protocol::{event_frame, Channel};
 /// A message for one connection.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// An event frame on a channel, with its position for resume de-duplication.
+    /// An event frame on a channel, with its position for resume de-duplication. The frame is
+    /// serialized once per event and shared (a reference count, not a copy) by every
+    /// subscriber and the socket write.
     Event {
         channel: Channel,
         position: Position,
-        frame: Arc<str>,
+        frame: Utf8Bytes,
     },
     /// The caller lost access to the channel (removed from the meeting).
     Revoked { channel: Channel },
     /// A ready-made control frame (presence).
-    Control(Arc<str>),
+    Control(Utf8Bytes),
 }
 
 /// One connection's handle as the hub sees it.
@@ -206,24 +209,48 @@ impl Hub {
             _ => {}
         }
 
-        let mut state = self.lock();
+        user_targets.sort_unstable();
+        user_targets.dedup();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         state.position = state.position.max(event.position);
-        if event.aggregate_type == "meeting" {
-            let channel = Channel::Meeting(event.aggregate_id);
+        let user_frame: Option<Utf8Bytes> = user_targets
+            .iter()
+            .any(|user| state.subscriptions.contains_key(&Channel::User(*user)))
+            .then(|| event_frame("user:me", event).into());
+        let user_event = |channel: Channel, frame: &Utf8Bytes| Outbound::Event {
+            channel,
+            position: event.position,
+            frame: frame.clone(),
+        };
+        let meeting_channel =
+            (event.aggregate_type == "meeting").then_some(Channel::Meeting(event.aggregate_id));
+        if let Some(channel) = meeting_channel {
             if let Some(subscribers) = state.subscriptions.get(&channel) {
-                let frame: Arc<str> = event_frame(&channel.name(), event).into();
-                for subscriber in subscribers.values() {
+                let frame: Utf8Bytes = event_frame(&channel.name(), event).into();
+                for (connection, subscriber) in subscribers {
                     if revoked == Some(subscriber.user_id) {
                         continue;
                     }
-                    offer(
-                        subscriber,
-                        Outbound::Event {
-                            channel,
-                            position: event.position,
-                            frame: frame.clone(),
-                        },
-                    );
+                    offer(subscriber, user_event(channel, &frame));
+                    // The same connection's `user:me` frame right behind it, so that the
+                    // connection wakes once and writes both at once (a fan-out to N connections
+                    // costs N wakeups and N writes, not 2 N). Per channel the order is the
+                    // stream order either way.
+                    let Some(user_frame) = &user_frame else {
+                        continue;
+                    };
+                    if user_targets.binary_search(&subscriber.user_id).is_err() {
+                        continue;
+                    }
+                    let user_channel = Channel::User(subscriber.user_id);
+                    if let Some(own) = state
+                        .subscriptions
+                        .get(&user_channel)
+                        .and_then(|subscribers| subscribers.get(connection))
+                    {
+                        offer(own, user_event(user_channel, user_frame));
+                    }
                 }
             }
             if let Some(user) = revoked {
@@ -239,31 +266,27 @@ impl Hub {
                 }
             }
         }
-        user_targets.sort_unstable();
-        user_targets.dedup();
-        let mut user_frame: Option<Arc<str>> = None;
+        let Some(user_frame) = &user_frame else {
+            return;
+        };
+        // Connections still subscribed to the meeting got their `user:me` frame above (the
+        // revoked user's connections were just removed from it, so they get it here).
+        let served = meeting_channel.and_then(|channel| state.subscriptions.get(&channel));
         for user in user_targets {
             let channel = Channel::User(user);
             if let Some(subscribers) = state.subscriptions.get(&channel) {
-                let frame = user_frame
-                    .get_or_insert_with(|| event_frame("user:me", event).into())
-                    .clone();
-                for subscriber in subscribers.values() {
-                    offer(
-                        subscriber,
-                        Outbound::Event {
-                            channel,
-                            position: event.position,
-                            frame: frame.clone(),
-                        },
-                    );
+                for (connection, subscriber) in subscribers {
+                    if served.is_some_and(|served| served.contains_key(connection)) {
+                        continue;
+                    }
+                    offer(subscriber, user_event(channel, user_frame));
                 }
             }
         }
     }
 
     /// Sends a control frame to every subscriber of `channel`.
-    pub fn broadcast(&self, channel: Channel, frame: Arc<str>) {
+    pub fn broadcast(&self, channel: Channel, frame: Utf8Bytes) {
         let state = self.lock();
         if let Some(subscribers) = state.subscriptions.get(&channel) {
             for subscriber in subscribers.values() {

@@ -40,6 +40,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8083";
 /// Largest accepted websocket frame and message (API.md: 64 KiB, else close 1009).
 pub const MAX_FRAME: usize = 64 * 1024;
 
+/// Bytes of queued frames collected before a socket write (see [`connection`]'s batching).
+pub const WRITE_BUFFER: usize = 8 * 1024;
+
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "realtime", version, about = "meetings websocket gateway")]
 pub struct Settings {
@@ -176,9 +179,11 @@ async fn upgrade(
     upgrade
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
-        // Small buffers keep idle connections cheap (tens of thousands per process).
+        // Small buffers keep idle connections cheap (tens of thousands per process). Frames
+        // are written when flushed (every send, or once per batch of queued frames) or when
+        // this much is pending.
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| connection::serve(socket, shared))
 }
 
