@@ -28,6 +28,7 @@ use platform::bus::StreamName;
 use platform::config::{parse_duration, Secret};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -113,6 +114,26 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// Websocket settings of every client here and of the raw baseline server: a 4 KiB read buffer
+/// like the gateway's. tokio-tungstenite's default (128 KiB) is zero-filled before every read
+/// (`FrameCodec::read_in`), which made 10 000 clients on this box spend most of their CPU in
+/// `memset` and delayed the arrival time stamps of the gateway's fan-out and of the raw
+/// broadcast baseline alike.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
+}
+
+async fn connect(
+    url: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false).await?;
+    Ok(ws)
+}
+
 /// A received event frame: (arrival, position).
 type Arrival = (Instant, String);
 
@@ -134,7 +155,7 @@ async fn client(
     events: mpsc::UnboundedSender<Arrival>,
     mut stage: watch::Receiver<Stage>,
 ) -> anyhow::Result<()> {
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
+    let ws = connect(&url).await?;
     let (mut tx, mut rx) = ws.split();
     tx.send(Message::text(
         json!({"type":"auth","token":token}).to_string(),
@@ -733,7 +754,10 @@ async fn baselines(options: &Options) -> anyhow::Result<()> {
                 };
                 let mut rx = broadcast.subscribe();
                 tokio::spawn(async move {
-                    let Ok(ws) = tokio_tungstenite::accept_async(socket).await else {
+                    let Ok(ws) =
+                        tokio_tungstenite::accept_async_with_config(socket, Some(ws_config()))
+                            .await
+                    else {
                         return;
                     };
                     let (mut tx, mut incoming) = ws.split();
@@ -767,7 +791,7 @@ async fn baselines(options: &Options) -> anyhow::Result<()> {
         let permit = gate.clone().acquire_owned().await?;
         let (url, arrivals, connected) = (url.clone(), arrivals_tx.clone(), connected.clone());
         clients.push(tokio::spawn(async move {
-            let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+            let Ok(ws) = connect(&url).await else {
                 return;
             };
             drop(permit);
@@ -821,7 +845,7 @@ async fn baselines(options: &Options) -> anyhow::Result<()> {
     let mut senders = Vec::new();
     let (rtt_tx, mut rtt_rx) = mpsc::unbounded_channel::<u32>();
     for _ in 0..options.clients {
-        let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
+        let ws = connect(&url).await?;
         let (tx, mut rx) = ws.split();
         let rtt = rtt_tx.clone();
         let origin = Instant::now();
