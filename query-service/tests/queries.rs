@@ -206,6 +206,77 @@ async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
 }
 
 #[tokio::test]
+async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match_the_list() {
+    let app = spawn_app().await;
+    let organizer = app.user("Olga").await;
+    let bob = app.user("bob").await;
+    let alice = app.user("Alice").await;
+    let carl = app.user("Carl").await;
+    let id = app
+        .meeting(
+            MeetingFixture::new(
+                &organizer,
+                "Planning",
+                "2027-03-01T10:00:00Z",
+                "2027-03-01T11:00:00Z",
+            )
+            .attendee(&carl, "declined")
+            .attendee(&bob, "accepted")
+            .attendee(&alice, "tentative"),
+        )
+        .await;
+    // An attendee the user read model does not know (yet), an optional one, a comment.
+    let unknown = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO rm_meeting_attendees (meeting_id, user_id, optional, response)
+         VALUES ($1, $2, true, 'needs_action')",
+    )
+    .bind(id)
+    .bind(unknown)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE rm_meeting_attendees SET comment = 'Too early' WHERE meeting_id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(carl.id)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+
+    let body = app
+        .get_json(&format!("/v1/meetings/{id}"), &organizer.token)
+        .await;
+    assert_eq!(
+        body["attendees"],
+        serde_json::json!([
+            {"user_id": alice.id, "display_name": "Alice", "optional": false, "response": "tentative"},
+            {"user_id": bob.id, "display_name": "bob", "optional": false, "response": "accepted"},
+            {"user_id": carl.id, "display_name": "Carl", "optional": false, "response": "declined",
+             "comment": "Too early"},
+            {"user_id": unknown, "display_name": null, "optional": true, "response": "needs_action"},
+        ]),
+        "by lower(display_name), unknown names last"
+    );
+    let list = app.get_json("/v1/meetings", &organizer.token).await;
+    assert_eq!(list["items"][0], body, "one meeting and the list agree");
+
+    let lonely = app
+        .meeting(MeetingFixture::new(
+            &organizer,
+            "Alone",
+            "2027-03-02T10:00:00Z",
+            "2027-03-02T11:00:00Z",
+        ))
+        .await;
+    let body = app
+        .get_json(&format!("/v1/meetings/{lonely}"), &organizer.token)
+        .await;
+    assert_eq!(body["attendees"], serde_json::json!([]));
+}
+
+#[tokio::test]
 async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all() {
     let app = spawn_app().await;
     let olga = app.user("Olga").await;

@@ -41,7 +41,7 @@ pub struct Person {
 }
 
 /// An attendee and their answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Attendee {
     pub user_id: Uuid,
     /// `null` when the user is not (yet) in the read models.
@@ -116,32 +116,63 @@ const MEETING_COLUMNS: &str = "m.id, m.organizer_id, o.display_name AS organizer
     m.description, m.starts_at, m.ends_at, m.time_zone, m.location, m.status, m.recurrence,
     m.cancel_reason, m.version, m.created_at, m.updated_at";
 
+/// `MeetingRow` plus the meeting's attendees as one JSON array, in [`Attendee`]'s shape and
+/// the answer's order (by name, then id): `GET /v1/meetings/{id}` in a single statement.
+#[derive(sqlx::FromRow)]
+struct MeetingWithAttendeesRow {
+    #[sqlx(flatten)]
+    meeting: MeetingRow,
+    attendees: sqlx::types::Json<Vec<Attendee>>,
+}
+
+/// The attendees of meeting `m` as a JSON array (`[]` when there are none), ordered like
+/// [`assemble`] orders them.
+const ATTENDEES_JSON: &str = "COALESCE((SELECT json_agg(json_build_object(
+        'user_id', a.user_id, 'display_name', u.display_name, 'optional', a.optional,
+        'response', a.response, 'comment', a.comment) ORDER BY lower(u.display_name), a.user_id)
+     FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
+     WHERE a.meeting_id = m.id), '[]')";
+
+impl MeetingRow {
+    fn into_meeting(self, attendees: Vec<Attendee>) -> Meeting {
+        Meeting {
+            attendees,
+            id: self.id,
+            title: self.title,
+            description: self.description,
+            organizer: Person {
+                id: self.organizer_id,
+                display_name: self.organizer_name,
+            },
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            time_zone: self.time_zone,
+            location: self.location,
+            status: self.status,
+            recurrence: self.recurrence.filter(|v| !v.is_null()),
+            cancel_reason: self.cancel_reason,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
 /// Loads the attendees of `rows` in one query and assembles the meetings, keeping row order.
 async fn assemble(state: &AppState, rows: Vec<MeetingRow>) -> Result<Vec<Meeting>, ApiError> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    // One meeting (the hot `GET /v1/meetings/{id}`): `= $1` gets a cached generic plan, where
-    // `= ANY($1)` was planned anew on every call (measured: planning 4x the execution).
-    let attendees: Vec<AttendeeRow> = if let [id] = ids.as_slice() {
-        sqlx::query_as(
-            "SELECT a.meeting_id, a.user_id, u.display_name, a.optional, a.response, a.comment
-             FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
-             WHERE a.meeting_id = $1
-             ORDER BY lower(u.display_name), a.user_id",
-        )
-        .bind(id)
-        .fetch_all(&state.pool)
-        .await
-    } else {
-        sqlx::query_as(
-            "SELECT a.meeting_id, a.user_id, u.display_name, a.optional, a.response, a.comment
-             FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
-             WHERE a.meeting_id = ANY($1)
-             ORDER BY lower(u.display_name), a.user_id",
-        )
-        .bind(&ids)
-        .fetch_all(&state.pool)
-        .await
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let attendees: Vec<AttendeeRow> = sqlx::query_as(
+        "SELECT a.meeting_id, a.user_id, u.display_name, a.optional, a.response, a.comment
+         FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
+         WHERE a.meeting_id = ANY($1)
+         ORDER BY lower(u.display_name), a.user_id",
+    )
+    .bind(&ids)
+    .fetch_all(&state.pool)
+    .await
     .map_err(internal)?;
     let mut by_meeting: HashMap<Uuid, Vec<Attendee>> = HashMap::new();
     for a in attendees {
@@ -155,28 +186,21 @@ async fn assemble(state: &AppState, rows: Vec<MeetingRow>) -> Result<Vec<Meeting
     }
     Ok(rows
         .into_iter()
-        .map(|r| Meeting {
-            attendees: by_meeting.remove(&r.id).unwrap_or_default(),
-            id: r.id,
-            title: r.title,
-            description: r.description,
-            organizer: Person {
-                id: r.organizer_id,
-                display_name: r.organizer_name,
-            },
-            starts_at: r.starts_at,
-            ends_at: r.ends_at,
-            time_zone: r.time_zone,
-            location: r.location,
-            status: r.status,
-            recurrence: r.recurrence.filter(|v| !v.is_null()),
-            cancel_reason: r.cancel_reason,
-            version: r.version,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+        .map(|r| {
+            let attendees = by_meeting.remove(&r.id).unwrap_or_default();
+            r.into_meeting(attendees)
         })
         .collect())
 }
+
+/// `GET /v1/meetings/{id}`: `$1` admin flag, `$2` caller, `$3` meeting id.
+static GET_ONE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {MEETING_COLUMNS}, {ATTENDEES_JSON} AS attendees
+         FROM rm_meetings m LEFT JOIN rm_users o ON o.id = m.organizer_id
+         WHERE m.id = $3 AND {VISIBLE_TO_CALLER}"
+    )
+});
 
 /// Whether `If-None-Match` names the current version (`*`, and weak tags, match too).
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -206,27 +230,23 @@ pub async fn get_one(
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let sql = format!(
-        "SELECT {MEETING_COLUMNS} FROM rm_meetings m LEFT JOIN rm_users o ON o.id = m.organizer_id
-         WHERE m.id = $3 AND {VISIBLE_TO_CALLER}"
-    );
-    let row: Option<MeetingRow> = sqlx::query_as(&sql)
+    // One statement, one round trip: the meeting, its organizer's name and its attendees
+    // (aggregated in PostgreSQL). Two statements cost a second round trip and wakeup, and the
+    // attendees' one was re-planned on every call on some pool connections (BENCHMARKS.md).
+    let row: Option<MeetingWithAttendeesRow> = sqlx::query_as(GET_ONE_SQL.as_str())
         .bind(is_admin(&caller))
         .bind(caller.user_id)
         .bind(id)
         .fetch_optional(&state.pool)
         .await
         .map_err(internal)?;
-    let row = row.ok_or_else(meeting_not_found)?;
-    let etag = format!("\"{}\"", row.version);
+    let MeetingWithAttendeesRow { meeting, attendees } = row.ok_or_else(meeting_not_found)?;
+    let etag = format!("\"{}\"", meeting.version);
     let etag_header = HeaderValue::from_str(&etag).expect("BUG: a quoted number is a header");
     if not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
-    let meeting = assemble(&state, vec![row])
-        .await?
-        .pop()
-        .expect("BUG: one row assembles into one meeting");
+    let meeting = meeting.into_meeting(attendees.0);
     Ok(([(header::ETAG, etag_header)], Json(meeting)).into_response())
 }
 
