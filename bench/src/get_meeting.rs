@@ -17,6 +17,7 @@ use crate::pgbench::ScriptFile;
 use crate::seed;
 use crate::services::{jwt_keys, Service};
 use crate::stats::summary;
+use crate::wrk;
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -41,8 +42,25 @@ pub struct Options {
     /// Connections of the query-service's pool.
     #[arg(long, default_value_t = 32)]
     pub pool_size: u32,
+    /// HTTP load generator: `wrk` (a separate C process, like pgbench for the baseline) or
+    /// `in-process` (reqwest clients inside the bench process, sharing its runtime with the
+    /// service; the method of the runs before 2026-11-28 11:00 UTC).
+    #[arg(long, value_enum, default_value_t = Load::Wrk)]
+    pub load: Load,
+    /// The wrk executable.
+    #[arg(long, default_value = "wrk")]
+    pub wrk: String,
+    /// wrk threads (`-t`), as pgbench's `-j`.
+    #[arg(long, default_value_t = 2)]
+    pub wrk_threads: usize,
     #[command(flatten)]
     pub server: ServerOptions,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    Wrk,
+    InProcess,
 }
 
 /// The baseline: a primary-key SELECT of a random existing meeting (ids are
@@ -61,6 +79,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         options.duration >= Duration::from_secs(1),
         "--duration must be at least 1s"
     );
+    if options.load == Load::Wrk {
+        wrk::check_available(&options.wrk)?;
+    }
     let admin_url = options.server.admin_url.clone();
     with_database(&admin_url, |database| async move {
         run_in(&options, &database).await
@@ -98,11 +119,27 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
             .collect::<anyhow::Result<_>>()?,
     );
     check_one(&requests[0]).await?;
+    let wrk_files = match options.load {
+        Load::Wrk => Some(wrk::WrkFiles::write(
+            &requests
+                .iter()
+                .map(|(token, url)| {
+                    let path = url.strip_prefix(service.base.as_str()).unwrap_or(url);
+                    (path.to_string(), token.to_string())
+                })
+                .collect::<Vec<_>>(),
+        )?),
+        Load::InProcess => None,
+    };
 
     let script = ScriptFile::write(&script(options.meetings))?;
     println!(
-        "get-meeting: {} clients, {} rounds of {}s (+{}s warmup each), {} meetings, {} (user, meeting) pairs, {} cores",
+        "get-meeting: {} clients ({}), {} rounds of {}s (+{}s warmup each), {} meetings, {} (user, meeting) pairs, {} cores",
         options.clients,
+        match options.load {
+            Load::Wrk => format!("wrk -t {}", options.wrk_threads),
+            Load::InProcess => "in-process reqwest".to_string(),
+        },
         options.rounds,
         options.duration.as_secs_f64(),
         options.warmup.as_secs_f64(),
@@ -128,12 +165,23 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
     };
     let comparison = compare::interleave(options.rounds, "get-meeting", &baseline, || {
         let requests = requests.clone();
-        load::closed_loop(&spec, move |client, rng| {
-            let (token, url) = &requests[rng.gen_range(0..requests.len())];
-            client
-                .get(url)
-                .header(reqwest::header::AUTHORIZATION, &**token)
-        })
+        let (spec, wrk_files, base) = (&spec, wrk_files.as_ref(), service.base.as_str());
+        async move {
+            match wrk_files {
+                Some(files) => {
+                    wrk::closed_loop(spec, &options.wrk, options.wrk_threads, files, base).await
+                }
+                None => {
+                    load::closed_loop(spec, move |client, rng| {
+                        let (token, url) = &requests[rng.gen_range(0..requests.len())];
+                        client
+                            .get(url)
+                            .header(reqwest::header::AUTHORIZATION, &**token)
+                    })
+                    .await
+                }
+            }
+        }
     })
     .await?;
 

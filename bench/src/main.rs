@@ -17,6 +17,7 @@ mod schedule;
 mod seed;
 mod services;
 mod stats;
+mod wrk;
 
 use std::time::Duration;
 
