@@ -144,6 +144,8 @@ async fn run_in(
     let command_pool = platform::db::connect(&database.url, options.pool_size).await?;
     database.migrate(&command_pool).await?;
     let relay_pool = platform::db::connect(&database.url, 4).await?;
+    // The relay's and the projector's own metrics: where the lag goes, stage by stage.
+    let stage_metrics = Metrics::new();
     let projector_pool = platform::db::connect(&database.url, 4).await?;
     let query_pool = platform::db::connect(&database.url, 16).await?;
 
@@ -152,9 +154,10 @@ async fn run_in(
         js.clone(),
         stream.clone(),
         RelaySettings::default(),
-    );
+    )
+    .with_metrics(&stage_metrics);
     let relay = tokio::spawn(relay.run(std::future::pending()));
-    let projector = projector::new_projector(projector_pool, js, stream, &Metrics::new());
+    let projector = projector::new_projector(projector_pool, js, stream, &stage_metrics);
     let projector = tokio::spawn(projector.run(std::future::pending()));
     let jwt = jwt_keys();
     let commands = Service::command(command_pool, jwt.clone()).await?;
@@ -216,6 +219,7 @@ async fn run_in(
         &notifications,
     )
     .await?;
+    let before_load = (StageTimes::read(&stage_metrics), Instant::now());
     let load = phase(
         "load",
         &shared,
@@ -225,6 +229,7 @@ async fn run_in(
         &notifications,
     )
     .await?;
+    StageTimes::read(&stage_metrics).print_since("load", &before_load.0, before_load.1.elapsed());
     let (baseline_p99, load_p99) = (baseline.p99(), load.p99());
     println!();
     println!(
@@ -247,6 +252,54 @@ async fn run_in(
     drop(commands);
     drop(queries);
     Ok(())
+}
+
+/// Sums and counts of the relay's and the projector's round/batch histograms.
+struct StageTimes(BTreeMap<String, f64>);
+
+impl StageTimes {
+    /// (stage, metric prefix in the `meetings` registry).
+    const STAGES: [(&'static str, &'static str); 2] = [
+        ("relay", "meetings_relay_round"),
+        ("projector", "meetings_projector_batch"),
+    ];
+
+    fn read(metrics: &Metrics) -> Self {
+        let values = metrics
+            .encode()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (name, value) = line.split_once(' ')?;
+                let wanted = Self::STAGES.iter().any(|(_, prefix)| {
+                    name.starts_with(prefix) && (name.ends_with("_sum") || name.ends_with("_count"))
+                });
+                Some((name.to_owned(), value.parse().ok()?)).filter(|_| wanted)
+            })
+            .collect();
+        Self(values)
+    }
+
+    /// Mean time and events per relay round and projector batch since `before`.
+    fn print_since(&self, label: &str, before: &Self, phase: Duration) {
+        let delta = |name: String| {
+            self.0.get(&name).copied().unwrap_or(0.0) - before.0.get(&name).copied().unwrap_or(0.0)
+        };
+        for (stage, prefix) in Self::STAGES {
+            let rounds = delta(format!("{prefix}_seconds_count"));
+            if rounds == 0.0 {
+                continue;
+            }
+            let seconds = delta(format!("{prefix}_seconds_sum"));
+            let events = delta(format!("{prefix}_events_sum"));
+            println!(
+                "{label}: {stage:<9} {rounds:.0} rounds, mean {:.2} ms and {:.1} events per round, busy {:.0}% of the phase",
+                seconds / rounds * 1000.0,
+                events / rounds,
+                seconds * 100.0 / phase.as_secs_f64(),
+            );
+        }
+    }
 }
 
 /// One phase's numbers.

@@ -13,6 +13,7 @@ use platform::bus::{EventBus, JetStreamBus, StreamName};
 use platform::store::{EventStore, PgEventStore, Position};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -39,12 +40,28 @@ impl Default for RelaySettings {
 }
 
 /// Metrics of the relay.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RelayMetrics {
     pub published: Counter,
     pub terms: Counter,
     /// 1 while this process holds the relay lock.
     pub active: Gauge,
+    /// Time of one round that found events: read, publish, await acks, checkpoint.
+    pub round_seconds: Histogram,
+    /// Events per such round.
+    pub round_events: Histogram,
+}
+
+impl Default for RelayMetrics {
+    fn default() -> Self {
+        Self {
+            published: Counter::default(),
+            terms: Counter::default(),
+            active: Gauge::default(),
+            round_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            round_events: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+        }
+    }
 }
 
 impl RelayMetrics {
@@ -64,6 +81,16 @@ impl RelayMetrics {
                 "relay_active",
                 "1 while this process is the active relay",
                 self.active.clone(),
+            );
+            registry.register(
+                "relay_round_seconds",
+                "Time of one round that found events: read, publish, await acks, checkpoint",
+                self.round_seconds.clone(),
+            );
+            registry.register(
+                "relay_round_events",
+                "Events per round that found events",
+                self.round_events.clone(),
             );
         });
     }
@@ -197,6 +224,7 @@ impl Relay {
         tracing::info!(%checkpoint, resume_after = %position, "relay term begins");
         let mut idle_rounds = 0u32;
         loop {
+            let started = std::time::Instant::now();
             let events = self
                 .store
                 .read_all(Some(position), self.settings.batch)
@@ -216,6 +244,10 @@ impl Relay {
                 self.metrics.published.inc_by(acknowledged as u64);
                 position = events[acknowledged - 1].position;
                 self.save_checkpoint(lock, position).await?;
+                self.metrics
+                    .round_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.round_events.observe(acknowledged as f64);
                 tracing::debug!(events = acknowledged, %position, "relayed");
             }
             if let Some(error) = error {

@@ -17,19 +17,37 @@ use futures::{FutureExt, StreamExt};
 use platform::bus::{EventEnvelope, StreamName};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use sqlx::PgPool;
 
 use crate::projection::{self, apply_batch};
 use crate::read_models::ProjectionError;
 
 /// Metrics of the projector.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ProjectorMetrics {
     pub applied: Counter,
     pub duplicates: Counter,
     pub batches: Counter,
+    /// Time to apply and commit one batch.
+    pub batch_seconds: Histogram,
+    /// Events per committed batch.
+    pub batch_events: Histogram,
     /// 1 while the projection is stopped on an event it cannot apply.
     pub failed: Gauge,
+}
+
+impl Default for ProjectorMetrics {
+    fn default() -> Self {
+        Self {
+            applied: Counter::default(),
+            duplicates: Counter::default(),
+            batches: Counter::default(),
+            batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            failed: Gauge::default(),
+        }
+    }
 }
 
 impl ProjectorMetrics {
@@ -51,6 +69,16 @@ impl ProjectorMetrics {
                 self.batches.clone(),
             );
             registry.register(
+                "projector_batch_seconds",
+                "Time to apply and commit one batch",
+                self.batch_seconds.clone(),
+            );
+            registry.register(
+                "projector_batch_events",
+                "Events per committed batch",
+                self.batch_events.clone(),
+            );
+            registry.register(
                 "projector_failed",
                 "1 while the projection is stopped on an event it cannot apply",
                 self.failed.clone(),
@@ -70,8 +98,13 @@ pub(crate) async fn apply_with_retry(
 ) -> Result<projection::BatchOutcome, ProjectionError> {
     let mut delay = Duration::from_millis(100);
     loop {
+        let started = std::time::Instant::now();
         match apply_batch(pool, envelopes, stream_sequence, upcasters).await {
             Ok(outcome) => {
+                metrics
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.batch_events.observe(envelopes.len() as f64);
                 metrics.applied.inc_by(outcome.applied as u64);
                 metrics.duplicates.inc_by(outcome.duplicates as u64);
                 metrics.batches.inc();
