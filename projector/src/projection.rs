@@ -39,12 +39,6 @@ pub async fn apply_batch(
         return Ok(outcome);
     }
     let mut tx = pool.begin().await?;
-    // Read models are derived data and the checkpoint commits with them: if PostgreSQL
-    // crashes and loses the last batches, they are lost together and applied again from the
-    // stream. So the projector need not wait for each commit to reach the disk.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
     // The last applied sequence of every aggregate in the batch, in one statement, locked
     // against a concurrent projector of the same database.
     let keys: (Vec<String>, Vec<uuid::Uuid>) = events
@@ -88,69 +82,41 @@ pub async fn apply_batch(
         advanced.insert(key, event.sequence);
         fresh.push(event);
     }
-    if !fresh.is_empty() {
-        // Set-wise: load what the batch touches, fold the events in memory, write back.
-        let decoded = fresh
-            .iter()
-            .map(|event| read_models::decode(event, upcasters))
-            .collect::<Result<Vec<_>, _>>()?;
+    // Set-wise: load what the batch touches, fold the events in memory, write back together
+    // with the sequences and the checkpoint (see `read_models::write`).
+    let decoded = fresh
+        .iter()
+        .map(|event| read_models::decode(event, upcasters))
+        .collect::<Result<Vec<_>, _>>()?;
+    let writes = if fresh.is_empty() {
+        read_models::Writes::default()
+    } else {
         let mut fold = read_models::load(&mut tx, &read_models::Touched::of(&fresh)).await?;
         for (event, decoded) in fresh.iter().zip(&decoded) {
             fold.apply(event, decoded)?;
         }
-        read_models::write(&mut tx, &fold.into_writes()).await?;
-        outcome.applied = fresh.len();
-    }
-    if !advanced.is_empty() {
-        let mut types = Vec::with_capacity(advanced.len());
-        let mut ids = Vec::with_capacity(advanced.len());
-        let mut sequences = Vec::with_capacity(advanced.len());
-        for ((aggregate_type, aggregate_id), sequence) in advanced {
-            types.push(aggregate_type);
-            ids.push(aggregate_id);
-            sequences.push(sequence);
-        }
-        sqlx::query(
-            "INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, \
-             last_sequence) SELECT $1, t, id, seq FROM unnest($2::text[], $3::uuid[], $4::bigint[]) \
-             AS a(t, id, seq) \
-             ON CONFLICT (projection, aggregate_type, aggregate_id) \
-             DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
-        )
-        .bind(PROJECTION)
-        .bind(&types)
-        .bind(&ids)
-        .bind(&sequences)
-        .execute(&mut *tx)
-        .await?;
-    }
+        fold.into_writes()
+    };
+    outcome.applied = fresh.len();
     let newest = events
         .iter()
         .map(|e| e.position)
         .max()
         .expect("BUG: the batch is not empty");
-    // GREATEST: a batch of pure redeliveries never moves the checkpoint backwards.
-    let checkpoint: String = sqlx::query_scalar(
-        "INSERT INTO projection_checkpoints (projection, position, stream_sequence) \
-         VALUES ($1, $2, $3) \
-         ON CONFLICT (projection) DO UPDATE \
-            SET position = GREATEST(projection_checkpoints.position, EXCLUDED.position), \
-                stream_sequence = COALESCE(EXCLUDED.stream_sequence, \
-                                           projection_checkpoints.stream_sequence), \
-                updated_at = now() \
-         RETURNING position",
-    )
-    .bind(PROJECTION)
-    .bind(newest.to_string())
-    .bind(stream_sequence.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
-    .fetch_one(&mut *tx)
-    .await?;
-    // Delivered at commit, so a listener never hears of a position it cannot read yet.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(&checkpoint)
-        .execute(&mut *tx)
-        .await?;
+    let bookkeeping = read_models::Bookkeeping {
+        projection: PROJECTION,
+        sequences: advanced
+            .into_iter()
+            .map(|((aggregate_type, aggregate_id), sequence)| {
+                (aggregate_type, aggregate_id, sequence)
+            })
+            .collect(),
+        position: newest.to_string(),
+        stream_sequence: stream_sequence.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        // Delivered at commit, so a listener never hears of a position it cannot read yet.
+        channel: NOTIFY_CHANNEL,
+    };
+    let checkpoint = read_models::write(&mut tx, &writes, &bookkeeping).await?;
     tx.commit().await?;
     outcome.checkpoint = checkpoint.parse().ok();
     Ok(outcome)

@@ -677,205 +677,246 @@ pub async fn load(conn: &mut PgConnection, touched: &Touched) -> Result<Fold, sq
     Ok(Fold::new(users, meetings, attendees))
 }
 
-/// Writes a batch's rows, one statement per table (and kind of change). Rows are inserted or
-/// overwritten whole, so the statements do not depend on which events produced them.
-pub async fn write(conn: &mut PgConnection, writes: &Writes) -> Result<(), sqlx::Error> {
-    if !writes.users.is_empty() {
-        let u = &writes.users;
-        sqlx::query(
-            "INSERT INTO rm_users (id, email, email_key, display_name, time_zone, role, \
-             working_hours, active, version, created_at, updated_at) \
-             SELECT id, email, email_key, display_name, time_zone, role, working_hours::jsonb, \
-                    active, version, created_at, updated_at \
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::text[], $8::bool[], $9::bigint[], $10::timestamptz[], \
-                         $11::timestamptz[]) \
-               AS r(id, email, email_key, display_name, time_zone, role, working_hours, active, \
-                    version, created_at, updated_at) \
-             ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, \
-                email_key = EXCLUDED.email_key, display_name = EXCLUDED.display_name, \
-                time_zone = EXCLUDED.time_zone, role = EXCLUDED.role, \
-                working_hours = EXCLUDED.working_hours, active = EXCLUDED.active, \
-                version = EXCLUDED.version, created_at = EXCLUDED.created_at, \
-                updated_at = EXCLUDED.updated_at",
-        )
-        .bind(u.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.email_key.as_str()).collect::<Vec<_>>())
-        .bind(
-            u.iter()
-                .map(|r| r.display_name.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(u.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
-        .bind(json_texts(u.iter().map(|r| r.working_hours.as_ref())))
-        .bind(u.iter().map(|r| r.active).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.version).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !writes.meetings.is_empty() {
-        let m = &writes.meetings;
-        sqlx::query(
-            "INSERT INTO rm_meetings (id, organizer_id, title, description, starts_at, ends_at, \
-             time_zone, location, status, recurrence, cancel_reason, version, position, \
-             created_at, updated_at) \
-             SELECT id, organizer_id, title, description, starts_at, ends_at, time_zone, \
-                    location, status, recurrence::jsonb, cancel_reason, version, position, \
-                    created_at, updated_at \
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], \
-                         $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                         $11::text[], $12::bigint[], $13::text[], $14::timestamptz[], \
-                         $15::timestamptz[]) \
-               AS r(id, organizer_id, title, description, starts_at, ends_at, time_zone, \
-                    location, status, recurrence, cancel_reason, version, position, \
-                    created_at, updated_at) \
-             ON CONFLICT (id) DO UPDATE SET organizer_id = EXCLUDED.organizer_id, \
-                title = EXCLUDED.title, description = EXCLUDED.description, \
-                starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, \
-                time_zone = EXCLUDED.time_zone, location = EXCLUDED.location, \
-                status = EXCLUDED.status, recurrence = EXCLUDED.recurrence, \
-                cancel_reason = EXCLUDED.cancel_reason, version = EXCLUDED.version, \
-                position = EXCLUDED.position, created_at = EXCLUDED.created_at, \
-                updated_at = EXCLUDED.updated_at",
-        )
-        .bind(m.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.organizer_id).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(
-            m.iter()
-                .map(|r| r.description.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(m.iter().map(|r| r.starts_at).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.ends_at).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.location.as_deref()).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(json_texts(m.iter().map(|r| r.recurrence.as_ref())))
-        .bind(
-            m.iter()
-                .map(|r| r.cancel_reason.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(m.iter().map(|r| r.version).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(m.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !writes.removed.is_empty() {
-        let meetings: Vec<Uuid> = writes.removed.iter().map(|(m, _)| *m).collect();
-        let users: Vec<Uuid> = writes.removed.iter().map(|(_, u)| *u).collect();
-        for table in ["rm_meeting_attendees", "rm_agenda"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} t USING unnest($1::uuid[], $2::uuid[]) AS r(m, u) \
-                 WHERE t.meeting_id = r.m AND t.user_id = r.u"
-            ))
-            .bind(&meetings)
-            .bind(&users)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
-    if !writes.attendees.is_empty() {
-        let a = &writes.attendees;
-        sqlx::query(
-            "INSERT INTO rm_meeting_attendees (meeting_id, user_id, optional, response, comment) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[], $4::text[], $5::text[]) \
-             ON CONFLICT (meeting_id, user_id) DO UPDATE SET optional = EXCLUDED.optional, \
-                response = EXCLUDED.response, comment = EXCLUDED.comment",
-        )
-        .bind(a.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.user_id).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.optional).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.response.as_str()).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.comment.as_deref()).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !writes.agenda.is_empty() {
-        let a = &writes.agenda;
-        sqlx::query(
-            "INSERT INTO rm_agenda (user_id, meeting_id, starts_at, ends_at, title, status, \
-             is_organizer, my_response) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], \
-                                  $5::text[], $6::text[], $7::bool[], $8::text[]) \
-             ON CONFLICT (user_id, meeting_id) DO UPDATE SET starts_at = EXCLUDED.starts_at, \
-                ends_at = EXCLUDED.ends_at, title = EXCLUDED.title, status = EXCLUDED.status, \
-                is_organizer = EXCLUDED.is_organizer, my_response = EXCLUDED.my_response",
-        )
-        .bind(a.iter().map(|r| r.user_id).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.starts_at).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.ends_at).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.is_organizer).collect::<Vec<_>>())
-        .bind(
-            a.iter()
-                .map(|r| r.my_response.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !writes.chat.is_empty() {
-        let c = &writes.chat;
-        sqlx::query(
-            "INSERT INTO rm_chat_messages (meeting_id, message_id, author_id, text, posted_at, \
-             position) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], \
-                                  $5::timestamptz[], $6::text[])",
-        )
-        .bind(c.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.message_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.author_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.text.as_str()).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.posted_at).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !writes.changes.is_empty() {
-        let c = &writes.changes;
-        // Plain INSERT: the position and the event id are unique, so an event recorded twice
-        // is refused rather than overwritten.
-        sqlx::query(
-            "INSERT INTO rm_changes (position, event_id, event_type, aggregate_type, \
-             aggregate_id, sequence, recorded_at, data, audience) \
-             SELECT position, event_id, event_type, aggregate_type, aggregate_id, sequence, \
-                    recorded_at, data::jsonb, audience::uuid[] \
-             FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], \
-                         $6::bigint[], $7::timestamptz[], $8::text[], $9::text[]) \
-               AS r(position, event_id, event_type, aggregate_type, aggregate_id, sequence, \
-                    recorded_at, data, audience)",
-        )
-        .bind(c.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.event_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
-        .bind(
-            c.iter()
-                .map(|r| r.aggregate_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(c.iter().map(|r| r.aggregate_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.sequence).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.data.to_string()).collect::<Vec<_>>())
-        .bind(
-            c.iter()
-                .map(|r| uuid_array_literal(&r.audience))
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+/// Where the projection stands after a batch; it commits in the same statement as the rows.
+#[derive(Debug)]
+pub struct Bookkeeping<'a> {
+    pub projection: &'a str,
+    /// The last applied sequence of every aggregate the batch advanced.
+    pub sequences: Vec<(String, Uuid, i64)>,
+    /// The newest position of the batch (the checkpoint never moves backwards).
+    pub position: String,
+    /// The stream sequence of the batch's last message, when it came from the stream.
+    pub stream_sequence: Option<i64>,
+    /// Where the new checkpoint is announced (at commit).
+    pub channel: &'a str,
+}
+
+/// Writes a batch's rows, the per-aggregate sequences and the checkpoint, and announces the
+/// checkpoint, all in **one** statement: one data-modifying CTE per table, each fed by
+/// `unnest` of per-column arrays (empty arrays write nothing), so the statement has one
+/// shape and one cached plan whatever the batch holds. Round trips, not rows, bound the
+/// projector (each one waits for a busy CPU), hence one. Rows are inserted or overwritten
+/// whole, so the SQL does not depend on which events produced them. The CTEs cannot see one
+/// another's rows; none needs to: the removed and the written (meeting, user) pairs are
+/// disjoint, and the foreign key from attendees to meetings is checked at the end of the
+/// statement. Answers the checkpoint position.
+///
+/// The transaction commits without waiting for the disk (`synchronous_commit` off, set here
+/// to save a round trip): read models are derived data and the checkpoint commits with them,
+/// so if PostgreSQL crashes and loses the last batches, they are lost together and applied
+/// again from the stream.
+pub async fn write(
+    conn: &mut PgConnection,
+    writes: &Writes,
+    bookkeeping: &Bookkeeping<'_>,
+) -> Result<String, sqlx::Error> {
+    let (u, m, a, g, c, x) = (
+        &writes.users,
+        &writes.meetings,
+        &writes.attendees,
+        &writes.agenda,
+        &writes.chat,
+        &writes.changes,
+    );
+    let sequences = &bookkeeping.sequences;
+    sqlx::query_scalar(
+        "WITH users AS ( \
+           INSERT INTO rm_users (id, email, email_key, display_name, time_zone, role, \
+                                 working_hours, active, version, created_at, updated_at) \
+           SELECT id, email, email_key, display_name, time_zone, role, working_hours::jsonb, \
+                  active, version, created_at, updated_at \
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                       $7::text[], $8::bool[], $9::bigint[], $10::timestamptz[], \
+                       $11::timestamptz[]) \
+             AS r(id, email, email_key, display_name, time_zone, role, working_hours, active, \
+                  version, created_at, updated_at) \
+           ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, \
+              email_key = EXCLUDED.email_key, display_name = EXCLUDED.display_name, \
+              time_zone = EXCLUDED.time_zone, role = EXCLUDED.role, \
+              working_hours = EXCLUDED.working_hours, active = EXCLUDED.active, \
+              version = EXCLUDED.version, created_at = EXCLUDED.created_at, \
+              updated_at = EXCLUDED.updated_at), \
+         meetings AS ( \
+           INSERT INTO rm_meetings (id, organizer_id, title, description, starts_at, ends_at, \
+                                    time_zone, location, status, recurrence, cancel_reason, \
+                                    version, position, created_at, updated_at) \
+           SELECT id, organizer_id, title, description, starts_at, ends_at, time_zone, \
+                  location, status, recurrence::jsonb, cancel_reason, version, position, \
+                  created_at, updated_at \
+           FROM unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::timestamptz[], \
+                       $17::timestamptz[], $18::text[], $19::text[], $20::text[], $21::text[], \
+                       $22::text[], $23::bigint[], $24::text[], $25::timestamptz[], \
+                       $26::timestamptz[]) \
+             AS r(id, organizer_id, title, description, starts_at, ends_at, time_zone, \
+                  location, status, recurrence, cancel_reason, version, position, \
+                  created_at, updated_at) \
+           ON CONFLICT (id) DO UPDATE SET organizer_id = EXCLUDED.organizer_id, \
+              title = EXCLUDED.title, description = EXCLUDED.description, \
+              starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, \
+              time_zone = EXCLUDED.time_zone, location = EXCLUDED.location, \
+              status = EXCLUDED.status, recurrence = EXCLUDED.recurrence, \
+              cancel_reason = EXCLUDED.cancel_reason, version = EXCLUDED.version, \
+              position = EXCLUDED.position, created_at = EXCLUDED.created_at, \
+              updated_at = EXCLUDED.updated_at), \
+         removed AS (SELECT * FROM unnest($27::uuid[], $28::uuid[]) AS r(m, u)), \
+         removed_attendees AS ( \
+           DELETE FROM rm_meeting_attendees t USING removed r \
+           WHERE t.meeting_id = r.m AND t.user_id = r.u), \
+         removed_agenda AS ( \
+           DELETE FROM rm_agenda t USING removed r \
+           WHERE t.meeting_id = r.m AND t.user_id = r.u), \
+         attendees AS ( \
+           INSERT INTO rm_meeting_attendees (meeting_id, user_id, optional, response, comment) \
+           SELECT * FROM unnest($29::uuid[], $30::uuid[], $31::bool[], $32::text[], \
+                                $33::text[]) \
+           ON CONFLICT (meeting_id, user_id) DO UPDATE SET optional = EXCLUDED.optional, \
+              response = EXCLUDED.response, comment = EXCLUDED.comment), \
+         agenda AS ( \
+           INSERT INTO rm_agenda (user_id, meeting_id, starts_at, ends_at, title, status, \
+                                  is_organizer, my_response) \
+           SELECT * FROM unnest($34::uuid[], $35::uuid[], $36::timestamptz[], \
+                                $37::timestamptz[], $38::text[], $39::text[], $40::bool[], \
+                                $41::text[]) \
+           ON CONFLICT (user_id, meeting_id) DO UPDATE SET starts_at = EXCLUDED.starts_at, \
+              ends_at = EXCLUDED.ends_at, title = EXCLUDED.title, status = EXCLUDED.status, \
+              is_organizer = EXCLUDED.is_organizer, my_response = EXCLUDED.my_response), \
+         chat AS ( \
+           INSERT INTO rm_chat_messages (meeting_id, message_id, author_id, text, posted_at, \
+                                         position) \
+           SELECT * FROM unnest($42::uuid[], $43::uuid[], $44::uuid[], $45::text[], \
+                                $46::timestamptz[], $47::text[])), \
+         changes AS ( \
+           INSERT INTO rm_changes (position, event_id, event_type, aggregate_type, \
+                                   aggregate_id, sequence, recorded_at, data, audience) \
+           SELECT position, event_id, event_type, aggregate_type, aggregate_id, sequence, \
+                  recorded_at, data::jsonb, audience::uuid[] \
+           FROM unnest($48::text[], $49::uuid[], $50::text[], $51::text[], $52::uuid[], \
+                       $53::bigint[], $54::timestamptz[], $55::text[], $56::text[]) \
+             AS r(position, event_id, event_type, aggregate_type, aggregate_id, sequence, \
+                  recorded_at, data, audience)), \
+         sequences AS ( \
+           INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, \
+                                             last_sequence) \
+           SELECT $57, t, id, seq FROM unnest($58::text[], $59::uuid[], $60::bigint[]) \
+             AS r(t, id, seq) \
+           ON CONFLICT (projection, aggregate_type, aggregate_id) \
+           DO UPDATE SET last_sequence = EXCLUDED.last_sequence), \
+         checkpoint AS ( \
+           INSERT INTO projection_checkpoints (projection, position, stream_sequence) \
+           VALUES ($57, $61, $62) \
+           ON CONFLICT (projection) DO UPDATE \
+              SET position = GREATEST(projection_checkpoints.position, EXCLUDED.position), \
+                  stream_sequence = COALESCE(EXCLUDED.stream_sequence, \
+                                             projection_checkpoints.stream_sequence), \
+                  updated_at = now() \
+           RETURNING position) \
+         SELECT position, pg_notify($63, position), \
+                set_config('synchronous_commit', 'off', true) \
+         FROM checkpoint",
+    )
+    // rm_users
+    .bind(u.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(u.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
+    .bind(u.iter().map(|r| r.email_key.as_str()).collect::<Vec<_>>())
+    .bind(
+        u.iter()
+            .map(|r| r.display_name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(u.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
+    .bind(u.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
+    .bind(json_texts(u.iter().map(|r| r.working_hours.as_ref())))
+    .bind(u.iter().map(|r| r.active).collect::<Vec<_>>())
+    .bind(u.iter().map(|r| r.version).collect::<Vec<_>>())
+    .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    // rm_meetings
+    .bind(m.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.organizer_id).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+    .bind(
+        m.iter()
+            .map(|r| r.description.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(m.iter().map(|r| r.starts_at).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.ends_at).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.location.as_deref()).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+    .bind(json_texts(m.iter().map(|r| r.recurrence.as_ref())))
+    .bind(
+        m.iter()
+            .map(|r| r.cancel_reason.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(m.iter().map(|r| r.version).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    // removed (meeting, user) pairs
+    .bind(writes.removed.iter().map(|(m, _)| *m).collect::<Vec<_>>())
+    .bind(writes.removed.iter().map(|(_, u)| *u).collect::<Vec<_>>())
+    // rm_meeting_attendees
+    .bind(a.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
+    .bind(a.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind(a.iter().map(|r| r.optional).collect::<Vec<_>>())
+    .bind(a.iter().map(|r| r.response.as_str()).collect::<Vec<_>>())
+    .bind(a.iter().map(|r| r.comment.as_deref()).collect::<Vec<_>>())
+    // rm_agenda
+    .bind(g.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind(g.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
+    .bind(g.iter().map(|r| r.starts_at).collect::<Vec<_>>())
+    .bind(g.iter().map(|r| r.ends_at).collect::<Vec<_>>())
+    .bind(g.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+    .bind(g.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+    .bind(g.iter().map(|r| r.is_organizer).collect::<Vec<_>>())
+    .bind(
+        g.iter()
+            .map(|r| r.my_response.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    // rm_chat_messages
+    .bind(c.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
+    .bind(c.iter().map(|r| r.message_id).collect::<Vec<_>>())
+    .bind(c.iter().map(|r| r.author_id).collect::<Vec<_>>())
+    .bind(c.iter().map(|r| r.text.as_str()).collect::<Vec<_>>())
+    .bind(c.iter().map(|r| r.posted_at).collect::<Vec<_>>())
+    .bind(c.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
+    // rm_changes: a plain INSERT, the position and the event id are unique, so an event
+    // recorded twice is refused rather than overwritten.
+    .bind(x.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
+    .bind(x.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind(x.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
+    .bind(
+        x.iter()
+            .map(|r| r.aggregate_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(x.iter().map(|r| r.aggregate_id).collect::<Vec<_>>())
+    .bind(x.iter().map(|r| r.sequence).collect::<Vec<_>>())
+    .bind(x.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+    .bind(x.iter().map(|r| r.data.to_string()).collect::<Vec<_>>())
+    .bind(
+        x.iter()
+            .map(|r| uuid_array_literal(&r.audience))
+            .collect::<Vec<_>>(),
+    )
+    // bookkeeping
+    .bind(bookkeeping.projection)
+    .bind(
+        sequences
+            .iter()
+            .map(|(t, _, _)| t.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(sequences.iter().map(|(_, id, _)| *id).collect::<Vec<_>>())
+    .bind(sequences.iter().map(|(_, _, seq)| *seq).collect::<Vec<_>>())
+    .bind(&bookkeeping.position)
+    .bind(bookkeeping.stream_sequence)
+    .bind(bookkeeping.channel)
+    .fetch_one(&mut *conn)
+    .await
 }
 
 /// JSON values as text, for a `text[]` parameter cast to `jsonb` row by row (a nested array
