@@ -18,7 +18,7 @@ use platform::bus::{EventEnvelope, StreamName};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::projection::{self, apply_batch};
 use crate::read_models::ProjectionError;
@@ -87,37 +87,26 @@ impl ProjectorMetrics {
     }
 }
 
-/// Applies a batch, retrying while the database is unavailable (the batch is neither lost
-/// nor skipped meanwhile); any other error is returned for the caller to stop on.
-pub(crate) async fn apply_with_retry(
-    pool: &PgPool,
+/// Applies a batch on the leader connection and counts it. A database error is returned
+/// like any other: the caller ends its term (the connection, and with it the lock, may be
+/// gone) and resumes from the checkpoint, so the batch is neither lost nor skipped.
+pub(crate) async fn apply_counted(
+    conn: &mut PgConnection,
     envelopes: &[EventEnvelope],
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
     metrics: &ProjectorMetrics,
 ) -> Result<projection::BatchOutcome, ProjectionError> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let started = std::time::Instant::now();
-        match apply_batch(pool, envelopes, stream_sequence, upcasters).await {
-            Ok(outcome) => {
-                metrics
-                    .batch_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                metrics.batch_events.observe(envelopes.len() as f64);
-                metrics.applied.inc_by(outcome.applied as u64);
-                metrics.duplicates.inc_by(outcome.duplicates as u64);
-                metrics.batches.inc();
-                return Ok(outcome);
-            }
-            Err(ProjectionError::Database(error)) => {
-                tracing::warn!(%error, "read-model database unavailable; retrying the batch");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let started = std::time::Instant::now();
+    let outcome = apply_batch(conn, envelopes, stream_sequence, upcasters).await?;
+    metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_events.observe(envelopes.len() as f64);
+    metrics.applied.inc_by(outcome.applied as u64);
+    metrics.duplicates.inc_by(outcome.duplicates as u64);
+    metrics.batches.inc();
+    Ok(outcome)
 }
 
 /// Stops the projection loudly: error log, metric, and the failure recorded for readiness.
@@ -172,6 +161,13 @@ impl Projector {
     }
 
     async fn consume(&self) -> Result<(), ConsumeError> {
+        let Some(mut leader) = projection::lead(&self.pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("take the projector lock: {e}"))?
+        else {
+            tracing::debug!("another projector of this database is active; standing by");
+            return Ok(());
+        };
         let mut stream = platform::bus::ensure_stream(&self.js, &self.stream).await?;
         let applied = projection::stream_sequence(&self.pool)
             .await
@@ -277,15 +273,15 @@ impl Projector {
                 .info()
                 .map_err(|e| anyhow::anyhow!("message info: {e}"))?
                 .stream_sequence;
-            apply_with_retry(
-                &self.pool,
+            apply_counted(
+                &mut leader,
                 &envelopes,
                 Some(stream_sequence),
                 &self.upcasters,
                 &self.metrics,
             )
             .await
-            .map_err(ConsumeError::Projection)?;
+            .map_err(ConsumeError::from)?;
         }
     }
 }
@@ -296,4 +292,17 @@ enum ConsumeError {
     Projection(ProjectionError),
     #[error(transparent)]
     Transient(#[from] anyhow::Error),
+}
+
+impl From<ProjectionError> for ConsumeError {
+    /// An unavailable database ends the term (resumed from the checkpoint); anything else
+    /// stops the projection.
+    fn from(error: ProjectionError) -> Self {
+        match error {
+            ProjectionError::Database(error) => {
+                ConsumeError::Transient(anyhow::anyhow!("read-model database: {error}"))
+            }
+            other => ConsumeError::Projection(other),
+        }
+    }
 }

@@ -12,8 +12,9 @@ use platform::bus::EventEnvelope;
 use platform::store::{EventStore, Position};
 use sqlx::PgPool;
 
-use crate::consumer::{apply_with_retry, stop, ProjectorMetrics};
+use crate::consumer::{apply_counted, stop, ProjectorMetrics};
 use crate::projection;
+use crate::read_models::ProjectionError;
 
 pub struct StoreFollower {
     pub store: Arc<dyn EventStore>,
@@ -42,19 +43,40 @@ impl StoreFollower {
     }
 
     /// Applies events until `shutdown`, or until one cannot be applied (then `Err`, after
-    /// recording the failure for readiness).
+    /// recording the failure for readiness). Stands by while another projector of the
+    /// database is active; resumes from the checkpoint after a database failure.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        loop {
+            let outcome = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                outcome = self.follow() => outcome,
+            };
+            match outcome {
+                Err(ProjectionError::Database(error)) => {
+                    tracing::warn!(%error, "read-model database unavailable; resuming");
+                }
+                Err(error) => return Err(stop(&self.pool, &self.metrics, error).await),
+                Ok(()) => {}
+            }
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// One term as the active projector; `Ok` when another one is active.
+    async fn follow(&self) -> Result<(), ProjectionError> {
+        let Some(mut leader) = projection::lead(&self.pool).await? else {
+            return Ok(());
+        };
         let mut after = projection::status(&self.pool)
             .await?
             .0
             .unwrap_or(Position::START);
         loop {
-            let events = tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                events = self.store.read_all(Some(after), 500) => events,
-            };
-            let events = match events {
+            let events = match self.store.read_all(Some(after), 500).await {
                 Ok(events) => events,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the event store; retrying");
@@ -68,11 +90,14 @@ impl StoreFollower {
             };
             let next = last.position;
             let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-            if let Err(error) =
-                apply_with_retry(&self.pool, &envelopes, None, &self.upcasters, &self.metrics).await
-            {
-                return Err(stop(&self.pool, &self.metrics, error).await);
-            }
+            apply_counted(
+                &mut leader,
+                &envelopes,
+                None,
+                &self.upcasters,
+                &self.metrics,
+            )
+            .await?;
             after = next;
         }
     }

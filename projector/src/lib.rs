@@ -129,10 +129,16 @@ pub fn health_router(pool: PgPool, metrics: Metrics) -> axum::Router {
 }
 
 /// Rebuilds the read models of `pool` from scratch out of `store`, in global order.
-/// Stop the projectors of this database first: the reset forgets the per-aggregate
-/// sequences a running consumer relies on, and queries see partial data until it ends.
+/// Refuses while a projector of this database is active (it holds the projector lock, which
+/// the rebuild holds until it ends): stop the projectors first. Queries see partial data
+/// until it ends.
 pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<usize> {
     let upcasters = domain::upcasters::upcasters();
+    let Some(mut leader) = projection::lead(pool).await? else {
+        anyhow::bail!(
+            "a projector of this database is running: stop it before rebuilding the read models"
+        );
+    };
     projection::reset(pool).await?;
     let mut after = Position::START;
     let mut total = 0;
@@ -143,7 +149,7 @@ pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<us
         };
         after = last.position;
         let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-        let outcome = projection::apply_batch(pool, &envelopes, None, &upcasters).await?;
+        let outcome = projection::apply_batch(&mut leader, &envelopes, None, &upcasters).await?;
         total += outcome.applied;
     }
 }

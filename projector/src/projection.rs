@@ -1,13 +1,14 @@
 //! Applying a batch of events effectively once: the read-model changes, the per-aggregate
-//! sequences and the checkpoint commit in one transaction, and a notification tells waiting
-//! queries (`X-Min-Position`) how far the read models are.
+//! sequences and the checkpoint commit in one statement (so atomically), and a notification
+//! tells waiting queries (`X-Min-Position`) how far the read models are. One projector per
+//! database is active at a time ([`lead`]).
 
 use std::collections::HashMap;
 
 use cqrs_es::persist::EventUpcaster;
 use platform::bus::EventEnvelope;
 use platform::store::Position;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::read_models::{self, ProjectionError};
 
@@ -26,10 +27,36 @@ pub struct BatchOutcome {
     pub checkpoint: Option<Position>,
 }
 
-/// Applies `events` (in stream order) in one transaction. `stream_sequence` is the stream
-/// sequence of the last of them, when they came from the stream; the consumer resumes after it.
+/// Takes the projection's single-active lock on a connection of its own and answers it, or
+/// `None` while another projector (or a rebuild) of this database holds it. The lock is a
+/// session advisory lock: it lasts as long as the connection, which is detached from the
+/// pool so that dropping it (a crash, a killed task) closes it and frees the lock.
+///
+/// Batches are applied on this connection only, so no two projectors ever interleave their
+/// read-modify-write of the read models, and a projector that lost its connection cannot
+/// write without the lock.
+pub async fn lead(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
+    let mut connection = pool.acquire().await?.detach();
+    let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+        .bind(format!("meetings-projector:{PROJECTION}"))
+        .fetch_one(&mut connection)
+        .await?;
+    if acquired {
+        Ok(Some(connection))
+    } else {
+        connection.close().await.ok();
+        Ok(None)
+    }
+}
+
+/// Applies `events` (in stream order) on the connection of [`lead`], atomically, in two
+/// round trips: one statement loads the per-aggregate sequences and the rows the batch
+/// touches, the events are de-duplicated and folded in memory, and one statement writes the
+/// rows, the sequences and the checkpoint (`read_models::write`). `stream_sequence` is the
+/// stream sequence of the last event, when they came from the stream; the consumer resumes
+/// after it.
 pub async fn apply_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     events: &[EventEnvelope],
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
@@ -38,30 +65,8 @@ pub async fn apply_batch(
     if events.is_empty() {
         return Ok(outcome);
     }
-    let mut tx = pool.begin().await?;
-    // The last applied sequence of every aggregate in the batch, in one statement, locked
-    // against a concurrent projector of the same database.
-    let keys: (Vec<String>, Vec<uuid::Uuid>) = events
-        .iter()
-        .map(|e| (e.aggregate_type.clone(), e.aggregate_id))
-        .unzip();
-    let rows: Vec<(String, uuid::Uuid, i64)> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, last_sequence FROM projection_sequences \
-         WHERE projection = $1 AND (aggregate_type, aggregate_id) IN \
-               (SELECT * FROM unnest($2::text[], $3::uuid[])) \
-         FOR UPDATE",
-    )
-    .bind(PROJECTION)
-    .bind(&keys.0)
-    .bind(&keys.1)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut last: HashMap<(String, uuid::Uuid), i64> = rows
-        .into_iter()
-        .map(|(t, id, seq)| ((t, id), seq))
-        .collect();
+    let (mut last, mut fold) = read_models::load(&mut *conn, PROJECTION, events).await?;
     let mut advanced: HashMap<(String, uuid::Uuid), i64> = HashMap::new();
-    let mut fresh: Vec<&EventEnvelope> = Vec::with_capacity(events.len());
     for event in events {
         let key = (event.aggregate_type.clone(), event.aggregate_id);
         let applied = last.get(&key).copied().unwrap_or(0);
@@ -78,26 +83,12 @@ pub async fn apply_batch(
                 reason: format!("gap: the last applied sequence is {applied}"),
             });
         }
+        let decoded = read_models::decode(event, upcasters)?;
+        fold.apply(event, &decoded)?;
         last.insert(key.clone(), event.sequence);
         advanced.insert(key, event.sequence);
-        fresh.push(event);
+        outcome.applied += 1;
     }
-    // Set-wise: load what the batch touches, fold the events in memory, write back together
-    // with the sequences and the checkpoint (see `read_models::write`).
-    let decoded = fresh
-        .iter()
-        .map(|event| read_models::decode(event, upcasters))
-        .collect::<Result<Vec<_>, _>>()?;
-    let writes = if fresh.is_empty() {
-        read_models::Writes::default()
-    } else {
-        let mut fold = read_models::load(&mut tx, &read_models::Touched::of(&fresh)).await?;
-        for (event, decoded) in fresh.iter().zip(&decoded) {
-            fold.apply(event, decoded)?;
-        }
-        fold.into_writes()
-    };
-    outcome.applied = fresh.len();
     let newest = events
         .iter()
         .map(|e| e.position)
@@ -116,8 +107,7 @@ pub async fn apply_batch(
         // Delivered at commit, so a listener never hears of a position it cannot read yet.
         channel: NOTIFY_CHANNEL,
     };
-    let checkpoint = read_models::write(&mut tx, &writes, &bookkeeping).await?;
-    tx.commit().await?;
+    let checkpoint = read_models::write(&mut *conn, &fold.into_writes(), &bookkeeping).await?;
     outcome.checkpoint = checkpoint.parse().ok();
     Ok(outcome)
 }

@@ -102,7 +102,7 @@ pub fn decode(
 }
 
 /// A row of `rm_users`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct UserRow {
     pub id: Uuid,
     pub email: String,
@@ -118,7 +118,7 @@ pub struct UserRow {
 }
 
 /// A row of `rm_meetings`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct MeetingRow {
     pub id: Uuid,
     pub organizer_id: Uuid,
@@ -138,7 +138,7 @@ pub struct MeetingRow {
 }
 
 /// A row of `rm_meeting_attendees` (keyed by meeting and user).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct AttendeeRow {
     pub meeting_id: Uuid,
     pub user_id: Uuid,
@@ -231,7 +231,7 @@ pub struct Touched {
 }
 
 impl Touched {
-    pub fn of(events: &[&EventEnvelope]) -> Self {
+    pub fn of(events: &[EventEnvelope]) -> Self {
         let mut users = BTreeSet::new();
         let mut meetings = BTreeSet::new();
         for event in events {
@@ -640,41 +640,55 @@ fn encoded<E: cqrs_es::DomainEvent>(
         .map_err(|e| ProjectionError::unapplicable(event, e.to_string()))
 }
 
-/// Loads the stored rows of what the batch touches.
-pub async fn load(conn: &mut PgConnection, touched: &Touched) -> Result<Fold, sqlx::Error> {
-    let users: Vec<UserRow> = if touched.users.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(
-            "SELECT id, email, email_key, display_name, time_zone, role, working_hours, active, \
-             version, created_at, updated_at FROM rm_users WHERE id = ANY($1)",
-        )
-        .bind(&touched.users)
-        .fetch_all(&mut *conn)
-        .await?
-    };
-    let (meetings, attendees): (Vec<MeetingRow>, Vec<AttendeeRow>) = if touched.meetings.is_empty()
-    {
-        (Vec::new(), Vec::new())
-    } else {
-        let meetings = sqlx::query_as(
-            "SELECT id, organizer_id, title, description, starts_at, ends_at, time_zone, \
-             location, status, recurrence, cancel_reason, version, position, created_at, \
-             updated_at FROM rm_meetings WHERE id = ANY($1)",
-        )
-        .bind(&touched.meetings)
-        .fetch_all(&mut *conn)
-        .await?;
-        let attendees = sqlx::query_as(
-            "SELECT meeting_id, user_id, optional, response, comment \
-             FROM rm_meeting_attendees WHERE meeting_id = ANY($1)",
-        )
-        .bind(&touched.meetings)
-        .fetch_all(&mut *conn)
-        .await?;
-        (meetings, attendees)
-    };
-    Ok(Fold::new(users, meetings, attendees))
+/// The last applied sequence of each aggregate, keyed by (aggregate type, id).
+pub type Sequences = std::collections::HashMap<(String, Uuid), i64>;
+
+/// Loads, in **one** statement (one snapshot), the last applied sequences of the batch's
+/// aggregates and the stored rows of what it touches. Rows travel as JSON so the four kinds
+/// fit one result.
+pub async fn load(
+    conn: &mut PgConnection,
+    projection: &str,
+    events: &[EventEnvelope],
+) -> Result<(Sequences, Fold), sqlx::Error> {
+    let touched = Touched::of(events);
+    let (types, ids): (Vec<&str>, Vec<Uuid>) = events
+        .iter()
+        .map(|e| (e.aggregate_type.as_str(), e.aggregate_id))
+        .unzip();
+    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT 's', json_build_array(aggregate_type, aggregate_id, last_sequence) \
+         FROM projection_sequences \
+         WHERE projection = $1 \
+           AND (aggregate_type, aggregate_id) IN (SELECT * FROM unnest($2::text[], $3::uuid[])) \
+         UNION ALL SELECT 'u', row_to_json(u) FROM rm_users u WHERE u.id = ANY($4) \
+         UNION ALL SELECT 'm', row_to_json(m) FROM rm_meetings m WHERE m.id = ANY($5) \
+         UNION ALL SELECT 'a', row_to_json(a) FROM rm_meeting_attendees a \
+                   WHERE a.meeting_id = ANY($5)",
+    )
+    .bind(projection)
+    .bind(&types)
+    .bind(&ids)
+    .bind(&touched.users)
+    .bind(&touched.meetings)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut sequences = Sequences::new();
+    let (mut users, mut meetings, mut attendees) = (Vec::new(), Vec::new(), Vec::new());
+    let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
+    for (kind, row) in rows {
+        match kind.as_str() {
+            "s" => {
+                let (aggregate_type, aggregate_id, sequence): (String, Uuid, i64) =
+                    serde_json::from_value(row).map_err(decode)?;
+                sequences.insert((aggregate_type, aggregate_id), sequence);
+            }
+            "u" => users.push(serde_json::from_value(row).map_err(decode)?),
+            "m" => meetings.push(serde_json::from_value(row).map_err(decode)?),
+            _ => attendees.push(serde_json::from_value(row).map_err(decode)?),
+        }
+    }
+    Ok((sequences, Fold::new(users, meetings, attendees)))
 }
 
 /// Where the projection stands after a batch; it commits in the same statement as the rows.

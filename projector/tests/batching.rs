@@ -9,7 +9,7 @@ use domain::{AttendeeSpec, MeetingEvent, ResponseStatus, Role, UserEvent};
 use platform::bus::EventEnvelope;
 use platform::store::{encode_event, EventMetadata, Position};
 use platform::testing::TestDatabase;
-use projector::projection::apply_batch;
+use projector::projection::{apply_batch, lead};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -52,7 +52,8 @@ impl History {
             aggregate_type: aggregate_type.to_owned(),
             aggregate_id: id,
             sequence: *sequence,
-            recorded_at: start() + Duration::seconds(n),
+            // Microseconds too: rows travel through JSON when loaded and must come back exact.
+            recorded_at: start() + Duration::microseconds(n * 1_000_123),
             data,
             metadata: EventMetadata {
                 event_id,
@@ -262,11 +263,14 @@ async fn dump(pool: &PgPool) -> Vec<(String, Vec<String>)> {
 /// Applies `events` cut into consecutive batches of the given sizes (the last size repeats).
 async fn project(pool: &PgPool, events: &[EventEnvelope], mut cut: impl FnMut() -> usize) {
     let upcasters = domain::upcasters::upcasters();
+    let mut leader = lead(pool).await.unwrap().expect("no other projector");
     let mut rest = events;
     while !rest.is_empty() {
         let size = cut().clamp(1, rest.len());
         let (batch, tail) = rest.split_at(size);
-        let outcome = apply_batch(pool, batch, None, &upcasters).await.unwrap();
+        let outcome = apply_batch(&mut leader, batch, None, &upcasters)
+            .await
+            .unwrap();
         assert_eq!(outcome.applied, batch.len());
         assert_eq!(outcome.duplicates, 0);
         rest = tail;
@@ -305,8 +309,9 @@ async fn how_the_stream_is_cut_into_batches_never_changes_the_read_models() {
 
     // Redelivery, in batches that straddle what was applied: nothing changes.
     let upcasters = domain::upcasters::upcasters();
+    let mut leader = lead(&random_cuts.pool).await.unwrap().unwrap();
     for batch in events.chunks(7) {
-        let outcome = apply_batch(&random_cuts.pool, batch, None, &upcasters)
+        let outcome = apply_batch(&mut leader, batch, None, &upcasters)
             .await
             .unwrap();
         assert_eq!(outcome.applied, 0);
@@ -320,7 +325,8 @@ async fn an_unapplicable_event_rolls_back_its_whole_batch() {
     let events = history(7);
     let database = TestDatabase::new().await;
     let upcasters = domain::upcasters::upcasters();
-    apply_batch(&database.pool, &events[..20], None, &upcasters)
+    let mut leader = lead(&database.pool).await.unwrap().unwrap();
+    apply_batch(&mut leader, &events[..20], None, &upcasters)
         .await
         .unwrap();
     let before = dump(&database.pool).await;
@@ -352,7 +358,7 @@ async fn an_unapplicable_event_rolls_back_its_whole_batch() {
     };
     let mut batch = events[20..].to_vec();
     batch.push(bad);
-    let error = apply_batch(&database.pool, &batch, None, &upcasters)
+    let error = apply_batch(&mut leader, &batch, None, &upcasters)
         .await
         .unwrap_err();
     assert!(
@@ -366,5 +372,40 @@ async fn an_unapplicable_event_rolls_back_its_whole_batch() {
         dump(&database.pool).await,
         before,
         "nothing of the batch stays"
+    );
+}
+
+#[tokio::test]
+async fn one_projector_leads_at_a_time_and_its_lock_dies_with_its_connection() {
+    let database = TestDatabase::new().await;
+    let first = lead(&database.pool)
+        .await
+        .unwrap()
+        .expect("the first one leads");
+    assert!(
+        lead(&database.pool).await.unwrap().is_none(),
+        "a second one stands by"
+    );
+
+    // A rebuild cannot reset the read models under a running projector.
+    let store = platform::store::PgEventStore::new(database.pool.clone());
+    let refused = projector::rebuild(&store, &database.pool)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("stop it"), "{refused}");
+
+    // A crashed projector: its connection is dropped without a goodbye.
+    drop(first);
+    let mut second = None;
+    for _ in 0..100 {
+        second = lead(&database.pool).await.unwrap();
+        if second.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        second.is_some(),
+        "the lock is free once the connection is gone"
     );
 }
