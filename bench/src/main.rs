@@ -4,6 +4,10 @@
 //! `cargo run --release -p bench -- <schedule-meeting|pipeline-lag|get-meeting|agenda|realtime>` (see
 //! BENCHMARKS.md).
 
+/// The services run inside the bench process; they get the allocator their binaries use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod agenda;
 mod compare;
 mod cpu;
