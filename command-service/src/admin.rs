@@ -22,10 +22,7 @@ pub async fn set_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> an
         .account_by_email(&normalize_email(email))
         .await?
         .ok_or_else(|| anyhow::anyhow!("no registered user has the email {email}"))?;
-    let executor = Executor {
-        store,
-        upcasters: Arc::new(domain::upcasters::upcasters()),
-    };
+    let executor = Executor::new(store, Arc::new(domain::upcasters::upcasters()));
     let meta = CommandMeta {
         request_id: RequestId::new(format!("cli-{}", Uuid::now_v7()), None),
         if_match: None,

@@ -5,6 +5,8 @@
 //! decision is re-made, so nothing is overwritten); with `If-Match` the client asked for a
 //! specific version and gets 412 instead. After a few lost races the answer is 409.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -20,8 +22,9 @@ use cqrs_es::Aggregate;
 use domain::DomainError;
 use platform::http::{ApiError, RequestId};
 use platform::store::{
-    decode_events, encode_event, AggregateState, Commit, CommitOutcome, EventMetadata, EventStore,
-    IdempotencyKey, IdempotentResponse, NewEvent, SideEffect, StoreError,
+    apply_stored, decode_events, encode_event, AggregateState, Commit, CommitOutcome,
+    EventMetadata, EventStore, IdempotencyKey, IdempotentResponse, NewEvent, SideEffect,
+    StoreError,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -170,18 +173,88 @@ pub struct CommandRequest<'a, A: Aggregate> {
     pub fresh_id: bool,
 }
 
+/// Aggregates recently loaded by this process, so that a command reads only the events
+/// appended since instead of the whole history (every chat message and response would
+/// otherwise re-read and re-apply its meeting's history). An entry is only a starting point:
+/// the events after it are always read from the store, so a stale entry costs a longer read,
+/// never a wrong decision — and a commit still conflicts if another writer got in between.
+/// Bounded; when full, an arbitrary entry makes room.
+#[derive(Clone, Default)]
+pub struct AggregateCache {
+    entries: Arc<std::sync::Mutex<HashMap<CacheKey, CachedState>>>,
+}
+
+/// (aggregate type, id).
+type CacheKey = (&'static str, Uuid);
+/// An `AggregateState<A>` of the aggregate type in the key.
+type CachedState = Arc<dyn Any + Send + Sync>;
+
+impl AggregateCache {
+    const CAPACITY: usize = 10_000;
+
+    fn get<A: Aggregate + Clone + 'static>(&self, id: Uuid) -> Option<AggregateState<A>> {
+        let entries = self.entries.lock().expect("BUG: cache lock poisoned");
+        let entry = entries.get(&(A::TYPE, id))?.clone();
+        drop(entries);
+        entry
+            .downcast::<AggregateState<A>>()
+            .ok()
+            .map(|state| (*state).clone())
+    }
+
+    fn put<A: Aggregate + Clone + 'static>(&self, id: Uuid, state: AggregateState<A>) {
+        let mut entries = self.entries.lock().expect("BUG: cache lock poisoned");
+        if entries.len() >= Self::CAPACITY && !entries.contains_key(&(A::TYPE, id)) {
+            if let Some(victim) = entries.keys().next().copied() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert((A::TYPE, id), Arc::new(state));
+    }
+}
+
 /// Shared dependencies of the executor.
 #[derive(Clone)]
 pub struct Executor {
     pub store: Arc<dyn EventStore>,
     pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    cache: AggregateCache,
 }
 
 impl Executor {
-    /// Loads and rebuilds an aggregate.
-    pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<AggregateState<A>, ApiError> {
-        let events = self.store.load(A::TYPE, id).await.map_err(store_error)?;
-        decode_events::<A>(events, &self.upcasters).map_err(store_error)
+    pub fn new(store: Arc<dyn EventStore>, upcasters: Arc<Vec<Box<dyn EventUpcaster>>>) -> Self {
+        Self {
+            store,
+            upcasters,
+            cache: AggregateCache::default(),
+        }
+    }
+
+    /// Loads and rebuilds an aggregate: from the cached state plus the events after it, or
+    /// from its whole history.
+    pub async fn load<A: Aggregate + Clone + 'static>(
+        &self,
+        id: Uuid,
+    ) -> Result<AggregateState<A>, ApiError> {
+        let state = match self.cache.get::<A>(id) {
+            Some(mut state) => {
+                let events = self
+                    .store
+                    .load_after(A::TYPE, id, state.version)
+                    .await
+                    .map_err(store_error)?;
+                apply_stored(&mut state, events, &self.upcasters).map_err(store_error)?;
+                state
+            }
+            None => {
+                let events = self.store.load(A::TYPE, id).await.map_err(store_error)?;
+                decode_events::<A>(events, &self.upcasters).map_err(store_error)?
+            }
+        };
+        if state.version > 0 {
+            self.cache.put(id, state.clone());
+        }
+        Ok(state)
     }
 
     /// Runs the commands as one atomic decision and answers like API.md says.
@@ -191,7 +264,7 @@ impl Executor {
         request: CommandRequest<'_, A>,
     ) -> Result<Response, ApiError>
     where
-        A: Aggregate<Error = DomainError>,
+        A: Aggregate<Error = DomainError> + Clone + 'static,
         A::Command: Clone,
     {
         let idempotency = match &request.meta.idempotency_key {

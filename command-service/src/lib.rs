@@ -109,10 +109,7 @@ impl AppState {
         let upcasters: Vec<Box<dyn EventUpcaster>> = domain::upcasters::upcasters();
         Self {
             meeting_services: MeetingServices::new(Arc::new(StoreDirectory(store.clone()))),
-            executor: Executor {
-                store,
-                upcasters: Arc::new(upcasters),
-            },
+            executor: Executor::new(store, Arc::new(upcasters)),
             sessions,
             jwt,
             passwords: Passwords::new(),

@@ -195,10 +195,10 @@ async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_over
     let existing = app.schedule(&organizer, &[]).await;
     let before = app.event_count().await;
 
-    let executor = Executor {
-        store: app.store.clone(),
-        upcasters: std::sync::Arc::new(domain::upcasters::upcasters()),
-    };
+    let executor = Executor::new(
+        app.store.clone(),
+        std::sync::Arc::new(domain::upcasters::upcasters()),
+    );
     let meta = CommandMeta {
         request_id: platform::http::RequestId::generate(),
         if_match: None,
@@ -245,4 +245,89 @@ impl domain::UserDirectory for NoUsers {
     async fn missing_users(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, String> {
         Ok(ids.to_vec())
     }
+}
+
+struct EveryoneExists;
+
+#[async_trait::async_trait]
+impl domain::UserDirectory for EveryoneExists {
+    async fn missing_users(&self, _ids: &[Uuid]) -> Result<Vec<Uuid>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// The executor caches aggregates it loaded; another replica (its own cache) appends in
+/// between. The cached replica must decide on the current state, and what both wrote must be
+/// exactly what a cold load of the store gives.
+#[tokio::test]
+async fn a_cached_aggregate_never_hides_what_another_replica_appended() {
+    use axum::http::StatusCode;
+    use command_service::executor::{CommandMeta, CommandRequest, Executor};
+    use domain::{Actor, AttendeeSpec, Meeting, MeetingCommand, Role};
+
+    let app = spawn_app().await;
+    let organizer = app.user("Organizer").await;
+    let ann = app.user("Ann").await;
+    let bob = app.user("Bob").await;
+    let meeting = app.schedule(&organizer, &[]).await;
+    let replica = |_: ()| {
+        Executor::new(
+            app.store.clone(),
+            std::sync::Arc::new(domain::upcasters::upcasters()),
+        )
+    };
+    let (cached, other) = (replica(()), replica(()));
+    let services = domain::MeetingServices::new(std::sync::Arc::new(EveryoneExists));
+    let invite = |user: Uuid| {
+        vec![MeetingCommand::Invite {
+            actor: Actor::new(organizer.id, Role::Member),
+            attendee: AttendeeSpec {
+                user_id: user,
+                optional: false,
+            },
+        }]
+    };
+    let meta = CommandMeta {
+        request_id: platform::http::RequestId::generate(),
+        if_match: None,
+        idempotency_key: None,
+    };
+    let run = |executor: &Executor, user: Uuid| {
+        let request = CommandRequest {
+            aggregate_id: meeting,
+            actor_id: Some(organizer.id),
+            meta: &meta,
+            fingerprint: ("test", serde_json::Value::Null),
+            commands: invite(user),
+            side_effects: vec![],
+            success: StatusCode::OK,
+            location: None,
+            fresh_id: false,
+        };
+        let executor = executor.clone();
+        let services = &services;
+        async move { executor.execute::<Meeting>(services, request).await }
+    };
+
+    let first = cached.load::<Meeting>(meeting).await.unwrap();
+    assert!(first.aggregate.attendees().is_empty());
+    // The other replica invites Ann behind the cached copy's back.
+    run(&other, ann.id).await.unwrap();
+    let refreshed = cached.load::<Meeting>(meeting).await.unwrap();
+    assert_eq!(refreshed.version, first.version + 1);
+    assert_eq!(refreshed.aggregate.attendees().len(), 1);
+
+    // Inviting Ann again through the cached replica is decided on the current state.
+    let again = run(&cached, ann.id).await;
+    assert!(again.is_err(), "Ann attends already");
+    run(&other, bob.id).await.unwrap();
+    // The cached replica is one event behind now; its decision must still see Bob.
+    assert!(run(&cached, bob.id).await.is_err(), "Bob attends already");
+
+    let cold = replica(()).load::<Meeting>(meeting).await.unwrap();
+    let warm = cached.load::<Meeting>(meeting).await.unwrap();
+    assert_eq!(warm.version, cold.version);
+    assert_eq!(warm.last_hash, cold.last_hash);
+    assert_eq!(warm.aggregate, cold.aggregate);
+    assert_eq!(cold.aggregate.attendees().len(), 2);
 }

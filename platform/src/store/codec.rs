@@ -34,6 +34,7 @@ pub fn encode_event<E: DomainEvent>(event: &E) -> Result<(String, String, Value)
 }
 
 /// An aggregate rebuilt from its events, with what the next commit must chain onto.
+#[derive(Clone)]
 pub struct AggregateState<A> {
     pub aggregate: A,
     /// Sequence of the last event (0 when the aggregate has no events).
@@ -52,6 +53,16 @@ pub fn decode_events<A: Aggregate>(
         version: 0,
         last_hash: None,
     };
+    apply_stored(&mut state, events, upcasters)?;
+    Ok(state)
+}
+
+/// Upcasts and applies stored events that follow `state` (the next sequence first).
+pub fn apply_stored<A: Aggregate>(
+    state: &mut AggregateState<A>,
+    events: Vec<StoredEvent>,
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<(), StoreError> {
     for stored in events {
         let corrupt = |reason: String| StoreError::Corrupt {
             aggregate_type: stored.aggregate_type.clone(),
@@ -77,7 +88,7 @@ pub fn decode_events<A: Aggregate>(
         state.version = stored.sequence;
         state.last_hash = Some(stored.hash);
     }
-    Ok(state)
+    Ok(())
 }
 
 /// Upcasts one stored payload to the current version and decodes it.

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use codec::{
-    canonical_json, decode_event, decode_events, encode_event, event_hash, AggregateState,
-    HashInput,
+    apply_stored, canonical_json, decode_event, decode_events, encode_event, event_hash,
+    AggregateState, HashInput,
 };
 pub use position::Position;
 pub use postgres::PgEventStore;
@@ -188,6 +188,19 @@ pub trait EventStore: Send + Sync {
         aggregate_type: &str,
         aggregate_id: Uuid,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The events of one aggregate after `after_sequence`, in sequence order (to bring a
+    /// cached state up to date).
+    async fn load_after(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after_sequence: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = self.load(aggregate_type, aggregate_id).await?;
+        events.retain(|e| e.sequence > after_sequence);
+        Ok(events)
+    }
 
     /// Appends atomically, with side effects and idempotency record, or not at all.
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;

@@ -282,6 +282,27 @@ impl EventStore for PgEventStore {
         rows.iter().map(stored_event).collect()
     }
 
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn load_after(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after_sequence: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+             ORDER BY sequence"
+        ))
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(after_sequence)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(stored_event).collect()
+    }
+
     #[tracing::instrument(skip_all, fields(aggregate_type = commit.aggregate_type, aggregate_id = %commit.aggregate_id, events = commit.events.len()), err(level = "debug"))]
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         if commit.events.is_empty() {
