@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform::bus::{EventBus, JetStreamBus, StreamName};
+use platform::metrics::{seconds_histogram, size_histogram};
 use platform::store::{EventStore, PgEventStore, Position};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -58,8 +59,8 @@ impl Default for RelayMetrics {
             published: Counter::default(),
             terms: Counter::default(),
             active: Gauge::default(),
-            round_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
-            round_events: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            round_seconds: seconds_histogram(),
+            round_events: size_histogram(),
         }
     }
 }

@@ -40,6 +40,16 @@ impl Default for Metrics {
     }
 }
 
+/// A histogram of durations in seconds: 0.5 ms to ~4 s, doubling.
+pub fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+/// A histogram of batch sizes: 1 to 512, doubling.
+pub fn size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 10))
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("meetings");

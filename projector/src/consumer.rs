@@ -15,9 +15,10 @@ use async_nats::jetstream::{self, consumer::pull};
 use cqrs_es::persist::EventUpcaster;
 use futures::{FutureExt, StreamExt};
 use platform::bus::{EventEnvelope, StreamName};
+use platform::metrics::{seconds_histogram, size_histogram};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::{PgConnection, PgPool};
 
 use crate::projection::{self, apply_batch};
@@ -43,8 +44,8 @@ impl Default for ProjectorMetrics {
             applied: Counter::default(),
             duplicates: Counter::default(),
             batches: Counter::default(),
-            batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
-            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            batch_seconds: seconds_histogram(),
+            batch_events: size_histogram(),
             failed: Gauge::default(),
         }
     }

@@ -182,24 +182,22 @@ pub enum StoreError {
 /// The write-side store.
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Every event of one aggregate, in sequence order.
-    async fn load(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: Uuid,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
-
-    /// The events of one aggregate after `after_sequence`, in sequence order (to bring a
-    /// cached state up to date).
+    /// The events of one aggregate after `after_sequence`, in sequence order (0: all of
+    /// them; more: to bring a cached state up to date).
     async fn load_after(
         &self,
         aggregate_type: &str,
         aggregate_id: Uuid,
         after_sequence: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Every event of one aggregate, in sequence order.
+    async fn load(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut events = self.load(aggregate_type, aggregate_id).await?;
-        events.retain(|e| e.sequence > after_sequence);
-        Ok(events)
+        self.load_after(aggregate_type, aggregate_id, 0).await
     }
 
     /// Appends atomically, with side effects and idempotency record, or not at all.

@@ -265,24 +265,6 @@ async fn revoke_refresh_tokens(
 #[async_trait]
 impl EventStore for PgEventStore {
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn load(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: Uuid,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
-        ))
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(stored_event).collect()
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn load_after(
         &self,
         aggregate_type: &str,
