@@ -123,6 +123,44 @@ pub(crate) async fn stop(
     anyhow::anyhow!(failure)
 }
 
+/// Runs `term` (one term as the active projector) again and again until `shutdown`: after
+/// a transient failure (or while another projector is active, `Ok`) it waits 500 ms and
+/// starts a new term from the checkpoint; an event that cannot be applied stops the
+/// projection loudly ([`stop`]).
+pub(crate) async fn run_terms<Term>(
+    shutdown: impl std::future::Future<Output = ()>,
+    pool: &PgPool,
+    metrics: &ProjectorMetrics,
+    mut term: impl FnMut() -> Term,
+) -> anyhow::Result<()>
+where
+    Term: std::future::Future<Output = Result<(), ConsumeError>>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let outcome = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            outcome = term() => outcome,
+        };
+        match outcome {
+            Err(ConsumeError::Projection(error)) => {
+                return Err(stop(pool, metrics, error).await);
+            }
+            Err(ConsumeError::Transient(error)) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "projector interrupted, resuming"
+                );
+            }
+            Ok(()) => {}
+        }
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
 pub struct Projector {
     pub pool: PgPool,
     pub js: jetstream::Context,
@@ -136,29 +174,7 @@ impl Projector {
     /// Consumes until `shutdown`, or until an event cannot be applied (then `Err`, after
     /// recording the failure for readiness and operators).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        tokio::pin!(shutdown);
-        loop {
-            let outcome = tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                outcome = self.consume() => outcome,
-            };
-            match outcome {
-                Err(ConsumeError::Projection(error)) => {
-                    return Err(stop(&self.pool, &self.metrics, error).await);
-                }
-                Err(ConsumeError::Transient(error)) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "consumer interrupted, resuming"
-                    );
-                }
-                Ok(()) => {}
-            }
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
+        run_terms(shutdown, &self.pool, &self.metrics, || self.consume()).await
     }
 
     async fn consume(&self) -> Result<(), ConsumeError> {
@@ -288,7 +304,7 @@ impl Projector {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ConsumeError {
+pub(crate) enum ConsumeError {
     #[error(transparent)]
     Projection(ProjectionError),
     #[error(transparent)]

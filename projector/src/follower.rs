@@ -12,7 +12,7 @@ use platform::bus::EventEnvelope;
 use platform::store::{EventStore, Position};
 use sqlx::PgPool;
 
-use crate::consumer::{apply_counted, stop, ProjectorMetrics};
+use crate::consumer::{apply_counted, run_terms, ConsumeError, ProjectorMetrics};
 use crate::projection;
 use crate::read_models::ProjectionError;
 
@@ -46,33 +46,20 @@ impl StoreFollower {
     /// recording the failure for readiness). Stands by while another projector of the
     /// database is active; resumes from the checkpoint after a database failure.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        tokio::pin!(shutdown);
-        loop {
-            let outcome = tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                outcome = self.follow() => outcome,
-            };
-            match outcome {
-                Err(ProjectionError::Database(error)) => {
-                    tracing::warn!(%error, "read-model database unavailable; resuming");
-                }
-                Err(error) => return Err(stop(&self.pool, &self.metrics, error).await),
-                Ok(()) => {}
-            }
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
+        run_terms(shutdown, &self.pool, &self.metrics, || self.follow()).await
     }
 
     /// One term as the active projector; `Ok` when another one is active.
-    async fn follow(&self) -> Result<(), ProjectionError> {
-        let Some(mut leader) = projection::lead(&self.pool).await? else {
+    async fn follow(&self) -> Result<(), ConsumeError> {
+        let Some(mut leader) = projection::lead(&self.pool)
+            .await
+            .map_err(ProjectionError::from)?
+        else {
             return Ok(());
         };
         let mut after = projection::status(&self.pool)
-            .await?
+            .await
+            .map_err(ProjectionError::from)?
             .0
             .unwrap_or(Position::START);
         loop {
