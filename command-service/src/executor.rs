@@ -22,9 +22,8 @@ use cqrs_es::Aggregate;
 use domain::DomainError;
 use platform::http::{ApiError, RequestId};
 use platform::store::{
-    apply_stored, decode_events, encode_event, AggregateState, Commit, CommitOutcome,
-    EventMetadata, EventStore, IdempotencyKey, IdempotentResponse, NewEvent, SideEffect,
-    StoreError,
+    apply_stored, encode_event, AggregateState, Commit, CommitOutcome, EventMetadata, EventStore,
+    IdempotencyKey, IdempotentResponse, NewEvent, SideEffect, StoreError,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -230,28 +229,22 @@ impl Executor {
         }
     }
 
-    /// Loads and rebuilds an aggregate: from the cached state plus the events after it, or
-    /// from its whole history.
+    /// Loads and rebuilds an aggregate: the cached state (or the aggregate before its first
+    /// event) plus the events after it.
     pub async fn load<A: Aggregate + Clone + 'static>(
         &self,
         id: Uuid,
     ) -> Result<AggregateState<A>, ApiError> {
-        let state = match self.cache.get::<A>(id) {
-            Some(mut state) => {
-                let events = self
-                    .store
-                    .load_after(A::TYPE, id, state.version)
-                    .await
-                    .map_err(store_error)?;
-                apply_stored(&mut state, events, &self.upcasters).map_err(store_error)?;
-                state
-            }
-            None => {
-                let events = self.store.load(A::TYPE, id).await.map_err(store_error)?;
-                decode_events::<A>(events, &self.upcasters).map_err(store_error)?
-            }
-        };
-        if state.version > 0 {
+        let mut state = self.cache.get::<A>(id).unwrap_or_default();
+        let events = self
+            .store
+            .load_after(A::TYPE, id, state.version)
+            .await
+            .map_err(store_error)?;
+        // Unchanged, the state is either in the cache already or has no events to cache.
+        let changed = !events.is_empty();
+        apply_stored(&mut state, events, &self.upcasters).map_err(store_error)?;
+        if changed {
             self.cache.put(id, state.clone());
         }
         Ok(state)
@@ -294,11 +287,7 @@ impl Executor {
 
         for attempt in 0..MAX_ATTEMPTS {
             let mut state = if request.fresh_id && attempt == 0 {
-                AggregateState {
-                    aggregate: A::default(),
-                    version: 0,
-                    last_hash: None,
-                }
+                AggregateState::default()
             } else {
                 self.load::<A>(request.aggregate_id).await?
             };

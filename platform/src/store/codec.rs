@@ -33,8 +33,9 @@ pub fn encode_event<E: DomainEvent>(event: &E) -> Result<(String, String, Value)
     Ok((event.event_type(), event.event_version(), payload))
 }
 
-/// An aggregate rebuilt from its events, with what the next commit must chain onto.
-#[derive(Clone)]
+/// An aggregate rebuilt from its events, with what the next commit must chain onto. The
+/// default is the aggregate before its first event.
+#[derive(Clone, Default)]
 pub struct AggregateState<A> {
     pub aggregate: A,
     /// Sequence of the last event (0 when the aggregate has no events).
@@ -48,11 +49,7 @@ pub fn decode_events<A: Aggregate>(
     events: Vec<StoredEvent>,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<AggregateState<A>, StoreError> {
-    let mut state = AggregateState {
-        aggregate: A::default(),
-        version: 0,
-        last_hash: None,
-    };
+    let mut state = AggregateState::default();
     apply_stored(&mut state, events, upcasters)?;
     Ok(state)
 }
