@@ -134,6 +134,32 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
         .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url} (MEETINGS_NATS_URL): {e}"))
 }
 
+/// The messages of `stream` in stream order through an ordered consumer (ephemeral, no acks;
+/// the client recreates it after a gap or a server restart), starting right after stream
+/// sequence `after`, or where `otherwise` says when there is none.
+pub async fn ordered_messages(
+    stream: &stream::Stream,
+    after: Option<u64>,
+    otherwise: jetstream::consumer::DeliverPolicy,
+) -> anyhow::Result<jetstream::consumer::pull::Ordered> {
+    let deliver_policy = match after {
+        Some(sequence) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: sequence + 1,
+        },
+        None => otherwise,
+    };
+    stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("ordered consumer: {e}"))?
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pull: {e}"))
+}
+
 /// Creates the stream or brings its settings up to date; safe to call from every process.
 pub async fn ensure_stream(
     js: &jetstream::Context,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use cqrs_es::persist::EventUpcaster;
 use futures::{FutureExt, StreamExt};
 use platform::bus::{EventEnvelope, StreamName};
@@ -236,23 +236,12 @@ impl Projector {
             }
             _ => {}
         }
-        let deliver_policy = match applied {
-            Some(applied) => jetstream::consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: applied + 1,
-            },
-            None => jetstream::consumer::DeliverPolicy::All,
-        };
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("ordered consumer: {e}"))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+        let mut messages = platform::bus::ordered_messages(
+            &stream,
+            applied,
+            jetstream::consumer::DeliverPolicy::All,
+        )
+        .await?;
         loop {
             let Some(first) = messages.next().await else {
                 return Err(anyhow::anyhow!("message stream ended").into());

@@ -238,23 +238,12 @@ async fn consume_once(
     let handle = platform::bus::ensure_stream(js, stream).await?;
     // Live only at start (resumes replay from the store); after an interruption, continue
     // right after the last dispatched event.
-    let deliver_policy = match *last_sequence {
-        None => jetstream::consumer::DeliverPolicy::New,
-        Some(sequence) => jetstream::consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: sequence + 1,
-        },
-    };
-    let consumer = handle
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("ordered consumer: {e}"))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+    let mut messages = platform::bus::ordered_messages(
+        &handle,
+        *last_sequence,
+        jetstream::consumer::DeliverPolicy::New,
+    )
+    .await?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| anyhow::anyhow!("pull: {e}"))?;
         match serde_json::from_slice::<EventEnvelope>(&message.payload) {
