@@ -23,6 +23,26 @@ pub struct ServerOptions {
     pub pgbench_threads: usize,
 }
 
+/// Where the benchmarks that run the whole pipeline put their database and stream.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StackOptions {
+    /// NATS with JetStream.
+    #[arg(
+        long,
+        env = "MEETINGS_BENCH_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// Any database on the PostgreSQL server; the bench database is created beside it.
+    #[arg(
+        long = "admin-url",
+        visible_alias = "database-url",
+        env = "MEETINGS_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub admin_url: String,
+}
+
 /// Creates a fresh bench database, runs `body` on it and drops it, whatever `body` returned.
 pub async fn with_database<F, Fut>(admin_url: &str, body: F) -> anyhow::Result<()>
 where
@@ -38,27 +58,23 @@ where
     outcome
 }
 
-/// Like [`with_database`], with a fresh JetStream stream `BENCH<random>` on `nats_url` too;
-/// the stream is deleted afterwards as well.
-pub async fn with_database_and_stream<F, Fut>(
-    admin_url: &str,
-    nats_url: &str,
-    body: F,
-) -> anyhow::Result<()>
+/// Like [`with_database`], with a fresh JetStream stream `BENCH<random>` on the stack's NATS
+/// too; the stream is deleted afterwards as well.
+pub async fn with_database_and_stream<F, Fut>(stack: &StackOptions, body: F) -> anyhow::Result<()>
 where
     F: FnOnce(BenchDatabase, async_nats::jetstream::Context, StreamName) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(nats_url)
+        .connect(&stack.nats_url)
         .await
-        .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
+        .with_context(|| format!("cannot connect to NATS at {}", stack.nats_url))?;
     let js = async_nats::jetstream::new(client);
     let stream = StreamName::new(&format!("BENCH{}", uuid::Uuid::new_v4().simple()))?;
     ensure_stream(&js, &stream).await?;
     eprintln!("stream: {}", stream.as_str());
-    let outcome = with_database(admin_url, |database| {
+    let outcome = with_database(&stack.admin_url, |database| {
         body(database, js.clone(), stream.clone())
     })
     .await;

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::cpu::{cpu_columns, CpuSample};
-use crate::database::{with_database_and_stream, BenchDatabase};
+use crate::database::{with_database_and_stream, BenchDatabase, StackOptions};
 use crate::services::{jwt_keys, Service};
 use crate::stats::{quantile, summary};
 
@@ -57,21 +57,8 @@ pub struct Options {
     /// query-service have pools of their own, as separate processes would).
     #[arg(long, default_value_t = 32)]
     pub pool_size: u32,
-    /// NATS with JetStream.
-    #[arg(
-        long,
-        env = "MEETINGS_BENCH_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
-    /// Any database on the PostgreSQL server; the bench database is created beside it.
-    #[arg(
-        long = "admin-url",
-        visible_alias = "database-url",
-        env = "MEETINGS_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub admin_url: String,
+    #[command(flatten)]
+    pub stack: StackOptions,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -85,11 +72,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "--sample-every must be at least 1"
     );
     let options = &options;
-    with_database_and_stream(
-        &options.admin_url,
-        &options.nats_url,
-        |database, js, stream| async move { run_in(options, &database, js, stream).await },
-    )
+    with_database_and_stream(&options.stack, |database, js, stream| async move {
+        run_in(options, &database, js, stream).await
+    })
     .await
 }
 

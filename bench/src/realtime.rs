@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::database::{with_database_and_stream, BenchDatabase};
+use crate::database::{with_database_and_stream, BenchDatabase, StackOptions};
 use crate::services::Service;
 use crate::stats::summary;
 
@@ -69,19 +69,8 @@ pub struct Options {
     /// The gateway binary (default: `realtime` beside this executable).
     #[arg(long)]
     pub realtime_bin: Option<std::path::PathBuf>,
-    #[arg(
-        long,
-        env = "MEETINGS_BENCH_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
-    #[arg(
-        long = "admin-url",
-        visible_alias = "database-url",
-        env = "MEETINGS_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub admin_url: String,
+    #[command(flatten)]
+    pub stack: StackOptions,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -91,11 +80,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     anyhow::ensure!(options.rate > 0.0, "--rate must be positive");
     let options = &options;
-    with_database_and_stream(
-        &options.admin_url,
-        &options.nats_url,
-        |database, js, stream| async move { run_in(options, &database, js, stream).await },
-    )
+    with_database_and_stream(&options.stack, |database, js, stream| async move {
+        run_in(options, &database, js, stream).await
+    })
     .await
 }
 
@@ -366,7 +353,7 @@ async fn run_in(
         .port();
     let mut child = tokio::process::Command::new(&bin)
         .env("MEETINGS_DATABASE_URL", &database.url)
-        .env("MEETINGS_NATS_URL", &options.nats_url)
+        .env("MEETINGS_NATS_URL", &options.stack.nats_url)
         .env("MEETINGS_JWT_SECRET", &secret)
         .env("MEETINGS_STREAM", stream.as_str())
         .env("MEETINGS_LISTEN", format!("127.0.0.1:{port}"))
