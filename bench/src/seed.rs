@@ -1,5 +1,5 @@
 //! Read models loaded directly with SQL (`generate_series`), consistent across `rm_users`,
-//! `rm_meetings`, `rm_meeting_attendees` and `rm_agenda` exactly as the projector writes them
+//! `rm_meetings`, `rm_meeting_attendees`, `rm_agenda` and `rm_meeting_documents` exactly as the projector writes them
 //! for `UserRegistered` + `MeetingScheduled` (+ `AttendeeResponded`, `MeetingCancelled`).
 //!
 //! Ids are derived from numbers so that pgbench scripts can compute them: user `n` is
@@ -41,6 +41,7 @@ pub struct Seeded {
     pub meetings: i64,
     pub attendees: i64,
     pub agenda_rows: i64,
+    pub documents: i64,
 }
 
 /// Loads `users` users and `meetings` meetings, each organized by a random user, with 1–4
@@ -135,6 +136,11 @@ pub async fn load(pool: &PgPool, users: i64, meetings: i64) -> anyhow::Result<Se
     )
     .execute(pool)
     .await?;
+    // The documents `GET /v1/meetings/{id}` serves, rendered from these rows the way a
+    // projector batch renders them.
+    let mut conn = pool.acquire().await?;
+    projector::documents::backfill(&mut conn).await?;
+    drop(conn);
     sqlx::query("ANALYZE").execute(pool).await?;
     let count = |table: &'static str| async move {
         sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
@@ -146,13 +152,15 @@ pub async fn load(pool: &PgPool, users: i64, meetings: i64) -> anyhow::Result<Se
         meetings: count("rm_meetings").await?,
         attendees: count("rm_meeting_attendees").await?,
         agenda_rows: count("rm_agenda").await?,
+        documents: count("rm_meeting_documents").await?,
     };
     println!(
-        "loaded  {} users, {} meetings, {} attendees, {} agenda rows in {:.1}s (then ANALYZE)",
+        "loaded  {} users, {} meetings, {} attendees, {} agenda rows, {} meeting documents in {:.1}s (then ANALYZE)",
         seeded.users,
         seeded.meetings,
         seeded.attendees,
         seeded.agenda_rows,
+        seeded.documents,
         started.elapsed().as_secs_f64()
     );
     Ok(seeded)

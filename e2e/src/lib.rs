@@ -424,6 +424,8 @@ pub async fn read_model_snapshot(pool: &sqlx::PgPool) -> Vec<String> {
         "SELECT to_jsonb(t)::text FROM rm_users t ORDER BY id",
         "SELECT to_jsonb(t)::text FROM rm_meetings t ORDER BY id",
         "SELECT to_jsonb(t)::text FROM rm_meeting_attendees t ORDER BY meeting_id, user_id",
+        // Text, not jsonb: the stored document must be the very same bytes.
+        "SELECT row_to_json(t)::text FROM rm_meeting_documents t ORDER BY meeting_id",
         "SELECT to_jsonb(t)::text FROM rm_agenda t ORDER BY user_id, meeting_id",
         "SELECT to_jsonb(t)::text FROM rm_chat_messages t ORDER BY meeting_id, message_id",
         "SELECT to_jsonb(t)::text FROM rm_changes t ORDER BY position",

@@ -2,6 +2,7 @@
 //! the query-service serves (DESIGN.md guarantee 5). Also rebuilds them from the event store.
 
 pub mod consumer;
+pub mod documents;
 pub mod follower;
 pub mod projection;
 pub mod read_models;

@@ -42,6 +42,12 @@ pub async fn lead(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
         .fetch_one(&mut connection)
         .await?;
     if acquired {
+        // A database migrated from before meeting documents existed has meetings without
+        // one; complete them before serving as the projector (cheap when none is missing).
+        let rendered = crate::documents::backfill(&mut connection).await?;
+        if rendered > 0 {
+            tracing::info!(rendered, "rendered missing meeting documents");
+        }
         Ok(Some(connection))
     } else {
         connection.close().await.ok();
@@ -65,9 +71,16 @@ pub async fn apply_batch(
     if events.is_empty() {
         return Ok(outcome);
     }
-    let (mut last, mut fold) = read_models::load(&mut *conn, PROJECTION, events).await?;
+    // Decoded up front: the load needs the people the events name. A decoding error only
+    // counts when its event is applied (a redelivered duplicate is skipped as before).
+    let decoded: Vec<Result<read_models::Decoded, ProjectionError>> = events
+        .iter()
+        .map(|event| read_models::decode(event, upcasters))
+        .collect();
+    let touched = read_models::Touched::of(events, &decoded);
+    let (mut last, mut fold) = read_models::load(&mut *conn, PROJECTION, events, &touched).await?;
     let mut advanced: HashMap<(String, uuid::Uuid), i64> = HashMap::new();
-    for event in events {
+    for (event, decoded) in events.iter().zip(decoded) {
         let key = (event.aggregate_type.clone(), event.aggregate_id);
         let applied = last.get(&key).copied().unwrap_or(0);
         if event.sequence <= applied {
@@ -83,7 +96,7 @@ pub async fn apply_batch(
                 reason: format!("gap: the last applied sequence is {applied}"),
             });
         }
-        let decoded = read_models::decode(event, upcasters)?;
+        let decoded = decoded?;
         fold.apply(event, &decoded)?;
         last.insert(key.clone(), event.sequence);
         advanced.insert(key, event.sequence);
@@ -156,8 +169,8 @@ pub async fn status(pool: &PgPool) -> Result<(Option<Position>, Option<String>),
 pub async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "TRUNCATE rm_users, rm_meetings, rm_meeting_attendees, rm_agenda, rm_chat_messages, \
-         rm_changes",
+        "TRUNCATE rm_users, rm_meetings, rm_meeting_attendees, rm_meeting_documents, rm_agenda, \
+         rm_chat_messages, rm_changes",
     )
     .execute(&mut *tx)
     .await?;

@@ -9,7 +9,7 @@
 //! Every timestamp written here comes from the event (`recorded_at` or the event's own
 //! times), never from the clock, so a rebuild from the event store produces identical rows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
@@ -18,6 +18,8 @@ use platform::bus::EventEnvelope;
 use platform::store::{decode_event, encode_event};
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::documents::{self, Document};
 
 /// Why an event could not be applied. The projection stops on it; it never skips.
 #[derive(Debug, thiserror::Error)]
@@ -228,21 +230,54 @@ pub struct ChangeRow {
 pub struct Touched {
     pub users: Vec<Uuid>,
     pub meetings: Vec<Uuid>,
+    /// Users the batch's meeting events make organizer or attendee: their names go into
+    /// the meeting documents.
+    pub people: Vec<Uuid>,
+    /// Users whose profile the batch changes: the documents of all their meetings show the
+    /// new name, so those meetings are loaded too.
+    pub renamed: Vec<Uuid>,
 }
 
 impl Touched {
-    pub fn of(events: &[EventEnvelope]) -> Self {
+    /// `decoded[i]` is `events[i]` decoded (an event that does not decode names nobody).
+    pub fn of(events: &[EventEnvelope], decoded: &[Result<Decoded, ProjectionError>]) -> Self {
         let mut users = BTreeSet::new();
         let mut meetings = BTreeSet::new();
-        for event in events {
-            match event.aggregate_type.as_str() {
-                "user" => users.insert(event.aggregate_id),
-                _ => meetings.insert(event.aggregate_id),
-            };
+        let mut people = BTreeSet::new();
+        let mut renamed = BTreeSet::new();
+        for (event, decoded) in events.iter().zip(decoded) {
+            match decoded {
+                Ok(Decoded::User(user_event)) => {
+                    users.insert(event.aggregate_id);
+                    if matches!(user_event, UserEvent::ProfileChanged { .. }) {
+                        renamed.insert(event.aggregate_id);
+                    }
+                }
+                Ok(Decoded::Meeting(meeting_event)) => {
+                    meetings.insert(event.aggregate_id);
+                    match meeting_event {
+                        MeetingEvent::MeetingScheduled {
+                            organizer_id,
+                            attendees,
+                            ..
+                        } => {
+                            people.insert(*organizer_id);
+                            people.extend(attendees.iter().map(|a| a.user_id));
+                        }
+                        MeetingEvent::AttendeeInvited { user_id, .. } => {
+                            people.insert(*user_id);
+                        }
+                        _ => {}
+                    }
+                }
+                Err(_) => {}
+            }
         }
         Touched {
             users: users.into_iter().collect(),
             meetings: meetings.into_iter().collect(),
+            people: people.into_iter().collect(),
+            renamed: renamed.into_iter().collect(),
         }
     }
 }
@@ -259,6 +294,8 @@ pub struct Writes {
     pub agenda: Vec<AgendaRow>,
     pub chat: Vec<ChatRow>,
     pub changes: Vec<ChangeRow>,
+    /// Documents of the changed meetings and of every meeting of a renamed user.
+    pub documents: Vec<Document>,
 }
 
 /// The rows a batch touches, folded through its events in memory.
@@ -266,6 +303,11 @@ pub struct Writes {
 pub struct Fold {
     users: BTreeMap<Uuid, UserRow>,
     changed_users: BTreeSet<Uuid>,
+    /// Display names of the people of the loaded meetings, as stored before the batch (the
+    /// batch's own users, in `users`, take precedence).
+    names: HashMap<Uuid, String>,
+    /// Users whose display name the batch changed.
+    renamed: BTreeSet<Uuid>,
     meetings: BTreeMap<Uuid, MeetingState>,
     changed_meetings: BTreeSet<Uuid>,
     chat: Vec<ChatRow>,
@@ -303,6 +345,19 @@ impl Fold {
             }
         }
         fold
+    }
+
+    /// The stored display names of the loaded meetings' people.
+    pub fn with_names(mut self, names: HashMap<Uuid, String>) -> Self {
+        self.names = names;
+        self
+    }
+
+    fn name_of(&self, user_id: Uuid) -> Option<String> {
+        match self.users.get(&user_id) {
+            Some(user) => Some(user.display_name.clone()),
+            None => self.names.get(&user_id).cloned(),
+        }
     }
 
     /// Applies one event (already de-duplicated, in stream order).
@@ -391,6 +446,9 @@ impl Fold {
                 time_zone,
                 working_hours,
             } => {
+                if user.display_name != *display_name {
+                    self.renamed.insert(id);
+                }
                 user.display_name = display_name.clone();
                 user.time_zone = time_zone.clone();
                 user.working_hours = working_hours
@@ -580,7 +638,22 @@ impl Fold {
     /// batch changed (all of a meeting's agenda rows when its time, title or status changed),
     /// new chat messages and one change row per event.
     pub fn into_writes(self) -> Writes {
+        let documents = self
+            .meetings
+            .iter()
+            .filter(|(id, meeting)| {
+                self.changed_meetings.contains(id)
+                    || self.renamed.contains(&meeting.row.organizer_id)
+                    || meeting.attendees.keys().any(|u| self.renamed.contains(u))
+            })
+            .map(|(_, meeting)| {
+                documents::render(&meeting.row, meeting.attendees.values(), |id| {
+                    self.name_of(id)
+                })
+            })
+            .collect();
         let mut writes = Writes {
+            documents,
             users: self
                 .changed_users
                 .iter()
@@ -644,37 +717,52 @@ fn encoded<E: cqrs_es::DomainEvent>(
 pub type Sequences = std::collections::HashMap<(String, Uuid), i64>;
 
 /// Loads, in **one** statement (one snapshot), the last applied sequences of the batch's
-/// aggregates and the stored rows of what it touches. Rows travel as JSON so the four kinds
-/// fit one result.
+/// aggregates and the stored rows of what it touches: its users, its meetings and every
+/// meeting of a user it renames (with their attendees), and the display names of all their
+/// people. Rows travel as JSON so the five kinds fit one result.
 pub async fn load(
     conn: &mut PgConnection,
     projection: &str,
     events: &[EventEnvelope],
+    touched: &Touched,
 ) -> Result<(Sequences, Fold), sqlx::Error> {
-    let touched = Touched::of(events);
     let (types, ids): (Vec<&str>, Vec<Uuid>) = events
         .iter()
         .map(|e| (e.aggregate_type.as_str(), e.aggregate_id))
         .unzip();
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT 's', json_build_array(aggregate_type, aggregate_id, last_sequence) \
+        "WITH batch_meetings AS ( \
+           SELECT unnest($5::uuid[]) AS id \
+           UNION SELECT m.id FROM rm_meetings m WHERE m.organizer_id = ANY($7) \
+           UNION SELECT a.meeting_id FROM rm_meeting_attendees a WHERE a.user_id = ANY($7)) \
+         SELECT 's', json_build_array(aggregate_type, aggregate_id, last_sequence) \
          FROM projection_sequences \
          WHERE projection = $1 \
            AND (aggregate_type, aggregate_id) IN (SELECT * FROM unnest($2::text[], $3::uuid[])) \
          UNION ALL SELECT 'u', row_to_json(u) FROM rm_users u WHERE u.id = ANY($4) \
-         UNION ALL SELECT 'm', row_to_json(m) FROM rm_meetings m WHERE m.id = ANY($5) \
+         UNION ALL SELECT 'm', row_to_json(m) FROM rm_meetings m \
+                   WHERE m.id IN (SELECT id FROM batch_meetings) \
          UNION ALL SELECT 'a', row_to_json(a) FROM rm_meeting_attendees a \
-                   WHERE a.meeting_id = ANY($5)",
+                   WHERE a.meeting_id IN (SELECT id FROM batch_meetings) \
+         UNION ALL SELECT 'n', json_build_array(u.id, u.display_name) FROM rm_users u \
+                   WHERE u.id IN (SELECT m.organizer_id FROM rm_meetings m \
+                                  WHERE m.id IN (SELECT id FROM batch_meetings) \
+                                  UNION SELECT a.user_id FROM rm_meeting_attendees a \
+                                  WHERE a.meeting_id IN (SELECT id FROM batch_meetings) \
+                                  UNION SELECT unnest($6::uuid[]))",
     )
     .bind(projection)
     .bind(&types)
     .bind(&ids)
     .bind(&touched.users)
     .bind(&touched.meetings)
+    .bind(&touched.people)
+    .bind(&touched.renamed)
     .fetch_all(&mut *conn)
     .await?;
     let mut sequences = Sequences::new();
     let (mut users, mut meetings, mut attendees) = (Vec::new(), Vec::new(), Vec::new());
+    let mut names = HashMap::new();
     let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
     for (kind, row) in rows {
         match kind.as_str() {
@@ -685,10 +773,17 @@ pub async fn load(
             }
             "u" => users.push(serde_json::from_value(row).map_err(decode)?),
             "m" => meetings.push(serde_json::from_value(row).map_err(decode)?),
-            _ => attendees.push(serde_json::from_value(row).map_err(decode)?),
+            "a" => attendees.push(serde_json::from_value(row).map_err(decode)?),
+            _ => {
+                let (id, name): (Uuid, String) = serde_json::from_value(row).map_err(decode)?;
+                names.insert(id, name);
+            }
         }
     }
-    Ok((sequences, Fold::new(users, meetings, attendees)))
+    Ok((
+        sequences,
+        Fold::new(users, meetings, attendees).with_names(names),
+    ))
 }
 
 /// Where the projection stands after a batch; it commits in the same statement as the rows.
@@ -705,35 +800,10 @@ pub struct Bookkeeping<'a> {
     pub channel: &'a str,
 }
 
-/// Writes a batch's rows, the per-aggregate sequences and the checkpoint, and announces the
-/// checkpoint, all in **one** statement: one data-modifying CTE per table, each fed by
-/// `unnest` of per-column arrays (empty arrays write nothing), so the statement has one
-/// shape and one cached plan whatever the batch holds. Round trips, not rows, bound the
-/// projector (each one waits for a busy CPU), hence one. Rows are inserted or overwritten
-/// whole, so the SQL does not depend on which events produced them. The CTEs cannot see one
-/// another's rows; none needs to: the removed and the written (meeting, user) pairs are
-/// disjoint, and the foreign key from attendees to meetings is checked at the end of the
-/// statement. Answers the checkpoint position.
-///
-/// The transaction commits without waiting for the disk (`synchronous_commit` off, set here
-/// to save a round trip): read models are derived data and the checkpoint commits with them,
-/// so if PostgreSQL crashes and loses the last batches, they are lost together and applied
-/// again from the stream.
-pub async fn write(
-    conn: &mut PgConnection,
-    writes: &Writes,
-    bookkeeping: &Bookkeeping<'_>,
-) -> Result<String, sqlx::Error> {
-    let (u, m, a, g, c, x) = (
-        &writes.users,
-        &writes.meetings,
-        &writes.attendees,
-        &writes.agenda,
-        &writes.chat,
-        &writes.changes,
-    );
-    let sequences = &bookkeeping.sequences;
-    sqlx::query_scalar(
+/// The statement of [`write`]: parameters `$1`–`$63` are the tables' columns and the
+/// bookkeeping in the order bound there, `$64`–`$67` the meeting documents.
+static WRITE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "WITH users AS ( \
            INSERT INTO rm_users (id, email, email_key, display_name, time_zone, role, \
                                  working_hours, active, version, created_at, updated_at) \
@@ -823,114 +893,153 @@ pub async fn write(
                   stream_sequence = COALESCE(EXCLUDED.stream_sequence, \
                                              projection_checkpoints.stream_sequence), \
                   updated_at = now() \
-           RETURNING position) \
+           RETURNING position), \
+         documents AS ({documents}) \
          SELECT position, pg_notify($63, position), \
                 set_config('synchronous_commit', 'off', true) \
          FROM checkpoint",
+        documents = documents::upsert_sql(64)
     )
-    // rm_users
-    .bind(u.iter().map(|r| r.id).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.email_key.as_str()).collect::<Vec<_>>())
-    .bind(
-        u.iter()
-            .map(|r| r.display_name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(u.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
-    .bind(json_texts(u.iter().map(|r| r.working_hours.as_ref())))
-    .bind(u.iter().map(|r| r.active).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.version).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    // rm_meetings
-    .bind(m.iter().map(|r| r.id).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.organizer_id).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-    .bind(
-        m.iter()
-            .map(|r| r.description.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(m.iter().map(|r| r.starts_at).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.ends_at).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.location.as_deref()).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-    .bind(json_texts(m.iter().map(|r| r.recurrence.as_ref())))
-    .bind(
-        m.iter()
-            .map(|r| r.cancel_reason.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(m.iter().map(|r| r.version).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(m.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    // removed (meeting, user) pairs
-    .bind(writes.removed.iter().map(|(m, _)| *m).collect::<Vec<_>>())
-    .bind(writes.removed.iter().map(|(_, u)| *u).collect::<Vec<_>>())
-    // rm_meeting_attendees
-    .bind(a.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
-    .bind(a.iter().map(|r| r.user_id).collect::<Vec<_>>())
-    .bind(a.iter().map(|r| r.optional).collect::<Vec<_>>())
-    .bind(a.iter().map(|r| r.response.as_str()).collect::<Vec<_>>())
-    .bind(a.iter().map(|r| r.comment.as_deref()).collect::<Vec<_>>())
-    // rm_agenda
-    .bind(g.iter().map(|r| r.user_id).collect::<Vec<_>>())
-    .bind(g.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
-    .bind(g.iter().map(|r| r.starts_at).collect::<Vec<_>>())
-    .bind(g.iter().map(|r| r.ends_at).collect::<Vec<_>>())
-    .bind(g.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-    .bind(g.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-    .bind(g.iter().map(|r| r.is_organizer).collect::<Vec<_>>())
-    .bind(
-        g.iter()
-            .map(|r| r.my_response.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    // rm_chat_messages
-    .bind(c.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
-    .bind(c.iter().map(|r| r.message_id).collect::<Vec<_>>())
-    .bind(c.iter().map(|r| r.author_id).collect::<Vec<_>>())
-    .bind(c.iter().map(|r| r.text.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|r| r.posted_at).collect::<Vec<_>>())
-    .bind(c.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
-    // rm_changes: a plain INSERT, the position and the event id are unique, so an event
-    // recorded twice is refused rather than overwritten.
-    .bind(x.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
-    .bind(x.iter().map(|r| r.event_id).collect::<Vec<_>>())
-    .bind(x.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
-    .bind(
-        x.iter()
-            .map(|r| r.aggregate_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(x.iter().map(|r| r.aggregate_id).collect::<Vec<_>>())
-    .bind(x.iter().map(|r| r.sequence).collect::<Vec<_>>())
-    .bind(x.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-    .bind(x.iter().map(|r| r.data.to_string()).collect::<Vec<_>>())
-    .bind(
-        x.iter()
-            .map(|r| uuid_array_literal(&r.audience))
-            .collect::<Vec<_>>(),
-    )
-    // bookkeeping
-    .bind(bookkeeping.projection)
-    .bind(
-        sequences
-            .iter()
-            .map(|(t, _, _)| t.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(sequences.iter().map(|(_, id, _)| *id).collect::<Vec<_>>())
-    .bind(sequences.iter().map(|(_, _, seq)| *seq).collect::<Vec<_>>())
-    .bind(&bookkeeping.position)
-    .bind(bookkeeping.stream_sequence)
-    .bind(bookkeeping.channel)
-    .fetch_one(&mut *conn)
-    .await
+});
+
+/// Writes a batch's rows, the per-aggregate sequences and the checkpoint, and announces the
+/// checkpoint, all in **one** statement: one data-modifying CTE per table, each fed by
+/// `unnest` of per-column arrays (empty arrays write nothing), so the statement has one
+/// shape and one cached plan whatever the batch holds. Round trips, not rows, bound the
+/// projector (each one waits for a busy CPU), hence one. Rows are inserted or overwritten
+/// whole, so the SQL does not depend on which events produced them. The CTEs cannot see one
+/// another's rows; none needs to: the removed and the written (meeting, user) pairs are
+/// disjoint, and the foreign key from attendees to meetings is checked at the end of the
+/// statement. Answers the checkpoint position.
+///
+/// The transaction commits without waiting for the disk (`synchronous_commit` off, set here
+/// to save a round trip): read models are derived data and the checkpoint commits with them,
+/// so if PostgreSQL crashes and loses the last batches, they are lost together and applied
+/// again from the stream.
+pub async fn write(
+    conn: &mut PgConnection,
+    writes: &Writes,
+    bookkeeping: &Bookkeeping<'_>,
+) -> Result<String, sqlx::Error> {
+    let (u, m, a, g, c, x) = (
+        &writes.users,
+        &writes.meetings,
+        &writes.attendees,
+        &writes.agenda,
+        &writes.chat,
+        &writes.changes,
+    );
+    let sequences = &bookkeeping.sequences;
+    let documents = documents::Columns::of(&writes.documents);
+    sqlx::query_scalar(WRITE_SQL.as_str())
+        // rm_users
+        .bind(u.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.email_key.as_str()).collect::<Vec<_>>())
+        .bind(
+            u.iter()
+                .map(|r| r.display_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(u.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
+        .bind(json_texts(u.iter().map(|r| r.working_hours.as_ref())))
+        .bind(u.iter().map(|r| r.active).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        // rm_meetings
+        .bind(m.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.organizer_id).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+        .bind(
+            m.iter()
+                .map(|r| r.description.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(m.iter().map(|r| r.starts_at).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.ends_at).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.time_zone.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.location.as_deref()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(json_texts(m.iter().map(|r| r.recurrence.as_ref())))
+        .bind(
+            m.iter()
+                .map(|r| r.cancel_reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(m.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        // removed (meeting, user) pairs
+        .bind(writes.removed.iter().map(|(m, _)| *m).collect::<Vec<_>>())
+        .bind(writes.removed.iter().map(|(_, u)| *u).collect::<Vec<_>>())
+        // rm_meeting_attendees
+        .bind(a.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.user_id).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.optional).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.response.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.comment.as_deref()).collect::<Vec<_>>())
+        // rm_agenda
+        .bind(g.iter().map(|r| r.user_id).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.starts_at).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.ends_at).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.is_organizer).collect::<Vec<_>>())
+        .bind(
+            g.iter()
+                .map(|r| r.my_response.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        // rm_chat_messages
+        .bind(c.iter().map(|r| r.meeting_id).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.message_id).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.author_id).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.text.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.posted_at).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
+        // rm_changes: a plain INSERT, the position and the event id are unique, so an event
+        // recorded twice is refused rather than overwritten.
+        .bind(x.iter().map(|r| r.position.as_str()).collect::<Vec<_>>())
+        .bind(x.iter().map(|r| r.event_id).collect::<Vec<_>>())
+        .bind(x.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
+        .bind(
+            x.iter()
+                .map(|r| r.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(x.iter().map(|r| r.aggregate_id).collect::<Vec<_>>())
+        .bind(x.iter().map(|r| r.sequence).collect::<Vec<_>>())
+        .bind(x.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+        .bind(x.iter().map(|r| r.data.to_string()).collect::<Vec<_>>())
+        .bind(
+            x.iter()
+                .map(|r| uuid_array_literal(&r.audience))
+                .collect::<Vec<_>>(),
+        )
+        // bookkeeping
+        .bind(bookkeeping.projection)
+        .bind(
+            sequences
+                .iter()
+                .map(|(t, _, _)| t.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(sequences.iter().map(|(_, id, _)| *id).collect::<Vec<_>>())
+        .bind(sequences.iter().map(|(_, _, seq)| *seq).collect::<Vec<_>>())
+        .bind(&bookkeeping.position)
+        .bind(bookkeeping.stream_sequence)
+        .bind(bookkeeping.channel)
+        // rm_meeting_documents
+        .bind(documents.ids)
+        .bind(documents.members)
+        .bind(documents.versions)
+        .bind(documents.bodies)
+        .fetch_one(&mut *conn)
+        .await
 }
 
 /// JSON values as text, for a `text[]` parameter cast to `jsonb` row by row (a nested array
@@ -945,7 +1054,7 @@ fn json_texts<'a>(
 
 /// `{id,id,...}`: a `uuid[]` literal, because PostgreSQL arrays of arrays must be rectangular
 /// and audiences differ in length.
-fn uuid_array_literal(ids: &[Uuid]) -> String {
+pub(crate) fn uuid_array_literal(ids: &[Uuid]) -> String {
     let mut literal = String::with_capacity(2 + ids.len() * 37);
     literal.push('{');
     for (i, id) in ids.iter().enumerate() {

@@ -5,7 +5,7 @@
 //! out identical. Redelivering the history afterwards must change nothing.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use domain::{AttendeeSpec, MeetingEvent, ResponseStatus, Role, UserEvent};
+use domain::{AttendeeSpec, MeetingEvent, Recurrence, ResponseStatus, Role, UserEvent};
 use platform::bus::EventEnvelope;
 use platform::store::{encode_event, EventMetadata, Position};
 use platform::testing::TestDatabase;
@@ -124,7 +124,11 @@ fn history(seed: u64) -> Vec<EventEnvelope> {
                             optional: user_id.as_u128() % 3 == 0,
                         })
                         .collect(),
-                    recurrence: None,
+                    // Series too: their rule is JSON in the rows and in the document.
+                    recurrence: (step % 5 == 0).then(|| Recurrence {
+                        rrule: "FREQ=WEEKLY;BYDAY=MO".to_owned(),
+                        exdates: vec![start() + Duration::days(7)],
+                    }),
                 },
             );
             meetings.push((id, organizer, attendees, false));
@@ -225,6 +229,19 @@ fn history(seed: u64) -> Vec<EventEnvelope> {
         };
         history.push("meeting", id, event);
     }
+    // Last, everyone is renamed once more: no later meeting event re-renders a document, so
+    // each one must follow its organizer's and attendees' names by itself.
+    for (n, &user) in users.iter().enumerate() {
+        history.push(
+            "user",
+            user,
+            UserEvent::ProfileChanged {
+                display_name: format!("Finally {n}"),
+                time_zone: "Europe/Berlin".to_owned(),
+                working_hours: None,
+            },
+        );
+    }
     history.push(
         "user",
         users[0],
@@ -239,6 +256,7 @@ async fn dump(pool: &PgPool) -> Vec<(String, Vec<String>)> {
         ("rm_users", "id"),
         ("rm_meetings", "id"),
         ("rm_meeting_attendees", "meeting_id, user_id"),
+        ("rm_meeting_documents", "meeting_id"),
         ("rm_agenda", "user_id, meeting_id"),
         ("rm_chat_messages", "meeting_id, message_id"),
         ("rm_changes", "position"),
@@ -258,6 +276,41 @@ async fn dump(pool: &PgPool) -> Vec<(String, Vec<String>)> {
         dump.push((table.to_owned(), rows));
     }
     dump
+}
+
+/// The documents the batches kept up to date (through renames, invitations, removals) equal
+/// documents rendered afresh from the rows they are derived from.
+async fn documents_match_their_rows(pool: &PgPool) {
+    let documents = "SELECT meeting_id::text, members::text, version, body::text \
+                     FROM rm_meeting_documents ORDER BY meeting_id";
+    let kept: Vec<(String, String, i64, String)> =
+        sqlx::query_as(documents).fetch_all(pool).await.unwrap();
+    let meetings: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM rm_meetings ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), meetings.len(), "one document per meeting");
+    let renamed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rm_meeting_documents WHERE body::text LIKE '%Finally %'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(renamed > 0, "the history renames people of meetings");
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("TRUNCATE rm_meeting_documents")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        projector::documents::backfill(&mut conn).await.unwrap(),
+        meetings.len()
+    );
+    let fresh: Vec<(String, String, i64, String)> =
+        sqlx::query_as(documents).fetch_all(pool).await.unwrap();
+    for (kept, fresh) in kept.iter().zip(&fresh) {
+        assert_eq!(kept, fresh, "document of meeting {}", kept.0);
+    }
 }
 
 /// Applies `events` cut into consecutive batches of the given sizes (the last size repeats).
@@ -293,6 +346,7 @@ async fn how_the_stream_is_cut_into_batches_never_changes_the_read_models() {
     let expected = dump(&whole.pool).await;
     let changes = &expected.iter().find(|(t, _)| t == "rm_changes").unwrap().1;
     assert_eq!(changes.len(), events.len());
+    documents_match_their_rows(&whole.pool).await;
 
     let one_by_one = TestDatabase::new().await;
     project(&one_by_one.pool, &events, || 1).await;
@@ -301,6 +355,7 @@ async fn how_the_stream_is_cut_into_batches_never_changes_the_read_models() {
         expected,
         "one event per batch"
     );
+    documents_match_their_rows(&one_by_one.pool).await;
 
     let mut random = Random(42);
     let random_cuts = TestDatabase::new().await;

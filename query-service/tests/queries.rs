@@ -193,6 +193,7 @@ async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
         .execute(&app.db.pool)
         .await
         .unwrap();
+    app.render_document(id).await;
     let response = app
         .client
         .get(app.url(&path))
@@ -244,6 +245,7 @@ async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match
     .execute(&app.db.pool)
     .await
     .unwrap();
+    app.render_document(id).await;
 
     let body = app
         .get_json(&format!("/v1/meetings/{id}"), &organizer.token)

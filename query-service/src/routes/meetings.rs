@@ -1,10 +1,9 @@
-//! Meetings and their chat history, from `rm_meetings`, `rm_meeting_attendees`,
-//! `rm_chat_messages` (names from `rm_users`).
+//! Meetings and their chat history. A meeting is answered as the projector rendered it
+//! (`rm_meeting_documents`, with names); lists filter on `rm_meetings`; chat comes from
+//! `rm_chat_messages`.
 //!
 //! Visibility: the organizer, the attendees and admins see a meeting; to anyone else it does
 //! not exist (404, API.md "Meetings").
-
-use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -32,175 +31,25 @@ pub fn router() -> Router<AppState> {
 /// The status values of a meeting.
 pub const STATUSES: [&str; 4] = ["scheduled", "in_progress", "ended", "cancelled"];
 
-/// A user with the name to show.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Person {
-    pub id: Uuid,
-    /// `null` when the user is not (yet) in the read models.
-    pub display_name: Option<String>,
-}
+/// Meetings are answered as the projector rendered them (`rm_meeting_documents`).
+pub use platform::views::{Attendee, Meeting, Person};
 
-/// An attendee and their answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Attendee {
-    pub user_id: Uuid,
-    /// `null` when the user is not (yet) in the read models.
-    pub display_name: Option<String>,
-    pub optional: bool,
-    /// `needs_action`, `accepted`, `declined` or `tentative`.
-    pub response: String,
-    /// The attendee's comment with their answer, when they gave one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-}
+/// `GET /v1/meetings/{id}`: `$1` admin flag, `$2` caller, `$3` meeting id. One primary-key
+/// lookup of the stored document; `members` are its organizer and attendees.
+const GET_ONE_SQL: &str = "SELECT version, body::text FROM rm_meeting_documents
+     WHERE meeting_id = $3 AND ($1 OR $2 = ANY(members))";
 
-/// A meeting as its participants see it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Meeting {
-    pub id: Uuid,
-    pub title: String,
-    pub description: Option<String>,
-    pub organizer: Person,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    /// IANA time zone the meeting was planned in.
-    pub time_zone: String,
-    pub location: Option<String>,
-    /// `scheduled`, `in_progress`, `ended` or `cancelled`.
-    pub status: String,
-    /// Attendees ordered by display name (the organizer is not one of them).
-    pub attendees: Vec<Attendee>,
-    /// `{rrule, exdates?}` for a series; absent for a single meeting.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub recurrence: Option<serde_json::Value>,
-    /// Why the meeting was cancelled, when it was and a reason was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cancel_reason: Option<String>,
-    /// The aggregate's version; also the `ETag` and the `If-Match` of commands.
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct MeetingRow {
-    id: Uuid,
-    organizer_id: Uuid,
-    organizer_name: Option<String>,
-    title: String,
-    description: Option<String>,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    time_zone: String,
-    location: Option<String>,
-    status: String,
-    recurrence: Option<serde_json::Value>,
-    cancel_reason: Option<String>,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct AttendeeRow {
-    meeting_id: Uuid,
-    user_id: Uuid,
-    display_name: Option<String>,
-    optional: bool,
-    response: String,
-    comment: Option<String>,
-}
-
-const MEETING_COLUMNS: &str = "m.id, m.organizer_id, o.display_name AS organizer_name, m.title,
-    m.description, m.starts_at, m.ends_at, m.time_zone, m.location, m.status, m.recurrence,
-    m.cancel_reason, m.version, m.created_at, m.updated_at";
-
-/// `MeetingRow` plus the meeting's attendees as one JSON array, in [`Attendee`]'s shape and
-/// the answer's order (by name, then id): `GET /v1/meetings/{id}` in a single statement.
-#[derive(sqlx::FromRow)]
-struct MeetingWithAttendeesRow {
-    #[sqlx(flatten)]
-    meeting: MeetingRow,
-    attendees: sqlx::types::Json<Vec<Attendee>>,
-}
-
-/// The attendees of meeting `m` as a JSON array (`[]` when there are none), ordered like
-/// [`assemble`] orders them.
-const ATTENDEES_JSON: &str = "COALESCE((SELECT json_agg(json_build_object(
-        'user_id', a.user_id, 'display_name', u.display_name, 'optional', a.optional,
-        'response', a.response, 'comment', a.comment) ORDER BY lower(u.display_name), a.user_id)
-     FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
-     WHERE a.meeting_id = m.id), '[]')";
-
-impl MeetingRow {
-    fn into_meeting(self, attendees: Vec<Attendee>) -> Meeting {
-        Meeting {
-            attendees,
-            id: self.id,
-            title: self.title,
-            description: self.description,
-            organizer: Person {
-                id: self.organizer_id,
-                display_name: self.organizer_name,
-            },
-            starts_at: self.starts_at,
-            ends_at: self.ends_at,
-            time_zone: self.time_zone,
-            location: self.location,
-            status: self.status,
-            recurrence: self.recurrence.filter(|v| !v.is_null()),
-            cancel_reason: self.cancel_reason,
-            version: self.version,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        }
-    }
-}
-
-/// Loads the attendees of `rows` in one query and assembles the meetings, keeping row order.
-async fn assemble(state: &AppState, rows: Vec<MeetingRow>) -> Result<Vec<Meeting>, ApiError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let attendees: Vec<AttendeeRow> = sqlx::query_as(
-        "SELECT a.meeting_id, a.user_id, u.display_name, a.optional, a.response, a.comment
-         FROM rm_meeting_attendees a LEFT JOIN rm_users u ON u.id = a.user_id
-         WHERE a.meeting_id = ANY($1)
-         ORDER BY lower(u.display_name), a.user_id",
+/// A stored JSON document as the body of a `200`.
+fn json_body(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
     )
-    .bind(&ids)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(internal)?;
-    let mut by_meeting: HashMap<Uuid, Vec<Attendee>> = HashMap::new();
-    for a in attendees {
-        by_meeting.entry(a.meeting_id).or_default().push(Attendee {
-            user_id: a.user_id,
-            display_name: a.display_name,
-            optional: a.optional,
-            response: a.response,
-            comment: a.comment,
-        });
-    }
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let attendees = by_meeting.remove(&r.id).unwrap_or_default();
-            r.into_meeting(attendees)
-        })
-        .collect())
+        .into_response()
 }
-
-/// `GET /v1/meetings/{id}`: `$1` admin flag, `$2` caller, `$3` meeting id.
-static GET_ONE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT {MEETING_COLUMNS}, {ATTENDEES_JSON} AS attendees
-         FROM rm_meetings m LEFT JOIN rm_users o ON o.id = m.organizer_id
-         WHERE m.id = $3 AND {VISIBLE_TO_CALLER}"
-    )
-});
 
 /// Whether `If-None-Match` names the current version (`*`, and weak tags, match too).
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -230,24 +79,24 @@ pub async fn get_one(
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // One statement, one round trip: the meeting, its organizer's name and its attendees
-    // (aggregated in PostgreSQL). Two statements cost a second round trip and wakeup, and the
-    // attendees' one was re-planned on every call on some pool connections (BENCHMARKS.md).
-    let row: Option<MeetingWithAttendeesRow> = sqlx::query_as(GET_ONE_SQL.as_str())
+    // The document was rendered when the meeting last changed: a read is one primary-key
+    // lookup, no join or aggregation per request (BENCHMARKS.md, get-meeting).
+    let row: Option<(i64, String)> = sqlx::query_as(GET_ONE_SQL)
         .bind(is_admin(&caller))
         .bind(caller.user_id)
         .bind(id)
         .fetch_optional(&state.pool)
         .await
         .map_err(internal)?;
-    let MeetingWithAttendeesRow { meeting, attendees } = row.ok_or_else(meeting_not_found)?;
-    let etag = format!("\"{}\"", meeting.version);
+    let (version, body) = row.ok_or_else(meeting_not_found)?;
+    let etag = format!("\"{version}\"");
     let etag_header = HeaderValue::from_str(&etag).expect("BUG: a quoted number is a header");
     if not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
-    let meeting = meeting.into_meeting(attendees.0);
-    Ok(([(header::ETAG, etag_header)], Json(meeting)).into_response())
+    let mut response = json_body(body);
+    response.headers_mut().insert(header::ETAG, etag_header);
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -286,7 +135,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<MeetingPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = limit(query.limit.as_deref())?;
     let from = params::optional_time("from", query.from.as_deref())?;
     let to = params::optional_time("to", query.to.as_deref())?;
@@ -320,7 +169,8 @@ pub async fn list(
          JOIN rm_meetings m ON m.id = mine.id"
     };
     let sql = format!(
-        r"SELECT {MEETING_COLUMNS} FROM {source} LEFT JOIN rm_users o ON o.id = m.organizer_id
+        r"SELECT m.starts_at, m.id, d.body::text
+          FROM {source} JOIN rm_meeting_documents d ON d.meeting_id = m.id
           WHERE {VISIBLE_TO_CALLER}
             AND ($3::timestamptz IS NULL OR m.ends_at > $3)
             AND ($4::timestamptz IS NULL OR m.starts_at < $4)
@@ -330,7 +180,7 @@ pub async fn list(
           ORDER BY m.starts_at, m.id
           LIMIT $9"
     );
-    let mut rows: Vec<MeetingRow> = sqlx::query_as(&sql)
+    let mut rows: Vec<(DateTime<Utc>, Uuid, String)> = sqlx::query_as(&sql)
         .bind(is_admin(&caller))
         .bind(caller.user_id)
         .bind(from)
@@ -345,14 +195,25 @@ pub async fn list(
         .map_err(internal)?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(&(r.starts_at, r.id)))
+        rows.last()
+            .map(|(starts_at, id, _)| encode_cursor(&(*starts_at, *id)))
     } else {
         None
     };
-    Ok(Json(MeetingPage {
-        items: assemble(&state, rows).await?,
-        next_cursor,
-    }))
+    // A `MeetingPage` written around the stored documents, which are already JSON.
+    let mut page =
+        String::with_capacity(rows.iter().map(|(_, _, b)| b.len() + 1).sum::<usize>() + 64);
+    page.push_str("{\"items\":[");
+    for (i, (_, _, body)) in rows.iter().enumerate() {
+        if i > 0 {
+            page.push(',');
+        }
+        page.push_str(body);
+    }
+    page.push_str("],\"next_cursor\":");
+    page.push_str(&serde_json::to_string(&next_cursor).expect("BUG: a cursor serializes"));
+    page.push('}');
+    Ok(json_body(page))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -250,7 +250,18 @@ impl TestApp {
             self.agenda_row(&fixture, id, user.id, false, Some(response))
                 .await;
         }
+        self.render_document(id).await;
         id
+    }
+
+    /// Renders the meeting's document from its rows, as a projector batch would: after a
+    /// test changed those rows by SQL.
+    pub async fn render_document(&self, meeting_id: Uuid) {
+        let mut conn = self.db.pool.acquire().await.expect("connection");
+        let rendered = projector::documents::refresh(&mut conn, &[meeting_id])
+            .await
+            .expect("render the meeting document");
+        assert_eq!(rendered, 1, "meeting {meeting_id} has rows to render");
     }
 
     async fn agenda_row(
