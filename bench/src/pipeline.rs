@@ -30,6 +30,8 @@ use crate::stats::{quantile, summary};
 const TARGET_P99_US: u32 = 100_000;
 /// A tick this much behind its schedule counts as the generator falling behind.
 const LATE: Duration = Duration::from_millis(10);
+/// Width of the windows the lag is also reported in.
+const WINDOW_SECONDS: u64 = 5;
 /// Meetings that respond and chat commands pick from: the most recently scheduled ones.
 const RECENT_MEETINGS: usize = 256;
 
@@ -389,6 +391,9 @@ async fn phase(
     };
     let mut lags_us = Vec::with_capacity(accepted.len());
     let mut by_kind: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    // Lags by when the command was accepted, in windows: a steady tail and a few stalls
+    // (a checkpoint, autovacuum, a neighbour's build) call for different fixes.
+    let mut by_window: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     let mut never_seen = 0u64;
     for command in &accepted {
         let index = seen.partition_point(|(_, position)| position < &command.position);
@@ -398,6 +403,9 @@ async fn phase(
                 let lag = u32::try_from(lag).unwrap_or(u32::MAX);
                 lags_us.push(lag);
                 by_kind.entry(command.kind).or_default().push(lag);
+                let window =
+                    command.at.saturating_duration_since(started).as_secs() / WINDOW_SECONDS;
+                by_window.entry(window).or_default().push(lag);
             }
             None => never_seen += 1,
         }
@@ -427,6 +435,19 @@ async fn phase(
     for (kind, lags) in &mut by_kind {
         lags.sort_unstable();
         println!("{label}:   {kind:<9} {}", summary(lags));
+    }
+    if by_window.len() > 1 {
+        let windows: Vec<String> = by_window
+            .values_mut()
+            .map(|lags| {
+                lags.sort_unstable();
+                crate::stats::ms(quantile(lags, 0.99))
+            })
+            .collect();
+        println!(
+            "{label}: p99 ms per {WINDOW_SECONDS} s of acceptance: {}",
+            windows.join(" ")
+        );
     }
     let mut get_lags: Vec<u32> = confirmed
         .iter()

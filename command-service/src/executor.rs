@@ -172,12 +172,14 @@ pub struct CommandRequest<'a, A: Aggregate> {
     pub fresh_id: bool,
 }
 
-/// Aggregates recently loaded by this process, so that a command reads only the events
-/// appended since instead of the whole history (every chat message and response would
-/// otherwise re-read and re-apply its meeting's history). An entry is only a starting point:
-/// the events after it are always read from the store, so a stale entry costs a longer read,
-/// never a wrong decision — and a commit still conflicts if another writer got in between.
-/// Bounded; when full, an arbitrary entry makes room.
+/// Aggregates this process recently loaded or changed, as of their last known event, so that
+/// a command neither re-reads its aggregate's whole history (every chat message and response
+/// would otherwise re-read and re-apply its meeting's) nor reads anything at all when no
+/// other replica wrote since. An entry is only a guess: a command decided on it commits with
+/// the entry's sequence, and if another writer appended in between the commit conflicts and
+/// the command is decided again on a freshly loaded state ([`Executor::execute`]). A stale
+/// entry costs a round trip, never a wrong decision. Bounded; when full, an arbitrary entry
+/// makes room.
 #[derive(Clone, Default)]
 pub struct AggregateCache {
     entries: Arc<std::sync::Mutex<HashMap<CacheKey, CachedState>>>,
@@ -201,8 +203,17 @@ impl AggregateCache {
             .map(|state| (*state).clone())
     }
 
+    /// Keeps `state` unless the entry is already at a later version (a slower request
+    /// finishing after a faster one must not move the entry back).
     fn put<A: Aggregate + Clone + 'static>(&self, id: Uuid, state: AggregateState<A>) {
         let mut entries = self.entries.lock().expect("BUG: cache lock poisoned");
+        let newer = entries
+            .get(&(A::TYPE, id))
+            .and_then(|entry| entry.downcast_ref::<AggregateState<A>>())
+            .is_some_and(|cached| cached.version > state.version);
+        if newer {
+            return;
+        }
         if entries.len() >= Self::CAPACITY && !entries.contains_key(&(A::TYPE, id)) {
             if let Some(victim) = entries.keys().next().copied() {
                 entries.remove(&victim);
@@ -218,6 +229,34 @@ pub struct Executor {
     pub store: Arc<dyn EventStore>,
     pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     cache: AggregateCache,
+    turns: Turns,
+}
+
+/// Commands on one aggregate take turns within this process: they would only conflict on its
+/// sequence and retry (a wasted, refused insert each time), and a retry that reads the store
+/// loses the race again and again to newcomers deciding on the cache. One stripe of locks per
+/// process; aggregates share a stripe only by hash, which costs a short wait, never a
+/// wrong answer. Other replicas still conflict on the sequence, as before.
+#[derive(Clone)]
+struct Turns(Arc<[tokio::sync::Mutex<()>]>);
+
+impl Turns {
+    const STRIPES: usize = 1024;
+
+    fn of(&self, id: Uuid) -> &tokio::sync::Mutex<()> {
+        // v4 and v7 ids both end in random bits.
+        &self.0[(id.as_u128() % Self::STRIPES as u128) as usize]
+    }
+}
+
+impl Default for Turns {
+    fn default() -> Self {
+        Self(
+            (0..Self::STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
 }
 
 impl Executor {
@@ -226,6 +265,7 @@ impl Executor {
             store,
             upcasters,
             cache: AggregateCache::default(),
+            turns: Turns::default(),
         }
     }
 
@@ -285,14 +325,34 @@ impl Executor {
             None => None,
         };
 
+        // A new aggregate's id was made by this request: nobody else can be writing it.
+        let _turn = if request.fresh_id {
+            None
+        } else {
+            Some(self.turns.of(request.aggregate_id).lock().await)
+        };
         for attempt in 0..MAX_ATTEMPTS {
-            let mut state = if request.fresh_id && attempt == 0 {
-                AggregateState::default()
+            // The first attempt decides on the cached state, if there is one, without reading
+            // the store: should another writer have appended since, the commit conflicts on
+            // the sequence and the next attempt loads. So only a successful commit is ever
+            // answered from an unverified state; a refusal, a no-op or a stale `If-Match` is
+            // decided again on a state just loaded.
+            let cached = if attempt == 0 && !request.fresh_id {
+                self.cache.get::<A>(request.aggregate_id)
             } else {
-                self.load::<A>(request.aggregate_id).await?
+                None
+            };
+            let verified = cached.is_none();
+            let mut state = match cached {
+                Some(state) => state,
+                None if request.fresh_id && attempt == 0 => AggregateState::default(),
+                None => self.load::<A>(request.aggregate_id).await?,
             };
             if let Some(expected) = request.meta.if_match {
                 if state.version != expected {
+                    if !verified {
+                        continue;
+                    }
                     // A retry whose first copy succeeded moved the version itself.
                     if let Some(replayed) = self.replay_if_recorded(&idempotency).await? {
                         return Ok(replayed);
@@ -301,10 +361,23 @@ impl Executor {
                 }
             }
             let sink = EventSink::<A>::default();
+            let mut refused = None;
             for command in request.commands.iter().cloned() {
-                state.aggregate.handle(command, services, &sink).await?;
+                if let Err(error) = state.aggregate.handle(command, services, &sink).await {
+                    refused = Some(error);
+                    break;
+                }
+            }
+            if let Some(error) = refused {
+                if !verified {
+                    continue;
+                }
+                return Err(error.into());
             }
             let events = sink.collect().await;
+            if events.is_empty() && !verified {
+                continue;
+            }
             if events.is_empty() {
                 // Nothing changed: answer with the current version, append nothing.
                 let outcome = self
@@ -340,19 +413,27 @@ impl Executor {
                 aggregate_type: A::TYPE,
                 aggregate_id: request.aggregate_id,
                 expected_sequence: state.version,
-                prev_hash: state.last_hash,
+                prev_hash: state.last_hash.take(),
                 events: new_events,
                 side_effects: request.side_effects.clone(),
                 idempotency: idempotency.clone(),
             };
             match self.store.commit(commit).await {
                 Ok(outcome) => {
+                    // The state after the commit, so the aggregate's next command needs no
+                    // read at all.
+                    for event in events {
+                        state.aggregate.apply(event);
+                    }
+                    state.version = outcome.version;
+                    state.last_hash = Some(outcome.last_hash.clone());
+                    self.cache.put(request.aggregate_id, state);
                     return Ok(CommandResponse {
                         status: request.success,
                         outcome,
                         location: request.location.clone(),
                     }
-                    .into_response())
+                    .into_response());
                 }
                 Err(StoreError::Concurrency) => {
                     // The winner may have been this very request's twin (same key).
@@ -430,6 +511,7 @@ impl Executor {
             aggregate_id: id,
             version,
             position: last.position,
+            last_hash: last.hash.clone(),
         })
     }
 }

@@ -28,6 +28,11 @@ pub struct RelaySettings {
     pub idle_poll: Duration,
     /// How often a standby tries to become active.
     pub standby_interval: Duration,
+    /// Longest time the checkpoint trails the acknowledged position while events keep
+    /// coming; when caught up it is written at once. The checkpoint is a record for operators
+    /// (`relay_checkpoints`), not where a new term resumes (that is what the bus holds), so
+    /// writing it once per round would only add a durable commit to every round.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for RelaySettings {
@@ -36,6 +41,7 @@ impl Default for RelaySettings {
             batch: 500,
             idle_poll: Duration::from_millis(5),
             standby_interval: Duration::from_millis(500),
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -47,7 +53,8 @@ pub struct RelayMetrics {
     pub terms: Counter,
     /// 1 while this process holds the relay lock.
     pub active: Gauge,
-    /// Time of one round that found events: read, publish, await acks, checkpoint.
+    /// Time of one round that found events: read, publish, await acks (and, at most once per
+    /// `checkpoint_interval`, the checkpoint).
     pub round_seconds: Histogram,
     /// Events per such round.
     pub round_events: Histogram,
@@ -85,7 +92,7 @@ impl RelayMetrics {
             );
             registry.register(
                 "relay_round_seconds",
-                "Time of one round that found events: read, publish, await acks, checkpoint",
+                "Time of one round that found events: read, publish, await acks (checkpoint at most once a second)",
                 self.round_seconds.clone(),
             );
             registry.register(
@@ -224,6 +231,7 @@ impl Relay {
         }
         tracing::info!(%checkpoint, resume_after = %position, "relay term begins");
         let mut idle_rounds = 0u32;
+        let (mut saved, mut saved_at) = (position, std::time::Instant::now());
         loop {
             let started = std::time::Instant::now();
             let events = self
@@ -231,6 +239,10 @@ impl Relay {
                 .read_all(Some(position), self.settings.batch)
                 .await?;
             if events.is_empty() {
+                if saved != position {
+                    self.save_checkpoint(lock, position).await?;
+                    (saved, saved_at) = (position, std::time::Instant::now());
+                }
                 idle_rounds += 1;
                 // Prove now and then that the lock session is alive even with nothing to do.
                 if idle_rounds.is_multiple_of(200) {
@@ -244,7 +256,10 @@ impl Relay {
             if acknowledged > 0 {
                 self.metrics.published.inc_by(acknowledged as u64);
                 position = events[acknowledged - 1].position;
-                self.save_checkpoint(lock, position).await?;
+                if saved_at.elapsed() >= self.settings.checkpoint_interval {
+                    self.save_checkpoint(lock, position).await?;
+                    (saved, saved_at) = (position, std::time::Instant::now());
+                }
                 self.metrics
                     .round_seconds
                     .observe(started.elapsed().as_secs_f64());

@@ -331,3 +331,114 @@ async fn a_cached_aggregate_never_hides_what_another_replica_appended() {
     assert_eq!(warm.aggregate, cold.aggregate);
     assert_eq!(cold.aggregate.attendees().len(), 2);
 }
+
+/// A replica decides on its cached state without reading the store first. Whenever that
+/// state is stale, whatever the decision was — a refusal, a no-op, a stale `If-Match` — is
+/// made again on the loaded state: only a commit, which the sequence guards, is ever
+/// answered from the cache.
+#[tokio::test]
+async fn a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_the_store() {
+    use axum::http::StatusCode;
+    use command_service::executor::{CommandMeta, CommandRequest, Executor};
+    use domain::{Actor, AttendeeSpec, Meeting, MeetingCommand, ResponseStatus, Role};
+
+    let app = spawn_app().await;
+    let organizer = app.user("Organizer").await;
+    let ann = app.user("Ann").await;
+    let meeting = app.schedule(&organizer, &[]).await;
+    let replica = || {
+        Executor::new(
+            app.store.clone(),
+            std::sync::Arc::new(domain::upcasters::upcasters()),
+        )
+    };
+    let (cached, other) = (replica(), replica());
+    let services = domain::MeetingServices::new(std::sync::Arc::new(EveryoneExists));
+    let run = |executor: &Executor, actor: Uuid, command: MeetingCommand, if_match: Option<i64>| {
+        let executor = executor.clone();
+        let services = &services;
+        async move {
+            let meta = CommandMeta {
+                request_id: platform::http::RequestId::generate(),
+                if_match,
+                idempotency_key: None,
+            };
+            let request = CommandRequest {
+                aggregate_id: meeting,
+                actor_id: Some(actor),
+                meta: &meta,
+                fingerprint: ("test", serde_json::Value::Null),
+                commands: vec![command],
+                side_effects: vec![],
+                success: StatusCode::OK,
+                location: None,
+                fresh_id: false,
+            };
+            let response = executor.execute::<Meeting>(services, request).await?;
+            let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+            Ok::<i64, platform::http::ApiError>(etag.trim_matches('"').parse().unwrap())
+        }
+    };
+    let respond = |response: ResponseStatus| MeetingCommand::Respond {
+        actor: Actor::new(ann.id, Role::Member),
+        response,
+        comment: None,
+        occurrence: None,
+    };
+
+    assert_eq!(cached.load::<Meeting>(meeting).await.unwrap().version, 1);
+    let invite = MeetingCommand::Invite {
+        actor: Actor::new(organizer.id, Role::Member),
+        attendee: AttendeeSpec {
+            user_id: ann.id,
+            optional: false,
+        },
+    };
+    assert_eq!(run(&other, organizer.id, invite, None).await.unwrap(), 2);
+    // Cached: Ann does not attend. Stored: she does — her answer is taken, not refused.
+    let accepted = run(&cached, ann.id, respond(ResponseStatus::Accepted), None).await;
+    assert_eq!(accepted.unwrap(), 3, "refused on the stale cached state");
+
+    let retitle = |title: &str| MeetingCommand::UpdateDetails {
+        actor: Actor::new(organizer.id, Role::Member),
+        title: Some(title.to_owned()),
+        description: None,
+        location: None,
+        time_zone: None,
+    };
+    assert_eq!(
+        run(&cached, organizer.id, retitle("Alpha"), None)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        run(&other, organizer.id, retitle("Beta"), None)
+            .await
+            .unwrap(),
+        5
+    );
+    // Cached: the title is Alpha, so retitling to Alpha is a no-op there. Stored: it is Beta.
+    let events = app.event_count().await;
+    let retitled = run(&cached, organizer.id, retitle("Alpha"), None).await;
+    assert_eq!(retitled.unwrap(), 6, "answered as a no-op from the cache");
+    assert_eq!(app.event_count().await, events + 1);
+
+    assert_eq!(
+        run(&other, ann.id, respond(ResponseStatus::Tentative), None)
+            .await
+            .unwrap(),
+        7
+    );
+    // The client saw version 7 (from the other replica); the cache is at 6.
+    let declined = run(&cached, ann.id, respond(ResponseStatus::Declined), Some(7)).await;
+    assert_eq!(declined.unwrap(), 8, "412 from the stale cached version");
+    // A really stale If-Match is still refused.
+    let stale = run(&cached, ann.id, respond(ResponseStatus::Accepted), Some(7)).await;
+    assert_eq!(stale.unwrap_err().status(), StatusCode::PRECONDITION_FAILED);
+
+    let cold = replica().load::<Meeting>(meeting).await.unwrap();
+    let warm = cached.load::<Meeting>(meeting).await.unwrap();
+    assert_eq!((warm.version, &warm.last_hash), (8, &cold.last_hash));
+    assert_eq!(warm.aggregate, cold.aggregate);
+}

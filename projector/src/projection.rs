@@ -42,6 +42,18 @@ pub async fn lead(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
         .fetch_one(&mut connection)
         .await?;
     if acquired {
+        // Every statement of the projector looks rows up by key. Their plans are made once
+        // per connection (generic, cached), possibly while the tables are still small, and
+        // a plan made for a small table — scan it whole, hash it — stays in use as it grows:
+        // a batch's load went from 1 to 15 ms within a minute of `bench pipeline-lag`. So
+        // on this connection the planner may not scan a table or hash-join it at all.
+        sqlx::query(
+            "SELECT set_config('enable_seqscan', 'off', false), \
+                    set_config('enable_hashjoin', 'off', false), \
+                    set_config('enable_mergejoin', 'off', false)",
+        )
+        .execute(&mut connection)
+        .await?;
         // A database migrated from before meeting documents existed has meetings without
         // one; complete them before serving as the projector (cheap when none is missing).
         let rendered = crate::documents::backfill(&mut connection).await?;

@@ -716,10 +716,10 @@ fn encoded<E: cqrs_es::DomainEvent>(
 /// The last applied sequence of each aggregate, keyed by (aggregate type, id).
 pub type Sequences = std::collections::HashMap<(String, Uuid), i64>;
 
-/// Loads, in **one** statement (one snapshot), the last applied sequences of the batch's
-/// aggregates and the stored rows of what it touches: its users, its meetings and every
-/// meeting of a user it renames (with their attendees), and the display names of all their
-/// people. Rows travel as JSON so the five kinds fit one result.
+/// Loads the last applied sequences of the batch's aggregates and the stored rows of what it
+/// touches: its users, its meetings and every meeting of a user it renames (with their
+/// attendees), and the display names of all their people — in **one** statement, rows as
+/// JSON so the five kinds fit one result (two statements when the batch renames someone).
 pub async fn load(
     conn: &mut PgConnection,
     projection: &str,
@@ -730,34 +730,49 @@ pub async fn load(
         .iter()
         .map(|e| (e.aggregate_type.as_str(), e.aggregate_id))
         .unzip();
+    // The meetings of renamed users, in a statement of their own and only when the batch
+    // renames someone (rarely): folded into the main statement they made its generic plan
+    // scan whole tables on every batch. Nobody else writes the read models meanwhile (one
+    // projector leads), so the two statements see the same rows.
+    let mut meetings = touched.meetings.clone();
+    if !touched.renamed.is_empty() {
+        let theirs: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM rm_meetings WHERE organizer_id = ANY($1) \
+             UNION SELECT meeting_id FROM rm_meeting_attendees WHERE user_id = ANY($1)",
+        )
+        .bind(&touched.renamed)
+        .fetch_all(&mut *conn)
+        .await?;
+        meetings.extend(theirs);
+        meetings.sort_unstable();
+        meetings.dedup();
+    }
+    // Lookups by key, each one a parameterized index scan whatever the tables' statistics
+    // were when the plan was cached (`LIMIT 1` keeps the planner from flattening a lookup
+    // into a join over the whole table; see also `projection::lead`).
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "WITH batch_meetings AS ( \
-           SELECT unnest($5::uuid[]) AS id \
-           UNION SELECT m.id FROM rm_meetings m WHERE m.organizer_id = ANY($7) \
-           UNION SELECT a.meeting_id FROM rm_meeting_attendees a WHERE a.user_id = ANY($7)) \
-         SELECT 's', json_build_array(aggregate_type, aggregate_id, last_sequence) \
-         FROM projection_sequences \
-         WHERE projection = $1 \
-           AND (aggregate_type, aggregate_id) IN (SELECT * FROM unnest($2::text[], $3::uuid[])) \
+        "SELECT 's', json_build_array(k.t, k.id, s.last_sequence) \
+         FROM unnest($2::text[], $3::uuid[]) AS k(t, id) \
+         JOIN LATERAL (SELECT last_sequence FROM projection_sequences \
+                       WHERE projection = $1 AND aggregate_type = k.t AND aggregate_id = k.id \
+                       LIMIT 1) s \
+           ON true \
          UNION ALL SELECT 'u', row_to_json(u) FROM rm_users u WHERE u.id = ANY($4) \
-         UNION ALL SELECT 'm', row_to_json(m) FROM rm_meetings m \
-                   WHERE m.id IN (SELECT id FROM batch_meetings) \
+         UNION ALL SELECT 'm', row_to_json(m) FROM rm_meetings m WHERE m.id = ANY($5) \
          UNION ALL SELECT 'a', row_to_json(a) FROM rm_meeting_attendees a \
-                   WHERE a.meeting_id IN (SELECT id FROM batch_meetings) \
-         UNION ALL SELECT 'n', json_build_array(u.id, u.display_name) FROM rm_users u \
-                   WHERE u.id IN (SELECT m.organizer_id FROM rm_meetings m \
-                                  WHERE m.id IN (SELECT id FROM batch_meetings) \
-                                  UNION SELECT a.user_id FROM rm_meeting_attendees a \
-                                  WHERE a.meeting_id IN (SELECT id FROM batch_meetings) \
-                                  UNION SELECT unnest($6::uuid[]))",
+                   WHERE a.meeting_id = ANY($5) \
+         UNION ALL SELECT 'n', json_build_array(u.id, u.display_name) \
+         FROM (SELECT organizer_id AS id FROM rm_meetings WHERE id = ANY($5) \
+               UNION SELECT user_id FROM rm_meeting_attendees WHERE meeting_id = ANY($5) \
+               UNION SELECT unnest($6::uuid[])) p \
+         JOIN LATERAL (SELECT id, display_name FROM rm_users WHERE id = p.id LIMIT 1) u ON true",
     )
     .bind(projection)
     .bind(&types)
     .bind(&ids)
     .bind(&touched.users)
-    .bind(&touched.meetings)
+    .bind(&meetings)
     .bind(&touched.people)
-    .bind(&touched.renamed)
     .fetch_all(&mut *conn)
     .await?;
     let mut sequences = Sequences::new();

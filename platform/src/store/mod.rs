@@ -135,6 +135,9 @@ pub struct CommitOutcome {
     pub version: i64,
     /// Global position of the last event.
     pub position: Position,
+    /// Hash of the last event: what the aggregate's next commit chains onto.
+    #[serde(skip)]
+    pub last_hash: Vec<u8>,
 }
 
 /// A registered account, as login needs it.

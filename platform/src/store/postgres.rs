@@ -161,6 +161,7 @@ async fn insert_events<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
+    let last_hash = rows.hashes.last().cloned().unwrap_or_default();
     let returned = sqlx::query(INSERT_EVENTS)
         .bind(commit.aggregate_type)
         .bind(commit.aggregate_id)
@@ -196,6 +197,7 @@ where
         aggregate_id: commit.aggregate_id,
         version,
         position,
+        last_hash,
     })
 }
 
