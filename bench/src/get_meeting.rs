@@ -53,6 +53,10 @@ pub struct Options {
     /// wrk threads (`-t`), as pgbench's `-j`.
     #[arg(long, default_value_t = 2)]
     pub wrk_threads: usize,
+    /// The query-service's `MEETINGS_READ_BATCH`: most reads per statement (1: every read
+    /// its own statement, as before 2026-12-02).
+    #[arg(long, default_value_t = query_service::documents::DEFAULT_MAX_BATCH)]
+    pub read_batch: usize,
     #[command(flatten)]
     pub server: ServerOptions,
 }
@@ -94,7 +98,7 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
     database.migrate(&pool).await?;
     seed::load(&pool, options.users, options.meetings).await?;
     let jwt = jwt_keys();
-    let service = Service::query(pool.clone(), jwt.clone()).await?;
+    let service = Service::query_with(pool.clone(), jwt.clone(), options.read_batch).await?;
 
     // Requests: a random (user, meeting) pair where the user organizes or attends the meeting,
     // so every request is a visible meeting (200), with that user's token.
@@ -134,12 +138,13 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
 
     let script = ScriptFile::write(&script(options.meetings))?;
     println!(
-        "get-meeting: {} clients ({}), {} rounds of {}s (+{}s warmup each), {} meetings, {} (user, meeting) pairs, {} cores",
+        "get-meeting: {} clients ({}), read batch {}, {} rounds of {}s (+{}s warmup each), {} meetings, {} (user, meeting) pairs, {} cores",
         options.clients,
         match options.load {
             Load::Wrk => format!("wrk -t {}", options.wrk_threads),
             Load::InProcess => "in-process reqwest".to_string(),
         },
+        options.read_batch,
         options.rounds,
         options.duration.as_secs_f64(),
         options.warmup.as_secs_f64(),

@@ -63,8 +63,18 @@ impl Service {
     /// The query-service on `pool` (read models; its projection listener included), with the
     /// default `X-Min-Position` wait bound.
     pub async fn query(pool: PgPool, jwt: Arc<JwtKeys>) -> anyhow::Result<Self> {
+        Self::query_with(pool, jwt, query_service::documents::DEFAULT_MAX_BATCH).await
+    }
+
+    /// The query-service with at most `read_batch` meeting reads per statement.
+    pub async fn query_with(
+        pool: PgPool,
+        jwt: Arc<JwtKeys>,
+        read_batch: usize,
+    ) -> anyhow::Result<Self> {
         let state =
-            query_service::AppState::new(pool, jwt, query_service::DEFAULT_MIN_POSITION_WAIT);
+            query_service::AppState::new(pool, jwt, query_service::DEFAULT_MIN_POSITION_WAIT)
+                .with_read_batch(read_batch);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let app = query_service::Application::from_parts(
             listener,

@@ -3,6 +3,7 @@
 //!
 //! `main.rs` is thin: tests and the all-in-one `meetings serve` build the same [`Application`].
 
+pub mod documents;
 pub mod openapi;
 pub mod params;
 pub mod routes;
@@ -46,6 +47,17 @@ pub struct Settings {
     /// (e.g. `2s`, `500ms`).
     #[arg(long = "min-position-wait", env = "MEETINGS_MIN_POSITION_WAIT", default_value = "2s", value_parser = parse_wait)]
     pub min_position_wait: Duration,
+    /// Most meeting reads that arrive together and share one statement (1: each its own).
+    #[arg(long = "read-batch", env = "MEETINGS_READ_BATCH", default_value_t = documents::DEFAULT_MAX_BATCH, value_parser = parse_read_batch)]
+    pub read_batch: usize,
+}
+
+/// A batch size of 1 to 1 000.
+fn parse_read_batch(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=1000) => Ok(n),
+        _ => Err(format!("`{text}` is not a number from 1 to 1000")),
+    }
 }
 
 /// Durations of [`parse_duration`], plus milliseconds (`500ms`) for short waits.
@@ -71,6 +83,8 @@ pub struct AppState {
     pub watch: ProjectionWatch,
     /// Upper bound of an `X-Min-Position` wait.
     pub min_position_wait: Duration,
+    /// Meeting documents, read in batches of what arrives together.
+    pub documents: documents::DocumentReader,
 }
 
 impl AppState {
@@ -78,10 +92,17 @@ impl AppState {
     pub fn new(pool: PgPool, jwt: Arc<JwtKeys>, min_position_wait: Duration) -> Self {
         Self {
             watch: ProjectionWatch::start(pool.clone()),
+            documents: documents::DocumentReader::start(pool.clone(), documents::DEFAULT_MAX_BATCH),
             pool,
             jwt,
             min_position_wait,
         }
+    }
+
+    /// At most `max_batch` meeting reads per statement (1: no batching).
+    pub fn with_read_batch(mut self, max_batch: usize) -> Self {
+        self.documents = documents::DocumentReader::start(self.pool.clone(), max_batch);
+        self
     }
 }
 
@@ -179,7 +200,8 @@ impl Application {
         if !platform::db::migrations_applied(&pool).await? {
             anyhow::bail!("the database is not migrated: run `meetings migrate` first");
         }
-        let state = AppState::new(pool, jwt, settings.min_position_wait);
+        let state = AppState::new(pool, jwt, settings.min_position_wait)
+            .with_read_batch(settings.read_batch);
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|e| {
@@ -228,5 +250,14 @@ mod tests {
         assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
         assert!(parse_wait("0ms").is_err());
         assert!(parse_wait("soon").is_err());
+    }
+
+    #[test]
+    fn read_batches_are_one_to_a_thousand() {
+        assert_eq!(parse_read_batch("64"), Ok(64));
+        assert_eq!(parse_read_batch("1"), Ok(1));
+        assert!(parse_read_batch("0").is_err());
+        assert!(parse_read_batch("1001").is_err());
+        assert!(parse_read_batch("many").is_err());
     }
 }

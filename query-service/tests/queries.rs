@@ -159,6 +159,59 @@ async fn a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_fo
     );
 }
 
+/// Reads that arrive together share one statement (`MEETINGS_READ_BATCH`); each keeps its
+/// own answer and its own visibility, whoever else is in the batch.
+#[tokio::test]
+async fn concurrent_reads_of_many_callers_each_get_their_own_answer() {
+    let app = spawn_app().await;
+    let organizer = app.user("Olga").await;
+    let attendee = app.user("Anton").await;
+    let stranger = app.user("Stan").await;
+    let admin = app.user_with("Root", Role::Admin, "UTC", None).await;
+    let mut meetings = Vec::new();
+    for n in 0..6 {
+        let title = format!("Meeting {n}");
+        let mut fixture = MeetingFixture::new(
+            &organizer,
+            &title,
+            "2027-03-01T10:00:00Z",
+            "2027-03-01T11:00:00Z",
+        );
+        if n % 2 == 0 {
+            fixture = fixture.attendee(&attendee, "accepted");
+        }
+        meetings.push((app.meeting(fixture).await, title, n % 2 == 0));
+    }
+    let missing = (uuid::Uuid::now_v7(), String::new(), false);
+    let mut requests = Vec::new();
+    for round in 0..10 {
+        for (id, title, attended) in meetings.iter().chain([&missing]) {
+            for who in [&organizer, &attendee, &stranger, &admin] {
+                let visible = !title.is_empty()
+                    && (who.id != stranger.id && (who.id != attendee.id || *attended));
+                let app = &app;
+                requests.push(async move {
+                    let response = app.get(&format!("/v1/meetings/{id}"), &who.token).await;
+                    let status = response.status().as_u16();
+                    let body: Value = response.json().await.unwrap();
+                    (round, id, title, visible, status, body)
+                });
+            }
+        }
+    }
+    let answers = futures::future::join_all(requests).await;
+    assert_eq!(answers.len(), 10 * 7 * 4);
+    for (round, id, title, visible, status, body) in answers {
+        if visible {
+            assert_eq!(status, 200, "round {round}, {id}");
+            assert_eq!(body["id"], id.to_string());
+            assert_eq!(body["title"], title.as_str());
+        } else {
+            assert_eq!(status, 404, "round {round}, {id}: {body}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
     let app = spawn_app().await;

@@ -34,11 +34,6 @@ pub const STATUSES: [&str; 4] = ["scheduled", "in_progress", "ended", "cancelled
 /// Meetings are answered as the projector rendered them (`rm_meeting_documents`).
 pub use platform::views::{Attendee, Meeting, Person};
 
-/// `GET /v1/meetings/{id}`: `$1` admin flag, `$2` caller, `$3` meeting id. One primary-key
-/// lookup of the stored document; `members` are its organizer and attendees.
-const GET_ONE_SQL: &str = "SELECT version, body::text FROM rm_meeting_documents
-     WHERE meeting_id = $3 AND ($1 OR $2 = ANY(members))";
-
 /// A stored JSON document as the body of a `200`.
 fn json_body(body: String) -> Response {
     (
@@ -80,15 +75,14 @@ pub async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // The document was rendered when the meeting last changed: a read is one primary-key
-    // lookup, no join or aggregation per request (BENCHMARKS.md, get-meeting).
-    let row: Option<(i64, String)> = sqlx::query_as(GET_ONE_SQL)
-        .bind(is_admin(&caller))
-        .bind(caller.user_id)
-        .bind(id)
-        .fetch_optional(&state.pool)
+    // lookup, no join or aggregation per request, and lookups that arrive together share a
+    // statement (crate::documents; BENCHMARKS.md, get-meeting).
+    let document = state
+        .documents
+        .get(id, caller.user_id, is_admin(&caller))
         .await
         .map_err(internal)?;
-    let (version, body) = row.ok_or_else(meeting_not_found)?;
+    let crate::documents::Document { version, body } = document.ok_or_else(meeting_not_found)?;
     let etag = format!("\"{version}\"");
     let etag_header = HeaderValue::from_str(&etag).expect("BUG: a quoted number is a header");
     if not_modified(&headers, &etag) {
