@@ -149,16 +149,19 @@ async fn late_committing_transactions_are_relayed_exactly_once_and_in_order() {
 #[tokio::test]
 async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
     let mut stack = Stack::start(nats_url(), true).await;
+    // The stack's relay takes the lock first (on a loaded machine its first term may need
+    // a retry, so wait for it before the second relay exists); the second stands by.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stack.relay_state() != Some(command_service::relay::RelayState::Active) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first relay never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let second = stack.new_relay().await;
     let mut second_state = second.state();
     let second_task = tokio::spawn(second.run(std::future::pending()));
-
-    // The stack's relay started first and holds the lock; the second stands by.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while stack.relay_state() != Some(command_service::relay::RelayState::Active) {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let (_, token, _) = stack.user("Ann").await;
     for _ in 0..20 {
         stack

@@ -42,6 +42,13 @@ pub async fn lead(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
         .fetch_one(&mut connection)
         .await?;
     if acquired {
+        // A database migrated from before meeting documents existed has meetings without
+        // one; complete them before serving as the projector (cheap when none is missing),
+        // with the planner's full choice: a backfill does read whole tables.
+        let rendered = crate::documents::backfill(&mut connection).await?;
+        if rendered > 0 {
+            tracing::info!(rendered, "rendered missing meeting documents");
+        }
         // Every statement of the projector looks rows up by key. Their plans are made once
         // per connection (generic, cached), possibly while the tables are still small, and
         // a plan made for a small table — scan it whole, hash it — stays in use as it grows:
@@ -54,12 +61,6 @@ pub async fn lead(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
         )
         .execute(&mut connection)
         .await?;
-        // A database migrated from before meeting documents existed has meetings without
-        // one; complete them before serving as the projector (cheap when none is missing).
-        let rendered = crate::documents::backfill(&mut connection).await?;
-        if rendered > 0 {
-            tracing::info!(rendered, "rendered missing meeting documents");
-        }
         Ok(Some(connection))
     } else {
         connection.close().await.ok();
