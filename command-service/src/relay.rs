@@ -92,7 +92,7 @@ impl RelayMetrics {
             );
             registry.register(
                 "relay_round_seconds",
-                "Time of one round that found events: read, publish, await acks (checkpoint at most once a second)",
+                "Time of one round that found events: read, publish, await acks (the checkpoint at most once per checkpoint interval)",
                 self.round_seconds.clone(),
             );
             registry.register(

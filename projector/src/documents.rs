@@ -6,16 +6,15 @@
 //! they rename) in the same statement as the rows ([`crate::read_models::write`]). [`refresh`]
 //! renders documents from the stored rows with the same [`render`]; a new leader uses it to
 //! complete documents missing from a database migrated before they existed ([`backfill`]),
-//! and tests and seeds use it after writing rows by SQL.
-
-use std::collections::HashMap;
+//! and tests and seeds use it after writing rows by SQL. It loads rows the way a batch does
+//! (`read_models::load`), so both see the same rows and names.
 
 use chrono::{DateTime, Utc};
 use platform::views::{self, Attendee, Meeting, Person};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::read_models::{uuid_array_literal, AttendeeRow, MeetingRow};
+use crate::read_models::{self, uuid_array_literal, AttendeeRow, MeetingRow, Touched};
 
 /// A rendered row of `rm_meeting_documents`.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,46 +125,14 @@ impl<'a> Columns<'a> {
 /// it wrote (unknown ids are skipped). For rows written by other means than a batch: a
 /// migrated database ([`backfill`]), tests and seeds.
 pub async fn refresh(conn: &mut PgConnection, meetings: &[Uuid]) -> Result<usize, sqlx::Error> {
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT 'm', row_to_json(m) FROM rm_meetings m WHERE m.id = ANY($1) \
-         UNION ALL SELECT 'a', row_to_json(a) FROM rm_meeting_attendees a \
-                   WHERE a.meeting_id = ANY($1) \
-         UNION ALL SELECT 'n', json_build_array(u.id, u.display_name) FROM rm_users u \
-                   WHERE u.id IN (SELECT organizer_id FROM rm_meetings WHERE id = ANY($1) \
-                                  UNION SELECT user_id FROM rm_meeting_attendees \
-                                        WHERE meeting_id = ANY($1))",
-    )
-    .bind(meetings)
-    .fetch_all(&mut *conn)
-    .await?;
-    let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
-    let mut stored: Vec<MeetingRow> = Vec::new();
-    let mut attendees: HashMap<Uuid, Vec<AttendeeRow>> = HashMap::new();
-    let mut names: HashMap<Uuid, String> = HashMap::new();
-    for (kind, row) in rows {
-        match kind.as_str() {
-            "m" => stored.push(serde_json::from_value(row).map_err(decode)?),
-            "a" => {
-                let attendee: AttendeeRow = serde_json::from_value(row).map_err(decode)?;
-                attendees
-                    .entry(attendee.meeting_id)
-                    .or_default()
-                    .push(attendee);
-            }
-            _ => {
-                let (id, name): (Uuid, String) = serde_json::from_value(row).map_err(decode)?;
-                names.insert(id, name);
-            }
-        }
-    }
-    let documents: Vec<Document> = stored
-        .iter()
-        .map(|row| {
-            render(row, attendees.get(&row.id).into_iter().flatten(), |id| {
-                names.get(&id).cloned()
-            })
-        })
-        .collect();
+    // The rows and names as a batch loads them, with no events to fold.
+    let touched = Touched {
+        meetings: meetings.to_vec(),
+        ..Touched::default()
+    };
+    let (_, fold) =
+        read_models::load(&mut *conn, crate::projection::PROJECTION, &[], &touched).await?;
+    let documents = fold.documents();
     if documents.is_empty() {
         return Ok(0);
     }

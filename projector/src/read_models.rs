@@ -360,6 +360,21 @@ impl Fold {
         }
     }
 
+    fn document(&self, meeting: &MeetingState) -> Document {
+        documents::render(&meeting.row, meeting.attendees.values(), |id| {
+            self.name_of(id)
+        })
+    }
+
+    /// The document of every loaded meeting, as the rows stand: what
+    /// [`documents::refresh`] writes.
+    pub(crate) fn documents(&self) -> Vec<Document> {
+        self.meetings
+            .values()
+            .map(|meeting| self.document(meeting))
+            .collect()
+    }
+
     /// Applies one event (already de-duplicated, in stream order).
     pub fn apply(
         &mut self,
@@ -646,11 +661,7 @@ impl Fold {
                     || self.renamed.contains(&meeting.row.organizer_id)
                     || meeting.attendees.keys().any(|u| self.renamed.contains(u))
             })
-            .map(|(_, meeting)| {
-                documents::render(&meeting.row, meeting.attendees.values(), |id| {
-                    self.name_of(id)
-                })
-            })
+            .map(|(_, meeting)| self.document(meeting))
             .collect();
         let mut writes = Writes {
             documents,
