@@ -7,19 +7,15 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use command_service::sessions::PgSessionStore;
-use command_service::{AppState, Application, AuthSettings};
+use command_service::{AppState, AuthSettings};
 use platform::auth::JwtKeys;
 use platform::config::{
     DatabaseSettings, JwtSettings, LogSettings, NatsSettings, Secret, MIN_JWT_SECRET_BYTES,
 };
 use platform::metrics::Metrics;
+use platform::service::Server;
 use platform::store::{EventStore, PgEventStore};
 use utoipa::OpenApi;
-
-/// glibc malloc fragments and contends under many tokio tasks; mimalloc measured ~15 % less
-/// CPU for the same load (BENCHMARKS.md, pipeline-lag).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -70,16 +66,10 @@ struct ServeArgs {
     auth: AuthSettings,
     #[command(flatten)]
     nats: NatsSettings,
-    /// Browser origins allowed to open websockets (comma-separated).
-    #[arg(
-        long = "allowed-origins",
-        env = "MEETINGS_ALLOWED_ORIGINS",
-        value_delimiter = ','
-    )]
-    allowed_origins: Vec<String>,
-    /// Longest wait of a query with X-Min-Position.
-    #[arg(long = "min-position-wait", env = "MEETINGS_MIN_POSITION_WAIT", default_value = "2s", value_parser = platform::config::parse_duration)]
-    min_position_wait: std::time::Duration,
+    #[command(flatten)]
+    query: query_service::QueryArgs,
+    #[command(flatten)]
+    gateway: realtime::GatewayArgs,
     /// Address to bind.
     #[arg(
         long = "listen",
@@ -114,12 +104,12 @@ async fn main() -> anyhow::Result<()> {
     platform::telemetry::init(cli.log.log_format);
     match cli.command {
         Command::Migrate { database } => {
-            let pool = connect(&database).await?;
+            let pool = platform::service::connect(&database).await?;
             platform::db::migrate(&pool).await?;
             println!("migrations applied");
         }
         Command::Users { database, command } => {
-            let pool = connect(&database).await?;
+            let pool = platform::service::connect(&database).await?;
             let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool));
             let (email, role) = match command {
                 UsersCommand::Promote { email } => (email, domain::Role::Admin),
@@ -133,17 +123,13 @@ async fn main() -> anyhow::Result<()> {
             database,
             command: ProjectionsCommand::Rebuild,
         } => {
-            let pool = connect(&database).await?;
+            let pool = platform::service::connect(&database).await?;
             let store = PgEventStore::new(pool.clone());
             let applied = projector::rebuild(&store, &pool).await?;
             println!("read models rebuilt from {applied} events");
         }
     }
     Ok(())
-}
-
-async fn connect(database: &DatabaseSettings) -> anyhow::Result<sqlx::PgPool> {
-    platform::db::connect(database.postgres_url()?, database.max_connections).await
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -154,109 +140,65 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Err(error) => return Err(error),
     };
-    let pool = connect(&args.database).await?;
+    let pool = platform::service::connect(&args.database).await?;
     // One-command start: serve brings its own schema up to date.
     platform::db::migrate(&pool).await?;
     let jwt = Arc::new(JwtKeys::new(&secret, &args.jwt.issuer, &args.jwt.audience));
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
     let metrics = Metrics::new();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
+    let stream = platform::bus::StreamName::new(&args.nats.stream)?;
 
     // Events reach the read models and websockets through NATS when configured, else
     // straight from the store.
-    let nats_client = match &args.nats.nats_url {
-        Some(url) => Some(platform::bus::connect(url, "meetings").await?),
-        None => None,
-    };
-    let stream = platform::bus::StreamName::new(&args.nats.stream)?;
-    let gateway = realtime::shared(
-        pool.clone(),
-        jwt.clone(),
-        nats_client.clone().map(|client| (client, &stream)),
-        args.allowed_origins.clone(),
-        realtime::connection::Limits::default(),
-    );
-    match &nats_client {
-        Some(client) => {
-            tasks.spawn({
-                let (js, stream, hub) = (
-                    async_nats::jetstream::new(client.clone()),
-                    stream.clone(),
-                    gateway.hub.clone(),
-                );
-                let stop = stop.clone();
-                async move {
-                    realtime::consume(js, stream, hub, stop.cancelled_owned()).await;
-                    Ok(())
-                }
-            });
-        }
-        None => {
-            tasks.spawn({
-                let (store, hub, stop) = (store.clone(), gateway.hub.clone(), stop.clone());
-                async move {
-                    realtime::follow_store(store, hub, stop.cancelled_owned()).await;
-                    Ok(())
-                }
-            });
-        }
-    }
-    tasks.spawn({
-        let (presence, stop) = (gateway.presence.clone(), stop.clone());
-        async move {
-            presence.run(stop.cancelled_owned()).await;
-            Ok(())
-        }
-    });
-    match &args.nats.nats_url {
+    let (relay, projector, source, presence_bus) = match &args.nats.nats_url {
         Some(url) => {
             let relay = command_service::start_relay(url, &args.nats.stream, pool.clone())
                 .await?
                 .with_metrics(&metrics);
-            let stop_relay = stop.clone();
-            tasks.spawn(async move {
-                relay.run(stop_relay.cancelled_owned()).await;
-                Ok(())
-            });
-            let client = platform::bus::connect(url, "meetings-projector").await?;
+            // Separate connections: the projector's pulls never queue behind websocket traffic.
+            let projector_client = platform::bus::connect(url, "meetings-projector").await?;
             let projector = projector::new_projector(
                 pool.clone(),
-                async_nats::jetstream::new(client),
-                platform::bus::StreamName::new(&args.nats.stream)?,
+                async_nats::jetstream::new(projector_client),
+                stream.clone(),
                 &metrics,
             );
-            tasks.spawn(projector.run(stop.clone().cancelled_owned()));
+            let client = platform::bus::connect(url, "meetings").await?;
+            let source = realtime::Source::Stream(
+                async_nats::jetstream::new(client.clone()),
+                stream.clone(),
+            );
+            (Some(relay), Projection::Stream(projector), source, Some(client))
         }
         None => {
             let follower =
                 projector::follower::StoreFollower::new(store.clone(), pool.clone(), &metrics);
-            tasks.spawn(follower.run(stop.clone().cancelled_owned()));
+            let source = realtime::Source::Store(store.clone());
+            (None, Projection::Store(follower), source, None)
         }
-    }
+    };
+    let gateway = realtime::shared(
+        pool.clone(),
+        jwt.clone(),
+        presence_bus.map(|client| (client, &stream)),
+        args.gateway.allowed_origins.clone(),
+        realtime::connection::Limits::default(),
+    );
 
-    tasks.spawn({
-        let store = store.clone();
-        let stop = stop.clone();
-        async move {
-            command_service::purge_idempotency_keys(store, stop.cancelled_owned()).await;
-            Ok(())
-        }
-    });
     let command_state = AppState::new(
-        store,
+        store.clone(),
         Arc::new(PgSessionStore::new(pool.clone())),
         jwt.clone(),
         args.auth,
     );
-    let query_state = query_service::AppState::new(pool, jwt, args.min_position_wait);
+    let query_state = query_service::AppState::from_args(pool, jwt, &args.query);
     let mut checks = command_service::readiness_checks(&command_state);
     checks.extend(query_service::readiness_checks(&query_state));
     let mut openapi = command_service::openapi::ApiDoc::openapi();
     openapi.merge(query_service::openapi::ApiDoc::openapi());
     let router = command_service::api_router(command_state)
         .merge(query_service::api_router(query_state, &metrics))
-        .merge(realtime::api_router(gateway))
+        .merge(realtime::api_router(gateway.clone()))
         .route(
             "/v1/openapi.json",
             axum::routing::get(move || {
@@ -267,28 +209,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .merge(platform::http::health::router(checks, metrics.clone()));
     let router = platform::http::finish_router(router, metrics);
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (MEETINGS_LISTEN): {e}", args.listen))?;
-    let application = Application::from_parts(listener, router);
-    println!(
-        "meetings is listening on http://{}",
-        application.local_addr()
-    );
-    let served = tokio::select! {
-        served = application.run_until(platform::shutdown::signal()) => served.map_err(Into::into),
-        Some(ended) = tasks.join_next() => {
-            // A background component stopped by itself: report which and why, then stop.
-            Err(match ended {
-                Ok(Ok(())) => anyhow::anyhow!("a background component stopped"),
-                Ok(Err(error)) => error.context("a background component failed"),
-                Err(error) => anyhow::anyhow!("a background component panicked: {error}"),
-            })
+    let server = Server::new("meetings", platform::service::bind(args.listen).await?, router);
+    let server = command_service::with_tasks(server, store, relay);
+    let server = realtime::with_tasks(server, &gateway, source);
+    let server = match projector {
+        Projection::Stream(projector) => {
+            server.with_task("projector", move |stop| projector.run(stop.cancelled_owned()))
+        }
+        Projection::Store(follower) => {
+            server.with_task("projector", move |stop| follower.run(stop.cancelled_owned()))
         }
     };
-    stop.cancel();
-    while tasks.join_next().await.is_some() {}
-    served
+    println!("meetings is listening on http://{}", server.local_addr());
+    server.run_until(platform::shutdown::signal()).await
+}
+
+/// How `serve` keeps the read models: from the stream, or straight from the store.
+enum Projection {
+    Stream(projector::Projector),
+    Store(projector::follower::StoreFollower),
 }
 
 /// Reads `<data-dir>/jwt-secret`, creating it (owner-only) with a random key on first start.
@@ -333,3 +272,6 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod settings_tests;

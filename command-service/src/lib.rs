@@ -1,7 +1,7 @@
 //! The command side of meetings: REST endpoints that turn requests into commands on the `User`
 //! and `Meeting` aggregates and append the resulting events, plus authentication.
 //!
-//! `main.rs` is thin: tests and the all-in-one `meetings serve` build the same [`Application`].
+//! `main.rs` is thin: tests and the all-in-one `meetings serve` use the same [`build`] parts.
 
 pub mod admin;
 pub mod executor;
@@ -25,6 +25,7 @@ use platform::bus::StreamName;
 use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
+use platform::service::Server;
 use platform::store::{EventStore, PgEventStore};
 use uuid::Uuid;
 
@@ -167,116 +168,49 @@ pub fn router(state: AppState, metrics: Metrics) -> Router {
     platform::http::finish_router(api, metrics)
 }
 
-/// A built, bound application, ready to serve.
-pub struct Application {
-    listener: tokio::net::TcpListener,
-    router: Router,
-    /// Hosted when NATS is configured (DESIGN.md: the command-service hosts the relay).
-    relay: Option<Relay>,
-    /// Purged of expired idempotency keys while serving.
-    store: Option<Arc<dyn EventStore>>,
+/// Builds the command-service exactly as its binary runs it: connects to a migrated
+/// database, binds, and hosts the relay (when NATS is configured) and the idempotency-key
+/// purge beside the HTTP server.
+pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
+    let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
+    let pool = platform::service::connect_migrated(&settings.database).await?;
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let metrics = Metrics::new();
+    let relay = match &settings.nats.nats_url {
+        Some(url) => Some(
+            start_relay(url, &settings.nats.stream, pool.clone())
+                .await?
+                .with_metrics(&metrics),
+        ),
+        None => {
+            tracing::warn!("MEETINGS_NATS_URL is unset: events are stored but not relayed");
+            None
+        }
+    };
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(PgSessionStore::new(pool)),
+        jwt,
+        settings.auth.clone(),
+    );
+    let listener = platform::service::bind(settings.listen).await?;
+    let server = Server::new("command-service", listener, router(state, metrics));
+    Ok(with_tasks(server, store, relay))
 }
 
-impl Application {
-    /// Connects to PostgreSQL, checks migrations, binds the listener.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
-        let pool = platform::db::connect(
-            settings.database.postgres_url()?,
-            settings.database.max_connections,
-        )
-        .await?;
-        if !platform::db::migrations_applied(&pool).await? {
-            anyhow::bail!("the database is not migrated: run `meetings migrate` first");
-        }
-        let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-        let metrics = Metrics::new();
-        let relay = match &settings.nats.nats_url {
-            Some(url) => Some(
-                start_relay(url, &settings.nats.stream, pool.clone())
-                    .await?
-                    .with_metrics(&metrics),
-            ),
-            None => {
-                tracing::warn!("MEETINGS_NATS_URL is unset: events are stored but not relayed");
-                None
-            }
-        };
-        let state = AppState::new(
-            store.clone(),
-            Arc::new(PgSessionStore::new(pool)),
-            jwt,
-            settings.auth.clone(),
-        );
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {} (MEETINGS_LISTEN): {e}",
-                    settings.listen
-                )
-            })?;
-        Ok(Self::from_parts(listener, router(state, metrics))
-            .with_relay(relay)
-            .with_housekeeping(store))
-    }
-
-    pub fn from_parts(listener: tokio::net::TcpListener, router: Router) -> Self {
-        Self {
-            listener,
-            router,
-            relay: None,
-            store: None,
-        }
-    }
-
-    /// Purges expired idempotency keys of `store` while serving.
-    pub fn with_housekeeping(mut self, store: Arc<dyn EventStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// Hosts a relay that runs as long as the server.
-    pub fn with_relay(mut self, relay: Option<Relay>) -> Self {
-        self.relay = relay;
-        self
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("BUG: a bound listener has an address")
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        tracing::info!(address = %self.local_addr(), "command-service listening");
-        let stop = tokio_util::sync::CancellationToken::new();
-        let relay = self.relay.map(|relay| {
-            let stop = stop.clone();
-            tokio::spawn(async move { relay.run(stop.cancelled_owned()).await })
-        });
-        let housekeeping = self.store.map(|store| {
-            tokio::spawn(purge_idempotency_keys(
-                store,
-                stop.clone().cancelled_owned(),
-            ))
-        });
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        stop.cancel();
-        for task in relay.into_iter().chain(housekeeping) {
-            task.await.ok();
-        }
-        served
+/// Adds the command side's background work to `server`: the purge of expired idempotency
+/// keys, and the relay when this process hosts one.
+pub fn with_tasks(server: Server, store: Arc<dyn EventStore>, relay: Option<Relay>) -> Server {
+    let server = server.with_task("idempotency-key purge", move |stop| async move {
+        purge_idempotency_keys(store, stop.cancelled_owned()).await;
+        Ok(())
+    });
+    match relay {
+        Some(relay) => server.with_task("relay", move |stop| async move {
+            relay.run(stop.cancelled_owned()).await;
+            Ok(())
+        }),
+        None => server,
     }
 }
 

@@ -153,27 +153,24 @@ pub struct LogSettings {
     pub log_format: Option<LogFormat>,
 }
 
-/// Parses `"15m"`, `"900s"`, `"900"` (seconds), `"2h"`, `"30d"` durations for flags.
+/// The one duration syntax of every setting and flag: `500ms`, `900s`, `15m`, `2h`, `30d`,
+/// combinations such as `1h 30m` (humantime's syntax), or a bare number of seconds (`900`).
+/// Zero is refused: every duration here is a timeout, a lifetime or an interval.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(index) => text.split_at(index),
-        None => (text, "s"),
+    let duration = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("`{text}` is too large a number of seconds"))?
+    } else {
+        humantime::parse_duration(text).map_err(|error| {
+            format!("`{text}` is not a duration such as 500ms, 900s, 15m, 2h or 30d ({error})")
+        })?
     };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 900s, 15m, 2h or 30d"))?;
-    let seconds = match unit {
-        "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        "d" => value * 86_400,
-        _ => return Err(format!("`{text}`: unit must be s, m, h or d")),
-    };
-    if seconds == 0 {
-        return Err("a duration must be positive".into());
+    if duration.is_zero() {
+        return Err(format!("`{text}`: a duration must be positive"));
     }
-    Ok(Duration::from_secs(seconds))
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -181,12 +178,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_accept_units_and_bare_seconds() {
+    fn durations_accept_milliseconds_units_and_bare_seconds() {
         assert_eq!(parse_duration("900"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration(" 2s "), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("0").is_err());
+        assert!(parse_duration("0ms").is_err());
+        assert!(parse_duration("").is_err());
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("soon").is_err());
     }

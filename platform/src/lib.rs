@@ -12,9 +12,16 @@ pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod projection;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod views;
+
+/// glibc malloc fragments and contends under many tokio tasks; mimalloc measured ~15 % less
+/// CPU for the same load (BENCHMARKS.md, pipeline-lag). Declared once here, so every binary
+/// of the workspace (services, CLI, benchmarks, tests) runs on the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,7 +1,7 @@
 //! The query side of meetings: REST endpoints that read the read models (`rm_*` tables) kept by
 //! the projector, and nothing else. Every query route accepts `X-Min-Position` (see [`watch`]).
 //!
-//! `main.rs` is thin: tests and the all-in-one `meetings serve` build the same [`Application`].
+//! `main.rs` is thin: tests and the all-in-one `meetings serve` use the same [`build`] parts.
 
 pub mod documents;
 pub mod openapi;
@@ -20,6 +20,7 @@ use platform::auth::JwtKeys;
 use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings};
 use platform::http::health::{self, PostgresReady, ReadinessCheck};
 use platform::metrics::Metrics;
+use platform::service::Server;
 use sqlx::PgPool;
 
 use crate::watch::{MinPositionState, ProjectionWatch};
@@ -43,13 +44,29 @@ pub struct Settings {
     /// Address to bind.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+/// The query side's own settings, flattened into its binary and into `meetings serve`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct QueryArgs {
     /// Longest a query with `X-Min-Position` waits for the projection before answering 503
     /// (e.g. `2s`, `500ms`).
-    #[arg(long = "min-position-wait", env = "MEETINGS_MIN_POSITION_WAIT", default_value = "2s", value_parser = parse_wait)]
+    #[arg(long = "min-position-wait", env = "MEETINGS_MIN_POSITION_WAIT", default_value = "2s", value_parser = parse_duration)]
     pub min_position_wait: Duration,
     /// Most meeting reads that arrive together and share one statement (1: each its own).
     #[arg(long = "read-batch", env = "MEETINGS_READ_BATCH", default_value_t = documents::DEFAULT_MAX_BATCH, value_parser = parse_read_batch)]
     pub read_batch: usize,
+}
+
+impl Default for QueryArgs {
+    fn default() -> Self {
+        Self {
+            min_position_wait: DEFAULT_MIN_POSITION_WAIT,
+            read_batch: documents::DEFAULT_MAX_BATCH,
+        }
+    }
 }
 
 /// A batch size of 1 to 1 000.
@@ -57,19 +74,6 @@ fn parse_read_batch(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(n @ 1..=1000) => Ok(n),
         _ => Err(format!("`{text}` is not a number from 1 to 1000")),
-    }
-}
-
-/// Durations of [`parse_duration`], plus milliseconds (`500ms`) for short waits.
-fn parse_wait(text: &str) -> Result<Duration, String> {
-    match text.trim().strip_suffix("ms") {
-        Some(millis) => match millis.parse::<u64>() {
-            Ok(0) | Err(_) => Err(format!(
-                "`{text}` is not a positive duration such as 500ms or 2s"
-            )),
-            Ok(n) => Ok(Duration::from_millis(n)),
-        },
-        None => parse_duration(text),
     }
 }
 
@@ -88,21 +92,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state and starts the projection listener (needs a Tokio runtime).
-    pub fn new(pool: PgPool, jwt: Arc<JwtKeys>, min_position_wait: Duration) -> Self {
+    /// Builds the state from the query side's settings and starts the projection listener
+    /// and the batched document reader (needs a Tokio runtime).
+    pub fn from_args(pool: PgPool, jwt: Arc<JwtKeys>, args: &QueryArgs) -> Self {
         Self {
             watch: ProjectionWatch::start(pool.clone()),
-            documents: documents::DocumentReader::start(pool.clone(), documents::DEFAULT_MAX_BATCH),
+            documents: documents::DocumentReader::start(pool.clone(), args.read_batch),
             pool,
             jwt,
-            min_position_wait,
+            min_position_wait: args.min_position_wait,
         }
-    }
-
-    /// At most `max_batch` meeting reads per statement (1: no batching).
-    pub fn with_read_batch(mut self, max_batch: usize) -> Self {
-        self.documents = documents::DocumentReader::start(self.pool.clone(), max_batch);
-        self
     }
 }
 
@@ -182,75 +181,23 @@ pub fn router(state: AppState, metrics: Metrics) -> Router {
     platform::http::finish_router(api, metrics)
 }
 
-/// A built, bound application, ready to serve.
-pub struct Application {
-    listener: tokio::net::TcpListener,
-    router: Router,
-}
-
-impl Application {
-    /// Connects to PostgreSQL, checks migrations, starts the projection listener, binds.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
-        let pool = platform::db::connect(
-            settings.database.postgres_url()?,
-            settings.database.max_connections,
-        )
-        .await?;
-        if !platform::db::migrations_applied(&pool).await? {
-            anyhow::bail!("the database is not migrated: run `meetings migrate` first");
-        }
-        let state = AppState::new(pool, jwt, settings.min_position_wait)
-            .with_read_batch(settings.read_batch);
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {} (MEETINGS_LISTEN): {e}",
-                    settings.listen
-                )
-            })?;
-        Ok(Self::from_parts(listener, router(state, Metrics::new())))
-    }
-
-    pub fn from_parts(listener: tokio::net::TcpListener, router: Router) -> Self {
-        Self { listener, router }
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("BUG: a bound listener has an address")
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        tracing::info!(address = %self.local_addr(), "query-service listening");
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-    }
+/// Builds the query-service exactly as its binary runs it: connects to a migrated database,
+/// starts the projection listener, binds.
+pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
+    let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
+    let pool = platform::service::connect_migrated(&settings.database).await?;
+    let state = AppState::from_args(pool, jwt, &settings.query);
+    let listener = platform::service::bind(settings.listen).await?;
+    Ok(Server::new(
+        "query-service",
+        listener,
+        router(state, Metrics::new()),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn waits_accept_milliseconds_and_seconds() {
-        assert_eq!(parse_wait("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_wait("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_wait("0ms").is_err());
-        assert!(parse_wait("soon").is_err());
-    }
 
     #[test]
     fn read_batches_are_one_to_a_thousand() {

@@ -28,6 +28,7 @@ use platform::config::{DatabaseSettings, JwtSettings, LogSettings, NatsSettings}
 use platform::http::health::{self, PostgresReady, ReadinessCheck};
 use platform::http::ApiError;
 use platform::metrics::Metrics;
+use platform::service::Server;
 use platform::store::{EventStore, PgEventStore};
 use sqlx::PgPool;
 
@@ -56,6 +57,13 @@ pub struct Settings {
     pub log: LogSettings,
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// The gateway's own settings, flattened into its binary and into `meetings serve`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct GatewayArgs {
     /// Browser origins allowed to open websockets (comma-separated, e.g.
     /// `https://app.example.com`). Requests without `Origin` (non-browser clients) and
     /// same-origin requests are always allowed.
@@ -259,7 +267,69 @@ async fn consume_once(
     anyhow::bail!("message stream ended")
 }
 
-/// A built, bound gateway.
+/// Where a gateway's hub gets its events.
+pub enum Source {
+    /// The JetStream stream (distributed mode): live events only, resumes replay the store.
+    Stream(jetstream::Context, StreamName),
+    /// The event store itself (`meetings serve` without NATS).
+    Store(Arc<dyn EventStore>),
+}
+
+/// Builds the gateway exactly as its binary runs it: connects to a migrated database and to
+/// NATS, binds, and feeds the hub from the stream beside the server.
+pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
+    let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
+    let pool = platform::service::connect_migrated(&settings.database).await?;
+    let url = settings
+        .nats
+        .nats_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
+    let client = platform::bus::connect(url, "meetings-realtime").await?;
+    let stream = StreamName::new(&settings.nats.stream)?;
+    let listener = platform::service::bind(settings.listen).await?;
+    let shared = shared(
+        pool,
+        jwt,
+        Some((client.clone(), &stream)),
+        settings.gateway.allowed_origins.clone(),
+        Limits::default(),
+    );
+    let server = Server::new("realtime", listener, router(shared.clone(), Metrics::new()));
+    Ok(with_tasks(
+        server,
+        &shared,
+        Source::Stream(jetstream::new(client), stream),
+    ))
+}
+
+/// Adds the gateway's background work to `server`: feeding the hub from `source`, and
+/// presence.
+pub fn with_tasks(server: Server, shared: &Shared, source: Source) -> Server {
+    let hub = shared.hub.clone();
+    let server = match source {
+        Source::Stream(js, stream) => {
+            server.with_task("realtime stream consumer", move |stop| async move {
+                consume(js, stream, hub, stop.cancelled_owned()).await;
+                Ok(())
+            })
+        }
+        Source::Store(store) => {
+            server.with_task("realtime store follower", move |stop| async move {
+                follow_store(store, hub, stop.cancelled_owned()).await;
+                Ok(())
+            })
+        }
+    };
+    let presence = shared.presence.clone();
+    server.with_task("presence", move |stop| async move {
+        presence.run(stop.cancelled_owned()).await;
+        Ok(())
+    })
+}
+
+/// A gateway whose parts a fault test assembles itself and kills at once (as a crash
+/// would); binaries use [`build`].
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
@@ -269,39 +339,6 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
-        let pool = platform::db::connect(
-            settings.database.postgres_url()?,
-            settings.database.max_connections,
-        )
-        .await?;
-        let url = settings
-            .nats
-            .nats_url
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
-        let client = platform::bus::connect(url, "meetings-realtime").await?;
-        let stream = StreamName::new(&settings.nats.stream)?;
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {} (MEETINGS_LISTEN): {e}",
-                    settings.listen
-                )
-            })?;
-        Ok(Self::from_parts(
-            listener,
-            pool,
-            jwt,
-            client,
-            stream,
-            settings.allowed_origins.clone(),
-            Limits::default(),
-        ))
-    }
-
     pub fn from_parts(
         listener: tokio::net::TcpListener,
         pool: PgPool,
@@ -339,7 +376,7 @@ impl Application {
     }
 
     /// Starts serving, consuming and presence as separate tasks, so a test can kill the
-    /// whole instance at once (as a crash would) with [`Running::kill`].
+    /// whole instance at once with [`Running::kill`].
     pub fn spawn(self) -> Running {
         let consumer = tokio::spawn(consume(
             self.js,
@@ -356,34 +393,6 @@ impl Application {
         Running {
             tasks: vec![consumer, presence, server],
         }
-    }
-
-    /// Serves until `shutdown`; the stream consumer and presence run alongside.
-    pub async fn run_until(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        tracing::info!(address = %self.local_addr(), "realtime listening");
-        let stop = tokio_util::sync::CancellationToken::new();
-        let consumer = tokio::spawn(consume(
-            self.js,
-            self.stream,
-            self.shared.hub.clone(),
-            stop.clone().cancelled_owned(),
-        ));
-        let presence = tokio::spawn(
-            self.shared
-                .presence
-                .clone()
-                .run(stop.clone().cancelled_owned()),
-        );
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        stop.cancel();
-        consumer.await.ok();
-        presence.await.ok();
-        served
     }
 }
 

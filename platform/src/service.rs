@@ -1,0 +1,173 @@
+//! Start-up and lifetime shared by every binary: open the database (and insist it is
+//! migrated), bind the listener, then serve HTTP beside the service's background tasks until
+//! a shutdown signal — or until one of those tasks ends by itself, which stops the process
+//! with the task named (a relay or projector that died must not leave a half-working
+//! service answering health checks).
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DatabaseSettings;
+
+/// Opens the pool of `database` (no migration check: the CLI's `migrate` and `serve` use it).
+pub async fn connect(database: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    crate::db::connect(database.postgres_url()?, database.max_connections).await
+}
+
+/// Opens the pool and refuses a database whose schema is behind this binary: services never
+/// migrate by themselves (operators run `meetings migrate`; `meetings serve` does it for them).
+pub async fn connect_migrated(database: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let pool = connect(database).await?;
+    if !crate::db::migrations_applied(&pool).await? {
+        anyhow::bail!("the database is not migrated: run `meetings migrate` first");
+    }
+    Ok(pool)
+}
+
+/// Binds `listen`, naming the setting when it fails.
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (MEETINGS_LISTEN): {e}"))
+}
+
+type Task = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
+
+/// A bound HTTP server and the background tasks that live exactly as long as it.
+pub struct Server {
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    tasks: Vec<(&'static str, Task)>,
+}
+
+impl Server {
+    /// `name` appears in the "listening" log line.
+    pub fn new(name: &'static str, listener: TcpListener, router: Router) -> Self {
+        Self {
+            name,
+            listener,
+            router,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Runs `task` beside the server. It gets a token that is cancelled at shutdown and must
+    /// then return; returning earlier (with or without an error) stops the whole server.
+    pub fn with_task<F, Fut>(mut self, name: &'static str, task: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.tasks
+            .push((name, Box::new(move |stop| task(stop).boxed())));
+        self
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("BUG: a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes (then finishes in-flight requests and stops the
+    /// tasks), or until a task ends by itself (then the error says which and why).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr(), "{} listening", self.name);
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, task) in self.tasks {
+            let future = task(stop.clone());
+            tasks.spawn(async move { (name, future.await) });
+        }
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown({
+            let stop = stop.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+        });
+        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        let outcome = tokio::select! {
+            served = &mut server => served.map_err(anyhow::Error::from),
+            Some(ended) = tasks.join_next() => {
+                stop.cancel();
+                let _ = server.await;
+                Err(match ended {
+                    Ok((name, Ok(()))) => anyhow::anyhow!("{name} stopped by itself"),
+                    Ok((name, Err(error))) => error.context(format!("{name} failed")),
+                    Err(error) => anyhow::anyhow!("a background task panicked: {error}"),
+                })
+            }
+        };
+        stop.cancel();
+        while let Some(ended) = tasks.join_next().await {
+            if let Ok((name, Err(error))) = ended {
+                tracing::warn!(task = name, error = format!("{error:#}"), "task failed while stopping");
+            }
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn server() -> Server {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Server::new("test", listener, Router::new())
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_by_itself_stops_the_server_and_is_named() {
+        let error = server()
+            .await
+            .with_task("relay", |_| async { anyhow::bail!("lost the stream") })
+            .run_until(std::future::pending())
+            .await
+            .unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("relay failed") && text.contains("lost the stream"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_cancels_the_tasks_and_waits_for_them() {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let outcome = server()
+            .await
+            .with_task("worker", move |stop| async move {
+                stop.cancelled().await;
+                done_tx.send(()).ok();
+                Ok(())
+            })
+            .run_until(async {})
+            .await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(done_rx.await.is_ok(), "the task was not awaited before returning");
+    }
+
+    #[tokio::test]
+    async fn binding_a_taken_address_names_the_setting() {
+        let taken = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let error = bind(taken.local_addr().unwrap()).await.unwrap_err();
+        assert!(error.to_string().contains("MEETINGS_LISTEN"), "{error}");
+    }
+}
