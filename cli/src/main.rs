@@ -168,7 +168,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 async_nats::jetstream::new(client.clone()),
                 stream.clone(),
             );
-            (Some(relay), Projection::Stream(projector), source, Some(client))
+            (
+                Some(relay),
+                Projection::Stream(projector),
+                source,
+                Some(client),
+            )
         }
         None => {
             let follower =
@@ -199,32 +204,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let router = command_service::api_router(command_state)
         .merge(query_service::api_router(query_state, &metrics))
         .merge(realtime::api_router(gateway.clone()))
-        .route(
-            "/v1/openapi.json",
-            axum::routing::get(move || {
-                let openapi = openapi.clone();
-                async move { axum::Json(openapi) }
-            }),
-        )
+        .merge(platform::openapi::router(openapi))
         .merge(platform::http::health::router(checks, metrics.clone()));
     let router = platform::http::finish_router(router, metrics);
 
-    let server = Server::new("meetings", platform::service::bind(args.listen).await?, router);
+    let server = Server::new(
+        "meetings",
+        platform::service::bind(args.listen).await?,
+        router,
+    );
     let server = command_service::with_tasks(server, store, relay);
     let server = realtime::with_tasks(server, &gateway, source);
     let server = match projector {
-        Projection::Stream(projector) => {
-            server.with_task("projector", move |stop| projector.run(stop.cancelled_owned()))
-        }
-        Projection::Store(follower) => {
-            server.with_task("projector", move |stop| follower.run(stop.cancelled_owned()))
-        }
+        Projection::Stream(projector) => server.with_task("projector", move |stop| {
+            projector.run(stop.cancelled_owned())
+        }),
+        Projection::Store(follower) => server.with_task("projector", move |stop| {
+            follower.run(stop.cancelled_owned())
+        }),
     };
     println!("meetings is listening on http://{}", server.local_addr());
     server.run_until(platform::shutdown::signal()).await
 }
 
 /// How `serve` keeps the read models: from the stream, or straight from the store.
+#[allow(clippy::large_enum_variant, reason = "one value per process, moved once at start")]
 enum Projection {
     Stream(projector::Projector),
     Store(projector::follower::StoreFollower),

@@ -87,7 +87,11 @@ fn every_readme_setting_reaches_serve_and_the_services_it_names() {
                     listed.contains(&"serve"),
                 ),
             };
-            assert_eq!(serve.contains(&name), in_serve, "`meetings serve` and {name}");
+            assert_eq!(
+                serve.contains(&name),
+                in_serve,
+                "`meetings serve` and {name}"
+            );
             for service in SERVICES {
                 assert_eq!(
                     service_variables(service).contains(&name),
@@ -103,18 +107,27 @@ fn every_readme_setting_reaches_serve_and_the_services_it_names() {
         read.extend(service_variables(service));
     }
     let undocumented: Vec<_> = read.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "read but not in the README: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "read but not in the README: {undocumented:?}"
+    );
 }
 
 #[test]
 fn the_environment_parses_into_serve_args_as_into_each_service() {
     // The only test of this binary that touches the environment: no other test races it.
     let settings = [
-        ("MEETINGS_DATABASE_URL", "postgres://u@db.internal:5432/meetings"),
+        (
+            "MEETINGS_DATABASE_URL",
+            "postgres://u@db.internal:5432/meetings",
+        ),
         ("MEETINGS_DATABASE_MAX_CONNECTIONS", "7"),
         ("MEETINGS_LISTEN", "127.0.0.1:9999"),
         ("MEETINGS_LOG_FORMAT", "text"),
-        ("MEETINGS_JWT_SECRET", "an-hs256-key-of-at-least-thirty-two-bytes"),
+        (
+            "MEETINGS_JWT_SECRET",
+            "an-hs256-key-of-at-least-thirty-two-bytes",
+        ),
         ("MEETINGS_JWT_ISSUER", "issuer-x"),
         ("MEETINGS_JWT_AUDIENCE", "audience-y"),
         ("MEETINGS_ACCESS_TOKEN_TTL", "90s"),
@@ -123,7 +136,10 @@ fn the_environment_parses_into_serve_args_as_into_each_service() {
         ("MEETINGS_STREAM", "TENANT_A"),
         ("MEETINGS_MIN_POSITION_WAIT", "500ms"),
         ("MEETINGS_READ_BATCH", "9"),
-        ("MEETINGS_ALLOWED_ORIGINS", "https://a.example,https://b.example"),
+        (
+            "MEETINGS_ALLOWED_ORIGINS",
+            "https://a.example,https://b.example",
+        ),
         ("MEETINGS_DATA_DIR", "/var/lib/meetings"),
     ];
     for (name, value) in settings {
@@ -146,7 +162,10 @@ fn the_environment_parses_into_serve_args_as_into_each_service() {
     assert_eq!(serve.query.min_position_wait, Duration::from_millis(500));
     assert_eq!(serve.query.read_batch, 9);
     assert_eq!(serve.auth.access_token_ttl, Duration::from_secs(90));
-    assert_eq!(serve.auth.refresh_token_ttl, Duration::from_secs(7 * 86_400));
+    assert_eq!(
+        serve.auth.refresh_token_ttl,
+        Duration::from_secs(7 * 86_400)
+    );
     assert_eq!(
         serve.gateway.allowed_origins,
         ["https://a.example", "https://b.example"]
@@ -174,14 +193,22 @@ fn the_environment_parses_into_serve_args_as_into_each_service() {
         assert_eq!(nats.nats_url.as_deref(), Some("nats://bus.internal:4222"));
         assert_eq!(nats.stream, "TENANT_A");
     }
-    for listen in [command.listen, query.listen, realtime.listen, projector.listen] {
+    for listen in [
+        command.listen,
+        query.listen,
+        realtime.listen,
+        projector.listen,
+    ] {
         assert_eq!(listen.to_string(), "127.0.0.1:9999");
     }
     assert_eq!(command.auth.access_token_ttl, serve.auth.access_token_ttl);
     assert_eq!(command.auth.refresh_token_ttl, serve.auth.refresh_token_ttl);
     assert_eq!(query.query.min_position_wait, serve.query.min_position_wait);
     assert_eq!(query.query.read_batch, serve.query.read_batch);
-    assert_eq!(realtime.gateway.allowed_origins, serve.gateway.allowed_origins);
+    assert_eq!(
+        realtime.gateway.allowed_origins,
+        serve.gateway.allowed_origins
+    );
     for log in [&command.log, &query.log, &realtime.log, &projector.log] {
         assert_eq!(log.log_format, cli.log.log_format);
     }

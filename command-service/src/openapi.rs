@@ -1,10 +1,10 @@
 //! `GET /v1/openapi.json`: the OpenAPI document, generated from the handlers' annotations so it
 //! cannot drift from the code.
 
-use axum::routing::get;
-use axum::{Json, Router};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use axum::Router;
+use utoipa::OpenApi;
+
+use platform::openapi::BearerAuth;
 
 use crate::routes::{auth, meetings, users};
 use crate::AppState;
@@ -37,26 +37,6 @@ use crate::AppState;
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/v1/openapi.json",
-        get(|| async { Json(ApiDoc::openapi()) }),
-    )
+    platform::openapi::router(ApiDoc::openapi())
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod projection;
 pub mod service;
 pub mod shutdown;

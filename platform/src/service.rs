@@ -120,7 +120,11 @@ impl Server {
         stop.cancel();
         while let Some(ended) = tasks.join_next().await {
             if let Ok((name, Err(error))) = ended {
-                tracing::warn!(task = name, error = format!("{error:#}"), "task failed while stopping");
+                tracing::warn!(
+                    task = name,
+                    error = format!("{error:#}"),
+                    "task failed while stopping"
+                );
             }
         }
         outcome
@@ -145,7 +149,10 @@ mod tests {
             .await
             .unwrap_err();
         let text = format!("{error:#}");
-        assert!(text.contains("relay failed") && text.contains("lost the stream"), "{text}");
+        assert!(
+            text.contains("relay failed") && text.contains("lost the stream"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -161,7 +168,10 @@ mod tests {
             .run_until(async {})
             .await;
         assert!(outcome.is_ok(), "{outcome:?}");
-        assert!(done_rx.await.is_ok(), "the task was not awaited before returning");
+        assert!(
+            done_rx.await.is_ok(),
+            "the task was not awaited before returning"
+        );
     }
 
     #[tokio::test]

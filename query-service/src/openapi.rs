@@ -1,12 +1,12 @@
 //! `GET /v1/openapi.json`: the OpenAPI document, generated from the handlers' annotations so it
 //! cannot drift from the code.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, Required, Type};
 use utoipa::{Modify, OpenApi};
+
+use platform::openapi::BearerAuth;
 
 use crate::routes::{calendar, changes, meetings, users};
 use crate::AppState;
@@ -42,23 +42,6 @@ use crate::AppState;
     )
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Documents `X-Min-Position` (and its 400/503 answers) on every query operation, since a
 /// middleware, not the handlers, implements it.
@@ -101,8 +84,5 @@ impl Modify for MinPositionHeader {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/v1/openapi.json",
-        get(|| async { Json(ApiDoc::openapi()) }),
-    )
+    platform::openapi::router(ApiDoc::openapi())
 }

@@ -268,6 +268,10 @@ async fn consume_once(
 }
 
 /// Where a gateway's hub gets its events.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per process, moved once at start"
+)]
 pub enum Source {
     /// The JetStream stream (distributed mode): live events only, resumes replay the store.
     Stream(jetstream::Context, StreamName),
