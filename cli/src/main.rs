@@ -228,7 +228,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// How `serve` keeps the read models: from the stream, or straight from the store.
-#[allow(clippy::large_enum_variant, reason = "one value per process, moved once at start")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per process, moved once at start"
+)]
 enum Projection {
     Stream(projector::Projector),
     Store(projector::follower::StoreFollower),

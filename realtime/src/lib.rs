@@ -279,6 +279,16 @@ pub enum Source {
     Store(Arc<dyn EventStore>),
 }
 
+impl platform::service::Service for Settings {
+    fn log(&self) -> &LogSettings {
+        &self.log
+    }
+
+    async fn build(&self) -> anyhow::Result<Server> {
+        build(self).await
+    }
+}
+
 /// Builds the gateway exactly as its binary runs it: connects to a migrated database and to
 /// NATS, binds, and feeds the hub from the stream beside the server.
 pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
