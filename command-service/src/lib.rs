@@ -34,7 +34,7 @@ use crate::passwords::Passwords;
 use crate::relay::{Relay, RelaySettings};
 use crate::sessions::{PgSessionStore, SessionStore, ThrottlePolicy};
 
-/// Default address (API.md "Default ports").
+/// Default address (docs/api.md "Default ports").
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 
 /// Settings of the command-service binary.
@@ -224,7 +224,7 @@ pub fn with_tasks(server: Server, store: Arc<dyn EventStore>, relay: Option<Rela
     }
 }
 
-/// How long an `Idempotency-Key` is honoured (DESIGN.md: at least 24 h).
+/// How long an `Idempotency-Key` is honoured (docs/architecture.md: at least 24 h).
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 /// Deletes expired idempotency records every hour until `shutdown`.

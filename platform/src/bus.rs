@@ -76,7 +76,7 @@ pub trait EventBus: Send + Sync {
 #[error("event bus: {0}")]
 pub struct BusError(pub String);
 
-/// Name and subjects of the JetStream stream (API.md `MEETINGS_STREAM`).
+/// Name and subjects of the JetStream stream (docs/api.md `MEETINGS_STREAM`).
 #[derive(Debug, Clone)]
 pub struct StreamName(String);
 

@@ -1,6 +1,6 @@
 //! Typed settings shared by every binary.
 //!
-//! Each setting is a flag with a `MEETINGS_*` environment variable of the same name (API.md,
+//! Each setting is a flag with a `MEETINGS_*` environment variable of the same name (docs/api.md,
 //! "Running"); flags win over the environment. Bad configuration fails at start with a message
 //! that names the setting.
 

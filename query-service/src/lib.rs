@@ -25,10 +25,10 @@ use sqlx::PgPool;
 
 use crate::watch::{MinPositionState, ProjectionWatch};
 
-/// Default address (API.md "Default ports").
+/// Default address (docs/api.md "Default ports").
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8082";
 
-/// Default bound of an `X-Min-Position` wait (API.md "Common": 2 s).
+/// Default bound of an `X-Min-Position` wait (docs/api.md "Common": 2 s).
 pub const DEFAULT_MIN_POSITION_WAIT: Duration = Duration::from_secs(2);
 
 /// Settings of the query-service binary.
@@ -112,7 +112,7 @@ impl FromRef<AppState> for Arc<JwtKeys> {
 }
 
 /// Readiness fails while any projection is stopped on an event it cannot apply: the read
-/// models would silently stay behind otherwise (DESIGN.md guarantee 5).
+/// models would silently stay behind otherwise (docs/architecture.md, guarantee 5).
 pub struct ProjectionsHealthy(pub PgPool);
 
 #[async_trait::async_trait]

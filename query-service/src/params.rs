@@ -12,7 +12,7 @@ use platform::store::Position;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Page size when `limit` is absent (API.md "Lists").
+/// Page size when `limit` is absent (docs/api.md "Lists").
 pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest accepted `limit`; larger values are refused (422), not clamped, so a client never
 /// silently gets fewer items per page than it asked for.

@@ -1,4 +1,4 @@
-//! Read-your-writes on demand (DESIGN.md guarantee 6): how far the read models are, and the
+//! Read-your-writes on demand (docs/architecture.md, guarantee 6): how far the read models are, and the
 //! `X-Min-Position` middleware that waits for them.
 //!
 //! The projector commits its checkpoint `projection_checkpoints(projection = 'read_models')` and,
@@ -32,7 +32,7 @@ pub const CHANNEL: &str = platform::projection::NOTIFY_CHANNEL;
 /// The projection whose checkpoint `X-Min-Position` waits for.
 pub const READ_MODELS_PROJECTION: &str = platform::projection::READ_MODELS;
 
-/// Request header asking to see at least this position (API.md "Common").
+/// Request header asking to see at least this position (docs/api.md "Common").
 pub static X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
 
 /// Pause before reconnecting after the listener connection failed, so a database outage does

@@ -1,4 +1,4 @@
-//! `realtime`: the websocket gateway (API.md "Realtime", DESIGN.md guarantee 7).
+//! `realtime`: the websocket gateway (docs/api.md "Realtime", docs/architecture.md, guarantee 7).
 //!
 //! Each instance consumes the event stream once (an ordered JetStream consumer) into an
 //! in-process [`hub::Hub`] that fans events out to connection queues. Resumes with `since`
@@ -38,7 +38,7 @@ use crate::presence::Presence;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8083";
 
-/// Largest accepted websocket frame and message (API.md: 64 KiB, else close 1009).
+/// Largest accepted websocket frame and message (docs/api.md: 64 KiB, else close 1009).
 pub const MAX_FRAME: usize = 64 * 1024;
 
 /// Bytes of queued frames collected before a socket write (see [`connection`]'s batching).
