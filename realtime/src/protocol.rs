@@ -1,5 +1,7 @@
-//! The websocket message protocol of API.md ("Realtime"): JSON text frames.
+//! The websocket message protocol of `docs/api.md` ("Realtime"): JSON text frames, the
+//! channels they address, and the `error` frames a refused message gets.
 
+use axum::extract::ws::{Message, Utf8Bytes};
 use platform::bus::EventEnvelope;
 use platform::store::Position;
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,61 @@ pub enum ServerMessage<'a> {
 impl ServerMessage<'_> {
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).expect("BUG: server messages serialize")
+    }
+
+    /// The message as a websocket text frame.
+    pub fn to_message(&self) -> Message {
+        Message::Text(Utf8Bytes::from(self.to_text()))
+    }
+}
+
+/// Why a client's message was refused: answered with an `error` frame, the connection stays
+/// open. The text is the frame's `message`, [`Refusal::code`] its `code`.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("send JSON text frames")]
+    Binary,
+    #[error("already authenticated")]
+    AlreadyAuthenticated,
+    #[error("channels are `user:me` and `meeting:<id>`")]
+    UnknownChannel,
+    #[error("`since` is not a position")]
+    BadSince,
+    /// Also the answer for a meeting that does not exist, so as not to reveal which do.
+    #[error("not a member of this meeting")]
+    NotMember,
+    /// The user was removed from a meeting they are subscribed to.
+    #[error("you are no longer a member of this meeting")]
+    Revoked,
+    /// Membership could not be checked (the event store failed).
+    #[error("try again shortly")]
+    Unavailable,
+}
+
+impl Refusal {
+    /// The frame's `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_)
+            | Refusal::Binary
+            | Refusal::AlreadyAuthenticated
+            | Refusal::UnknownChannel
+            | Refusal::BadSince => "bad_request",
+            Refusal::NotMember | Refusal::Revoked => "forbidden",
+            Refusal::Unavailable => "unavailable",
+        }
+    }
+
+    /// The `error` frame, about `channel` when the refusal concerns one.
+    pub fn to_message(&self, channel: Option<&str>) -> Message {
+        ServerMessage::Error {
+            channel,
+            code: self.code(),
+            message: self.to_string(),
+        }
+        .to_message()
     }
 }
 
@@ -152,6 +209,30 @@ mod tests {
         );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"ping","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn refusals_become_error_frames_with_their_code() {
+        let frame = |refusal: Refusal, channel| match refusal.to_message(channel) {
+            Message::Text(text) => serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            other => panic!("not a text frame: {other:?}"),
+        };
+        assert_eq!(
+            frame(Refusal::NotMember, Some("meeting:x")),
+            serde_json::json!({
+                "type": "error", "channel": "meeting:x", "code": "forbidden",
+                "message": "not a member of this meeting"
+            })
+        );
+        assert_eq!(
+            frame(Refusal::Binary, None),
+            serde_json::json!({
+                "type": "error", "code": "bad_request", "message": "send JSON text frames"
+            })
+        );
+        let malformed = serde_json::from_str::<ClientMessage>("{not json").unwrap_err();
+        assert_eq!(frame(malformed.into(), None)["code"], "bad_request");
+        assert_eq!(Refusal::Unavailable.code(), "unavailable");
     }
 
     #[test]
