@@ -29,12 +29,12 @@ use platform::http::health::{self, PostgresReady, ReadinessCheck};
 use platform::http::ApiError;
 use platform::metrics::Metrics;
 use platform::service::Server;
-use platform::store::{EventStore, PgEventStore};
+use platform::store::EventStore;
 use sqlx::PgPool;
 
+pub use crate::connection::shared::{shared, Shared};
 use crate::connection::Limits;
 use crate::hub::Hub;
-use crate::presence::Presence;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8083";
 
@@ -75,17 +75,6 @@ pub struct GatewayArgs {
     pub allowed_origins: Vec<String>,
 }
 
-/// What every connection shares.
-pub struct Shared {
-    pub hub: Arc<Hub>,
-    pub presence: Arc<Presence>,
-    pub jwt: Arc<JwtKeys>,
-    pub store: Arc<dyn EventStore>,
-    pub pool: PgPool,
-    pub limits: Limits,
-    pub allowed_origins: Vec<String>,
-}
-
 /// `/v1/ws` alone, for composition by the all-in-one `meetings serve`.
 pub fn api_router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -98,33 +87,6 @@ pub fn router(shared: Arc<Shared>, metrics: Metrics) -> Router {
     let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(PostgresReady(shared.pool.clone()))];
     let api = api_router(shared).merge(health::router(checks, metrics.clone()));
     platform::http::finish_router(api, metrics)
-}
-
-/// Builds the shared state of a gateway (hub, presence) for a process that hosts it.
-pub fn shared(
-    pool: PgPool,
-    jwt: Arc<JwtKeys>,
-    nats: Option<(async_nats::Client, &StreamName)>,
-    allowed_origins: Vec<String>,
-    limits: Limits,
-) -> Arc<Shared> {
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-    let hub = Arc::new(Hub::new(store.clone()));
-    let presence = Arc::new(Presence::new(
-        hub.clone(),
-        nats.map(|(client, stream)| (client, format!("{}-presence", stream.prefix()))),
-        limits.presence_heartbeat,
-        limits.presence_expiry,
-    ));
-    Arc::new(Shared {
-        hub,
-        presence,
-        jwt,
-        store,
-        pool,
-        limits,
-        allowed_origins,
-    })
 }
 
 /// The in-process alternative to the stream: feeds the hub from the event store, from now

@@ -60,16 +60,15 @@ pub enum CapacityError {
 }
 
 impl CapacityError {
-    /// The capacity error behind a failed socket read, if that is what it is.
-    ///
-    /// tungstenite reports both the frame and the message size limit as its
-    /// `Error::Capacity`, which axum boxes into `axum::Error`. Telling it apart by type needs a
-    /// downcast to `tokio_tungstenite::tungstenite::Error`, which this crate only depends on
-    /// for its tests; until it does, the error's `Debug` is read, here and nowhere else.
+    /// A read error that means the client sent more than the frame limit: tungstenite's
+    /// `Error::Capacity`, which axum boxes into `axum::Error`.
     pub fn from_transport(error: &axum::Error) -> Option<Self> {
-        let text = format!("{error:?}");
-        (text.contains("Capacity") || text.contains("too long") || text.contains("too big"))
-            .then_some(CapacityError::MessageTooLarge)
+        use std::error::Error as _;
+        use tokio_tungstenite::tungstenite::Error as Transport;
+        match error.source()?.downcast_ref::<Transport>()? {
+            Transport::Capacity(_) => Some(CapacityError::MessageTooLarge),
+            _ => None,
+        }
     }
 }
 

@@ -6,12 +6,14 @@
 //! - [`replay`]: what a resume with `since` missed.
 //! - [`limits`]: tuning, the flood limit, and the capacity errors that close a connection.
 //! - [`close`]: the close codes and why a connection ends.
+//! - [`shared`]: what all connections of a gateway share.
 
 pub mod close;
 mod handshake;
 mod limits;
 mod replay;
 mod session;
+pub mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +28,9 @@ use self::close::Ending;
 use self::limits::FloodLimit;
 pub use self::limits::{CapacityError, Limits};
 use self::session::Session;
+use self::shared::Shared;
 use crate::hub::Outbound;
 use crate::protocol::Refusal;
-use crate::Shared;
 
 /// Queued messages written to the socket with one flush at most.
 const MAX_BATCH: usize = 64;

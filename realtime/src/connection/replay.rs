@@ -14,8 +14,8 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::shared::Shared;
 use crate::protocol::Channel;
-use crate::Shared;
 
 /// The outcome of a resume.
 pub(super) enum Replay {

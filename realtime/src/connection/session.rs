@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::replay::{self, Replay};
+use super::shared::Shared;
 use crate::hub::{Outbound, Subscriber};
 use crate::protocol::{event_frame, Channel, ClientMessage, Refusal, ServerMessage};
-use crate::Shared;
 
 /// Identifies a connection in the hub and in presence (per process).
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
