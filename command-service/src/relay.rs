@@ -1,5 +1,5 @@
 //! The relay: reads the event store in global order and publishes every event to the bus,
-//! checkpointing only what the bus acknowledged (DESIGN.md guarantees 3 and 4).
+//! checkpointing only what the bus acknowledged (docs/architecture.md, "Guarantees").
 //!
 //! Several command-service replicas may run a relay; exactly one is active. It holds a
 //! PostgreSQL advisory lock on a dedicated connection and writes its checkpoint through that
