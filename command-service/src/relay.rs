@@ -1,16 +1,18 @@
 //! The relay: reads the event store in global order and publishes every event to the bus,
-//! checkpointing only what the bus acknowledged (DESIGN.md guarantees 3 and 4).
+//! checkpointing only what the bus acknowledged (docs/architecture.md, "Guarantees").
 //!
 //! Several command-service replicas may run a relay; exactly one is active. It holds a
 //! PostgreSQL advisory lock on a dedicated connection and writes its checkpoint through that
 //! same connection, so losing the connection loses both the lock and the ability to move the
 //! checkpoint. Standbys try to take the lock every `standby_interval`.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use platform::bus::{EventBus, JetStreamBus, StreamName};
 use platform::metrics::{seconds_histogram, size_histogram};
+use platform::store::tail::{StoreTail, IDLE_POLL};
 use platform::store::{EventStore, PgEventStore, Position};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -39,8 +41,8 @@ impl Default for RelaySettings {
     fn default() -> Self {
         Self {
             batch: 500,
-            idle_poll: Duration::from_millis(5),
-            standby_interval: Duration::from_millis(500),
+            idle_poll: IDLE_POLL,
+            standby_interval: platform::leader::RETRY_DELAY,
             checkpoint_interval: Duration::from_secs(1),
         }
     }
@@ -169,38 +171,25 @@ impl Relay {
     /// Runs until `shutdown` resolves: standby, take the lock, publish, and back to standby
     /// whenever the lock connection or the bus fails.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                outcome = self.lead_once() => {
-                    self.state.send_replace(RelayState::Standby);
-                    self.metrics.active.set(0);
-                    if let Err(error) = outcome {
-                        tracing::warn!(error = format!("{error:#}"), "relay stepped down");
-                    }
-                }
+        let term = || async {
+            let outcome = self.lead_once().await;
+            self.state.send_replace(RelayState::Standby);
+            self.metrics.active.set(0);
+            if let Err(error) = outcome {
+                tracing::warn!(error = format!("{error:#}"), "relay stepped down");
             }
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(self.settings.standby_interval) => {}
-            }
-        }
+            ControlFlow::<()>::Continue(())
+        };
+        platform::leader::run_terms(shutdown, self.settings.standby_interval, term).await;
         self.state.send_replace(RelayState::Standby);
     }
 
     /// One term: returns `Ok` when another relay holds the lock, `Err` when the term ended.
     async fn lead_once(&self) -> anyhow::Result<()> {
-        let mut lock = self.pool.acquire().await?.detach();
         let key = format!("meetings-relay:{}", self.stream.as_str());
-        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(&key)
-            .fetch_one(&mut lock)
-            .await?;
-        if !acquired {
-            lock.close().await.ok();
+        let Some(mut lock) = platform::leader::try_lead(&self.pool, &key).await? else {
             return Ok(());
-        }
+        };
         self.state.send_replace(RelayState::Active);
         self.metrics.active.set(1);
         self.metrics.terms.inc();
@@ -232,12 +221,11 @@ impl Relay {
         tracing::info!(%checkpoint, resume_after = %position, "relay term begins");
         let mut idle_rounds = 0u32;
         let (mut saved, mut saved_at) = (position, std::time::Instant::now());
+        let mut tail = StoreTail::new(self.store.as_ref(), position, self.settings.batch)
+            .idle_poll(self.settings.idle_poll);
         loop {
             let started = std::time::Instant::now();
-            let events = self
-                .store
-                .read_all(Some(position), self.settings.batch)
-                .await?;
+            let events = tail.read().await?;
             if events.is_empty() {
                 if saved != position {
                     self.save_checkpoint(lock, position).await?;
@@ -248,7 +236,7 @@ impl Relay {
                 if idle_rounds.is_multiple_of(200) {
                     sqlx::query("SELECT 1").execute(&mut *lock).await?;
                 }
-                tokio::time::sleep(self.settings.idle_poll).await;
+                tail.pause().await;
                 continue;
             }
             idle_rounds = 0;
@@ -266,6 +254,8 @@ impl Relay {
                 self.metrics.round_events.observe(acknowledged as f64);
                 tracing::debug!(events = acknowledged, %position, "relayed");
             }
+            // Continue after what the bus acknowledged, which may be less than was read.
+            tail.seek(position);
             if let Some(error) = error {
                 anyhow::bail!("{error}");
             }

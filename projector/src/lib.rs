@@ -1,11 +1,25 @@
 //! `projector`: consumes the event stream from NATS JetStream and maintains the read models
-//! the query-service serves (DESIGN.md guarantee 5). Also rebuilds them from the event store.
+//! the query-service serves (docs/architecture.md). Also rebuilds them from the event store.
+//!
+//! Layers, each using only those listed before it:
+//! - [`error`] and [`rows`]: the error type and the rows of the `rm_*` tables;
+//! - [`render`]: meeting documents rendered from rows (pure);
+//! - [`fold`]: how events change the rows, in memory (pure, unit-tested);
+//! - [`sql`]: loading and writing rows in PostgreSQL, one statement each per batch;
+//! - [`apply`]: one batch, load → fold → write;
+//! - [`projection`]: the single-active lock and the checkpoint;
+//! - [`run`]: terms as the active projector, metrics, stopping on failure;
+//! - [`sources`]: the NATS consumer and the event-store follower that feed the run loop.
 
-pub mod consumer;
-pub mod documents;
-pub mod follower;
+pub mod apply;
+pub mod error;
+pub mod fold;
 pub mod projection;
-pub mod read_models;
+pub mod render;
+pub mod rows;
+pub mod run;
+pub mod sources;
+pub mod sql;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,10 +29,17 @@ use platform::bus::{EventEnvelope, StreamName};
 use platform::config::{DatabaseSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
+use platform::store::tail::StoreTail;
 use platform::store::{EventStore, Position};
 use sqlx::PgPool;
 
-pub use consumer::{Projector, ProjectorMetrics};
+pub use apply::{apply_batch, BatchOutcome};
+pub use error::ProjectionError;
+pub use run::ProjectorMetrics;
+pub use sources::nats::Projector;
+pub use sources::store::StoreFollower;
+/// The paths other crates knew before the crate was layered.
+pub use {sources::store as follower, sql::documents};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8084";
 
@@ -141,16 +162,15 @@ pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<us
         );
     };
     projection::reset(pool).await?;
-    let mut after = Position::START;
+    let mut tail = StoreTail::new(store, Position::START, 1000);
     let mut total = 0;
     loop {
-        let events = store.read_all(Some(after), 1000).await?;
-        let Some(last) = events.last() else {
+        let events = tail.read().await?;
+        if events.is_empty() {
             return Ok(total);
-        };
-        after = last.position;
+        }
         let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-        let outcome = projection::apply_batch(&mut leader, &envelopes, None, &upcasters).await?;
+        let outcome = apply_batch(&mut leader, &envelopes, None, &upcasters).await?;
         total += outcome.applied;
     }
 }

@@ -9,7 +9,8 @@ use domain::{AttendeeSpec, MeetingEvent, Recurrence, ResponseStatus, Role, UserE
 use platform::bus::EventEnvelope;
 use platform::store::{encode_event, EventMetadata, Position};
 use platform::testing::TestDatabase;
-use projector::projection::{apply_batch, lead};
+use projector::apply_batch;
+use projector::projection::lead;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -417,10 +418,7 @@ async fn an_unapplicable_event_rolls_back_its_whole_batch() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            error,
-            projector::read_models::ProjectionError::Unapplicable { .. }
-        ),
+        matches!(error, projector::ProjectionError::Unapplicable { .. }),
         "{error}"
     );
     assert_eq!(

@@ -13,7 +13,6 @@ pub mod protocol;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream;
 use axum::extract::{State, WebSocketUpgrade};
@@ -97,37 +96,23 @@ pub async fn follow_store(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut tail = platform::store::tail::StoreTail::new(
+        store.as_ref(),
+        platform::store::Position::START,
+        500,
+    );
     // Start at the current head: like the stream consumer, live events only.
-    let mut after = platform::store::Position::START;
-    loop {
-        match store.read_all(Some(after), 10_000).await {
-            Ok(events) if !events.is_empty() => {
-                after = events.last().map(|e| e.position).unwrap_or(after);
-            }
-            Ok(_) => break,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the event store");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+    tokio::select! {
+        () = &mut shutdown => return,
+        () = tail.skip_to_end() => {}
     }
     loop {
         let events = tokio::select! {
             () = &mut shutdown => return,
-            events = store.read_all(Some(after), 500) => events,
+            events = tail.next() => events,
         };
-        match events {
-            Ok(events) if events.is_empty() => tokio::time::sleep(Duration::from_millis(5)).await,
-            Ok(events) => {
-                for event in &events {
-                    hub.dispatch(&EventEnvelope::from(event)).await;
-                }
-                after = events.last().map(|e| e.position).unwrap_or(after);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the event store");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+        for event in &events {
+            hub.dispatch(&EventEnvelope::from(event)).await;
         }
     }
 }
@@ -177,40 +162,36 @@ pub async fn consume(
     hub: Arc<Hub>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    // Stream sequence of the last event dispatched: a consumer recreated after an error
-    // continues right after it, so connected clients miss nothing.
-    let mut last_sequence: Option<u64> = None;
-    loop {
-        let outcome = tokio::select! {
-            () = &mut shutdown => return,
-            outcome = consume_once(&js, &stream, &hub, &mut last_sequence) => outcome,
-        };
-        if let Err(error) = outcome {
+    // Stream sequence of the last event dispatched (0: none yet; the stream's sequences
+    // start at 1): a consumer recreated after an error continues right after it, so
+    // connected clients miss nothing.
+    let last_sequence = std::sync::atomic::AtomicU64::new(0);
+    let term = || async {
+        if let Err(error) = consume_once(&js, &stream, &hub, &last_sequence).await {
             tracing::warn!(
                 error = format!("{error:#}"),
                 "stream consumer interrupted; resuming"
             );
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
+        std::ops::ControlFlow::<()>::Continue(())
+    };
+    platform::leader::run_terms(shutdown, platform::leader::RETRY_DELAY, term).await;
 }
 
 async fn consume_once(
     js: &jetstream::Context,
     stream: &StreamName,
     hub: &Hub,
-    last_sequence: &mut Option<u64>,
+    last_sequence: &std::sync::atomic::AtomicU64,
 ) -> anyhow::Result<()> {
     let handle = platform::bus::ensure_stream(js, stream).await?;
     // Live only at start (resumes replay from the store); after an interruption, continue
     // right after the last dispatched event.
+    let resume_after =
+        Some(last_sequence.load(std::sync::atomic::Ordering::Relaxed)).filter(|&s| s > 0);
     let mut messages = platform::bus::ordered_messages(
         &handle,
-        *last_sequence,
+        resume_after,
         jetstream::consumer::DeliverPolicy::New,
     )
     .await?;
@@ -223,7 +204,7 @@ async fn consume_once(
             }
         }
         if let Ok(info) = message.info() {
-            *last_sequence = Some(info.stream_sequence);
+            last_sequence.store(info.stream_sequence, std::sync::atomic::Ordering::Relaxed);
         }
     }
     anyhow::bail!("message stream ended")

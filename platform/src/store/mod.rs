@@ -9,6 +9,7 @@
 mod codec;
 mod position;
 pub mod postgres;
+pub mod tail;
 
 use std::fmt;
 

@@ -1,21 +1,27 @@
 //! The in-process alternative to the bus: follow the event store directly in global order.
 //!
 //! `meetings serve` without `MEETINGS_NATS_URL` uses it, so one process keeps its read models
-//! current with no NATS at all. It reads exactly like the relay (below the xmin horizon, so a
-//! late commit is never skipped) and applies exactly like the NATS consumer.
+//! current with no NATS at all. It reads exactly like the relay (a
+//! [`StoreTail`], never past a running transaction, so a late commit is never skipped) and
+//! applies exactly like the NATS consumer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::persist::EventUpcaster;
 use platform::bus::EventEnvelope;
+use platform::store::tail::{StoreTail, IDLE_POLL};
 use platform::store::{EventStore, Position};
 use sqlx::PgPool;
 
-use crate::consumer::{apply_counted, run_terms, ConsumeError, ProjectorMetrics};
+use crate::error::ProjectionError;
 use crate::projection;
-use crate::read_models::ProjectionError;
+use crate::run::{apply_counted, run_terms, ConsumeError, ProjectorMetrics};
 
+/// Events read from the store per batch.
+const BATCH: i64 = 500;
+
+/// The projector fed by the event store (`meetings serve` without NATS).
 pub struct StoreFollower {
     pub store: Arc<dyn EventStore>,
     pub pool: PgPool,
@@ -38,7 +44,7 @@ impl StoreFollower {
             pool,
             upcasters: Arc::new(domain::upcasters::upcasters()),
             metrics: projector_metrics,
-            idle_poll: Duration::from_millis(5),
+            idle_poll: IDLE_POLL,
         }
     }
 
@@ -57,25 +63,14 @@ impl StoreFollower {
         else {
             return Ok(());
         };
-        let mut after = projection::status(&self.pool)
+        let after = projection::status(&self.pool)
             .await
             .map_err(ProjectionError::from)?
             .0
             .unwrap_or(Position::START);
+        let mut tail = StoreTail::new(self.store.as_ref(), after, BATCH).idle_poll(self.idle_poll);
         loop {
-            let events = match self.store.read_all(Some(after), 500).await {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the event store; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            let Some(last) = events.last() else {
-                tokio::time::sleep(self.idle_poll).await;
-                continue;
-            };
-            let next = last.position;
+            let events = tail.next().await;
             let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
             apply_counted(
                 &mut leader,
@@ -85,7 +80,6 @@ impl StoreFollower {
                 &self.metrics,
             )
             .await?;
-            after = next;
         }
     }
 }

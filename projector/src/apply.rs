@@ -1,0 +1,102 @@
+//! Applying a batch of events effectively once: load what it touches, skip redeliveries, fold
+//! the rest in stream order, and write the rows, the per-aggregate sequences and the
+//! checkpoint in one statement (so atomically). A notification at commit tells waiting
+//! queries (`X-Min-Position`) how far the read models are.
+
+use std::collections::HashMap;
+
+use cqrs_es::persist::EventUpcaster;
+use platform::bus::EventEnvelope;
+use platform::store::Position;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ProjectionError;
+use crate::fold::{decode, Decoded, Touched};
+use crate::sql::{self, Batch, Bookkeeping};
+
+/// The one projection this crate maintains (all `rm_*` tables).
+pub const PROJECTION: &str = platform::projection::READ_MODELS;
+
+/// Channel on which the new checkpoint position is announced after each commit.
+pub const NOTIFY_CHANNEL: &str = platform::projection::NOTIFY_CHANNEL;
+
+/// What a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub applied: usize,
+    /// Redeliveries recognized by their sequence and skipped as already applied.
+    pub duplicates: usize,
+    pub checkpoint: Option<Position>,
+}
+
+/// Applies `events` (in stream order) on the connection of `projection::lead`, atomically,
+/// in two round trips: one statement loads the per-aggregate sequences and the rows the batch
+/// touches, the events are de-duplicated and folded in memory, and one statement writes the
+/// rows, the sequences and the checkpoint (`sql::write`). `stream_sequence` is the
+/// stream sequence of the last event, when they came from the stream; the consumer resumes
+/// after it.
+pub async fn apply_batch(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    stream_sequence: Option<u64>,
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<BatchOutcome, ProjectionError> {
+    let mut outcome = BatchOutcome::default();
+    if events.is_empty() {
+        return Ok(outcome);
+    }
+    // Decoded up front: the load needs the people the events name. A decoding error only
+    // counts when its event is applied (a redelivered duplicate is skipped as before).
+    let decoded: Vec<Result<Decoded, ProjectionError>> = events
+        .iter()
+        .map(|event| decode(event, upcasters))
+        .collect();
+    let touched = Touched::of(events, &decoded);
+    let (mut last, mut fold) = sql::load(&mut *conn, PROJECTION, events, &touched).await?;
+    let mut advanced: HashMap<(String, Uuid), i64> = HashMap::new();
+    for (event, decoded) in events.iter().zip(decoded) {
+        let key = (event.aggregate_type.clone(), event.aggregate_id);
+        let applied = last.get(&key).copied().unwrap_or(0);
+        if event.sequence <= applied {
+            outcome.duplicates += 1;
+            continue;
+        }
+        if event.sequence != applied + 1 {
+            return Err(ProjectionError::unapplicable(
+                event,
+                format!("gap: the last applied sequence is {applied}"),
+            ));
+        }
+        let decoded = decoded?;
+        fold.apply(event, &decoded)?;
+        last.insert(key.clone(), event.sequence);
+        advanced.insert(key, event.sequence);
+        outcome.applied += 1;
+    }
+    let newest = events
+        .iter()
+        .map(|e| e.position)
+        .max()
+        .expect("BUG: the batch is not empty");
+    let bookkeeping = Bookkeeping {
+        projection: PROJECTION,
+        sequences: advanced
+            .into_iter()
+            .map(|((aggregate_type, aggregate_id), sequence)| {
+                (aggregate_type, aggregate_id, sequence)
+            })
+            .collect(),
+        position: newest.to_string(),
+        stream_sequence: stream_sequence.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        // Delivered at commit, so a listener never hears of a position it cannot read yet.
+        channel: NOTIFY_CHANNEL,
+    };
+    let batch = Batch {
+        writes: fold.into_writes(),
+        bookkeeping,
+    };
+    let checkpoint = sql::write(&mut *conn, &batch).await?;
+    outcome.checkpoint = checkpoint.parse().ok();
+    Ok(outcome)
+}

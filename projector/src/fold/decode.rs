@@ -1,0 +1,104 @@
+//! Decoding a batch's events into their domain types, and finding what they touch: the rows
+//! to load before folding.
+
+use std::collections::BTreeSet;
+
+use cqrs_es::persist::EventUpcaster;
+use domain::{MeetingEvent, UserEvent};
+use platform::bus::EventEnvelope;
+use platform::store::decode_event;
+use uuid::Uuid;
+
+use crate::error::ProjectionError;
+
+/// An event decoded (and upcast) into its domain type.
+#[derive(Debug, Clone)]
+pub enum Decoded {
+    User(UserEvent),
+    Meeting(MeetingEvent),
+}
+
+/// Decodes an envelope for the read models. Unknown aggregate types and undecodable data
+/// are unapplicable.
+pub fn decode(
+    event: &EventEnvelope,
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<Decoded, ProjectionError> {
+    fn typed<E: cqrs_es::DomainEvent>(
+        event: &EventEnvelope,
+        upcasters: &[Box<dyn EventUpcaster>],
+    ) -> Result<E, ProjectionError> {
+        decode_event(
+            &event.event_type,
+            &event.event_version,
+            event.data.clone(),
+            upcasters,
+        )
+        .map_err(|reason| ProjectionError::unapplicable(event, reason))
+    }
+    match event.aggregate_type.as_str() {
+        "user" => Ok(Decoded::User(typed(event, upcasters)?)),
+        "meeting" => Ok(Decoded::Meeting(typed(event, upcasters)?)),
+        other => Err(ProjectionError::unapplicable(
+            event,
+            format!("unknown aggregate type `{other}`"),
+        )),
+    }
+}
+
+/// The ids a batch touches, to load before folding.
+#[derive(Debug, Default, PartialEq)]
+pub struct Touched {
+    pub users: Vec<Uuid>,
+    pub meetings: Vec<Uuid>,
+    /// Users the batch's meeting events make organizer or attendee: their names go into
+    /// the meeting documents.
+    pub people: Vec<Uuid>,
+    /// Users whose profile the batch changes: the documents of all their meetings show the
+    /// new name, so those meetings are loaded too.
+    pub renamed: Vec<Uuid>,
+}
+
+impl Touched {
+    /// `decoded[i]` is `events[i]` decoded (an event that does not decode names nobody).
+    pub fn of(events: &[EventEnvelope], decoded: &[Result<Decoded, ProjectionError>]) -> Self {
+        let mut users = BTreeSet::new();
+        let mut meetings = BTreeSet::new();
+        let mut people = BTreeSet::new();
+        let mut renamed = BTreeSet::new();
+        for (event, decoded) in events.iter().zip(decoded) {
+            match decoded {
+                Ok(Decoded::User(user_event)) => {
+                    users.insert(event.aggregate_id);
+                    if matches!(user_event, UserEvent::ProfileChanged { .. }) {
+                        renamed.insert(event.aggregate_id);
+                    }
+                }
+                Ok(Decoded::Meeting(meeting_event)) => {
+                    meetings.insert(event.aggregate_id);
+                    match meeting_event {
+                        MeetingEvent::MeetingScheduled {
+                            organizer_id,
+                            attendees,
+                            ..
+                        } => {
+                            people.insert(*organizer_id);
+                            people.extend(attendees.iter().map(|a| a.user_id));
+                        }
+                        MeetingEvent::AttendeeInvited { user_id, .. } => {
+                            people.insert(*user_id);
+                        }
+                        _ => {}
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        Touched {
+            users: users.into_iter().collect(),
+            meetings: meetings.into_iter().collect(),
+            people: people.into_iter().collect(),
+            renamed: renamed.into_iter().collect(),
+        }
+    }
+}

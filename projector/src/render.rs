@@ -1,0 +1,83 @@
+//! Rendering meeting documents (`rm_meeting_documents`): each meeting exactly as
+//! `GET /v1/meetings/{id}` answers it, with its organizer's and attendees' names, rendered
+//! here once per change instead of joined and aggregated by PostgreSQL on every read. Pure:
+//! the fold renders the documents a batch changes, `sql::documents` those of stored rows.
+
+use chrono::{DateTime, Utc};
+use platform::views::{self, Attendee, Meeting, Person};
+use uuid::Uuid;
+
+use crate::rows::{AttendeeRow, MeetingRow};
+
+/// A rendered row of `rm_meeting_documents`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub meeting_id: Uuid,
+    /// Organizer and attendees, sorted: who besides admins may read the document.
+    pub members: Vec<Uuid>,
+    pub version: i64,
+    /// The JSON answer of `GET /v1/meetings/{id}`.
+    pub body: String,
+}
+
+/// Who belongs to a meeting: its organizer and its attendees, sorted, each once. They may
+/// read its document and see its events.
+pub fn members(organizer_id: Uuid, attendees: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut members: Vec<Uuid> = std::iter::once(organizer_id).chain(attendees).collect();
+    members.sort_unstable();
+    members.dedup();
+    members
+}
+
+/// Renders one meeting. `name_of` answers a user's display name (`None`: not in the read
+/// models).
+pub fn render<'a>(
+    row: &MeetingRow,
+    attendees: impl IntoIterator<Item = &'a AttendeeRow>,
+    name_of: impl Fn(Uuid) -> Option<String>,
+) -> Document {
+    let mut people: Vec<Attendee> = attendees
+        .into_iter()
+        .map(|a| Attendee {
+            user_id: a.user_id,
+            display_name: name_of(a.user_id),
+            optional: a.optional,
+            response: a.response.clone(),
+            comment: a.comment.clone(),
+        })
+        .collect();
+    views::sort_attendees(&mut people);
+    let members = members(row.organizer_id, people.iter().map(|a| a.user_id));
+    let meeting = Meeting {
+        id: row.id,
+        title: row.title.clone(),
+        description: row.description.clone(),
+        organizer: Person {
+            id: row.organizer_id,
+            display_name: name_of(row.organizer_id),
+        },
+        starts_at: as_stored(row.starts_at),
+        ends_at: as_stored(row.ends_at),
+        time_zone: row.time_zone.clone(),
+        location: row.location.clone(),
+        status: row.status.clone(),
+        attendees: people,
+        recurrence: row.recurrence.clone().filter(|r| !r.is_null()),
+        cancel_reason: row.cancel_reason.clone(),
+        version: row.version,
+        created_at: as_stored(row.created_at),
+        updated_at: as_stored(row.updated_at),
+    };
+    Document {
+        meeting_id: row.id,
+        members,
+        version: row.version,
+        body: serde_json::to_string(&meeting).expect("BUG: a meeting serializes"),
+    }
+}
+
+/// A time as PostgreSQL keeps it (microseconds; the driver truncates), so a document rendered
+/// from an event and one rendered from the stored row are the same text.
+fn as_stored(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time)
+}

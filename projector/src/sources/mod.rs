@@ -1,0 +1,5 @@
+//! Where a projector's events come from: the NATS stream ([`nats`]) or, without NATS, the
+//! event store itself ([`store`]). Both apply through the same run loop.
+
+pub mod nats;
+pub mod store;
