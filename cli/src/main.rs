@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use command_service::sessions::PgSessionStore;
 use command_service::{AppState, AuthSettings};
 use platform::auth::JwtKeys;
+use platform::bus::EventSource;
 use platform::config::{
     DatabaseSettings, JwtSettings, LogSettings, NatsSettings, Secret, MIN_JWT_SECRET_BYTES,
 };
@@ -150,37 +151,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Events reach the read models and websockets through NATS when configured, else
     // straight from the store.
-    let (relay, projector, source, presence_bus) = match &args.nats.nats_url {
+    let (relay, projection_source, gateway_source, presence_bus) = match &args.nats.nats_url {
         Some(url) => {
             let relay = command_service::start_relay(url, &args.nats.stream, pool.clone())
                 .await?
                 .with_metrics(&metrics);
             // Separate connections: the projector's pulls never queue behind websocket traffic.
             let projector_client = platform::bus::connect(url, "meetings-projector").await?;
-            let projector = projector::new_projector(
-                pool.clone(),
-                async_nats::jetstream::new(projector_client),
-                stream.clone(),
-                &metrics,
-            );
             let client = platform::bus::connect(url, "meetings").await?;
-            let source = realtime::Source::Stream(
-                async_nats::jetstream::new(client.clone()),
-                stream.clone(),
-            );
             (
                 Some(relay),
-                Projection::Stream(projector),
-                source,
+                EventSource::Stream(async_nats::jetstream::new(projector_client), stream.clone()),
+                EventSource::Stream(async_nats::jetstream::new(client.clone()), stream.clone()),
                 Some(client),
             )
         }
-        None => {
-            let follower =
-                projector::follower::StoreFollower::new(store.clone(), pool.clone(), &metrics);
-            let source = realtime::Source::Store(store.clone());
-            (None, Projection::Store(follower), source, None)
-        }
+        None => (
+            None,
+            EventSource::Store(store.clone()),
+            EventSource::Store(store.clone()),
+            None,
+        ),
     };
     let gateway = realtime::shared(
         pool.clone(),
@@ -196,7 +187,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         jwt.clone(),
         args.auth,
     );
-    let query_state = query_service::AppState::from_args(pool, jwt, &args.query);
+    let query_state = query_service::AppState::from_args(pool.clone(), jwt, &args.query);
     let mut checks = command_service::readiness_checks(&command_state);
     checks.extend(query_service::readiness_checks(&query_state));
     let mut openapi = command_service::openapi::ApiDoc::openapi();
@@ -206,7 +197,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .merge(realtime::api_router(gateway.clone()))
         .merge(platform::openapi::router(openapi))
         .merge(platform::http::health::router(checks, metrics.clone()));
-    let router = platform::http::finish_router(router, metrics);
+    let router = platform::http::finish_router(router, metrics.clone());
 
     let server = Server::new(
         "meetings",
@@ -214,27 +205,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         router,
     );
     let server = command_service::with_tasks(server, store, relay);
-    let server = realtime::with_tasks(server, &gateway, source);
-    let server = match projector {
-        Projection::Stream(projector) => server.with_task("projector", move |stop| {
-            projector.run(stop.cancelled_owned())
-        }),
-        Projection::Store(follower) => server.with_task("projector", move |stop| {
-            follower.run(stop.cancelled_owned())
-        }),
-    };
+    let server = realtime::with_tasks(server, &gateway, gateway_source);
+    let server = projector::with_task(server, pool, projection_source, &metrics);
     println!("meetings is listening on http://{}", server.local_addr());
     server.run_until(platform::shutdown::signal()).await
-}
-
-/// How `serve` keeps the read models: from the stream, or straight from the store.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one value per process, moved once at start"
-)]
-enum Projection {
-    Stream(projector::Projector),
-    Store(projector::follower::StoreFollower),
 }
 
 /// Reads `<data-dir>/jwt-secret`, creating it (owner-only) with a random key on first start.

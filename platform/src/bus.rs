@@ -76,6 +76,16 @@ pub trait EventBus: Send + Sync {
 #[error("event bus: {0}")]
 pub struct BusError(pub String);
 
+/// Where a reader of the event log (projector, websocket hub) gets its events: the JetStream
+/// stream in distributed mode, or the event store itself when one process runs everything
+/// without NATS (`meetings serve`).
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant, reason = "a few values per process, made at start")]
+pub enum EventSource {
+    Stream(jetstream::Context, StreamName),
+    Store(std::sync::Arc<dyn crate::store::EventStore>),
+}
+
 /// Name and subjects of the JetStream stream (docs/api.md `MEETINGS_STREAM`).
 #[derive(Debug, Clone)]
 pub struct StreamName(String);

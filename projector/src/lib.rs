@@ -25,10 +25,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-use platform::bus::{EventEnvelope, StreamName};
+use platform::bus::{EventEnvelope, EventSource, StreamName};
 use platform::config::{DatabaseSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
+use platform::service::Server;
 use platform::store::tail::StoreTail;
 use platform::store::{EventStore, Position};
 use sqlx::PgPool;
@@ -55,13 +56,6 @@ pub struct Settings {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// Durable JetStream consumer name of the read-model projection.
-    #[arg(
-        long = "consumer",
-        env = "MEETINGS_PROJECTOR_CONSUMER",
-        default_value = "projector-read-models"
-    )]
-    pub consumer: String,
 }
 
 /// Readiness: the database is reachable and migrated, and the projection has not stopped.
@@ -87,41 +81,56 @@ impl ReadinessCheck for ProjectionReady {
     }
 }
 
-/// Builds the projector and its health server from settings.
-pub async fn build(
-    settings: &Settings,
-) -> anyhow::Result<(Projector, axum::Router, tokio::net::TcpListener)> {
-    let pool = platform::db::connect(
-        settings.database.postgres_url()?,
-        settings.database.max_connections,
-    )
-    .await?;
-    if !platform::db::migrations_applied(&pool).await? {
-        anyhow::bail!("the database is not migrated: run `meetings migrate` first");
+impl platform::service::Service for Settings {
+    fn log(&self) -> &LogSettings {
+        &self.log
     }
+
+    async fn build(&self) -> anyhow::Result<Server> {
+        build(self).await
+    }
+}
+
+/// Builds the projector exactly as its binary runs it: connects to a migrated database and
+/// to NATS, binds its health endpoints, and projects the stream beside them.
+pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
+    let pool = platform::service::connect_migrated(&settings.database).await?;
     let url = settings
         .nats
         .nats_url
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
     let client = platform::bus::connect(url, "meetings-projector").await?;
-    let metrics = Metrics::new();
-    let projector = new_projector(
-        pool.clone(),
+    let source = EventSource::Stream(
         async_nats::jetstream::new(client),
         StreamName::new(&settings.nats.stream)?,
-        &metrics,
     );
-    let router = health_router(pool, metrics);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {} (MEETINGS_LISTEN): {e}",
-                settings.listen
-            )
-        })?;
-    Ok((projector, router, listener))
+    let metrics = Metrics::new();
+    let listener = platform::service::bind(settings.listen).await?;
+    let server = Server::new(
+        "projector health endpoints",
+        listener,
+        health_router(pool.clone(), metrics.clone()),
+    );
+    Ok(with_task(server, pool, source, &metrics))
+}
+
+/// Adds the read-model projection of `pool`, fed by `source`, to `server`.
+pub fn with_task(server: Server, pool: PgPool, source: EventSource, metrics: &Metrics) -> Server {
+    match source {
+        EventSource::Stream(js, stream) => {
+            let projector = new_projector(pool, js, stream, metrics);
+            server.with_task("projector", move |stop| {
+                projector.run(stop.cancelled_owned())
+            })
+        }
+        EventSource::Store(store) => {
+            let follower = StoreFollower::new(store, pool, metrics);
+            server.with_task("projector", move |stop| {
+                follower.run(stop.cancelled_owned())
+            })
+        }
+    }
 }
 
 pub fn new_projector(

@@ -22,7 +22,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
 use platform::auth::JwtKeys;
-use platform::bus::{EventEnvelope, StreamName};
+use platform::bus::{EventEnvelope, EventSource, StreamName};
 use platform::config::{DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, PostgresReady, ReadinessCheck};
 use platform::http::ApiError;
@@ -210,18 +210,6 @@ async fn consume_once(
     anyhow::bail!("message stream ended")
 }
 
-/// Where a gateway's hub gets its events.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one value per process, moved once at start"
-)]
-pub enum Source {
-    /// The JetStream stream (distributed mode): live events only, resumes replay the store.
-    Stream(jetstream::Context, StreamName),
-    /// The event store itself (`meetings serve` without NATS).
-    Store(Arc<dyn EventStore>),
-}
-
 impl platform::service::Service for Settings {
     fn log(&self) -> &LogSettings {
         &self.log
@@ -256,22 +244,22 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     Ok(with_tasks(
         server,
         &shared,
-        Source::Stream(jetstream::new(client), stream),
+        EventSource::Stream(jetstream::new(client), stream),
     ))
 }
 
 /// Adds the gateway's background work to `server`: feeding the hub from `source`, and
 /// presence.
-pub fn with_tasks(server: Server, shared: &Shared, source: Source) -> Server {
+pub fn with_tasks(server: Server, shared: &Shared, source: EventSource) -> Server {
     let hub = shared.hub.clone();
     let server = match source {
-        Source::Stream(js, stream) => {
+        EventSource::Stream(js, stream) => {
             server.with_task("realtime stream consumer", move |stop| async move {
                 consume(js, stream, hub, stop.cancelled_owned()).await;
                 Ok(())
             })
         }
-        Source::Store(store) => {
+        EventSource::Store(store) => {
             server.with_task("realtime store follower", move |stop| async move {
                 follow_store(store, hub, stop.cancelled_owned()).await;
                 Ok(())
