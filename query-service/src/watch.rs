@@ -29,9 +29,6 @@ use tokio::sync::watch;
 /// The NOTIFY channel the projector signals on; the payload is the new checkpoint position.
 pub const CHANNEL: &str = platform::projection::NOTIFY_CHANNEL;
 
-/// The projection whose checkpoint `X-Min-Position` waits for.
-pub const READ_MODELS_PROJECTION: &str = platform::projection::READ_MODELS;
-
 /// Request header asking to see at least this position (docs/api.md "Common").
 pub static X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
 
@@ -116,7 +113,7 @@ async fn listen_once(
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
-    if let Some(position) = read_checkpoint(pool).await? {
+    if let Some(position) = platform::projection::checkpoint(pool).await? {
         publish(sender, position);
     }
     loop {
@@ -134,22 +131,6 @@ async fn listen_once(
             None => return Ok(()),
         }
     }
-}
-
-/// The checkpoint of the read models, if the projector has written one.
-pub async fn read_checkpoint(pool: &PgPool) -> Result<Option<Position>, sqlx::Error> {
-    let text: Option<String> =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = $1")
-            .bind(READ_MODELS_PROJECTION)
-            .fetch_optional(pool)
-            .await?;
-    Ok(text.and_then(|text| match text.parse::<Position>() {
-        Ok(position) => Some(position),
-        Err(_) => {
-            tracing::error!(%text, "projection checkpoint is not a position");
-            None
-        }
-    }))
 }
 
 /// Positions only move forward: a late or duplicate notification never lowers the mark.

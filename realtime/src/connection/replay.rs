@@ -160,14 +160,9 @@ async fn read_models_reached(
 ) -> anyhow::Result<bool> {
     let deadline = Instant::now() + wait;
     loop {
-        let checkpoint: Option<String> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = $1")
-                .bind(platform::projection::READ_MODELS)
-                .fetch_optional(pool)
-                .await?;
-        let reached = checkpoint
-            .and_then(|c| c.parse::<Position>().ok())
-            .is_some_and(|c| c >= live_from);
+        let reached = platform::projection::checkpoint(pool)
+            .await?
+            .is_some_and(|checkpoint| checkpoint >= live_from);
         // Nothing was dispatched yet: there is nothing the read models must have reached.
         if reached || live_from == Position::START {
             return Ok(true);
