@@ -3,12 +3,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
-use cqrs_es::DomainEvent;
+use cqrs_es::{Aggregate, DomainEvent};
+use uuid::Uuid;
 
 use super::*;
-use crate::common::Role;
+use crate::common::{Actor, DomainError, FieldError, Role};
 
 // ------------------------------------------------------------- test doubles
 
@@ -138,21 +139,10 @@ fn closed_histories() -> Vec<(Vec<MeetingEvent>, DomainError)> {
     ]
 }
 
-/// Editable arguments of a `Schedule` command.
-struct Schedule {
-    actor: Actor,
-    title: String,
-    description: Option<String>,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    time_zone: String,
-    location: Option<String>,
-    attendees: Vec<AttendeeSpec>,
-    recurrence: Option<Recurrence>,
-}
-
-fn schedule(edit: impl FnOnce(&mut Schedule)) -> MeetingCommand {
-    let mut s = Schedule {
+/// A valid `Schedule` command (matching [`scheduled`]) after `edit`.
+fn schedule(edit: impl FnOnce(&mut ScheduleMeeting)) -> MeetingCommand {
+    let mut command = ScheduleMeeting {
+        meeting_id: MEETING,
         actor: organizer(),
         title: "Planning".into(),
         description: Some("Agenda".into()),
@@ -163,19 +153,8 @@ fn schedule(edit: impl FnOnce(&mut Schedule)) -> MeetingCommand {
         attendees: vec![spec(ATT, false), spec(OPT, true)],
         recurrence: None,
     };
-    edit(&mut s);
-    MeetingCommand::Schedule {
-        meeting_id: MEETING,
-        actor: s.actor,
-        title: s.title,
-        description: s.description,
-        starts_at: s.starts_at,
-        ends_at: s.ends_at,
-        time_zone: s.time_zone,
-        location: s.location,
-        attendees: s.attendees,
-        recurrence: s.recurrence,
-    }
+    edit(&mut command);
+    MeetingCommand::Schedule(command)
 }
 
 fn run_with(

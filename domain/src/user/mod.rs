@@ -318,6 +318,15 @@ impl User {
         Ok(id)
     }
 
+    /// The user themself may go on, on an active account; anybody else is told `refusal`.
+    fn require_self(&self, actor: Actor, refusal: &str) -> Result<(), DomainError> {
+        let id = self.require_exists()?;
+        if actor.user_id != id {
+            return Err(DomainError::forbidden(refusal));
+        }
+        self.require_not_deactivated()
+    }
+
     fn require_not_deactivated(&self) -> Result<(), DomainError> {
         if self.active {
             Ok(())
@@ -346,14 +355,16 @@ impl User {
             1,
             MAX_DISPLAY_NAME_CHARS,
         ));
-        let time_zone = time_zone.unwrap_or(DEFAULT_TIME_ZONE).trim().to_string();
-        violations.check(validate_time_zone("time_zone", &time_zone));
+        let time_zone = violations.check(validate_time_zone(
+            "time_zone",
+            time_zone.unwrap_or(DEFAULT_TIME_ZONE),
+        ));
         violations.into_result()?;
         Ok(Some(UserEvent::UserRegistered {
             user_id,
             email: email.expect("BUG: email validated"),
             display_name: display_name.expect("BUG: display name validated"),
-            time_zone,
+            time_zone: time_zone.expect("BUG: time zone validated"),
             role: Role::Member,
         }))
     }
@@ -365,13 +376,7 @@ impl User {
         time_zone: Option<&str>,
         working_hours: Option<Option<WorkingHours>>,
     ) -> Result<Option<UserEvent>, DomainError> {
-        let id = self.require_exists()?;
-        if actor.user_id != id {
-            return Err(DomainError::forbidden(
-                "you can only change your own profile",
-            ));
-        }
-        self.require_not_deactivated()?;
+        self.require_self(actor, "you can only change your own profile")?;
 
         let mut violations = Violations::new();
         let new_display_name = match display_name {
@@ -386,11 +391,9 @@ impl User {
             None => self.display_name.clone(),
         };
         let new_time_zone = match time_zone {
-            Some(tz) => {
-                let tz = tz.trim().to_string();
-                violations.check(validate_time_zone("time_zone", &tz));
-                tz
-            }
+            Some(tz) => violations
+                .check(validate_time_zone("time_zone", tz))
+                .unwrap_or_default(),
             None => self.time_zone.clone(),
         };
         let new_working_hours = match working_hours {
@@ -423,15 +426,8 @@ impl User {
         actor: Actor,
         new_password: &str,
     ) -> Result<Option<UserEvent>, DomainError> {
-        let id = self.require_exists()?;
-        if actor.user_id != id {
-            return Err(DomainError::forbidden(
-                "you can only change your own password",
-            ));
-        }
-        self.require_not_deactivated()?;
-        validate_password("new_password", new_password)
-            .map_err(|error| DomainError::Validation(vec![error]))?;
+        self.require_self(actor, "you can only change your own password")?;
+        validate_password("new_password", new_password)?;
         Ok(Some(UserEvent::PasswordChanged {}))
     }
 
@@ -457,6 +453,42 @@ impl User {
         self.require_not_deactivated()?;
         Ok(Some(UserEvent::UserDeactivated { by: actor.user_id }))
     }
+
+    /// Decides `command` against the account as it stands: at most one event.
+    fn decide(&self, command: UserCommand) -> Result<Option<UserEvent>, DomainError> {
+        match command {
+            UserCommand::Register {
+                user_id,
+                email,
+                password,
+                display_name,
+                time_zone,
+            } => self.register(
+                user_id,
+                &email,
+                &password,
+                &display_name,
+                time_zone.as_deref(),
+            ),
+            UserCommand::ChangeProfile {
+                actor,
+                display_name,
+                time_zone,
+                working_hours,
+            } => self.change_profile(
+                actor,
+                display_name.as_deref(),
+                time_zone.as_deref(),
+                working_hours,
+            ),
+            UserCommand::ChangePassword {
+                actor,
+                new_password,
+            } => self.change_password(actor, &new_password),
+            UserCommand::ChangeRole { actor, role } => self.change_role(actor, role),
+            UserCommand::Deactivate { actor } => self.deactivate(actor),
+        }
+    }
 }
 
 impl Aggregate for User {
@@ -472,39 +504,7 @@ impl Aggregate for User {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let event = match command {
-            UserCommand::Register {
-                user_id,
-                email,
-                password,
-                display_name,
-                time_zone,
-            } => self.register(
-                user_id,
-                &email,
-                &password,
-                &display_name,
-                time_zone.as_deref(),
-            )?,
-            UserCommand::ChangeProfile {
-                actor,
-                display_name,
-                time_zone,
-                working_hours,
-            } => self.change_profile(
-                actor,
-                display_name.as_deref(),
-                time_zone.as_deref(),
-                working_hours,
-            )?,
-            UserCommand::ChangePassword {
-                actor,
-                new_password,
-            } => self.change_password(actor, &new_password)?,
-            UserCommand::ChangeRole { actor, role } => self.change_role(actor, role)?,
-            UserCommand::Deactivate { actor } => self.deactivate(actor)?,
-        };
-        if let Some(event) = event {
+        if let Some(event) = self.decide(command)? {
             sink.write(event, self).await;
         }
         Ok(())
