@@ -192,6 +192,20 @@ impl Violations {
         }
     }
 
+    /// The value a partial update leaves: `given` checked by `validate` (its error recorded),
+    /// or `current` when nothing was given.
+    pub fn update<I, T: Clone + Default>(
+        &mut self,
+        given: Option<I>,
+        current: &T,
+        validate: impl FnOnce(I) -> Result<T, FieldError>,
+    ) -> T {
+        match given {
+            Some(value) => self.check(validate(value)).unwrap_or_default(),
+            None => current.clone(),
+        }
+    }
+
     /// Whether nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -395,6 +409,21 @@ mod tests {
         );
         assert!(validate_optional_text("d", Some("123456"), 5).is_err());
         assert_eq!(validate_optional_text("d", None, 5), Ok(None));
+    }
+
+    #[test]
+    fn a_partial_update_keeps_what_is_not_given_and_checks_what_is() {
+        let mut v = Violations::new();
+        let current = "old".to_string();
+        let trimmed = |s: &str| validate_text("name", s, 1, 5);
+        assert_eq!(v.update(None, &current, trimmed), "old");
+        assert_eq!(v.update(Some(" new "), &current, trimmed), "new");
+        assert!(v.is_empty());
+        assert_eq!(v.update(Some("too long"), &current, trimmed), "");
+        assert_eq!(
+            v.into_result(),
+            Err(DomainError::invalid("name", "must be at most 5 characters"))
+        );
     }
 
     #[test]

@@ -72,33 +72,21 @@ impl Meeting {
         if self.exists() {
             return Err(DomainError::conflict("meeting already exists"));
         }
-        let ScheduleMeeting {
-            meeting_id,
-            actor,
-            title,
-            description,
-            starts_at,
-            ends_at,
-            time_zone,
-            location,
-            attendees,
-            recurrence,
-        } = command;
-        let organizer_id = actor.user_id;
+        let organizer_id = command.actor.user_id;
         let mut violations = Violations::new();
-        let title = violations.check(validate_title(&title));
+        let title = violations.check(validate_title(&command.title));
         let description = violations
-            .check(validate_description(description.as_deref()))
+            .check(validate_description(command.description.as_deref()))
             .flatten();
         let location = violations
-            .check(validate_location(location.as_deref()))
+            .check(validate_location(command.location.as_deref()))
             .flatten();
-        violations.check(validate_times(starts_at, ends_at));
-        let time_zone = violations.check(validate_time_zone("time_zone", &time_zone));
-        for error in validate_attendees(organizer_id, &attendees) {
+        violations.check(validate_times(command.starts_at, command.ends_at));
+        let time_zone = violations.check(validate_time_zone("time_zone", &command.time_zone));
+        for error in validate_attendees(organizer_id, &command.attendees) {
             violations.push(error);
         }
-        if recurrence.is_some() {
+        if command.recurrence.is_some() {
             violations.push(FieldError::new(
                 "recurrence",
                 "recurring series are not supported yet",
@@ -106,8 +94,8 @@ impl Meeting {
         }
         violations.into_result()?;
 
-        if !attendees.is_empty() {
-            let ids: Vec<Uuid> = attendees.iter().map(|a| a.user_id).collect();
+        if !command.attendees.is_empty() {
+            let ids: Vec<Uuid> = command.attendees.iter().map(|a| a.user_id).collect();
             let missing: HashSet<Uuid> = services.missing_users(&ids).await?.into_iter().collect();
             let unknown: Vec<FieldError> = ids
                 .iter()
@@ -121,16 +109,16 @@ impl Meeting {
         }
 
         Ok(Some(MeetingEvent::MeetingScheduled {
-            meeting_id,
+            meeting_id: command.meeting_id,
             organizer_id,
             title: title.expect("BUG: title validated"),
             description,
-            starts_at,
-            ends_at,
+            starts_at: command.starts_at,
+            ends_at: command.ends_at,
             time_zone: time_zone.expect("BUG: time zone validated"),
             location,
-            attendees,
-            recurrence,
+            attendees: command.attendees,
+            recurrence: command.recurrence,
         }))
     }
 
@@ -145,28 +133,16 @@ impl Meeting {
         self.require_organizer(actor)?;
         self.require_open()?;
         let mut violations = Violations::new();
-        let new_title = match title {
-            Some(title) => violations.check(validate_title(&title)).unwrap_or_default(),
-            None => self.title.clone(),
-        };
-        let new_description = match description {
-            Some(description) => violations
-                .check(validate_description(description.as_deref()))
-                .flatten(),
-            None => self.description.clone(),
-        };
-        let new_location = match location {
-            Some(location) => violations
-                .check(validate_location(location.as_deref()))
-                .flatten(),
-            None => self.location.clone(),
-        };
-        let new_time_zone = match time_zone {
-            Some(tz) => violations
-                .check(validate_time_zone("time_zone", &tz))
-                .unwrap_or_default(),
-            None => self.time_zone.clone(),
-        };
+        let new_title = violations.update(title, &self.title, |t| validate_title(&t));
+        let new_description = violations.update(description, &self.description, |d| {
+            validate_description(d.as_deref())
+        });
+        let new_location = violations.update(location, &self.location, |l| {
+            validate_location(l.as_deref())
+        });
+        let new_time_zone = violations.update(time_zone, &self.time_zone, |tz| {
+            validate_time_zone("time_zone", &tz)
+        });
         violations.into_result()?;
         if new_title == self.title
             && new_description == self.description

@@ -144,6 +144,11 @@ impl WorkingHours {
     }
 }
 
+/// A display name, trimmed, 1..=100 characters.
+fn validate_display_name(name: &str) -> Result<String, FieldError> {
+    validate_text("display_name", name, 1, MAX_DISPLAY_NAME_CHARS)
+}
+
 fn parse_hh_mm(value: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(value, "%H:%M").ok()
 }
@@ -349,12 +354,7 @@ impl User {
         let mut violations = Violations::new();
         let email = violations.check(validate_email("email", email));
         violations.check(validate_password("password", password));
-        let display_name = violations.check(validate_text(
-            "display_name",
-            display_name,
-            1,
-            MAX_DISPLAY_NAME_CHARS,
-        ));
+        let display_name = violations.check(validate_display_name(display_name));
         let time_zone = violations.check(validate_time_zone(
             "time_zone",
             time_zone.unwrap_or(DEFAULT_TIME_ZONE),
@@ -379,23 +379,11 @@ impl User {
         self.require_self(actor, "you can only change your own profile")?;
 
         let mut violations = Violations::new();
-        let new_display_name = match display_name {
-            Some(name) => violations
-                .check(validate_text(
-                    "display_name",
-                    name,
-                    1,
-                    MAX_DISPLAY_NAME_CHARS,
-                ))
-                .unwrap_or_default(),
-            None => self.display_name.clone(),
-        };
-        let new_time_zone = match time_zone {
-            Some(tz) => violations
-                .check(validate_time_zone("time_zone", tz))
-                .unwrap_or_default(),
-            None => self.time_zone.clone(),
-        };
+        let new_display_name =
+            violations.update(display_name, &self.display_name, validate_display_name);
+        let new_time_zone = violations.update(time_zone, &self.time_zone, |tz| {
+            validate_time_zone("time_zone", tz)
+        });
         let new_working_hours = match working_hours {
             Some(Some(hours)) => {
                 for error in hours.validate("working_hours") {
