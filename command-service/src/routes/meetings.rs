@@ -6,9 +6,7 @@ use axum::response::Response;
 use axum::routing::{delete, patch, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use domain::{
-    AttendeeSpec, Meeting, MeetingCommand, Recurrence, ResponseStatus, ScheduleMeeting,
-};
+use domain::{AttendeeSpec, Meeting, MeetingCommand, Recurrence, ResponseStatus, ScheduleMeeting};
 use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiJson, ApiPath};
 use serde::{Deserialize, Serialize};
