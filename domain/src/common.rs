@@ -132,7 +132,7 @@ pub enum DomainError {
 impl DomainError {
     /// Shorthand for a validation error on a single field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        DomainError::Validation(vec![FieldError::new(field, message)])
+        FieldError::new(field, message).into()
     }
 
     /// Shorthand for [`DomainError::NotFound`].
@@ -156,6 +156,13 @@ impl DomainError {
             DomainError::Validation(errors) => errors,
             _ => &[],
         }
+    }
+}
+
+impl From<FieldError> for DomainError {
+    /// A single bad field: a validation error.
+    fn from(error: FieldError) -> Self {
+        DomainError::Validation(vec![error])
     }
 }
 
@@ -185,6 +192,20 @@ impl Violations {
         }
     }
 
+    /// The value a partial update leaves: `given` checked by `validate` (its error recorded),
+    /// or `current` when nothing was given.
+    pub fn update<I, T: Clone + Default>(
+        &mut self,
+        given: Option<I>,
+        current: &T,
+        validate: impl FnOnce(I) -> Result<T, FieldError>,
+    ) -> T {
+        match given {
+            Some(value) => self.check(validate(value)).unwrap_or_default(),
+            None => current.clone(),
+        }
+    }
+
     /// Whether nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -207,10 +228,12 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Maximum password length, in characters.
 pub const MAX_PASSWORD_CHARS: usize = 128;
 
-/// Checks that `tz` is an IANA time zone name (e.g. `Europe/Berlin`, `UTC`).
-pub fn validate_time_zone(field: &str, tz: &str) -> Result<(), FieldError> {
+/// Trims `tz` and checks it is an IANA time zone name (e.g. `Europe/Berlin`, `UTC`);
+/// returns it trimmed.
+pub fn validate_time_zone(field: &str, tz: &str) -> Result<String, FieldError> {
+    let tz = tz.trim();
     tz.parse::<chrono_tz::Tz>()
-        .map(|_| ())
+        .map(|_| tz.to_string())
         .map_err(|_| FieldError::new(field, "must be an IANA time zone name"))
 }
 
@@ -225,15 +248,7 @@ pub fn normalize_email(email: &str) -> String {
 /// non-empty local part and a domain containing a `.`.
 pub fn validate_email(field: &str, email: &str) -> Result<String, FieldError> {
     let email = email.trim();
-    if email.is_empty() {
-        return Err(FieldError::new(field, "must not be empty"));
-    }
-    if email.chars().count() > MAX_EMAIL_CHARS {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {MAX_EMAIL_CHARS} characters"),
-        ));
-    }
+    check_length(field, email, 1, MAX_EMAIL_CHARS)?;
     let well_formed = !email.chars().any(char::is_whitespace)
         && email.matches('@').count() == 1
         && email
@@ -248,20 +263,7 @@ pub fn validate_email(field: &str, email: &str) -> Result<String, FieldError> {
 
 /// Checks that a password has 8..=128 characters (counted as chars, not bytes).
 pub fn validate_password(field: &str, password: &str) -> Result<(), FieldError> {
-    let len = password.chars().count();
-    if len < MIN_PASSWORD_CHARS {
-        Err(FieldError::new(
-            field,
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        ))
-    } else if len > MAX_PASSWORD_CHARS {
-        Err(FieldError::new(
-            field,
-            format!("must be at most {MAX_PASSWORD_CHARS} characters"),
-        ))
-    } else {
-        Ok(())
-    }
+    check_length(field, password, MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS)
 }
 
 /// Trims `value` and checks it has `min..=max` characters; returns the trimmed text.
@@ -272,7 +274,14 @@ pub fn validate_text(
     max: usize,
 ) -> Result<String, FieldError> {
     let trimmed = value.trim();
-    let len = trimmed.chars().count();
+    check_length(field, trimmed, min, max)?;
+    Ok(trimmed.to_string())
+}
+
+/// Checks that `value` has `min..=max` characters (chars, not bytes); the one wording of
+/// every length error.
+fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
+    let len = value.chars().count();
     if len < min {
         if min <= 1 {
             Err(FieldError::new(field, "must not be empty"))
@@ -288,7 +297,7 @@ pub fn validate_text(
             format!("must be at most {max} characters"),
         ))
     } else {
-        Ok(trimmed.to_string())
+        Ok(())
     }
 }
 
@@ -400,6 +409,21 @@ mod tests {
         );
         assert!(validate_optional_text("d", Some("123456"), 5).is_err());
         assert_eq!(validate_optional_text("d", None, 5), Ok(None));
+    }
+
+    #[test]
+    fn a_partial_update_keeps_what_is_not_given_and_checks_what_is() {
+        let mut v = Violations::new();
+        let current = "old".to_string();
+        let trimmed = |s: &str| validate_text("name", s, 1, 5);
+        assert_eq!(v.update(None, &current, trimmed), "old");
+        assert_eq!(v.update(Some(" new "), &current, trimmed), "new");
+        assert!(v.is_empty());
+        assert_eq!(v.update(Some("too long"), &current, trimmed), "");
+        assert_eq!(
+            v.into_result(),
+            Err(DomainError::invalid("name", "must be at most 5 characters"))
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub mod user;
 
 pub use common::*;
 pub use meeting::{
-    Attendee, AttendeeSpec, Meeting, MeetingCommand, MeetingEvent, MeetingServices, MeetingStatus,
-    Recurrence, ResponseStatus, UserDirectory,
+    Attendee, AttendeeSpec, Invitee, Meeting, MeetingCommand, MeetingEvent, MeetingServices,
+    MeetingStatus, Membership, MembershipError, Recurrence, ResponseStatus, ScheduleMeeting,
+    UserDirectory,
 };
 pub use user::{User, UserCommand, UserEvent, Weekday, WorkingHours};

@@ -1,16 +1,16 @@
 //! The in-process fan-out: one NATS consumer per instance feeds the hub, the hub routes each
 //! event to the queues of the connections subscribed to its channels.
 //!
-//! Routing needs meeting membership (who is organizer or attendee). The hub keeps it per
-//! meeting, loaded from the event store on first use (the store is always at least as far as
-//! the stream) and advanced by the meeting's events as they pass, by sequence, so a loaded
-//! state is never rolled back by an older event.
+//! Routing needs meeting membership (who is organizer or attendee: a `domain::Membership`).
+//! The hub keeps it per meeting, loaded from the event store on first use (the store is always
+//! at least as far as the stream) and advanced by the meeting's events as they pass, by
+//! sequence, so a loaded state is never rolled back by an older event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
-use domain::{Meeting, MeetingEvent};
+use domain::{Meeting, MeetingEvent, Membership};
 use platform::bus::EventEnvelope;
 use platform::store::{decode_event, decode_events, EventStore, Position};
 use tokio::sync::mpsc;
@@ -45,27 +45,18 @@ pub struct Subscriber {
     pub too_slow: CancellationToken,
 }
 
+/// A meeting's membership as the hub knows it, with the sequence of the last event in it (so
+/// an older event never rolls a newer state back).
 #[derive(Debug, Clone, Default)]
-struct Membership {
+struct KnownMembership {
     version: i64,
-    organizer: Uuid,
-    attendees: HashSet<Uuid>,
-}
-
-impl Membership {
-    fn contains(&self, user: Uuid) -> bool {
-        self.organizer == user || self.attendees.contains(&user)
-    }
-
-    fn members(&self) -> impl Iterator<Item = Uuid> + '_ {
-        std::iter::once(self.organizer).chain(self.attendees.iter().copied())
-    }
+    membership: Membership,
 }
 
 #[derive(Default)]
 struct State {
     subscriptions: HashMap<Channel, HashMap<u64, Subscriber>>,
-    memberships: HashMap<Uuid, Membership>,
+    memberships: HashMap<Uuid, KnownMembership>,
     /// Position of the last event dispatched.
     position: Position,
 }
@@ -118,37 +109,33 @@ impl Hub {
 
     /// Whether `user` is organizer or attendee of `meeting` (loading it if needed).
     pub async fn is_member(&self, meeting: Uuid, user: Uuid) -> anyhow::Result<bool> {
-        if let Some(membership) = self.lock().memberships.get(&meeting) {
-            return Ok(membership.contains(user));
+        if let Some(known) = self.lock().memberships.get(&meeting) {
+            return Ok(known.membership.contains(user));
         }
         let membership = self.load_membership(meeting).await?;
-        let member = membership.as_ref().is_some_and(|m| m.contains(user));
+        let member = membership
+            .as_ref()
+            .is_some_and(|known| known.membership.contains(user));
         if let Some(membership) = membership {
             self.remember(meeting, membership);
         }
         Ok(member)
     }
 
-    async fn load_membership(&self, meeting: Uuid) -> anyhow::Result<Option<Membership>> {
+    async fn load_membership(&self, meeting: Uuid) -> anyhow::Result<Option<KnownMembership>> {
         let events = self.store.load("meeting", meeting).await?;
         let state = decode_events::<Meeting>(events, &self.upcasters)?;
         if !state.aggregate.exists() {
             return Ok(None);
         }
-        Ok(Some(Membership {
+        Ok(Some(KnownMembership {
             version: state.version,
-            organizer: state.aggregate.organizer_id(),
-            attendees: state
-                .aggregate
-                .attendees()
-                .iter()
-                .map(|a| a.user_id)
-                .collect(),
+            membership: state.aggregate.membership().ids(),
         }))
     }
 
     /// Keeps the newer of the known and the given membership.
-    fn remember(&self, meeting: Uuid, membership: Membership) {
+    fn remember(&self, meeting: Uuid, membership: KnownMembership) {
         let mut state = self.lock();
         let entry = state.memberships.entry(meeting).or_default();
         if membership.version > entry.version {
@@ -179,32 +166,18 @@ impl Hub {
                     }
                 }
                 let mut state = self.lock();
-                let membership = state.memberships.entry(event.aggregate_id).or_default();
-                if event.sequence > membership.version {
-                    match &decoded {
-                        Some(MeetingEvent::MeetingScheduled {
-                            organizer_id,
-                            attendees,
-                            ..
-                        }) => {
-                            membership.organizer = *organizer_id;
-                            membership.attendees = attendees.iter().map(|a| a.user_id).collect();
-                        }
-                        Some(MeetingEvent::AttendeeInvited { user_id, .. }) => {
-                            membership.attendees.insert(*user_id);
-                        }
-                        Some(MeetingEvent::AttendeeRemoved { user_id }) => {
-                            membership.attendees.remove(user_id);
-                        }
-                        _ => {}
+                let known = state.memberships.entry(event.aggregate_id).or_default();
+                if event.sequence > known.version {
+                    if let Some(decoded) = &decoded {
+                        known.membership.apply(decoded);
                     }
-                    membership.version = event.sequence;
+                    known.version = event.sequence;
                 }
                 if let Some(MeetingEvent::AttendeeRemoved { user_id }) = &decoded {
                     revoked = Some(*user_id);
                     user_targets.push(*user_id);
                 }
-                user_targets.extend(membership.members());
+                user_targets.extend(known.membership.members());
             }
             _ => {}
         }

@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::{delete, patch, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use domain::{AttendeeSpec, Meeting, MeetingCommand, Recurrence, ResponseStatus};
+use domain::{AttendeeSpec, Meeting, MeetingCommand, Recurrence, ResponseStatus, ScheduleMeeting};
 use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiJson, ApiPath};
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,7 @@ pub async fn schedule(
 ) -> Result<Response, ApiError> {
     let meeting_id = Uuid::now_v7();
     let fingerprint = fingerprint("/v1/meetings", (), &body);
-    let command = MeetingCommand::Schedule {
+    let command = MeetingCommand::Schedule(ScheduleMeeting {
         meeting_id,
         actor: caller.actor(),
         title: body.title,
@@ -111,7 +111,7 @@ pub async fn schedule(
         location: body.location,
         attendees: body.attendees.into_iter().map(Into::into).collect(),
         recurrence: body.recurrence.map(Into::into),
-    };
+    });
     run(
         &state,
         &caller,

@@ -3,12 +3,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
-use cqrs_es::DomainEvent;
+use cqrs_es::{Aggregate, DomainEvent};
+use uuid::Uuid;
 
 use super::*;
-use crate::common::Role;
+use crate::common::{Actor, DomainError, FieldError, Role};
 
 // ------------------------------------------------------------- test doubles
 
@@ -138,21 +139,10 @@ fn closed_histories() -> Vec<(Vec<MeetingEvent>, DomainError)> {
     ]
 }
 
-/// Editable arguments of a `Schedule` command.
-struct Schedule {
-    actor: Actor,
-    title: String,
-    description: Option<String>,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    time_zone: String,
-    location: Option<String>,
-    attendees: Vec<AttendeeSpec>,
-    recurrence: Option<Recurrence>,
-}
-
-fn schedule(edit: impl FnOnce(&mut Schedule)) -> MeetingCommand {
-    let mut s = Schedule {
+/// A valid `Schedule` command (matching [`scheduled`]) after `edit`.
+fn schedule(edit: impl FnOnce(&mut ScheduleMeeting)) -> MeetingCommand {
+    let mut command = ScheduleMeeting {
+        meeting_id: MEETING,
         actor: organizer(),
         title: "Planning".into(),
         description: Some("Agenda".into()),
@@ -163,19 +153,8 @@ fn schedule(edit: impl FnOnce(&mut Schedule)) -> MeetingCommand {
         attendees: vec![spec(ATT, false), spec(OPT, true)],
         recurrence: None,
     };
-    edit(&mut s);
-    MeetingCommand::Schedule {
-        meeting_id: MEETING,
-        actor: s.actor,
-        title: s.title,
-        description: s.description,
-        starts_at: s.starts_at,
-        ends_at: s.ends_at,
-        time_zone: s.time_zone,
-        location: s.location,
-        attendees: s.attendees,
-        recurrence: s.recurrence,
-    }
+    edit(&mut command);
+    MeetingCommand::Schedule(command)
 }
 
 fn run_with(
@@ -1425,4 +1404,90 @@ fn wire_names_are_snake_case_and_optional_defaults_to_false() {
     let recurrence: Recurrence =
         serde_json::from_value(serde_json::json!({ "rrule": "FREQ=DAILY" })).unwrap();
     assert!(recurrence.exdates.is_empty());
+}
+
+/// Stored events are read back years later: their JSON must stay byte for byte the same.
+#[test]
+fn stored_event_json_is_pinned() {
+    let events = vec![
+        (
+            scheduled(),
+            r#"{"MeetingScheduled":{"meeting_id":"00000000-0000-0000-0000-0000000003e8","organizer_id":"00000000-0000-0000-0000-00000000000a","title":"Planning","description":"Agenda","starts_at":"2030-01-07T10:00:00Z","ends_at":"2030-01-07T11:00:00Z","time_zone":"Europe/Berlin","location":"Room 1","attendees":[{"user_id":"00000000-0000-0000-0000-00000000000b","optional":false},{"user_id":"00000000-0000-0000-0000-00000000000c","optional":true}],"recurrence":null}}"#,
+        ),
+        (
+            MeetingEvent::MeetingScheduled {
+                meeting_id: MEETING,
+                organizer_id: ORG,
+                title: "T".into(),
+                description: None,
+                starts_at: t(10, 0),
+                ends_at: t(11, 0),
+                time_zone: "UTC".into(),
+                location: None,
+                attendees: vec![],
+                recurrence: Some(Recurrence {
+                    rrule: "FREQ=DAILY".into(),
+                    exdates: vec![t(12, 0)],
+                }),
+            },
+            r#"{"MeetingScheduled":{"meeting_id":"00000000-0000-0000-0000-0000000003e8","organizer_id":"00000000-0000-0000-0000-00000000000a","title":"T","description":null,"starts_at":"2030-01-07T10:00:00Z","ends_at":"2030-01-07T11:00:00Z","time_zone":"UTC","location":null,"attendees":[],"recurrence":{"rrule":"FREQ=DAILY","exdates":["2030-01-07T12:00:00Z"]}}}"#,
+        ),
+        (
+            MeetingEvent::MeetingDetailsUpdated {
+                title: "T".into(),
+                description: Some("D".into()),
+                location: None,
+                time_zone: "UTC".into(),
+            },
+            r#"{"MeetingDetailsUpdated":{"title":"T","description":"D","location":null,"time_zone":"UTC"}}"#,
+        ),
+        (
+            MeetingEvent::MeetingRescheduled {
+                starts_at: t(1, 0),
+                ends_at: t(2, 0),
+                previous_starts_at: t(3, 0),
+                previous_ends_at: t(4, 0),
+            },
+            r#"{"MeetingRescheduled":{"starts_at":"2030-01-07T01:00:00Z","ends_at":"2030-01-07T02:00:00Z","previous_starts_at":"2030-01-07T03:00:00Z","previous_ends_at":"2030-01-07T04:00:00Z"}}"#,
+        ),
+        (
+            MeetingEvent::AttendeeInvited {
+                user_id: ATT,
+                optional: true,
+            },
+            r#"{"AttendeeInvited":{"user_id":"00000000-0000-0000-0000-00000000000b","optional":true}}"#,
+        ),
+        (
+            MeetingEvent::AttendeeRemoved { user_id: ATT },
+            r#"{"AttendeeRemoved":{"user_id":"00000000-0000-0000-0000-00000000000b"}}"#,
+        ),
+        (
+            MeetingEvent::AttendeeResponded {
+                user_id: ATT,
+                response: ResponseStatus::NeedsAction,
+                comment: Some("c".into()),
+                occurrence: Some(t(5, 0)),
+            },
+            r#"{"AttendeeResponded":{"user_id":"00000000-0000-0000-0000-00000000000b","response":"needs_action","comment":"c","occurrence":"2030-01-07T05:00:00Z"}}"#,
+        ),
+        (
+            MeetingEvent::MeetingCancelled {
+                reason: Some("r".into()),
+            },
+            r#"{"MeetingCancelled":{"reason":"r"}}"#,
+        ),
+        (
+            started(),
+            r#"{"MeetingStarted":{"at":"2030-01-07T10:01:00Z"}}"#,
+        ),
+        (ended(), r#"{"MeetingEnded":{"at":"2030-01-07T10:59:00Z"}}"#),
+        (
+            posted(ATT, "hi"),
+            r#"{"ChatMessagePosted":{"message_id":"00000000-0000-0000-0000-00000000004d","author_id":"00000000-0000-0000-0000-00000000000b","text":"hi","at":"2030-01-07T10:30:00Z"}}"#,
+        ),
+    ];
+    for (event, json) in events {
+        assert_eq!(serde_json::to_string(&event).unwrap(), json);
+        assert_eq!(serde_json::from_str::<MeetingEvent>(json).unwrap(), event);
+    }
 }

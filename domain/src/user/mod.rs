@@ -144,6 +144,11 @@ impl WorkingHours {
     }
 }
 
+/// A display name, trimmed, 1..=100 characters.
+fn validate_display_name(name: &str) -> Result<String, FieldError> {
+    validate_text("display_name", name, 1, MAX_DISPLAY_NAME_CHARS)
+}
+
 fn parse_hh_mm(value: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(value, "%H:%M").ok()
 }
@@ -318,6 +323,15 @@ impl User {
         Ok(id)
     }
 
+    /// The user themself may go on, on an active account; anybody else is told `refusal`.
+    fn require_self(&self, actor: Actor, refusal: &str) -> Result<(), DomainError> {
+        let id = self.require_exists()?;
+        if actor.user_id != id {
+            return Err(DomainError::forbidden(refusal));
+        }
+        self.require_not_deactivated()
+    }
+
     fn require_not_deactivated(&self) -> Result<(), DomainError> {
         if self.active {
             Ok(())
@@ -340,20 +354,17 @@ impl User {
         let mut violations = Violations::new();
         let email = violations.check(validate_email("email", email));
         violations.check(validate_password("password", password));
-        let display_name = violations.check(validate_text(
-            "display_name",
-            display_name,
-            1,
-            MAX_DISPLAY_NAME_CHARS,
+        let display_name = violations.check(validate_display_name(display_name));
+        let time_zone = violations.check(validate_time_zone(
+            "time_zone",
+            time_zone.unwrap_or(DEFAULT_TIME_ZONE),
         ));
-        let time_zone = time_zone.unwrap_or(DEFAULT_TIME_ZONE).trim().to_string();
-        violations.check(validate_time_zone("time_zone", &time_zone));
         violations.into_result()?;
         Ok(Some(UserEvent::UserRegistered {
             user_id,
             email: email.expect("BUG: email validated"),
             display_name: display_name.expect("BUG: display name validated"),
-            time_zone,
+            time_zone: time_zone.expect("BUG: time zone validated"),
             role: Role::Member,
         }))
     }
@@ -365,34 +376,14 @@ impl User {
         time_zone: Option<&str>,
         working_hours: Option<Option<WorkingHours>>,
     ) -> Result<Option<UserEvent>, DomainError> {
-        let id = self.require_exists()?;
-        if actor.user_id != id {
-            return Err(DomainError::forbidden(
-                "you can only change your own profile",
-            ));
-        }
-        self.require_not_deactivated()?;
+        self.require_self(actor, "you can only change your own profile")?;
 
         let mut violations = Violations::new();
-        let new_display_name = match display_name {
-            Some(name) => violations
-                .check(validate_text(
-                    "display_name",
-                    name,
-                    1,
-                    MAX_DISPLAY_NAME_CHARS,
-                ))
-                .unwrap_or_default(),
-            None => self.display_name.clone(),
-        };
-        let new_time_zone = match time_zone {
-            Some(tz) => {
-                let tz = tz.trim().to_string();
-                violations.check(validate_time_zone("time_zone", &tz));
-                tz
-            }
-            None => self.time_zone.clone(),
-        };
+        let new_display_name =
+            violations.update(display_name, &self.display_name, validate_display_name);
+        let new_time_zone = violations.update(time_zone, &self.time_zone, |tz| {
+            validate_time_zone("time_zone", tz)
+        });
         let new_working_hours = match working_hours {
             Some(Some(hours)) => {
                 for error in hours.validate("working_hours") {
@@ -423,15 +414,8 @@ impl User {
         actor: Actor,
         new_password: &str,
     ) -> Result<Option<UserEvent>, DomainError> {
-        let id = self.require_exists()?;
-        if actor.user_id != id {
-            return Err(DomainError::forbidden(
-                "you can only change your own password",
-            ));
-        }
-        self.require_not_deactivated()?;
-        validate_password("new_password", new_password)
-            .map_err(|error| DomainError::Validation(vec![error]))?;
+        self.require_self(actor, "you can only change your own password")?;
+        validate_password("new_password", new_password)?;
         Ok(Some(UserEvent::PasswordChanged {}))
     }
 
@@ -457,6 +441,42 @@ impl User {
         self.require_not_deactivated()?;
         Ok(Some(UserEvent::UserDeactivated { by: actor.user_id }))
     }
+
+    /// Decides `command` against the account as it stands: at most one event.
+    fn decide(&self, command: UserCommand) -> Result<Option<UserEvent>, DomainError> {
+        match command {
+            UserCommand::Register {
+                user_id,
+                email,
+                password,
+                display_name,
+                time_zone,
+            } => self.register(
+                user_id,
+                &email,
+                &password,
+                &display_name,
+                time_zone.as_deref(),
+            ),
+            UserCommand::ChangeProfile {
+                actor,
+                display_name,
+                time_zone,
+                working_hours,
+            } => self.change_profile(
+                actor,
+                display_name.as_deref(),
+                time_zone.as_deref(),
+                working_hours,
+            ),
+            UserCommand::ChangePassword {
+                actor,
+                new_password,
+            } => self.change_password(actor, &new_password),
+            UserCommand::ChangeRole { actor, role } => self.change_role(actor, role),
+            UserCommand::Deactivate { actor } => self.deactivate(actor),
+        }
+    }
 }
 
 impl Aggregate for User {
@@ -472,39 +492,7 @@ impl Aggregate for User {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let event = match command {
-            UserCommand::Register {
-                user_id,
-                email,
-                password,
-                display_name,
-                time_zone,
-            } => self.register(
-                user_id,
-                &email,
-                &password,
-                &display_name,
-                time_zone.as_deref(),
-            )?,
-            UserCommand::ChangeProfile {
-                actor,
-                display_name,
-                time_zone,
-                working_hours,
-            } => self.change_profile(
-                actor,
-                display_name.as_deref(),
-                time_zone.as_deref(),
-                working_hours,
-            )?,
-            UserCommand::ChangePassword {
-                actor,
-                new_password,
-            } => self.change_password(actor, &new_password)?,
-            UserCommand::ChangeRole { actor, role } => self.change_role(actor, role)?,
-            UserCommand::Deactivate { actor } => self.deactivate(actor)?,
-        };
-        if let Some(event) = event {
+        if let Some(event) = self.decide(command)? {
             sink.write(event, self).await;
         }
         Ok(())

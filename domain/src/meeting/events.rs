@@ -1,0 +1,138 @@
+//! The facts recorded about a meeting. Their JSON (serde's external tagging,
+//! `{"VariantName": {...}}`) is what the event store keeps: renaming a variant
+//! or a field breaks every stored stream unless an upcaster is added.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::values::{AttendeeSpec, Recurrence, ResponseStatus};
+
+/// Schema version of every meeting event.
+pub const MEETING_EVENT_VERSION: &str = "1.0";
+
+/// Facts recorded about a meeting, serialized with serde's default external
+/// tagging (`{"VariantName": {...}}`).
+///
+/// Per-occurrence events (`OccurrenceRescheduled`, `OccurrenceCancelled`)
+/// will be added together with recurrence support.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MeetingEvent {
+    /// The meeting was created.
+    MeetingScheduled {
+        /// Id of the meeting.
+        meeting_id: Uuid,
+        /// Who organizes it.
+        organizer_id: Uuid,
+        /// Trimmed title.
+        title: String,
+        /// Trimmed description, `None` when blank.
+        description: Option<String>,
+        /// Start instant.
+        starts_at: DateTime<Utc>,
+        /// End instant.
+        ends_at: DateTime<Utc>,
+        /// IANA time zone.
+        time_zone: String,
+        /// Trimmed location, `None` when blank.
+        location: Option<String>,
+        /// Initial attendees.
+        attendees: Vec<AttendeeSpec>,
+        /// Repetition rule (always `None` until recurrence is supported).
+        recurrence: Option<Recurrence>,
+    },
+    /// Details changed; carries the full new details.
+    MeetingDetailsUpdated {
+        /// Title after the change.
+        title: String,
+        /// Description after the change.
+        description: Option<String>,
+        /// Location after the change.
+        location: Option<String>,
+        /// Time zone after the change.
+        time_zone: String,
+    },
+    /// The meeting moved; every attendee has to answer again.
+    MeetingRescheduled {
+        /// New start.
+        starts_at: DateTime<Utc>,
+        /// New end.
+        ends_at: DateTime<Utc>,
+        /// Start before the change.
+        previous_starts_at: DateTime<Utc>,
+        /// End before the change.
+        previous_ends_at: DateTime<Utc>,
+    },
+    /// A user was invited.
+    AttendeeInvited {
+        /// The new attendee.
+        user_id: Uuid,
+        /// Whether attendance is optional.
+        optional: bool,
+    },
+    /// An attendee was taken off the meeting.
+    AttendeeRemoved {
+        /// The removed attendee.
+        user_id: Uuid,
+    },
+    /// An attendee answered.
+    AttendeeResponded {
+        /// The answering attendee.
+        user_id: Uuid,
+        /// The answer.
+        response: ResponseStatus,
+        /// Trimmed comment, `None` when blank.
+        comment: Option<String>,
+        /// The occurrence answered for (recurring meetings only).
+        occurrence: Option<DateTime<Utc>>,
+    },
+    /// The meeting was called off.
+    MeetingCancelled {
+        /// Trimmed reason, `None` when blank.
+        reason: Option<String>,
+    },
+    /// The meeting started.
+    MeetingStarted {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The meeting ended.
+    MeetingEnded {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A chat message was posted.
+    ChatMessagePosted {
+        /// Id of the message.
+        message_id: Uuid,
+        /// Who wrote it.
+        author_id: Uuid,
+        /// Trimmed text.
+        text: String,
+        /// When it was posted.
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for MeetingEvent {
+    fn event_type(&self) -> String {
+        match self {
+            MeetingEvent::MeetingScheduled { .. } => "MeetingScheduled",
+            MeetingEvent::MeetingDetailsUpdated { .. } => "MeetingDetailsUpdated",
+            MeetingEvent::MeetingRescheduled { .. } => "MeetingRescheduled",
+            MeetingEvent::AttendeeInvited { .. } => "AttendeeInvited",
+            MeetingEvent::AttendeeRemoved { .. } => "AttendeeRemoved",
+            MeetingEvent::AttendeeResponded { .. } => "AttendeeResponded",
+            MeetingEvent::MeetingCancelled { .. } => "MeetingCancelled",
+            MeetingEvent::MeetingStarted { .. } => "MeetingStarted",
+            MeetingEvent::MeetingEnded { .. } => "MeetingEnded",
+            MeetingEvent::ChatMessagePosted { .. } => "ChatMessagePosted",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        MEETING_EVENT_VERSION.to_string()
+    }
+}
