@@ -188,7 +188,7 @@ async fn registrations_on_two_service_replicas_sharing_a_database_still_claim_an
 async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_overwritten() {
     use axum::http::StatusCode;
     use command_service::executor::{CommandMeta, CommandRequest, Executor};
-    use domain::{Actor, Meeting, MeetingCommand, Role};
+    use domain::{Actor, Meeting, MeetingCommand, Role, ScheduleMeeting};
 
     let app = spawn_app().await;
     let organizer = app.user("Organizer").await;
@@ -214,7 +214,7 @@ async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_over
                 actor_id: Some(organizer.id),
                 meta: &meta,
                 fingerprint: ("test", serde_json::Value::Null),
-                commands: vec![MeetingCommand::Schedule {
+                commands: vec![MeetingCommand::Schedule(ScheduleMeeting {
                     meeting_id: existing,
                     actor: Actor::new(organizer.id, Role::Member),
                     title: "Duplicate".into(),
@@ -225,7 +225,7 @@ async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_over
                     location: None,
                     attendees: vec![],
                     recurrence: None,
-                }],
+                })],
                 side_effects: vec![],
                 success: StatusCode::CREATED,
                 location: None,
