@@ -8,7 +8,7 @@ use platform::bus::StreamName;
 use platform::store::{EventStore, PgEventStore};
 use sqlx::PgPool;
 
-use super::Limits;
+use super::limits::Limits;
 use crate::hub::Hub;
 use crate::presence::Presence;
 
