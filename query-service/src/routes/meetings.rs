@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{can_see_meeting, is_admin, meeting_not_found, VISIBLE_TO_CALLER};
+use super::{can_see_meeting, is_admin, meeting_not_found, next_page, VISIBLE_TO_CALLER};
 use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit};
 use crate::AppState;
 
@@ -185,13 +185,9 @@ pub async fn list(
         .bind(limit + 1)
         .fetch_all(&state.pool)
         .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|(starts_at, id, _)| encode_cursor(&(*starts_at, *id)))
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut rows, limit, |(starts_at, id, _)| {
+        encode_cursor(&(*starts_at, *id))
+    });
     // A `MeetingPage` written around the stored documents, which are already JSON.
     let mut page =
         String::with_capacity(rows.iter().map(|(_, _, b)| b.len() + 1).sum::<usize>() + 64);
@@ -272,12 +268,7 @@ pub async fn messages(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.position.clone())
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut items, limit, |m| m.position.clone());
     Ok(Json(MessagePage { items, next_cursor }))
 }
 

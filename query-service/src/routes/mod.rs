@@ -48,6 +48,20 @@ pub async fn can_see_meeting(pool: &PgPool, caller: &AuthUser, meeting_id: Uuid)
     Ok(visible)
 }
 
+/// Cuts rows fetched with `LIMIT limit + 1` down to the page; the cursor of its last row when
+/// there is more to read, else `None`.
+pub fn next_page<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    cursor: impl FnOnce(&T) -> String,
+) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor)
+}
+
 /// The 404 of a meeting that does not exist or is not the caller's to see.
 pub fn meeting_not_found() -> ApiError {
     ApiError::NotFound("no such meeting".into())

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::next_page;
 use crate::params::{decode_cursor, encode_cursor, like_escape, limit};
 use crate::AppState;
 
@@ -148,13 +149,9 @@ pub async fn directory(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|last| encode_cursor(&(last.sort_name.clone(), last.id)))
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut rows, limit, |last| {
+        encode_cursor(&(last.sort_name.clone(), last.id))
+    });
     Ok(Json(DirectoryPage {
         items: rows
             .into_iter()
