@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use domain::{normalize_email, Actor, Role, User, UserCommand};
 use platform::http::RequestId;
 use platform::store::EventStore;
@@ -29,24 +28,18 @@ pub async fn set_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> an
         idempotency_key: None,
     };
     let operator = Actor::operator();
+    let request = CommandRequest::new(
+        account.user_id,
+        Some(operator.user_id),
+        &meta,
+        ("cli:users:set-role", serde_json::Value::Null),
+        vec![UserCommand::ChangeRole {
+            actor: operator,
+            role,
+        }],
+    );
     let response = executor
-        .execute::<User>(
-            &(),
-            CommandRequest {
-                aggregate_id: account.user_id,
-                actor_id: Some(operator.user_id),
-                meta: &meta,
-                fingerprint: ("cli:users:set-role", serde_json::Value::Null),
-                commands: vec![UserCommand::ChangeRole {
-                    actor: operator,
-                    role,
-                }],
-                side_effects: vec![],
-                success: StatusCode::OK,
-                location: None,
-                fresh_id: false,
-            },
-        )
+        .execute::<User>(&(), request)
         .await
         .map_err(|e| anyhow::anyhow!("cannot change the role: {e}"))?;
     debug_assert!(response.status().is_success());

@@ -7,9 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use platform::store::postgres::db_error;
 use platform::store::StoreError;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 /// A refresh token as handed to the client (never stored in clear).
@@ -138,14 +139,8 @@ impl PgSessionStore {
     }
 }
 
-fn db(error: sqlx::Error) -> StoreError {
-    if platform::db::is_transient(&error) {
-        StoreError::Unavailable(error.to_string())
-    } else {
-        StoreError::Other(error.into())
-    }
-}
-
+/// Each method is one statement or one transaction written with `sqlx::Result`; its errors
+/// are mapped once, by the store's mapping of PostgreSQL errors.
 #[async_trait]
 impl SessionStore for PgSessionStore {
     async fn issue_refresh(
@@ -155,18 +150,9 @@ impl SessionStore for PgSessionStore {
         token_hash: &[u8],
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(family_id)
-        .bind(user_id)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        insert_token(&self.pool, token_hash, family_id, user_id, expires_at)
+            .await
+            .map_err(db_error)
     }
 
     async fn rotate_refresh(
@@ -175,66 +161,9 @@ impl SessionStore for PgSessionStore {
         replacement: &[u8],
         expires_at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // Every change to a user's tokens (rotation, reuse revocation, password change,
-        // deactivation) first locks the user's accounts row, so a revocation cannot miss a
-        // replacement token that a concurrent rotation is about to insert.
-        sqlx::query(
-            "SELECT 1 FROM accounts WHERE user_id = \
-                (SELECT user_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE",
-        )
-        .bind(presented)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        // FOR UPDATE serializes concurrent presentations of one token: exactly one rotates.
-        let row = sqlx::query(
-            "SELECT family_id, user_id, used_at IS NOT NULL AS used, \
-                    revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired \
-             FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
-        )
-        .bind(presented)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(row) = row else {
-            return Ok(Rotation::Invalid);
-        };
-        let family_id: Uuid = row.get("family_id");
-        let user_id: Uuid = row.get("user_id");
-        if row.get::<bool, _>("revoked") || row.get::<bool, _>("expired") {
-            return Ok(Rotation::Invalid);
-        }
-        if row.get::<bool, _>("used") {
-            sqlx::query(
-                "UPDATE refresh_tokens SET revoked_at = now() \
-                 WHERE family_id = $1 AND revoked_at IS NULL",
-            )
-            .bind(family_id)
-            .execute(&mut *tx)
+        rotate(&self.pool, presented, replacement, expires_at)
             .await
-            .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            return Ok(Rotation::Reused { user_id, family_id });
-        }
-        sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
-            .bind(presented)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(replacement)
-        .bind(family_id)
-        .bind(user_id)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(Rotation::Rotated { user_id, family_id })
+            .map_err(db_error)
     }
 
     async fn revoke_family(&self, token_hash: &[u8], user_id: Uuid) -> Result<(), StoreError> {
@@ -247,7 +176,7 @@ impl SessionStore for PgSessionStore {
         .bind(user_id)
         .execute(&self.pool)
         .await
-        .map_err(db)?;
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -257,54 +186,9 @@ impl SessionStore for PgSessionStore {
         source: &str,
         policy: &ThrottlePolicy,
     ) -> Result<Attempt, StoreError> {
-        let forget = policy.forget_after.as_secs_f64();
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // The upsert locks the row until commit, so concurrent attempts of one account from one
-        // source queue here and each sees the block the previous one imposed. While blocked
-        // (the WHERE fails) nothing is counted; the row stays locked for the read below.
-        let failures: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO login_throttle (email_key, source, failures, last_failure_at, blocked_until) \
-             VALUES ($1, $2, 1, now(), now()) \
-             ON CONFLICT (email_key, source) DO UPDATE SET \
-                failures = CASE WHEN login_throttle.last_failure_at < now() - make_interval(secs => $3) \
-                                THEN 1 ELSE login_throttle.failures + 1 END, \
-                last_failure_at = now() \
-             WHERE login_throttle.blocked_until <= now() \
-             RETURNING failures",
-        )
-        .bind(email_key)
-        .bind(source)
-        .bind(forget)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(failures) = failures else {
-            let until: DateTime<Utc> = sqlx::query_scalar(
-                "SELECT blocked_until FROM login_throttle WHERE email_key = $1 AND source = $2",
-            )
-            .bind(email_key)
-            .bind(source)
-            .fetch_one(&mut *tx)
+        throttle_attempt(&self.pool, email_key, source, policy)
             .await
-            .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            return Ok(Attempt::Blocked(until));
-        };
-        let delay = policy.delay_after(u32::try_from(failures).unwrap_or(u32::MAX));
-        let blocked_until: DateTime<Utc> = sqlx::query_scalar(
-            "UPDATE login_throttle SET blocked_until = now() + make_interval(secs => $3) \
-             WHERE email_key = $1 AND source = $2 RETURNING blocked_until",
-        )
-        .bind(email_key)
-        .bind(source)
-        .bind(delay.as_secs_f64())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(Attempt::Allowed {
-            blocked_until_if_wrong: blocked_until,
-        })
+            .map_err(db_error)
     }
 
     async fn clear_failures(&self, email_key: &str, source: &str) -> Result<(), StoreError> {
@@ -313,9 +197,142 @@ impl SessionStore for PgSessionStore {
             .bind(source)
             .execute(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(db_error)?;
         Ok(())
     }
+}
+
+/// Stores a new refresh token of the family: at login, or replacing a rotated one.
+async fn insert_token<'e, E>(
+    executor: E,
+    token_hash: &[u8],
+    family_id: Uuid,
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash)
+    .bind(family_id)
+    .bind(user_id)
+    .bind(expires_at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// [`SessionStore::rotate_refresh`] in one transaction.
+async fn rotate(
+    pool: &PgPool,
+    presented: &[u8],
+    replacement: &[u8],
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<Rotation> {
+    let mut tx = pool.begin().await?;
+    // Every change to a user's tokens (rotation, reuse revocation, password change,
+    // deactivation) first locks the user's accounts row, so a revocation cannot miss a
+    // replacement token that a concurrent rotation is about to insert.
+    sqlx::query(
+        "SELECT 1 FROM accounts WHERE user_id = \
+            (SELECT user_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE",
+    )
+    .bind(presented)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // FOR UPDATE serializes concurrent presentations of one token: exactly one rotates.
+    let row = sqlx::query(
+        "SELECT family_id, user_id, used_at IS NOT NULL AS used, \
+                revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired \
+         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(presented)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Rotation::Invalid);
+    };
+    let family_id: Uuid = row.get("family_id");
+    let user_id: Uuid = row.get("user_id");
+    if row.get::<bool, _>("revoked") || row.get::<bool, _>("expired") {
+        return Ok(Rotation::Invalid);
+    }
+    if row.get::<bool, _>("used") {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() \
+             WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(Rotation::Reused { user_id, family_id });
+    }
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
+        .bind(presented)
+        .execute(&mut *tx)
+        .await?;
+    insert_token(&mut *tx, replacement, family_id, user_id, expires_at).await?;
+    tx.commit().await?;
+    Ok(Rotation::Rotated { user_id, family_id })
+}
+
+/// [`SessionStore::begin_attempt`] in one transaction.
+async fn throttle_attempt(
+    pool: &PgPool,
+    email_key: &str,
+    source: &str,
+    policy: &ThrottlePolicy,
+) -> sqlx::Result<Attempt> {
+    let forget = policy.forget_after.as_secs_f64();
+    let mut tx = pool.begin().await?;
+    // The upsert locks the row until commit, so concurrent attempts of one account from one
+    // source queue here and each sees the block the previous one imposed. While blocked
+    // (the WHERE fails) nothing is counted; the row stays locked for the read below.
+    let failures: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO login_throttle (email_key, source, failures, last_failure_at, blocked_until) \
+         VALUES ($1, $2, 1, now(), now()) \
+         ON CONFLICT (email_key, source) DO UPDATE SET \
+            failures = CASE WHEN login_throttle.last_failure_at < now() - make_interval(secs => $3) \
+                            THEN 1 ELSE login_throttle.failures + 1 END, \
+            last_failure_at = now() \
+         WHERE login_throttle.blocked_until <= now() \
+         RETURNING failures",
+    )
+    .bind(email_key)
+    .bind(source)
+    .bind(forget)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(failures) = failures else {
+        let until: DateTime<Utc> = sqlx::query_scalar(
+            "SELECT blocked_until FROM login_throttle WHERE email_key = $1 AND source = $2",
+        )
+        .bind(email_key)
+        .bind(source)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(Attempt::Blocked(until));
+    };
+    let delay = policy.delay_after(u32::try_from(failures).unwrap_or(u32::MAX));
+    let blocked_until: DateTime<Utc> = sqlx::query_scalar(
+        "UPDATE login_throttle SET blocked_until = now() + make_interval(secs => $3) \
+         WHERE email_key = $1 AND source = $2 RETURNING blocked_until",
+    )
+    .bind(email_key)
+    .bind(source)
+    .bind(delay.as_secs_f64())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Attempt::Allowed {
+        blocked_until_if_wrong: blocked_until,
+    })
 }
 
 #[cfg(test)]

@@ -80,7 +80,10 @@ pub struct BusError(pub String);
 /// stream in distributed mode, or the event store itself when one process runs everything
 /// without NATS (`meetings serve`).
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant, reason = "a few values per process, made at start")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few values per process, made at start"
+)]
 pub enum EventSource {
     Stream(jetstream::Context, StreamName),
     Store(std::sync::Arc<dyn crate::store::EventStore>),

@@ -1,5 +1,7 @@
 //! Registration, login, token refresh and logout.
 
+use std::future::Future;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -7,14 +9,14 @@ use axum::{extract::State, Json, Router};
 use chrono::Utc;
 use domain::{normalize_email, validate_password, User, UserCommand};
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiJson};
-use platform::store::SideEffect;
+use platform::http::{ApiError, ApiJson, Result};
+use platform::store::{Account, SideEffect, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{fingerprint, ClientAddr};
-use crate::executor::{store_error, CommandMeta, CommandRequest};
+use crate::executor::{CommandMeta, CommandRequest};
 use crate::sessions::{hash_token, Attempt, RefreshToken, Rotation};
 use crate::AppState;
 
@@ -44,7 +46,7 @@ pub async fn register(
     State(state): State<AppState>,
     meta: CommandMeta,
     ApiJson(body): ApiJson<RegisterRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     validate_password("password", &body.password)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
     let user_id = Uuid::now_v7();
@@ -61,33 +63,22 @@ pub async fn register(
     meta.idempotency_key = meta
         .idempotency_key
         .map(|key| format!("register:{}:{key}", normalize_email(&body.email)));
-    state
-        .executor
-        .execute::<User>(
-            &(),
-            CommandRequest {
-                aggregate_id: user_id,
-                actor_id: None,
-                meta: &meta,
-                fingerprint,
-                side_effects: vec![SideEffect::CreateAccount {
-                    user_id,
-                    email_key: normalize_email(&body.email),
-                    password_hash,
-                }],
-                commands: vec![UserCommand::Register {
-                    user_id,
-                    email: body.email,
-                    password: body.password,
-                    display_name: body.display_name,
-                    time_zone: body.time_zone,
-                }],
-                success: StatusCode::CREATED,
-                location: Some(format!("/v1/users/{user_id}")),
-                fresh_id: true,
-            },
-        )
-        .await
+    let account = SideEffect::CreateAccount {
+        user_id,
+        email_key: normalize_email(&body.email),
+        password_hash,
+    };
+    let register = UserCommand::Register {
+        user_id,
+        email: body.email,
+        password: body.password,
+        display_name: body.display_name,
+        time_zone: body.time_zone,
+    };
+    let request = CommandRequest::new(user_id, None, &meta, fingerprint, vec![register])
+        .creating(format!("/v1/users/{user_id}"))
+        .with(account);
+    state.executor.execute::<User>(&(), request).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -119,52 +110,64 @@ pub async fn login(
     State(state): State<AppState>,
     client: ClientAddr,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let email_key = normalize_email(&body.email);
     let source = client.key();
-    // Counted before the password check, so concurrent guesses cannot outrun the block.
-    let until = match state
-        .sessions
-        .begin_attempt(&email_key, &source, &state.throttle)
-        .await
-        .map_err(store_error)?
-    {
-        Attempt::Blocked(until) => return Err(throttled(until)),
-        Attempt::Allowed {
-            blocked_until_if_wrong,
-        } => blocked_until_if_wrong,
-    };
-    let account = state
-        .store()
-        .account_by_email(&email_key)
-        .await
-        .map_err(store_error)?;
-    let verified = state
-        .passwords
-        .verify(
-            body.password,
-            account.as_ref().map(|a| a.password_hash.clone()),
-        )
-        .await?;
-    let Some(account) = account.filter(|_| verified) else {
-        tracing::info!(source = %source, "login failed");
-        if until > Utc::now() {
-            return Err(throttled(until));
-        }
-        return Err(ApiError::Unauthorized("invalid email or password".into()));
-    };
-    state
-        .sessions
-        .clear_failures(&email_key, &source)
-        .await
-        .map_err(store_error)?;
+    let account = state.store().account_by_email(&email_key);
+    let account = check_password(
+        &state,
+        (&email_key, &source),
+        account,
+        body.password,
+        || {
+            tracing::info!(source = %source, "login failed");
+            ApiError::Unauthorized("invalid email or password".into())
+        },
+    )
+    .await?;
     if !account.active {
         return Err(ApiError::Forbidden("this account is deactivated".into()));
     }
     issue_tokens(&state, account.user_id, Uuid::now_v7(), None).await
 }
 
-pub(crate) fn throttled(until: chrono::DateTime<Utc>) -> ApiError {
+/// Checks a password under the throttle of (key, source) (see [`crate::sessions::Attempt`]):
+/// 429 while blocked, without checking; a wrong password (`wrong`, or 429 when this failure
+/// earned a delay) counts as a failure, a right one clears the failures. `account` is looked
+/// up only once the attempt is allowed. Returns the account whose password it is.
+pub(crate) async fn check_password(
+    state: &AppState,
+    (key, source): (&str, &str),
+    account: impl Future<Output = Result<Option<Account>, StoreError>>,
+    password: String,
+    wrong: impl FnOnce() -> ApiError,
+) -> Result<Account> {
+    // Counted before the password check, so concurrent guesses cannot outrun the block.
+    let blocked_if_wrong = match state
+        .sessions
+        .begin_attempt(key, source, &state.throttle)
+        .await?
+    {
+        Attempt::Blocked(until) => return Err(throttled(until)),
+        Attempt::Allowed {
+            blocked_until_if_wrong,
+        } => blocked_until_if_wrong,
+    };
+    let account = account.await?;
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
+    let verified = state.passwords.verify(password, hash).await?;
+    let Some(account) = account.filter(|_| verified) else {
+        let wrong = wrong();
+        if blocked_if_wrong > Utc::now() {
+            return Err(throttled(blocked_if_wrong));
+        }
+        return Err(wrong);
+    };
+    state.sessions.clear_failures(key, source).await?;
+    Ok(account)
+}
+
+fn throttled(until: chrono::DateTime<Utc>) -> ApiError {
     let seconds = ((until - Utc::now()).num_milliseconds().max(0) + 999) / 1000;
     ApiError::TooManyRequests {
         detail: format!("too many failed logins; retry in {seconds} s"),
@@ -179,7 +182,7 @@ async fn issue_tokens(
     user_id: Uuid,
     family_id: Uuid,
     rotated: Option<RefreshToken>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let user = state.executor.load::<User>(user_id).await?.aggregate;
     if !user.is_active() {
         return Err(ApiError::Unauthorized("this account is deactivated".into()));
@@ -191,8 +194,7 @@ async fn issue_tokens(
             state
                 .sessions
                 .issue_refresh(user_id, family_id, &token.hash, refresh_expiry(state))
-                .await
-                .map_err(store_error)?;
+                .await?;
             token
         }
     };
@@ -226,7 +228,7 @@ pub struct RefreshRequest {
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let replacement = RefreshToken::generate();
     let rotation = state
         .sessions
@@ -235,8 +237,7 @@ pub async fn refresh(
             &replacement.hash,
             refresh_expiry(&state),
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     match rotation {
         Rotation::Rotated { user_id, family_id } => {
             issue_tokens(&state, user_id, family_id, Some(replacement)).await
@@ -261,11 +262,10 @@ pub async fn logout(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(body): ApiJson<RefreshRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode> {
     state
         .sessions
         .revoke_family(&hash_token(&body.refresh_token), caller.user_id)
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

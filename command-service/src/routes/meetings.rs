@@ -6,14 +6,16 @@ use axum::response::Response;
 use axum::routing::{delete, patch, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use domain::{AttendeeSpec, Meeting, MeetingCommand, Recurrence, ResponseStatus, ScheduleMeeting};
+use domain::{
+    Actor, AttendeeSpec, Meeting, MeetingCommand, Recurrence, ResponseStatus, ScheduleMeeting,
+};
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiJson, ApiPath};
+use platform::http::{ApiError, ApiJson, ApiPath, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fingerprint, patch::double_option};
+use super::{by_caller, fingerprint, patch::double_option};
 use crate::executor::{CommandMeta, CommandRequest};
 use crate::AppState;
 
@@ -97,7 +99,7 @@ pub async fn schedule(
     caller: AuthUser,
     meta: CommandMeta,
     ApiJson(body): ApiJson<ScheduleMeetingRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let meeting_id = Uuid::now_v7();
     let fingerprint = fingerprint("/v1/meetings", (), &body);
     let command = MeetingCommand::Schedule(ScheduleMeeting {
@@ -112,17 +114,9 @@ pub async fn schedule(
         attendees: body.attendees.into_iter().map(Into::into).collect(),
         recurrence: body.recurrence.map(Into::into),
     });
-    run(
-        &state,
-        &caller,
-        &meta,
-        meeting_id,
-        fingerprint,
-        vec![command],
-        StatusCode::CREATED,
-        Some(format!("/v1/meetings/{meeting_id}")),
-    )
-    .await
+    let request = by_caller(&caller, &meta, meeting_id, fingerprint, vec![command])
+        .creating(format!("/v1/meetings/{meeting_id}"));
+    execute(&state, request).await
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -162,7 +156,7 @@ pub async fn update(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateMeetingRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     if body.recurrence.is_some() {
         return Err(ApiError::invalid(
             "recurrence",
@@ -211,7 +205,7 @@ pub async fn invite(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<AttendeeBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let fingerprint = fingerprint("/v1/meetings/{id}/attendees", id, &body);
     let command = MeetingCommand::Invite {
         actor: caller.actor(),
@@ -229,7 +223,7 @@ pub async fn remove_attendee(
     caller: AuthUser,
     meta: CommandMeta,
     ApiPath((id, user_id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let fingerprint = fingerprint("/v1/meetings/{id}/attendees/{user_id}", (id, user_id), ());
     let command = MeetingCommand::RemoveAttendee {
         actor: caller.actor(),
@@ -278,7 +272,7 @@ pub async fn respond(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<RespondRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let fingerprint = fingerprint("/v1/meetings/{id}/response", id, &body);
     let command = MeetingCommand::Respond {
         actor: caller.actor(),
@@ -306,7 +300,7 @@ pub async fn cancel(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<CancelRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let fingerprint = fingerprint("/v1/meetings/{id}/cancel", id, &body);
     let command = MeetingCommand::Cancel {
         actor: caller.actor(),
@@ -330,13 +324,9 @@ pub async fn start(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(_body): ApiJson<EmptyRequest>,
-) -> Result<Response, ApiError> {
-    let fingerprint = fingerprint("/v1/meetings/{id}/start", id, ());
-    let command = MeetingCommand::Start {
-        actor: caller.actor(),
-        at: Utc::now(),
-    };
-    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
+) -> Result<Response> {
+    let start = |actor, at| MeetingCommand::Start { actor, at };
+    transition(&state, &caller, &meta, id, "/v1/meetings/{id}/start", start).await
 }
 
 /// End a meeting in progress (organizer or admin).
@@ -349,13 +339,9 @@ pub async fn end(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(_body): ApiJson<EmptyRequest>,
-) -> Result<Response, ApiError> {
-    let fingerprint = fingerprint("/v1/meetings/{id}/end", id, ());
-    let command = MeetingCommand::End {
-        actor: caller.actor(),
-        at: Utc::now(),
-    };
-    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
+) -> Result<Response> {
+    let end = |actor, at| MeetingCommand::End { actor, at };
+    transition(&state, &caller, &meta, id, "/v1/meetings/{id}/end", end).await
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -375,7 +361,7 @@ pub async fn post_message(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<PostMessageRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let fingerprint = fingerprint("/v1/meetings/{id}/messages", id, &body);
     let message_id = Uuid::now_v7();
     let command = MeetingCommand::PostMessage {
@@ -384,15 +370,27 @@ pub async fn post_message(
         text: body.text,
         at: Utc::now(),
     };
-    run(
-        &state,
-        &caller,
-        &meta,
+    let request = by_caller(&caller, &meta, id, fingerprint, vec![command]);
+    execute(&state, request.answering(StatusCode::CREATED)).await
+}
+
+/// A lifecycle step of meeting `id`, taken now; its body is empty.
+async fn transition(
+    state: &AppState,
+    caller: &AuthUser,
+    meta: &CommandMeta,
+    id: Uuid,
+    route: &'static str,
+    command: fn(Actor, DateTime<Utc>) -> MeetingCommand,
+) -> Result<Response> {
+    let command = command(caller.actor(), Utc::now());
+    change(
+        state,
+        caller,
+        meta,
         id,
-        fingerprint,
+        fingerprint(route, id, ()),
         vec![command],
-        StatusCode::CREATED,
-        None,
     )
     .await
 }
@@ -405,48 +403,15 @@ async fn change(
     meeting_id: Uuid,
     fingerprint: (&'static str, serde_json::Value),
     commands: Vec<MeetingCommand>,
-) -> Result<Response, ApiError> {
-    run(
+) -> Result<Response> {
+    execute(
         state,
-        caller,
-        meta,
-        meeting_id,
-        fingerprint,
-        commands,
-        StatusCode::OK,
-        None,
+        by_caller(caller, meta, meeting_id, fingerprint, commands),
     )
     .await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    state: &AppState,
-    caller: &AuthUser,
-    meta: &CommandMeta,
-    meeting_id: Uuid,
-    fingerprint: (&'static str, serde_json::Value),
-    commands: Vec<MeetingCommand>,
-    success: StatusCode,
-    location: Option<String>,
-) -> Result<Response, ApiError> {
-    // Scheduling creates the meeting under an id this request generated.
-    let fresh_id = matches!(commands.first(), Some(MeetingCommand::Schedule { .. }));
-    state
-        .executor
-        .execute::<Meeting>(
-            &state.meeting_services,
-            CommandRequest {
-                aggregate_id: meeting_id,
-                actor_id: Some(caller.user_id),
-                meta,
-                fingerprint,
-                commands,
-                side_effects: vec![],
-                success,
-                location,
-                fresh_id,
-            },
-        )
-        .await
+async fn execute(state: &AppState, request: CommandRequest<'_, Meeting>) -> Result<Response> {
+    let services = &state.meeting_services;
+    state.executor.execute::<Meeting>(services, request).await
 }

@@ -9,8 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::Router;
+use cqrs_es::Aggregate;
+use platform::auth::AuthUser;
 use serde::Serialize;
+use uuid::Uuid;
 
+use crate::executor::{CommandMeta, CommandRequest};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,6 +38,18 @@ pub fn fingerprint(
             "body": serde_json::to_value(body).unwrap_or_default(),
         }),
     )
+}
+
+/// Commands of the authenticated caller on the existing aggregate `id`, answered 200; the
+/// request's methods change that.
+pub fn by_caller<'a, A: Aggregate>(
+    caller: &AuthUser,
+    meta: &'a CommandMeta,
+    id: Uuid,
+    fingerprint: (&'static str, serde_json::Value),
+    commands: Vec<A::Command>,
+) -> CommandRequest<'a, A> {
+    CommandRequest::new(id, Some(caller.user_id), meta, fingerprint, commands)
 }
 
 /// The client's address, for per-source login throttling.

@@ -7,15 +7,15 @@ use axum::routing::{patch, post, put};
 use axum::Router;
 use domain::{validate_password, Role, User, UserCommand, Weekday, WorkingHours};
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiJson, ApiPath};
+use platform::http::{ApiError, ApiJson, ApiPath, Result};
 use platform::store::SideEffect;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fingerprint, patch::double_option};
-use crate::executor::{store_error, CommandMeta, CommandRequest};
-use crate::sessions::Attempt;
+use super::auth::check_password;
+use super::{by_caller, fingerprint, patch::double_option};
+use crate::executor::CommandMeta;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -74,30 +74,16 @@ pub async fn change_profile(
     caller: AuthUser,
     meta: CommandMeta,
     ApiJson(body): ApiJson<ChangeProfileRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let fingerprint = fingerprint("/v1/users/me", (), &body);
-    state
-        .executor
-        .execute::<User>(
-            &(),
-            CommandRequest {
-                aggregate_id: caller.user_id,
-                actor_id: Some(caller.user_id),
-                meta: &meta,
-                fingerprint,
-                commands: vec![UserCommand::ChangeProfile {
-                    actor: caller.actor(),
-                    display_name: body.display_name,
-                    time_zone: body.time_zone,
-                    working_hours: body.working_hours.map(|w| w.map(Into::into)),
-                }],
-                side_effects: vec![],
-                success: StatusCode::OK,
-                location: None,
-                fresh_id: false,
-            },
-        )
-        .await
+    let command = UserCommand::ChangeProfile {
+        actor: caller.actor(),
+        display_name: body.display_name,
+        time_zone: body.time_zone,
+        working_hours: body.working_hours.map(|w| w.map(Into::into)),
+    };
+    let request = by_caller(&caller, &meta, caller.user_id, fingerprint, vec![command]);
+    state.executor.execute::<User>(&(), request).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -117,71 +103,35 @@ pub async fn change_password(
     caller: AuthUser,
     meta: CommandMeta,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     validate_password("new_password", &body.new_password)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
     // Guessing the current password with a stolen access token is throttled like logins,
     // per user (the token, not the address, is what the guesser holds).
     let throttle_key = format!("password-change:{}", caller.user_id);
-    let blocked_if_wrong = match state
-        .sessions
-        .begin_attempt(&throttle_key, "any", &state.throttle)
-        .await
-        .map_err(store_error)?
-    {
-        Attempt::Blocked(until) => return Err(super::auth::throttled(until)),
-        Attempt::Allowed {
-            blocked_until_if_wrong,
-        } => blocked_until_if_wrong,
-    };
-    let account = state
-        .store()
-        .account(caller.user_id)
-        .await
-        .map_err(store_error)?;
-    let verified = state
-        .passwords
-        .verify(
-            body.current_password,
-            account.as_ref().map(|a| a.password_hash.clone()),
-        )
-        .await?;
-    if !verified {
-        if blocked_if_wrong > chrono::Utc::now() {
-            return Err(super::auth::throttled(blocked_if_wrong));
-        }
-        return Err(ApiError::Forbidden("the current password is wrong".into()));
-    }
-    state
-        .sessions
-        .clear_failures(&throttle_key, "any")
-        .await
-        .map_err(store_error)?;
+    let account = state.store().account(caller.user_id);
+    check_password(
+        &state,
+        (&throttle_key, "any"),
+        account,
+        body.current_password,
+        || ApiError::Forbidden("the current password is wrong".into()),
+    )
+    .await?;
     let password_hash = state.passwords.hash(body.new_password.clone()).await?;
-    state
-        .executor
-        .execute::<User>(
-            &(),
-            CommandRequest {
-                aggregate_id: caller.user_id,
-                actor_id: Some(caller.user_id),
-                meta: &meta,
-                // Never the passwords: a key reused with another new password replays anyway.
-                fingerprint: fingerprint("/v1/users/me/password", (), ()),
-                commands: vec![UserCommand::ChangePassword {
-                    actor: caller.actor(),
-                    new_password: body.new_password,
-                }],
-                side_effects: vec![SideEffect::SetPassword {
-                    user_id: caller.user_id,
-                    password_hash,
-                }],
-                success: StatusCode::NO_CONTENT,
-                location: None,
-                fresh_id: false,
-            },
-        )
-        .await
+    // Never the passwords: a key reused with another new password replays anyway.
+    let fingerprint = fingerprint("/v1/users/me/password", (), ());
+    let command = UserCommand::ChangePassword {
+        actor: caller.actor(),
+        new_password: body.new_password,
+    };
+    let request = by_caller(&caller, &meta, caller.user_id, fingerprint, vec![command])
+        .answering(StatusCode::NO_CONTENT)
+        .with(SideEffect::SetPassword {
+            user_id: caller.user_id,
+            password_hash,
+        });
+    state.executor.execute::<User>(&(), request).await
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -201,28 +151,14 @@ pub async fn change_role(
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ChangeRoleRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let fingerprint = fingerprint("/v1/users/{id}/role", id, &body);
-    state
-        .executor
-        .execute::<User>(
-            &(),
-            CommandRequest {
-                aggregate_id: id,
-                actor_id: Some(caller.user_id),
-                meta: &meta,
-                fingerprint,
-                commands: vec![UserCommand::ChangeRole {
-                    actor: caller.actor(),
-                    role: body.role,
-                }],
-                side_effects: vec![],
-                success: StatusCode::OK,
-                location: None,
-                fresh_id: false,
-            },
-        )
-        .await
+    let command = UserCommand::ChangeRole {
+        actor: caller.actor(),
+        role: body.role,
+    };
+    let request = by_caller(&caller, &meta, id, fingerprint, vec![command]);
+    state.executor.execute::<User>(&(), request).await
 }
 
 /// Deactivate a user (the user themself or an admin). Login and refresh stop working at once.
@@ -234,24 +170,12 @@ pub async fn deactivate(
     caller: AuthUser,
     meta: CommandMeta,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Response, ApiError> {
-    state
-        .executor
-        .execute::<User>(
-            &(),
-            CommandRequest {
-                aggregate_id: id,
-                actor_id: Some(caller.user_id),
-                meta: &meta,
-                fingerprint: fingerprint("/v1/users/{id}/deactivate", id, ()),
-                commands: vec![UserCommand::Deactivate {
-                    actor: caller.actor(),
-                }],
-                side_effects: vec![SideEffect::DeactivateAccount { user_id: id }],
-                success: StatusCode::OK,
-                location: None,
-                fresh_id: false,
-            },
-        )
-        .await
+) -> Result<Response> {
+    let fingerprint = fingerprint("/v1/users/{id}/deactivate", id, ());
+    let command = UserCommand::Deactivate {
+        actor: caller.actor(),
+    };
+    let request = by_caller(&caller, &meta, id, fingerprint, vec![command])
+        .with(SideEffect::DeactivateAccount { user_id: id });
+    state.executor.execute::<User>(&(), request).await
 }

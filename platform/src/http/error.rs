@@ -1,7 +1,9 @@
 //! RFC 9457 problem details: the one error format of every HTTP service.
 //!
-//! Handlers return `Result<_, ApiError>`; each variant has one status. Internal failures are
+//! Handlers return [`super::Result`]; each variant has one status. Internal failures are
 //! logged here once with their cause and answered with a generic body, never with the cause.
+//! Store and database errors convert with `?`: a transient failure is 503 with
+//! [`RETRY_AFTER_SECONDS`], a unique claim or lost race 409, anything else 500.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +12,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::request_id;
+use crate::store::StoreError;
+
+/// `Retry-After` of every 503, in seconds. One second: a failed statement drops its dead
+/// connection and the next one gets a new connection, so a dropped connection, a lost
+/// serialization race or a moment of overload is usually over by then, and a longer outage
+/// just answers 503 again. One value for every dependency, so that clients need one rule.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// Every error an HTTP handler can answer with.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +88,14 @@ impl ApiError {
         }
     }
 
+    /// 503: a dependency is (perhaps briefly) unavailable; retry after [`RETRY_AFTER_SECONDS`].
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        ApiError::Unavailable {
+            detail: detail.into(),
+            retry_after: RETRY_AFTER_SECONDS,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -132,12 +149,36 @@ impl From<DomainError> for ApiError {
             DomainError::Conflict(detail) => ApiError::Conflict(detail),
             DomainError::Unavailable(detail) => {
                 tracing::warn!(%detail, "dependency unavailable");
-                ApiError::Unavailable {
-                    detail: "a dependency is unavailable, retry shortly".into(),
-                    retry_after: 1,
-                }
+                ApiError::unavailable("a dependency is unavailable, retry shortly")
             }
         }
+    }
+}
+
+/// The one transient → 503 rule: the store says which failures are worth retrying.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                ApiError::unavailable("the database is unavailable, retry shortly")
+            }
+            StoreError::Duplicate(what) => {
+                ApiError::Conflict(format!("{what} is already registered"))
+            }
+            StoreError::Concurrency => {
+                ApiError::Conflict("the resource was changed concurrently; retry".into())
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+/// Queries outside the event store (read models) answer like the store: their errors are
+/// read by the same mapping of PostgreSQL errors, then by the rule above.
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        crate::store::postgres::db_error(error).into()
     }
 }
 
@@ -197,4 +238,38 @@ pub async fn not_found_fallback() -> ApiError {
 /// Fallback for a known route with an unsupported method.
 pub async fn method_not_allowed_fallback() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_store_and_database_failures_are_503_with_the_one_retry_after() {
+        let errors = [
+            ApiError::from(StoreError::Unavailable("connection reset".into())),
+            ApiError::from(sqlx::Error::PoolTimedOut),
+            ApiError::from(DomainError::Unavailable("directory down".into())),
+        ];
+        for error in errors {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+    }
+
+    #[test]
+    fn lost_races_and_taken_claims_are_409_and_other_failures_500() {
+        let status = |error: StoreError| ApiError::from(error).status();
+        assert_eq!(status(StoreError::Concurrency), StatusCode::CONFLICT);
+        assert_eq!(status(StoreError::Duplicate("email")), StatusCode::CONFLICT);
+        assert_eq!(
+            status(StoreError::IdempotencyKeyTaken),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            ApiError::from(sqlx::Error::RowNotFound).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

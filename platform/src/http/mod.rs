@@ -5,11 +5,14 @@ pub mod extract;
 pub mod health;
 pub mod request_id;
 
-pub use error::{ApiError, Problem};
+pub use error::{ApiError, Problem, RETRY_AFTER_SECONDS};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use request_id::RequestId;
 
 use axum::Router;
+
+/// What handlers return: a bare `?` turns store, database and domain errors into [`ApiError`].
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// Layers every service puts around its router: request ids (outermost, so even 404s and
 /// extractor rejections carry one), metrics by route template, and RFC 9457 fallbacks for

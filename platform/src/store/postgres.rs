@@ -67,9 +67,11 @@ fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
-/// Maps database errors: unique violations to their meaning, connection trouble to
-/// `Unavailable`, the rest to `Other`.
-fn db_error(error: sqlx::Error) -> StoreError {
+/// The one mapping of PostgreSQL errors to [`StoreError`], for every statement of the command
+/// side (the event store here, sessions in the command service): unique violations to their
+/// meaning by constraint name, transient trouble (connection, overload, serialization; see
+/// [`crate::db::is_transient`]) to `Unavailable`, the rest to `Other`.
+pub fn db_error(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
             match db.constraint() {

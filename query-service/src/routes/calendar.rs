@@ -13,13 +13,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiJson, ApiQuery};
+use platform::http::{ApiError, ApiJson, ApiQuery, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::internal;
 use crate::params;
 use crate::slots::{self, Interval, LocalHours, Participant};
 use crate::AppState;
@@ -85,7 +84,7 @@ pub async fn agenda(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<AgendaQuery>,
-) -> Result<Json<Agenda>, ApiError> {
+) -> Result<Json<Agenda>> {
     let from = params::required_time("from", query.from.as_deref())?;
     let to = params::required_time("to", query.to.as_deref())?;
     params::range(from, to, Duration::days(MAX_AGENDA_DAYS))?;
@@ -100,8 +99,7 @@ pub async fn agenda(
     .bind(to)
     .bind(from)
     .fetch_all(&state.pool)
-    .await
-    .map_err(internal)?;
+    .await?;
     Ok(Json(Agenda { items }))
 }
 
@@ -112,7 +110,7 @@ async fn busy_rows(
     user_ids: &[Uuid],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<BTreeMap<Uuid, Vec<Interval>>, ApiError> {
+) -> Result<BTreeMap<Uuid, Vec<Interval>>> {
     let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT user_id, starts_at, ends_at FROM rm_agenda
          WHERE user_id = ANY($1) AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
@@ -123,8 +121,7 @@ async fn busy_rows(
     .bind(to)
     .bind(from)
     .fetch_all(pool)
-    .await
-    .map_err(internal)?;
+    .await?;
     let mut busy: BTreeMap<Uuid, Vec<Interval>> =
         user_ids.iter().map(|id| (*id, Vec::new())).collect();
     for (user_id, starts_at, ends_at) in rows {
@@ -136,7 +133,7 @@ async fn busy_rows(
 }
 
 /// Checks the user list (1–100 ids) and drops duplicates, keeping the first occurrence.
-fn user_list(user_ids: Vec<Uuid>) -> Result<Vec<Uuid>, ApiError> {
+fn user_list(user_ids: Vec<Uuid>) -> Result<Vec<Uuid>> {
     if user_ids.is_empty() {
         return Err(ApiError::invalid("user_ids", "must name at least one user"));
     }
@@ -190,7 +187,7 @@ pub async fn freebusy(
     State(state): State<AppState>,
     _caller: AuthUser,
     ApiJson(body): ApiJson<FreeBusyRequest>,
-) -> Result<Json<FreeBusy>, ApiError> {
+) -> Result<Json<FreeBusy>> {
     let user_ids = user_list(body.user_ids)?;
     let (from, to) = (body.from.with_timezone(&Utc), body.to.with_timezone(&Utc));
     params::range(from, to, Duration::days(MAX_FREEBUSY_DAYS))?;
@@ -258,7 +255,7 @@ pub async fn find_times(
     State(state): State<AppState>,
     _caller: AuthUser,
     ApiJson(body): ApiJson<FindTimesRequest>,
-) -> Result<Json<FindTimes>, ApiError> {
+) -> Result<Json<FindTimes>> {
     let user_ids = user_list(body.user_ids)?;
     if !(1..=1440).contains(&body.duration_minutes) {
         return Err(ApiError::invalid(
@@ -273,8 +270,7 @@ pub async fn find_times(
         sqlx::query_as("SELECT id, time_zone, working_hours FROM rm_users WHERE id = ANY($1)")
             .bind(&user_ids)
             .fetch_all(&state.pool)
-            .await
-            .map_err(internal)?;
+            .await?;
     let mut hours: BTreeMap<Uuid, LocalHours> = BTreeMap::new();
     for (id, time_zone, working_hours) in profiles {
         let Some(value) = working_hours.filter(|v| !v.is_null()) else {

@@ -5,12 +5,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiQuery};
+use platform::http::{ApiQuery, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{internal, is_admin};
+use super::is_admin;
 use crate::params;
 use crate::AppState;
 
@@ -69,7 +69,7 @@ pub async fn changes(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<ChangesQuery>,
-) -> Result<Json<Changes>, ApiError> {
+) -> Result<Json<Changes>> {
     let limit = params::limit(query.limit.as_deref())?;
     let after = params::position("after", query.after.as_deref())?.map(|p| p.to_string());
     let events: Vec<ChangeEvent> = sqlx::query_as(
@@ -85,8 +85,7 @@ pub async fn changes(
     .bind(&after)
     .bind(limit)
     .fetch_all(&state.pool)
-    .await
-    .map_err(internal)?;
+    .await?;
     let next = events.last().map(|e| e.position.clone()).or(after);
     Ok(Json(Changes { events, next }))
 }

@@ -12,12 +12,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiPath, ApiQuery};
+use platform::http::{ApiError, ApiPath, ApiQuery, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{can_see_meeting, internal, is_admin, meeting_not_found, VISIBLE_TO_CALLER};
+use super::{can_see_meeting, is_admin, meeting_not_found, next_page, VISIBLE_TO_CALLER};
 use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit};
 use crate::AppState;
 
@@ -73,15 +73,14 @@ pub async fn get_one(
     caller: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     // The document was rendered when the meeting last changed: a read is one primary-key
     // lookup, no join or aggregation per request, and lookups that arrive together share a
     // statement (crate::documents; BENCHMARKS.md, get-meeting).
     let document = state
         .documents
         .get(id, caller.user_id, is_admin(&caller))
-        .await
-        .map_err(internal)?;
+        .await?;
     let crate::documents::Document { version, body } = document.ok_or_else(meeting_not_found)?;
     let etag = format!("\"{version}\"");
     let etag_header = HeaderValue::from_str(&etag).expect("BUG: a quoted number is a header");
@@ -129,7 +128,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let limit = limit(query.limit.as_deref())?;
     let from = params::optional_time("from", query.from.as_deref())?;
     let to = params::optional_time("to", query.to.as_deref())?;
@@ -185,15 +184,10 @@ pub async fn list(
         .bind(after_id)
         .bind(limit + 1)
         .fetch_all(&state.pool)
-        .await
-        .map_err(internal)?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|(starts_at, id, _)| encode_cursor(&(*starts_at, *id)))
-    } else {
-        None
-    };
+        .await?;
+    let next_cursor = next_page(&mut rows, limit, |(starts_at, id, _)| {
+        encode_cursor(&(*starts_at, *id))
+    });
     // A `MeetingPage` written around the stored documents, which are already JSON.
     let mut page =
         String::with_capacity(rows.iter().map(|(_, _, b)| b.len() + 1).sum::<usize>() + 64);
@@ -255,7 +249,7 @@ pub async fn messages(
     caller: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<MessagesQuery>,
-) -> Result<Json<MessagePage>, ApiError> {
+) -> Result<Json<MessagePage>> {
     let limit = limit(query.limit.as_deref())?;
     let after = match params::position("cursor", query.cursor.as_deref())? {
         Some(cursor) => Some(cursor),
@@ -273,14 +267,8 @@ pub async fn messages(
     .bind(after.map(|p| p.to_string()))
     .bind(limit + 1)
     .fetch_all(&state.pool)
-    .await
-    .map_err(internal)?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.position.clone())
-    } else {
-        None
-    };
+    .await?;
+    let next_cursor = next_page(&mut items, limit, |m| m.position.clone());
     Ok(Json(MessagePage { items, next_cursor }))
 }
 

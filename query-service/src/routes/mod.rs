@@ -9,7 +9,7 @@ pub mod users;
 use axum::Router;
 use domain::Role;
 use platform::auth::AuthUser;
-use platform::http::ApiError;
+use platform::http::{ApiError, Result};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -21,18 +21,6 @@ pub fn router() -> Router<AppState> {
         .merge(meetings::router())
         .merge(calendar::router())
         .merge(changes::router())
-}
-
-/// A database failure is our fault: 500, logged once by [`ApiError`]'s response.
-pub fn internal(error: sqlx::Error) -> ApiError {
-    if platform::db::is_transient(&error) {
-        tracing::warn!(%error, "read-model database unavailable");
-        return ApiError::Unavailable {
-            detail: "the database is unavailable, retry shortly".into(),
-            retry_after: 1,
-        };
-    }
-    ApiError::Internal(error.into())
 }
 
 /// Whether the caller is an administrator (role from the verified token).
@@ -47,21 +35,31 @@ pub const VISIBLE_TO_CALLER: &str = "($1 OR m.organizer_id = $2 OR EXISTS (
 
 /// Whether the meeting exists and the caller may see it. Unknown and invisible meetings are
 /// alike to the caller (404 either way: existence is not revealed).
-pub async fn can_see_meeting(
-    pool: &PgPool,
-    caller: &AuthUser,
-    meeting_id: Uuid,
-) -> Result<bool, ApiError> {
+pub async fn can_see_meeting(pool: &PgPool, caller: &AuthUser, meeting_id: Uuid) -> Result<bool> {
     let sql = format!(
         "SELECT EXISTS (SELECT 1 FROM rm_meetings m WHERE m.id = $3 AND {VISIBLE_TO_CALLER})"
     );
-    sqlx::query_scalar(&sql)
+    let visible = sqlx::query_scalar(&sql)
         .bind(is_admin(caller))
         .bind(caller.user_id)
         .bind(meeting_id)
         .fetch_one(pool)
-        .await
-        .map_err(internal)
+        .await?;
+    Ok(visible)
+}
+
+/// Cuts rows fetched with `LIMIT limit + 1` down to the page; the cursor of its last row when
+/// there is more to read, else `None`.
+pub fn next_page<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    cursor: impl FnOnce(&T) -> String,
+) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor)
 }
 
 /// The 404 of a meeting that does not exist or is not the caller's to see.

@@ -4,12 +4,12 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiQuery};
+use platform::http::{ApiError, ApiQuery, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::internal;
+use super::next_page;
 use crate::params::{decode_cursor, encode_cursor, like_escape, limit};
 use crate::AppState;
 
@@ -55,18 +55,14 @@ struct ProfileRow {
         (status = 200, body = Profile),
         (status = 401, body = platform::http::Problem),
         (status = 404, description = "the read models do not have this user (yet)", body = platform::http::Problem)))]
-pub async fn me(
-    State(state): State<AppState>,
-    caller: AuthUser,
-) -> Result<Json<Profile>, ApiError> {
+pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Profile>> {
     let row: Option<ProfileRow> = sqlx::query_as(
         "SELECT id, email, display_name, time_zone, role, working_hours, version
          FROM rm_users WHERE id = $1",
     )
     .bind(caller.user_id)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(internal)?;
+    .await?;
     let row = row.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     Ok(Json(Profile {
         id: row.id,
@@ -126,7 +122,7 @@ pub async fn directory(
     State(state): State<AppState>,
     _caller: AuthUser,
     ApiQuery(query): ApiQuery<DirectoryQuery>,
-) -> Result<Json<DirectoryPage>, ApiError> {
+) -> Result<Json<DirectoryPage>> {
     let limit = limit(query.limit.as_deref())?;
     let after: Option<(String, Uuid)> = decode_cursor(query.cursor.as_deref())?;
     let pattern = query
@@ -152,15 +148,10 @@ pub async fn directory(
     .bind(after_id)
     .bind(limit + 1)
     .fetch_all(&state.pool)
-    .await
-    .map_err(internal)?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|last| encode_cursor(&(last.sort_name.clone(), last.id)))
-    } else {
-        None
-    };
+    .await?;
+    let next_cursor = next_page(&mut rows, limit, |last| {
+        encode_cursor(&(last.sort_name.clone(), last.id))
+    });
     Ok(Json(DirectoryPage {
         items: rows
             .into_iter()

@@ -1,0 +1,109 @@
+//! Runs commands against aggregates: load, decide, append — with optimistic concurrency,
+//! `If-Match`, `Idempotency-Key` and audit metadata.
+//!
+//! One job a module: what a handler asks for (`request`), how it is answered (`response`),
+//! the aggregates this process knows (`cache`), one command at a time per aggregate
+//! (`turns`), `Idempotency-Key` records and replays (`idempotency`), and the decision loop
+//! (`decide`). This module ties them together.
+
+mod cache;
+mod decide;
+mod idempotency;
+mod request;
+mod response;
+mod turns;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::response::Response;
+use cqrs_es::persist::EventUpcaster;
+use cqrs_es::Aggregate;
+use domain::DomainError;
+use platform::http::ApiError;
+use platform::store::{AggregateState, EventStore};
+use uuid::Uuid;
+
+pub use idempotency::IDEMPOTENT_REPLAYED;
+pub use request::{CommandMeta, CommandRequest, IDEMPOTENCY_KEY};
+pub use response::{CommandBody, CommandResponse};
+
+use cache::AggregateCache;
+use decide::Run;
+use idempotency::Idempotency;
+use turns::Turns;
+
+/// Shared dependencies of the executor.
+#[derive(Clone)]
+pub struct Executor {
+    pub store: Arc<dyn EventStore>,
+    pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    cache: AggregateCache,
+    turns: Turns,
+}
+
+impl Executor {
+    pub fn new(store: Arc<dyn EventStore>, upcasters: Arc<Vec<Box<dyn EventUpcaster>>>) -> Self {
+        Self {
+            store,
+            upcasters,
+            cache: AggregateCache::default(),
+            turns: Turns::default(),
+        }
+    }
+
+    /// Loads and rebuilds an aggregate: the cached state (or the aggregate before its first
+    /// event) plus the events after it.
+    pub async fn load<A: Aggregate + Clone + 'static>(
+        &self,
+        id: Uuid,
+    ) -> Result<AggregateState<A>, ApiError> {
+        Ok(self.cache.load(&*self.store, &self.upcasters, id).await?)
+    }
+
+    /// Runs the commands as one atomic decision and answers like `docs/api.md` says.
+    pub async fn execute<A>(
+        &self,
+        services: &A::Services,
+        request: CommandRequest<'_, A>,
+    ) -> Result<Response, ApiError>
+    where
+        A: Aggregate<Error = DomainError> + Clone + 'static,
+        A::Command: Clone,
+    {
+        let idempotency = Idempotency::of(&request);
+        if let Some(replayed) = idempotency.recorded(&*self.store).await? {
+            return Ok(replayed);
+        }
+        // A new aggregate's id was made by this request: nobody else can be writing it.
+        let _turn = if request.fresh_id {
+            None
+        } else {
+            Some(self.turns.take(request.aggregate_id).await)
+        };
+        Run {
+            store: &*self.store,
+            upcasters: &self.upcasters,
+            cache: &self.cache,
+            services,
+            request,
+            idempotency,
+        }
+        .answer()
+        .await
+    }
+}
+
+/// Lets handlers take the executor straight from the state.
+impl<S> FromRequestParts<S> for Executor
+where
+    Executor: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(_parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Executor::from_ref(state))
+    }
+}
