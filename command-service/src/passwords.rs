@@ -77,10 +77,9 @@ impl Passwords {
         match tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(closed)) => Err(ApiError::Internal(closed.into())),
-            Err(_) => Err(ApiError::Unavailable {
-                detail: "too many password checks in progress, retry shortly".into(),
-                retry_after: 1,
-            }),
+            Err(_) => Err(ApiError::unavailable(
+                "too many password checks in progress, retry shortly",
+            )),
         }
     }
 

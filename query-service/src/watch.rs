@@ -233,12 +233,9 @@ pub async fn min_position(
         .inc();
     match outcome {
         Ok(()) => next.run(request).await,
-        Err(WaitError::TimedOut) => ApiError::Unavailable {
-            detail: format!(
-                "the read models have not reached position {position} yet; retry shortly"
-            ),
-            retry_after: 1,
-        }
+        Err(WaitError::TimedOut) => ApiError::unavailable(format!(
+            "the read models have not reached position {position} yet; retry shortly"
+        ))
         .into_response(),
     }
 }

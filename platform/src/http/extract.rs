@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
-/// Largest accepted request body (API.md: 64 KiB).
+/// Largest accepted request body (docs/api.md: 64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// JSON body extractor. An empty body is read as `{}` when `T` accepts that (commands whose body

@@ -25,7 +25,7 @@ pub use codec::{
 pub use position::Position;
 pub use postgres::PgEventStore;
 
-/// Audit metadata written with every event (DESIGN.md guarantee 8). `recorded_at` is a column.
+/// Audit metadata written with every event (docs/architecture.md, guarantee 8). `recorded_at` is a column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
     /// UUIDv7 of the event; also the NATS `Nats-Msg-Id` later, so republishing deduplicates.
@@ -208,7 +208,7 @@ pub trait EventStore: Send + Sync {
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;
 
     /// Events after `after` in global order, never past a still-running transaction
-    /// (DESIGN.md guarantee 3). Used by the relay, the audit CLI and tests.
+    /// (docs/architecture.md, guarantee 3). Used by the relay, the audit CLI and tests.
     async fn read_all(
         &self,
         after: Option<Position>,

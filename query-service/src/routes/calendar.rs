@@ -62,7 +62,7 @@ pub struct AgendaItem {
     /// The caller's answer (`needs_action`, `accepted`, `declined`, `tentative`); `null` when
     /// the caller organizes the meeting.
     pub my_response: Option<String>,
-    /// Whether the caller organizes the meeting (extension of API.md).
+    /// Whether the caller organizes the meeting (extension of docs/api.md).
     pub is_organizer: bool,
 }
 

@@ -3,7 +3,7 @@
 //! `rm_chat_messages`.
 //!
 //! Visibility: the organizer, the attendees and admins see a meeting; to anyone else it does
-//! not exist (404, API.md "Meetings").
+//! not exist (404, docs/api.md "Meetings").
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
