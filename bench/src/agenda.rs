@@ -14,7 +14,7 @@ use crate::database::{with_database, BenchDatabase, ServerOptions};
 use crate::load::{self, ClosedLoop};
 use crate::pgbench::ScriptFile;
 use crate::seed;
-use crate::services::{jwt_keys, Service};
+use crate::services;
 use crate::stats::{ms, quantile, summary};
 
 /// Target: p99 of the HTTP request below this.
@@ -83,10 +83,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
     let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database.migrate(&pool).await?;
+    platform::db::migrate(&pool).await?;
     let seeded = seed::load(&pool, options.users, options.meetings).await?;
-    let jwt = jwt_keys();
-    let service = Service::query(pool.clone(), jwt.clone()).await?;
+    let jwt = platform::testing::jwt_keys();
+    let service = services::query(
+        &database.url,
+        options.pool_size,
+        query_service::documents::DEFAULT_MAX_BATCH,
+    )
+    .await?;
     let tokens: Arc<Vec<String>> = Arc::new(
         seed::tokens(&pool, &jwt)
             .await?

@@ -15,7 +15,7 @@ use crate::database::{with_database, BenchDatabase, ServerOptions};
 use crate::load::{self, ClosedLoop};
 use crate::pgbench::ScriptFile;
 use crate::seed;
-use crate::services::{jwt_keys, Service};
+use crate::services;
 use crate::stats::summary;
 use crate::wrk;
 
@@ -95,10 +95,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
     let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database.migrate(&pool).await?;
+    platform::db::migrate(&pool).await?;
     seed::load(&pool, options.users, options.meetings).await?;
-    let jwt = jwt_keys();
-    let service = Service::query_with(pool.clone(), jwt.clone(), options.read_batch).await?;
+    let jwt = platform::testing::jwt_keys();
+    let service = services::query(&database.url, options.pool_size, options.read_batch).await?;
 
     // Requests: a random (user, meeting) pair where the user organizes or attends the meeting,
     // so every request is a visible meeting (200), with that user's token.

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use command_service::relay::{Relay, RelaySettings};
 use futures::{SinkExt, StreamExt};
-use platform::auth::JwtKeys;
 use platform::bus::StreamName;
-use platform::config::{parse_duration, Secret};
+use platform::config::parse_duration;
+use platform::testing::{meeting_body_on, TestClient};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::database::{with_database_and_stream, BenchDatabase, StackOptions};
-use crate::services::Service;
+use crate::services;
 use crate::stats::summary;
 
 /// Targets of the brief.
@@ -241,10 +241,8 @@ async fn wait_count(counter: &AtomicUsize, target: usize, errors: &AtomicUsize) 
     }
 }
 
-struct Commands {
-    http: reqwest::Client,
-    base: String,
-}
+/// The command API, as the gateway's clients' users call it.
+struct Commands(TestClient);
 
 impl Commands {
     async fn post(
@@ -254,9 +252,8 @@ impl Commands {
         body: serde_json::Value,
     ) -> anyhow::Result<(Instant, serde_json::Value)> {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
+            .0
+            .request(reqwest::Method::POST, path, Some(token))
             .json(&body)
             .send()
             .await?;
@@ -269,23 +266,12 @@ impl Commands {
 
     async fn schedule(&self, token: &str, attendees: &[Uuid], i: usize) -> anyhow::Result<Uuid> {
         let day = chrono::Utc::now().date_naive() + chrono::Days::new(1 + (i % 300) as u64);
-        let (_, body) = self
-            .post(
+        self.0
+            .schedule(
                 token,
-                "/v1/meetings",
-                json!({
-                    "title": format!("Realtime {i}"),
-                    "starts_at": format!("{day}T10:00:00Z"),
-                    "ends_at": format!("{day}T11:00:00Z"),
-                    "time_zone": "Europe/Berlin",
-                    "attendees": attendees.iter().map(|a| json!({"user_id": a})).collect::<Vec<_>>(),
-                }),
+                &meeting_body_on(day, &format!("Realtime {i}"), attendees),
             )
-            .await?;
-        body["id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .context("schedule answered without an id")
+            .await
     }
 
     /// Posts a chat message; (accepted instant, position).
@@ -315,9 +301,8 @@ async fn run_in(
     js: async_nats::jetstream::Context,
     stream: StreamName,
 ) -> anyhow::Result<()> {
-    let command_pool = platform::db::connect(&database.url, 16).await?;
-    database.migrate(&command_pool).await?;
     let relay_pool = platform::db::connect(&database.url, 4).await?;
+    platform::db::migrate(&relay_pool).await?;
     let relay = Relay::over_jetstream(
         relay_pool,
         js.clone(),
@@ -325,23 +310,8 @@ async fn run_in(
         RelaySettings::default(),
     );
     let relay = tokio::spawn(relay.run(std::future::pending()));
-    let secret = format!(
-        "bench-{}-{}",
-        Uuid::new_v4().simple(),
-        Uuid::new_v4().simple()
-    );
-    let jwt = Arc::new(JwtKeys::new(
-        &Secret::new(secret.clone()),
-        "meetings",
-        "meetings",
-    ));
-    let commands_service = Service::command(command_pool, jwt).await?;
-    let commands = Commands {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        base: commands_service.base.clone(),
-    };
+    let commands_service = services::command(&database.url, 16).await?;
+    let commands = Commands(commands_service.api.clone());
 
     // The gateway as a child process.
     let bin = match &options.realtime_bin {
@@ -354,7 +324,7 @@ async fn run_in(
     let mut child = tokio::process::Command::new(&bin)
         .env("MEETINGS_DATABASE_URL", &database.url)
         .env("MEETINGS_NATS_URL", &options.stack.nats_url)
-        .env("MEETINGS_JWT_SECRET", &secret)
+        .env("MEETINGS_JWT_SECRET", platform::testing::JWT_SECRET)
         .env("MEETINGS_STREAM", stream.as_str())
         .env("MEETINGS_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
@@ -383,11 +353,8 @@ async fn run_in(
 
     let mut users = Vec::with_capacity(options.users);
     for i in 0..options.users {
-        users.push(
-            commands_service
-                .register_and_login(&format!("RT {i}"))
-                .await?,
-        );
+        let user = commands_service.sign_up(&format!("RT {i}")).await?;
+        users.push((user.id, user.token));
     }
     let outcome = measure(options, &commands, &users, &url, &pid).await;
     let _ = child.start_kill();
@@ -594,10 +561,7 @@ async fn measure(
     let total = (options.rate * options.duration.as_secs_f64()).round() as usize;
     let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let failed: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let commands = Arc::new(Commands {
-        http: commands.http.clone(),
-        base: commands.base.clone(),
-    });
+    let commands = Arc::new(Commands(commands.0.clone()));
     let users = Arc::new(users.to_vec());
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

@@ -8,10 +8,10 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::compare::{self, Baseline};
-use crate::database::{with_database, BenchDatabase, ServerOptions};
+use crate::database::{self, with_database, BenchDatabase, ServerOptions};
 use crate::load::{self, ClosedLoop, Round};
 use crate::pgbench::{self, ScriptFile};
-use crate::services::{jwt_keys, Service};
+use crate::services;
 use crate::stats::{ms, quantile};
 
 /// Non-201 answers above this share of all answers fail the run.
@@ -55,9 +55,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
     let server = &options.server;
     let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database.prepare(&pool).await?;
-    let service = Service::command(pool.clone(), jwt_keys()).await?;
-    let (_, token) = service.register_and_login("Bench").await?;
+    database::prepare(&pool).await?;
+    let service = services::command(&database.url, options.pool_size).await?;
+    let token = service.sign_up("Bench").await?.token;
     let script = ScriptFile::write(&pgbench::insert_script())?;
     let spec = ClosedLoop {
         clients: options.clients,

@@ -31,7 +31,7 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
     app.change(4, "MeetingCancelled", meeting, &[alice.id, bob.id])
         .await;
 
-    let body = app.get_json("/v1/changes", &alice.token).await;
+    let body = app.get_json("/v1/changes", Some(&alice.token)).await;
     assert_eq!(
         positions(&body),
         vec![position(1), position(2), position(4)]
@@ -44,12 +44,12 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
     assert_eq!(event["data"], serde_json::json!({"n": 1}));
     assert!(event["recorded_at"].is_string());
 
-    let body = app.get_json("/v1/changes", &bob.token).await;
+    let body = app.get_json("/v1/changes", Some(&bob.token)).await;
     assert_eq!(
         positions(&body),
         vec![position(1), position(3), position(4)]
     );
-    let body = app.get_json("/v1/changes", &admin.token).await;
+    let body = app.get_json("/v1/changes", Some(&admin.token)).await;
     assert_eq!(body["events"].as_array().unwrap().len(), 4);
 }
 
@@ -57,7 +57,7 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
 async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_new() {
     let app = spawn_app().await;
     let alice = app.user("Alice").await;
-    let body = app.get_json("/v1/changes", &alice.token).await;
+    let body = app.get_json("/v1/changes", Some(&alice.token)).await;
     assert_eq!(body["events"], serde_json::json!([]));
     assert!(body["next"].is_null(), "nothing at all and no after");
 
@@ -65,18 +65,23 @@ async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_n
     for n in 1..=5 {
         app.change(n, "MessagePosted", meeting, &[alice.id]).await;
     }
-    let body = app.get_json("/v1/changes?limit=2", &alice.token).await;
+    let body = app
+        .get_json("/v1/changes?limit=2", Some(&alice.token))
+        .await;
     assert_eq!(positions(&body), vec![position(1), position(2)]);
     assert_eq!(body["next"], position(2));
     let body = app
         .get_json(
             &format!("/v1/changes?limit=2&after={}", position(2)),
-            &alice.token,
+            Some(&alice.token),
         )
         .await;
     assert_eq!(positions(&body), vec![position(3), position(4)]);
     let body = app
-        .get_json(&format!("/v1/changes?after={}", position(5)), &alice.token)
+        .get_json(
+            &format!("/v1/changes?after={}", position(5)),
+            Some(&alice.token),
+        )
         .await;
     assert_eq!(body["events"], serde_json::json!([]));
     assert_eq!(
