@@ -8,9 +8,9 @@ use sqlx::PgPool;
 /// `meetings_bench_<random>` on the server of the admin URL; empty until migrated.
 pub use platform::testing::ScratchDatabase as BenchDatabase;
 
-/// Where the bench databases go, and the baseline tool: shared by every benchmark.
+/// The PostgreSQL server the bench databases are created on: shared by every benchmark.
 #[derive(clap::Args, Debug, Clone)]
-pub struct ServerOptions {
+pub struct PostgresOptions {
     /// Any database on the PostgreSQL server; the bench database is created beside it.
     #[arg(
         long = "admin-url",
@@ -19,6 +19,13 @@ pub struct ServerOptions {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub admin_url: String,
+}
+
+/// Where the bench databases go, and the baseline tool.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerOptions {
+    #[command(flatten)]
+    pub postgres: PostgresOptions,
     /// The pgbench executable.
     #[arg(long, default_value = "pgbench")]
     pub pgbench: String,
@@ -37,14 +44,8 @@ pub struct StackOptions {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
-    /// Any database on the PostgreSQL server; the bench database is created beside it.
-    #[arg(
-        long = "admin-url",
-        visible_alias = "database-url",
-        env = "MEETINGS_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub admin_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresOptions,
 }
 
 /// Creates a fresh bench database, runs `body` on it and drops it, whatever `body` returned.
@@ -71,7 +72,7 @@ where
 {
     let stream = ScratchStream::create(&stack.nats_url, "BENCH").await?;
     eprintln!("stream: {}", stream.name.as_str());
-    let outcome = with_database(&stack.admin_url, |database| {
+    let outcome = with_database(&stack.postgres.admin_url, |database| {
         body(database, stream.js.clone(), stream.name.clone())
     })
     .await;

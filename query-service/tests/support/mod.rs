@@ -300,7 +300,6 @@ impl TestApp {
     }
 }
 
-
 /// Ids of a list response's `items` under `key`.
 pub fn ids(body: &Value, key: &str) -> Vec<String> {
     body["items"]
