@@ -185,12 +185,11 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
         .await
         .unwrap();
     let meeting = api
-        .request(
-            reqwest::Method::GET,
+        .get_at(
             &format!("/v1/meetings/{}", scheduled["id"].as_str().unwrap()),
             Some(token),
+            scheduled["position"].as_str().unwrap(),
         )
-        .header("X-Min-Position", scheduled["position"].as_str().unwrap())
         .send()
         .await
         .unwrap();

@@ -169,8 +169,7 @@ impl Stack {
     pub async fn query(&self, path: &str, token: &str, position: &str) -> (u16, Value) {
         let response = self
             .queries
-            .request(reqwest::Method::GET, path, Some(token))
-            .header("X-Min-Position", position)
+            .get_at(path, Some(token), position)
             .send()
             .await
             .unwrap();

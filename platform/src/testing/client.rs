@@ -60,6 +60,13 @@ impl TestClient {
         }
     }
 
+    /// A GET that must see the read models at `position` at least (`X-Min-Position`); send it
+    /// yourself (under a timeout, say).
+    pub fn get_at(&self, path: &str, token: Option<&str>, position: &str) -> RequestBuilder {
+        self.request(Method::GET, path, token)
+            .header("X-Min-Position", position)
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
         send(self.request(Method::GET, path, token)).await
     }
@@ -67,6 +74,11 @@ impl TestClient {
     /// The body of a GET that must answer 200.
     pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
         ok_json(self.get(path, token).await, "GET", path).await
+    }
+
+    /// The text of a GET that must answer 200 (`/metrics`, say).
+    pub async fn get_text(&self, path: &str, token: Option<&str>) -> String {
+        ok_text(self.get(path, token).await, "GET", path).await
     }
 
     /// The body of a POST that must answer 200 (a query with a body, such as free/busy).
@@ -155,10 +167,15 @@ async fn send(request: RequestBuilder) -> Response {
     request.send().await.expect("request failed")
 }
 
-async fn ok_json(response: Response, method: &str, path: &str) -> Value {
+async fn ok_text(response: Response, method: &str, path: &str) -> String {
     let status = response.status();
     let body = response.text().await.expect("response body");
     assert_eq!(status, 200, "{method} {path}: {body}");
+    body
+}
+
+async fn ok_json(response: Response, method: &str, path: &str) -> Value {
+    let body = ok_text(response, method, path).await;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
 }
 
