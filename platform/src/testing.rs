@@ -13,7 +13,7 @@
 //! - [`client`]: HTTP calls, sign-up and scheduling as clients make them; problem bodies.
 //! - [`nats`]: NATS of the tests and JetStream streams of their own.
 
-pub mod cleanup;
+mod cleanup;
 pub mod client;
 pub mod database;
 pub mod events;
