@@ -3,18 +3,16 @@
 //! pgbench running the endpoint's SQL (`-M prepared`, same concurrency) on the same database.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::SecondsFormat;
-use platform::config::parse_duration;
 use rand::Rng;
 
-use crate::compare::{self, Baseline};
+use crate::compare::{self, Baseline, RoundOptions};
 use crate::database::{with_database, BenchDatabase, ServerOptions};
-use crate::load::{self, ClosedLoop};
+use crate::load;
 use crate::pgbench::ScriptFile;
 use crate::seed;
-use crate::services::{jwt_keys, Service};
+use crate::services;
 use crate::stats::{ms, quantile, summary};
 
 /// Target: p99 of the HTTP request below this.
@@ -31,15 +29,8 @@ pub struct Options {
     /// Concurrent HTTP clients (keep-alive), and pgbench clients (`-c`).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
-    /// Measured time of each round (whole seconds for pgbench).
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Unmeasured load before each round.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub warmup: Duration,
-    /// Service rounds and baseline rounds, interleaved.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
+    #[command(flatten)]
+    pub rounds: RoundOptions,
     /// Connections of the query-service's pool.
     #[arg(long, default_value_t = 16)]
     pub pool_size: u32,
@@ -68,13 +59,8 @@ fn script(users: i64) -> String {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    anyhow::ensure!(options.clients > 0, "--clients must be at least 1");
-    anyhow::ensure!(options.rounds > 0, "--rounds must be at least 1");
-    anyhow::ensure!(
-        options.duration >= Duration::from_secs(1),
-        "--duration must be at least 1s"
-    );
-    let admin_url = options.server.admin_url.clone();
+    options.rounds.check(options.clients)?;
+    let admin_url = options.server.postgres.admin_url.clone();
     with_database(&admin_url, |database| async move {
         run_in(&options, &database).await
     })
@@ -83,10 +69,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
     let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database.migrate(&pool).await?;
+    platform::db::migrate(&pool).await?;
     let seeded = seed::load(&pool, options.users, options.meetings).await?;
-    let jwt = jwt_keys();
-    let service = Service::query(pool.clone(), jwt.clone()).await?;
+    let jwt = platform::testing::jwt_keys();
+    let service = services::query(
+        &database.url,
+        options.pool_size,
+        query_service::documents::DEFAULT_MAX_BATCH,
+    )
+    .await?;
     let tokens: Arc<Vec<String>> = Arc::new(
         seed::tokens(&pool, &jwt)
             .await?
@@ -99,33 +90,28 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
 
     let script = ScriptFile::write(&script(options.users))?;
     println!(
-        "agenda: {} clients, {} rounds of {}s (+{}s warmup each), one-week windows, {} users, {} meetings, {:.1} agenda rows per user-week (sampled: {items:.2} items per answer), {} cores",
+        "agenda: {} clients, {}, one-week windows, {} users, {} meetings, {:.1} agenda rows per user-week (sampled: {items:.2} items per answer), {} cores",
         options.clients,
-        options.rounds,
-        options.duration.as_secs_f64(),
-        options.warmup.as_secs_f64(),
+        options.rounds.describe(),
         seeded.users,
         seeded.meetings,
         seeded.agenda_rows as f64 / seeded.users as f64 / (seed::DAYS as f64 / 7.0),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    let spec = ClosedLoop {
-        clients: options.clients,
-        warmup: options.warmup,
-        duration: options.duration,
-        expected: reqwest::StatusCode::OK,
-    };
+    let spec = options
+        .rounds
+        .closed_loop(options.clients, reqwest::StatusCode::OK);
     let baseline = Baseline {
         label: "pgbench agenda",
         server: &options.server,
         database_url: &database.url,
         script: script.path(),
         clients: options.clients,
-        warmup: options.warmup,
-        duration: options.duration,
+        warmup: options.rounds.warmup,
+        duration: options.rounds.duration,
         log_latencies: true,
     };
-    let comparison = compare::interleave(options.rounds, "agenda", &baseline, || {
+    let comparison = compare::interleave(options.rounds.rounds, "agenda", &baseline, || {
         let tokens = tokens.clone();
         let url = url.clone();
         load::closed_loop(&spec, move |client, rng| {
@@ -146,9 +132,6 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
     let baseline_latencies = comparison.baseline_latencies();
     let service_median = comparison.service_median();
     let baseline_median = comparison.baseline_median();
-    let ok: u64 = comparison.service.iter().map(|r| r.ok).sum();
-    let failures = load::failures_of(&comparison.service);
-    let errors: u64 = failures.values().sum();
     let p99 = quantile(&service_latencies, 0.99);
     println!();
     println!(
@@ -174,17 +157,10 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
         "median  agenda {service_median:>9.1} req/s   pgbench agenda {baseline_median:>9.1} tps   ratio {:.1}%",
         service_median / baseline_median * 100.0
     );
-    println!(
-        "errors  {errors} of {} measured requests {failures:?}",
-        ok + errors
-    );
+    let verdict = comparison.check_errors();
     drop(service);
     pool.close().await;
-    anyhow::ensure!(
-        errors as f64 <= 0.001 * (ok + errors).max(1) as f64,
-        "more than 0.1% of the requests failed: {failures:?}"
-    );
-    Ok(())
+    verdict
 }
 
 /// A few requests before measuring: 200s with items lists; returns the average item count.

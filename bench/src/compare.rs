@@ -5,11 +5,63 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use platform::config::parse_duration;
+
 use crate::cpu::CpuSample;
 use crate::database::ServerOptions;
-use crate::load::{self, baseline_line, Round};
+use crate::load::{self, baseline_line, ClosedLoop, Round};
 use crate::pgbench::{self, PgbenchResult};
 use crate::stats::median;
+
+/// Most failed service requests a run accepts, as a share of its measured requests.
+const MAX_ERROR_RATE: f64 = 0.001;
+
+/// How long and how often each side is measured, shared by the interleaved benchmarks.
+#[derive(clap::Args, Debug)]
+pub struct RoundOptions {
+    /// Measured time of each round (whole seconds for pgbench).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured load before each round.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Service rounds and baseline rounds, interleaved (service, baseline, service, …).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+impl RoundOptions {
+    /// Refuses runs that would measure nothing.
+    pub fn check(&self, clients: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(clients > 0, "--clients must be at least 1");
+        anyhow::ensure!(self.rounds > 0, "--rounds must be at least 1");
+        anyhow::ensure!(
+            self.duration >= Duration::from_secs(1),
+            "--duration must be at least 1s"
+        );
+        Ok(())
+    }
+
+    /// `3 rounds of 20s (+5s warmup each)`, for the header line of a run.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} rounds of {}s (+{}s warmup each)",
+            self.rounds,
+            self.duration.as_secs_f64(),
+            self.warmup.as_secs_f64()
+        )
+    }
+
+    /// A service round: `clients` connections, `expected` counting as success.
+    pub fn closed_loop(&self, clients: usize, expected: reqwest::StatusCode) -> ClosedLoop {
+        ClosedLoop {
+            clients,
+            warmup: self.warmup,
+            duration: self.duration,
+            expected,
+        }
+    }
+}
 
 /// How the pgbench side of each round runs.
 pub struct Baseline<'a> {
@@ -45,6 +97,27 @@ impl Comparison {
     pub fn baseline_median(&self) -> f64 {
         let values: Vec<f64> = self.baseline.iter().map(|r| r.result.tps).collect();
         median(&values).expect("BUG: at least one round")
+    }
+
+    /// Prints how many measured service requests failed; an error when more than
+    /// [`MAX_ERROR_RATE`] did. The caller stops its service before returning it.
+    pub fn check_errors(&self) -> anyhow::Result<()> {
+        let ok: u64 = self.service.iter().map(|r| r.ok).sum();
+        let failures = load::failures_of(&self.service);
+        let errors: u64 = failures.values().sum();
+        let rate = errors as f64 / (ok + errors).max(1) as f64;
+        println!(
+            "errors  {errors} of {} measured requests ({:.3}%) {failures:?}",
+            ok + errors,
+            rate * 100.0
+        );
+        anyhow::ensure!(
+            rate <= MAX_ERROR_RATE,
+            "{:.3}% of the requests failed (limit {:.1}%): {failures:?}",
+            rate * 100.0,
+            MAX_ERROR_RATE * 100.0
+        );
+        Ok(())
     }
 
     /// Every logged baseline latency, sorted.

@@ -4,18 +4,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use platform::config::parse_duration;
 use rand::Rng;
 use uuid::Uuid;
 
-use crate::compare::{self, Baseline};
+use crate::compare::{self, Baseline, RoundOptions};
 use crate::database::{with_database, BenchDatabase, ServerOptions};
-use crate::load::{self, ClosedLoop};
+use crate::load;
 use crate::pgbench::ScriptFile;
 use crate::seed;
-use crate::services::{jwt_keys, Service};
+use crate::services;
 use crate::stats::summary;
 use crate::wrk;
 
@@ -24,15 +22,8 @@ pub struct Options {
     /// Concurrent HTTP clients (keep-alive), and pgbench clients (`-c`).
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
-    /// Measured time of each round (whole seconds for pgbench).
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Unmeasured load before each round.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub warmup: Duration,
-    /// Service rounds and baseline rounds, interleaved.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
+    #[command(flatten)]
+    pub rounds: RoundOptions,
     /// Meetings loaded into the read models.
     #[arg(long, default_value_t = 10_000)]
     pub meetings: i64,
@@ -77,16 +68,11 @@ fn script(meetings: i64) -> String {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    anyhow::ensure!(options.clients > 0, "--clients must be at least 1");
-    anyhow::ensure!(options.rounds > 0, "--rounds must be at least 1");
-    anyhow::ensure!(
-        options.duration >= Duration::from_secs(1),
-        "--duration must be at least 1s"
-    );
+    options.rounds.check(options.clients)?;
     if options.load == Load::Wrk {
         wrk::check_available(&options.wrk)?;
     }
-    let admin_url = options.server.admin_url.clone();
+    let admin_url = options.server.postgres.admin_url.clone();
     with_database(&admin_url, |database| async move {
         run_in(&options, &database).await
     })
@@ -95,10 +81,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
     let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database.migrate(&pool).await?;
+    platform::db::migrate(&pool).await?;
     seed::load(&pool, options.users, options.meetings).await?;
-    let jwt = jwt_keys();
-    let service = Service::query_with(pool.clone(), jwt.clone(), options.read_batch).await?;
+    let jwt = platform::testing::jwt_keys();
+    let service = services::query(&database.url, options.pool_size, options.read_batch).await?;
 
     // Requests: a random (user, meeting) pair where the user organizes or attends the meeting,
     // so every request is a visible meeting (200), with that user's token.
@@ -138,37 +124,32 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
 
     let script = ScriptFile::write(&script(options.meetings))?;
     println!(
-        "get-meeting: {} clients ({}), read batch {}, {} rounds of {}s (+{}s warmup each), {} meetings, {} (user, meeting) pairs, {} cores",
+        "get-meeting: {} clients ({}), read batch {}, {}, {} meetings, {} (user, meeting) pairs, {} cores",
         options.clients,
         match options.load {
             Load::Wrk => format!("wrk -t {}", options.wrk_threads),
             Load::InProcess => "in-process reqwest".to_string(),
         },
         options.read_batch,
-        options.rounds,
-        options.duration.as_secs_f64(),
-        options.warmup.as_secs_f64(),
+        options.rounds.describe(),
         options.meetings,
         requests.len(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    let spec = ClosedLoop {
-        clients: options.clients,
-        warmup: options.warmup,
-        duration: options.duration,
-        expected: reqwest::StatusCode::OK,
-    };
+    let spec = options
+        .rounds
+        .closed_loop(options.clients, reqwest::StatusCode::OK);
     let baseline = Baseline {
         label: "pgbench pk select",
         server: &options.server,
         database_url: &database.url,
         script: script.path(),
         clients: options.clients,
-        warmup: options.warmup,
-        duration: options.duration,
+        warmup: options.rounds.warmup,
+        duration: options.rounds.duration,
         log_latencies: false,
     };
-    let comparison = compare::interleave(options.rounds, "get-meeting", &baseline, || {
+    let comparison = compare::interleave(options.rounds.rounds, "get-meeting", &baseline, || {
         let requests = requests.clone();
         let (spec, wrk_files, base) = (&spec, wrk_files.as_ref(), service.base.as_str());
         async move {
@@ -193,9 +174,6 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
     let service_median = comparison.service_median();
     let baseline_median = comparison.baseline_median();
     let ratio = service_median / baseline_median;
-    let ok: u64 = comparison.service.iter().map(|r| r.ok).sum();
-    let failures = load::failures_of(&comparison.service);
-    let errors: u64 = failures.values().sum();
     println!();
     println!(
         "median  get-meeting {service_median:>9.1} req/s   pgbench pk select {baseline_median:>9.1} tps"
@@ -209,17 +187,10 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
         "latency get-meeting, all measured rounds: {}",
         summary(&load::all_latencies(&comparison.service))
     );
-    println!(
-        "errors  {errors} of {} measured requests {failures:?}",
-        ok + errors
-    );
+    let verdict = comparison.check_errors();
     drop(service);
     pool.close().await;
-    anyhow::ensure!(
-        errors as f64 <= 0.001 * (ok + errors).max(1) as f64,
-        "more than 0.1% of the requests failed: {failures:?}"
-    );
-    Ok(())
+    verdict
 }
 
 /// One request before measuring: 200 with the meeting, its organizer's name and attendees.

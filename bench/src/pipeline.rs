@@ -16,6 +16,7 @@ use command_service::relay::{Relay, RelaySettings};
 use platform::bus::StreamName;
 use platform::config::parse_duration;
 use platform::metrics::Metrics;
+use platform::testing::meeting_body_on;
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
@@ -23,7 +24,7 @@ use uuid::Uuid;
 
 use crate::cpu::{cpu_columns, CpuSample};
 use crate::database::{with_database_and_stream, BenchDatabase, StackOptions};
-use crate::services::{jwt_keys, Service};
+use crate::services;
 use crate::stats::{quantile, summary};
 
 /// Target: p99 of the lag below this.
@@ -128,13 +129,11 @@ async fn run_in(
     js: async_nats::jetstream::Context,
     stream: StreamName,
 ) -> anyhow::Result<()> {
-    let command_pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database.migrate(&command_pool).await?;
     let relay_pool = platform::db::connect(&database.url, 4).await?;
+    platform::db::migrate(&relay_pool).await?;
     // The relay's and the projector's own metrics: where the lag goes, stage by stage.
     let stage_metrics = Metrics::new();
     let projector_pool = platform::db::connect(&database.url, 4).await?;
-    let query_pool = platform::db::connect(&database.url, 16).await?;
 
     let relay = Relay::over_jetstream(
         relay_pool,
@@ -146,9 +145,13 @@ async fn run_in(
     let relay = tokio::spawn(relay.run(std::future::pending()));
     let projector = projector::new_projector(projector_pool, js, stream, &stage_metrics);
     let projector = tokio::spawn(projector.run(std::future::pending()));
-    let jwt = jwt_keys();
-    let commands = Service::command(command_pool, jwt.clone()).await?;
-    let queries = Service::query(query_pool, jwt).await?;
+    let commands = services::command(&database.url, options.pool_size).await?;
+    let queries = services::query(
+        &database.url,
+        16,
+        query_service::documents::DEFAULT_MAX_BATCH,
+    )
+    .await?;
 
     // The bench's own LISTEN: (arrival, checkpoint position) of every notification.
     let notifications: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
@@ -169,10 +172,10 @@ async fn run_in(
 
     let mut users = Vec::with_capacity(options.users);
     for i in 0..options.users {
-        let (id, token) = commands.register_and_login(&format!("User {i}")).await?;
+        let user = commands.sign_up(&format!("User {i}")).await?;
         users.push(User {
-            id,
-            authorization: format!("Bearer {token}"),
+            id: user.id,
+            authorization: format!("Bearer {}", user.token),
         });
     }
     let shared = Arc::new(Shared {
@@ -482,13 +485,11 @@ async fn issue(shared: &Shared, i: u64, confirm: bool) -> Outcome {
             let organizer = pick(0);
             let attendees = [(organizer + 1) % n, (organizer + 2) % n];
             let day = chrono::Utc::now().date_naive() + chrono::Days::new(1 + i % 300);
-            let body = json!({
-                "title": format!("Pipeline {i}"),
-                "starts_at": format!("{day}T10:00:00Z"),
-                "ends_at": format!("{day}T11:00:00Z"),
-                "time_zone": "Europe/Berlin",
-                "attendees": attendees.map(|a| json!({"user_id": shared.users[a].id})),
-            });
+            let body = meeting_body_on(
+                day,
+                &format!("Pipeline {i}"),
+                &attendees.map(|a| shared.users[a].id),
+            );
             let recent = Recent {
                 id: Uuid::nil(),
                 organizer,

@@ -1,36 +1,23 @@
 //! `bench schedule-meeting`: POST /v1/meetings over HTTP against the in-process command-service,
 //! interleaved with a pgbench single-row-insert baseline on the same database.
 
-use std::time::Duration;
-
-use platform::config::parse_duration;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::compare::{self, Baseline};
-use crate::database::{with_database, BenchDatabase, ServerOptions};
+use crate::compare::{self, Baseline, RoundOptions};
+use crate::database::{self, with_database, BenchDatabase, ServerOptions};
 use crate::load::{self, ClosedLoop, Round};
 use crate::pgbench::{self, ScriptFile};
-use crate::services::{jwt_keys, Service};
+use crate::services;
 use crate::stats::{ms, quantile};
-
-/// Non-201 answers above this share of all answers fail the run.
-const MAX_ERROR_RATE: f64 = 0.001;
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
     /// Concurrent HTTP clients, and pgbench clients (`-c`).
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
-    /// Measured time of each round (whole seconds for pgbench).
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Unmeasured load before each round.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub warmup: Duration,
-    /// Service rounds and baseline rounds, interleaved (service, baseline, service, …).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
+    #[command(flatten)]
+    pub rounds: RoundOptions,
     #[command(flatten)]
     pub server: ServerOptions,
     /// Connections of the command-service's pool.
@@ -39,13 +26,8 @@ pub struct Options {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    anyhow::ensure!(options.clients > 0, "--clients must be at least 1");
-    anyhow::ensure!(options.rounds > 0, "--rounds must be at least 1");
-    anyhow::ensure!(
-        options.duration >= Duration::from_secs(1),
-        "--duration must be at least 1s"
-    );
-    let admin_url = options.server.admin_url.clone();
+    options.rounds.check(options.clients)?;
+    let admin_url = options.server.postgres.admin_url.clone();
     with_database(&admin_url, |database| async move {
         run_in(&options, &database).await
     })
@@ -55,16 +37,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
     let server = &options.server;
     let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database.prepare(&pool).await?;
-    let service = Service::command(pool.clone(), jwt_keys()).await?;
-    let (_, token) = service.register_and_login("Bench").await?;
+    database::prepare(&pool).await?;
+    let service = services::command(&database.url, options.pool_size).await?;
+    let token = service.sign_up("Bench").await?.token;
     let script = ScriptFile::write(&pgbench::insert_script())?;
-    let spec = ClosedLoop {
-        clients: options.clients,
-        warmup: options.warmup,
-        duration: options.duration,
-        expected: reqwest::StatusCode::CREATED,
-    };
+    let spec = options
+        .rounds
+        .closed_loop(options.clients, reqwest::StatusCode::CREATED);
 
     print_header(options);
     let baseline = Baseline {
@@ -73,21 +52,19 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
         database_url: &database.url,
         script: script.path(),
         clients: options.clients,
-        warmup: options.warmup,
-        duration: options.duration,
+        warmup: options.rounds.warmup,
+        duration: options.rounds.duration,
         log_latencies: false,
     };
-    let comparison = compare::interleave(options.rounds, "schedule-meeting", &baseline, || {
-        service_round(&service.base, &token, &spec)
-    })
-    .await?;
+    let comparison =
+        compare::interleave(options.rounds.rounds, "schedule-meeting", &baseline, || {
+            service_round(&service.base, &token, &spec)
+        })
+        .await?;
     let service_median = comparison.service_median();
     let baseline_median = comparison.baseline_median();
     let service_rounds = &comparison.service;
     let latencies = load::all_latencies(service_rounds);
-    let ok: u64 = service_rounds.iter().map(|r| r.ok).sum();
-    let errors: u64 = service_rounds.iter().map(|r| r.errors()).sum();
-    let error_rate = errors as f64 / (ok + errors).max(1) as f64;
     let ratio = service_median / baseline_median;
 
     println!();
@@ -106,33 +83,19 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
         ms(latencies.last().copied()),
         latencies.len()
     );
-    println!(
-        "errors  {errors} of {} measured requests ({:.3}%)",
-        ok + errors,
-        error_rate * 100.0
-    );
+    let verdict = comparison.check_errors();
     print_row_sizes(&pool).await?;
 
     drop(service);
     pool.close().await;
-    if error_rate > MAX_ERROR_RATE {
-        anyhow::bail!(
-            "{:.3}% of the requests failed (limit {:.1}%): {:?}",
-            error_rate * 100.0,
-            MAX_ERROR_RATE * 100.0,
-            load::failures_of(service_rounds)
-        );
-    }
-    Ok(())
+    verdict
 }
 
 fn print_header(options: &Options) {
     println!(
-        "schedule-meeting: {} clients, {} rounds of {}s (+{}s warmup each), {} cores",
+        "schedule-meeting: {} clients, {}, {} cores",
         options.clients,
-        options.rounds,
-        options.duration.as_secs_f64(),
-        options.warmup.as_secs_f64(),
+        options.rounds.describe(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use platform::testing::TestDatabase;
+use platform::testing::{TestClient, TestDatabase};
 
 fn meetings(database_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_meetings"))
@@ -145,25 +145,9 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
         .to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");
 
-    let client = reqwest::Client::new();
-    let body = serde_json::json!({"email": "ada@example.com", "password": "correct horse", "display_name": "Ada"});
-    let response = client
-        .post(format!("{base}/v1/auth/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let login: serde_json::Value = client
-        .post(format!("{base}/v1/auth/login"))
-        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap();
+    let api = TestClient::new(&base);
+    let ada = api.sign_up("Ada").await.expect("register and log in");
+    let token = ada.token.as_str();
 
     // Websockets on the same port, fed from the store in-process.
     use futures::{SinkExt, StreamExt};
@@ -187,26 +171,25 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
     .await
     .unwrap();
 
-    let scheduled: serde_json::Value = client
-        .post(format!("{base}/v1/meetings"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({
-            "title": "Kick-off", "starts_at": "2027-01-04T09:00:00Z",
-            "ends_at": "2027-01-04T10:00:00Z", "time_zone": "Europe/London"
-        }))
-        .send()
+    let scheduled: serde_json::Value = api
+        .post(
+            "/v1/meetings",
+            Some(token),
+            serde_json::json!({
+                "title": "Kick-off", "starts_at": "2027-01-04T09:00:00Z",
+                "ends_at": "2027-01-04T10:00:00Z", "time_zone": "Europe/London"
+            }),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let meeting = client
-        .get(format!(
-            "{base}/v1/meetings/{}",
-            scheduled["id"].as_str().unwrap()
-        ))
-        .bearer_auth(token)
-        .header("X-Min-Position", scheduled["position"].as_str().unwrap())
+    let meeting = api
+        .get_at(
+            &format!("/v1/meetings/{}", scheduled["id"].as_str().unwrap()),
+            Some(token),
+            scheduled["position"].as_str().unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -232,17 +215,10 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
     }
     assert_eq!(pushed.unwrap()["position"], scheduled["position"]);
 
-    let openapi: serde_json::Value = client
-        .get(format!("{base}/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi = api.get_json("/v1/openapi.json", None).await;
     assert!(openapi["paths"]["/v1/meetings"]["post"].is_object());
     assert!(openapi["paths"]["/v1/me/agenda"]["get"].is_object());
-    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let ready = api.get("/readyz", None).await;
     assert_eq!(ready.status(), 200);
     drop(running);
     std::fs::remove_dir_all(&data_dir).ok();

@@ -63,8 +63,12 @@ async fn new_session(app: &TestApp, user: &TestUser) -> Value {
 
 /// A command that needs a valid access token: renaming oneself.
 async fn rename(app: &TestApp, access_token: &str, name: &str) -> reqwest::Response {
-    app.patch("/v1/users/me", access_token, json!({"display_name": name}))
-        .await
+    app.patch(
+        "/v1/users/me",
+        Some(access_token),
+        json!({"display_name": name}),
+    )
+    .await
 }
 
 fn text(value: &Value, key: &str) -> String {

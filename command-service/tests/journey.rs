@@ -159,15 +159,7 @@ async fn a_meeting_journey_appends_exactly_the_expected_events_with_complete_met
 #[tokio::test]
 async fn the_openapi_document_lists_every_command_endpoint() {
     let app = spawn_app().await;
-    let document: Value = app
-        .client
-        .get(app.url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = app.get_json("/v1/openapi.json", None).await;
     let paths = document["paths"].as_object().unwrap();
     for path in [
         "/v1/auth/register",
@@ -195,19 +187,11 @@ async fn the_openapi_document_lists_every_command_endpoint() {
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let app = spawn_app().await;
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz", None).await;
     assert_eq!(health.status(), 200);
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status(), 200);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(
         metrics.contains("meetings_http_requests_total"),
         "{metrics}"

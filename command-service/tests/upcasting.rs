@@ -62,7 +62,11 @@ async fn a_user_registered_with_a_version_1_event_logs_in_and_changes_profile() 
     // The profile change is decided against the upcast state: `display_name` came from
     // `name`, and the default time zone UTC was filled in.
     let response = app
-        .patch("/v1/users/me", &token, json!({"time_zone": "Asia/Tokyo"}))
+        .patch(
+            "/v1/users/me",
+            Some(&token),
+            json!({"time_zone": "Asia/Tokyo"}),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let events = app.store.load("user", old_id).await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use e2e::{nats_client, nats_url, read_model_snapshot, OwnNats, Stack};
 use platform::bus::EventEnvelope;
 use platform::store::{Commit, EventMetadata, NewEvent, Position};
-use platform::testing::TestDatabase;
+use platform::testing::{meeting_body, TestDatabase};
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::json;
@@ -165,7 +165,12 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
     let (_, token, _) = stack.user("Ann").await;
     for _ in 0..20 {
         stack
-            .command(Method::POST, "/v1/meetings", &token, meeting_body())
+            .command(
+                Method::POST,
+                "/v1/meetings",
+                &token,
+                meeting_body("Sync", &[]),
+            )
             .await;
         assert_eq!(
             *second_state.borrow(),
@@ -190,7 +195,12 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
 
     for _ in 0..20 {
         stack
-            .command(Method::POST, "/v1/meetings", &token, meeting_body())
+            .command(
+                Method::POST,
+                "/v1/meetings",
+                &token,
+                meeting_body("Sync", &[]),
+            )
             .await;
     }
     let head = stack.store_head().await;
@@ -206,16 +216,6 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
     second_task.abort();
 }
 
-fn meeting_body() -> serde_json::Value {
-    let start = chrono::Utc::now() + chrono::Duration::days(2);
-    json!({
-        "title": "Sync",
-        "starts_at": start.to_rfc3339(),
-        "ends_at": (start + chrono::Duration::minutes(30)).to_rfc3339(),
-        "time_zone": "UTC",
-    })
-}
-
 #[tokio::test]
 async fn read_models_equal_a_rebuild_after_relay_projector_and_nats_crashes() {
     let mut nats = OwnNats::start().await;
@@ -228,8 +228,7 @@ async fn read_models_equal_a_rebuild_after_relay_projector_and_nats_crashes() {
     // Three drivers issue a mixed stream of commands while the test breaks things.
     let mut drivers = vec![];
     for driver in 0..3 {
-        let client = stack.client.clone();
-        let base = stack.commands.clone();
+        let commands = stack.commands.api.clone();
         let people = people.clone();
         drivers.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::from_entropy();
@@ -250,13 +249,7 @@ async fn read_models_equal_a_rebuild_after_relay_projector_and_nats_crashes() {
                     "time_zone": "Europe/Paris",
                     "attendees": attendees,
                 });
-                let response = client
-                    .post(format!("{base}/v1/meetings"))
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
+                let response = commands.post("/v1/meetings", Some(token), &body).await;
                 assert_eq!(response.status(), 201);
                 accepted += 1;
                 let id = response.json::<serde_json::Value>().await.unwrap()["id"]
@@ -272,13 +265,9 @@ async fn read_models_equal_a_rebuild_after_relay_projector_and_nats_crashes() {
                     ),
                 ];
                 for (action, body) in follow_ups {
-                    let response = client
-                        .post(format!("{base}/v1/meetings/{id}/{action}"))
-                        .bearer_auth(token)
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap();
+                    let response = commands
+                        .post(&format!("/v1/meetings/{id}/{action}"), Some(token), &body)
+                        .await;
                     assert!(
                         response.status().is_success(),
                         "{action}: {}",

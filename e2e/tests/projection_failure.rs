@@ -74,24 +74,9 @@ async fn an_unapplicable_event_stops_the_projection_and_fails_readiness() {
     assert_eq!(users, 1, "only Ann, registered before the bad event");
 
     // Readiness says so, on the query side and the projector's own health endpoint.
-    let ready = stack
-        .client
-        .get(format!("{}/readyz", stack.queries))
-        .send()
-        .await
-        .unwrap();
+    let ready = stack.queries.get("/readyz", None).await;
     assert_eq!(ready.status(), 503);
-    let metrics = platform::metrics::Metrics::new();
-    let router = projector::health_router(stack.db.pool.clone(), metrics);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    let ready = stack
-        .client
-        .get(format!("http://{address}/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = stack.projector_health().get("/readyz", None).await;
     assert_eq!(ready.status(), 503);
     let body = ready.text().await.unwrap();
     assert!(body.contains("stopped"), "{body}");

@@ -108,9 +108,8 @@ async fn every_command_is_visible_through_the_query_api_at_its_position() {
 
     let (_, busy) = {
         let response = stack
-            .client
-            .post(format!("{}/v1/freebusy", stack.queries))
-            .bearer_auth(&alice_token)
+            .queries
+            .request(Method::POST, "/v1/freebusy", Some(&alice_token))
             .header("X-Min-Position", posted["position"].as_str().unwrap())
             .json(&json!({"user_ids": [bob], "from": format!("{start}T00:00:00Z"), "to": format!("{start}T23:59:59Z")}))
             .send()

@@ -5,6 +5,7 @@ use std::time::Duration;
 use e2e::{nats_url, Stack};
 use futures::{SinkExt, StreamExt};
 use platform::store::{encode_event, Commit, EventMetadata, NewEvent, Position};
+use platform::testing::meeting_body;
 use realtime::connection::Limits;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -95,22 +96,11 @@ async fn next_event(ws: &mut Ws, channel: &str) -> Value {
 }
 
 async fn schedule(stack: &Stack, token: &str, attendees: &[Uuid]) -> Uuid {
-    let start = chrono::Utc::now() + chrono::Duration::days(1);
-    let (status, body) = stack
-        .command(
-            Method::POST,
-            "/v1/meetings",
-            token,
-            json!({
-                "title": "Standup", "time_zone": "UTC",
-                "starts_at": start.to_rfc3339(),
-                "ends_at": (start + chrono::Duration::minutes(15)).to_rfc3339(),
-                "attendees": attendees.iter().map(|a| json!({"user_id": a})).collect::<Vec<_>>(),
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().parse().unwrap()
+    stack
+        .commands
+        .schedule(token, &meeting_body("Standup", attendees))
+        .await
+        .expect("schedule")
 }
 
 /// Appends `count` chat messages straight to the store, in commits of 50 (fast bursts).
@@ -172,7 +162,7 @@ async fn burst_padded(stack: &Stack, meeting: Uuid, author: Uuid, count: usize, 
 async fn authentication_is_required_first_and_in_time() {
     let stack = Stack::start(nats_url(), true).await;
     let (url, _gateway) = stack
-        .start_realtime(Limits {
+        .start_realtime_with(Limits {
             auth_timeout: Duration::from_millis(300),
             ..Limits::default()
         })
@@ -205,7 +195,7 @@ async fn authentication_is_required_first_and_in_time() {
 #[tokio::test]
 async fn members_get_meeting_events_in_order_and_strangers_are_refused() {
     let stack = Stack::start(nats_url(), true).await;
-    let (url, _gateway) = stack.start_realtime(Limits::default()).await;
+    let (url, _gateway) = stack.start_realtime().await;
     let (_, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
     let (_, eve_token, _) = stack.user("Eve").await;
@@ -265,7 +255,7 @@ async fn members_get_meeting_events_in_order_and_strangers_are_refused() {
 #[tokio::test]
 async fn a_removed_attendee_is_cut_off_from_the_meeting_at_once() {
     let stack = Stack::start(nats_url(), true).await;
-    let (url, _gateway) = stack.start_realtime(Limits::default()).await;
+    let (url, _gateway) = stack.start_realtime().await;
     let (_, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
     let meeting = schedule(&stack, &ann_token, &[ben]).await;
@@ -327,7 +317,7 @@ async fn a_removed_attendee_is_cut_off_from_the_meeting_at_once() {
 #[tokio::test]
 async fn a_resume_in_the_middle_of_a_burst_gets_every_missed_event_exactly_once() {
     let stack = Stack::start(nats_url(), true).await;
-    let (url, _gateway) = stack.start_realtime(Limits::default()).await;
+    let (url, _gateway) = stack.start_realtime().await;
     let (ann, ann_token, _) = stack.user("Ann").await;
     let meeting = schedule(&stack, &ann_token, &[]).await;
     let channel = format!("meeting:{meeting}");
@@ -379,7 +369,7 @@ async fn a_resume_in_the_middle_of_a_burst_gets_every_missed_event_exactly_once(
 async fn a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving() {
     let stack = Stack::start(nats_url(), true).await;
     let (url, _gateway) = stack
-        .start_realtime(Limits {
+        .start_realtime_with(Limits {
             queue: 1024,
             ..Limits::default()
         })
@@ -434,7 +424,7 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving() {
 #[tokio::test]
 async fn bad_frames_get_errors_and_oversized_frames_close_the_connection() {
     let stack = Stack::start(nats_url(), true).await;
-    let (url, _gateway) = stack.start_realtime(Limits::default()).await;
+    let (url, _gateway) = stack.start_realtime().await;
     let (_, token, _) = stack.user("Ann").await;
     let mut ws = authed(&url, &token).await;
     ws.send(Message::Text("{not json".into())).await.unwrap();
@@ -473,8 +463,8 @@ async fn presence_spans_instances_and_a_killed_instance_leaves() {
         presence_expiry: Duration::from_millis(800),
         ..Limits::default()
     };
-    let (first_url, first) = stack.start_realtime(limits.clone()).await;
-    let (second_url, _second) = stack.start_realtime(limits).await;
+    let (first_url, first) = stack.start_realtime_with(limits.clone()).await;
+    let (second_url, _second) = stack.start_realtime_with(limits).await;
     let (ann, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
     let meeting = schedule(&stack, &ann_token, &[ben]).await;
@@ -536,7 +526,7 @@ async fn presence_spans_instances_and_a_killed_instance_leaves() {
 #[tokio::test]
 async fn a_user_channel_resume_replays_the_agenda_changes_missed() {
     let stack = Stack::start(nats_url(), true).await;
-    let (url, _gateway) = stack.start_realtime(Limits::default()).await;
+    let (url, _gateway) = stack.start_realtime().await;
     let (_, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
 
@@ -594,7 +584,7 @@ async fn a_user_channel_resume_replays_the_agenda_changes_missed() {
 async fn silent_clients_are_closed_as_idle_and_flooding_clients_as_too_fast() {
     let stack = Stack::start(nats_url(), true).await;
     let (url, _gateway) = stack
-        .start_realtime(Limits {
+        .start_realtime_with(Limits {
             ping_interval: Duration::from_millis(100),
             idle_timeout: Duration::from_millis(400),
             ..Limits::default()
@@ -624,7 +614,7 @@ async fn silent_clients_are_closed_as_idle_and_flooding_clients_as_too_fast() {
 async fn connected_clients_miss_nothing_across_a_nats_restart() {
     let mut nats = e2e::OwnNats::start().await;
     let stack = Stack::start(nats.url(), false).await;
-    let (url, _gateway) = stack.start_realtime(Limits::default()).await;
+    let (url, _gateway) = stack.start_realtime().await;
     let (ann, ann_token, _) = stack.user("Ann").await;
     let meeting = schedule(&stack, &ann_token, &[]).await;
     let channel = format!("meeting:{meeting}");

@@ -70,15 +70,14 @@ async fn malformed_bodies_are_400_and_wrong_values_422() {
     let response = app
         .post(
             "/v1/freebusy",
-            &me.token,
-            &json!({"user_ids": ["nope"], "from": "2027-03-01T00:00:00Z", "to": "2027-03-02T00:00:00Z"}),
-        )
+            Some(&me.token),
+            &json!({"user_ids": ["nope"], "from": "2027-03-01T00:00:00Z", "to": "2027-03-02T00:00:00Z"}))
         .await;
     support::assert_problem(response, 422).await;
     let response = app
         .post(
             "/v1/find-times",
-            &me.token,
+            Some(&me.token),
             &json!({"user_ids": [me.id], "duration_minutes": 30,
                     "from": "2027-03-01T00:00:00Z", "to": "2027-04-15T00:00:00Z"}),
         )

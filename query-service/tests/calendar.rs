@@ -67,7 +67,7 @@ async fn the_agenda_lists_meetings_overlapping_the_range_including_those_crossin
     let body = app
         .get_json(
             "/v1/me/agenda?from=2027-03-01T09:00:00Z&to=2027-03-01T17:00:00Z",
-            &me.token,
+            Some(&me.token),
         )
         .await;
     assert_eq!(
@@ -97,7 +97,9 @@ async fn the_agenda_requires_an_ordered_bounded_range() {
         ("from=2027-03-01T00:00:00Z&to=2028-03-02T00:00:00Z", "to"),
         ("from=yesterday&to=2027-03-01T00:00:00Z", "from"),
     ] {
-        let response = app.get(&format!("/v1/me/agenda?{query}"), &me.token).await;
+        let response = app
+            .get(&format!("/v1/me/agenda?{query}"), Some(&me.token))
+            .await;
         let body = support::assert_problem(response, 422).await;
         assert_eq!(body["errors"][0]["field"], field, "{query}");
     }
@@ -161,7 +163,7 @@ async fn free_busy_merges_overlaps_and_ignores_cancelled_and_declined_meetings()
     let body = app
         .post_json(
             "/v1/freebusy",
-            &asker.token,
+            Some(&asker.token),
             &json!({"user_ids": [busy.id, nobody, busy.id],
                     "from": "2027-03-01T00:00:00Z", "to": "2027-03-01T17:00:00Z"}),
         )
@@ -194,7 +196,7 @@ async fn free_busy_refuses_too_many_users_and_too_long_ranges() {
         json!({"user_ids": [asker.id], "from": "2027-03-02T00:00:00Z", "to": "2027-03-01T00:00:00Z"}),
     ];
     for body in cases {
-        let response = app.post("/v1/freebusy", &asker.token, &body).await;
+        let response = app.post("/v1/freebusy", Some(&asker.token), &body).await;
         support::assert_problem(response, 422).await;
     }
 }
@@ -228,7 +230,7 @@ async fn find_times_ranks_slots_where_everyone_is_free_first() {
     let body = app
         .post_json(
             "/v1/find-times",
-            &alice.token,
+            Some(&alice.token),
             &json!({"user_ids": [alice.id, bob.id], "duration_minutes": 60,
                     "from": "2027-03-01T09:00:00Z", "to": "2027-03-01T12:00:00Z"}),
         )
@@ -258,7 +260,7 @@ async fn find_times_ranks_slots_where_everyone_is_free_first() {
     let body = app
         .post_json(
             "/v1/find-times",
-            &alice.token,
+            Some(&alice.token),
             &json!({"user_ids": [alice.id, bob.id], "duration_minutes": 30,
                     "from": "2027-03-01T08:10:00Z", "to": "2027-03-01T13:00:00Z"}),
         )
@@ -301,7 +303,7 @@ async fn find_times_with_working_hours_only_stays_inside_everyones_hours() {
     let body = app
         .post_json(
             "/v1/find-times",
-            &anytime.token,
+            Some(&anytime.token),
             &json!({"user_ids": [berlin.id, anytime.id], "duration_minutes": 60,
                     "from": "2027-03-01T00:00:00Z", "to": "2027-03-02T00:00:00Z",
                     "working_hours_only": true}),
@@ -332,7 +334,7 @@ async fn find_times_refuses_a_zero_duration() {
     let response = app
         .post(
             "/v1/find-times",
-            &me.token,
+            Some(&me.token),
             &json!({"user_ids": [me.id], "duration_minutes": 0,
                     "from": "2027-03-01T00:00:00Z", "to": "2027-03-02T00:00:00Z"}),
         )

@@ -31,7 +31,7 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
     app.change(4, "MeetingCancelled", meeting, &[alice.id, bob.id])
         .await;
 
-    let body = app.get_json("/v1/changes", &alice.token).await;
+    let body = app.get_json("/v1/changes", Some(&alice.token)).await;
     assert_eq!(
         positions(&body),
         vec![position(1), position(2), position(4)]
@@ -44,12 +44,12 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
     assert_eq!(event["data"], serde_json::json!({"n": 1}));
     assert!(event["recorded_at"].is_string());
 
-    let body = app.get_json("/v1/changes", &bob.token).await;
+    let body = app.get_json("/v1/changes", Some(&bob.token)).await;
     assert_eq!(
         positions(&body),
         vec![position(1), position(3), position(4)]
     );
-    let body = app.get_json("/v1/changes", &admin.token).await;
+    let body = app.get_json("/v1/changes", Some(&admin.token)).await;
     assert_eq!(body["events"].as_array().unwrap().len(), 4);
 }
 
@@ -57,7 +57,7 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
 async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_new() {
     let app = spawn_app().await;
     let alice = app.user("Alice").await;
-    let body = app.get_json("/v1/changes", &alice.token).await;
+    let body = app.get_json("/v1/changes", Some(&alice.token)).await;
     assert_eq!(body["events"], serde_json::json!([]));
     assert!(body["next"].is_null(), "nothing at all and no after");
 
@@ -65,18 +65,23 @@ async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_n
     for n in 1..=5 {
         app.change(n, "MessagePosted", meeting, &[alice.id]).await;
     }
-    let body = app.get_json("/v1/changes?limit=2", &alice.token).await;
+    let body = app
+        .get_json("/v1/changes?limit=2", Some(&alice.token))
+        .await;
     assert_eq!(positions(&body), vec![position(1), position(2)]);
     assert_eq!(body["next"], position(2));
     let body = app
         .get_json(
             &format!("/v1/changes?limit=2&after={}", position(2)),
-            &alice.token,
+            Some(&alice.token),
         )
         .await;
     assert_eq!(positions(&body), vec![position(3), position(4)]);
     let body = app
-        .get_json(&format!("/v1/changes?after={}", position(5)), &alice.token)
+        .get_json(
+            &format!("/v1/changes?after={}", position(5)),
+            Some(&alice.token),
+        )
         .await;
     assert_eq!(body["events"], serde_json::json!([]));
     assert_eq!(
@@ -92,10 +97,7 @@ async fn a_query_with_a_future_position_waits_until_the_projector_notifies() {
     let alice = app.user("Alice").await;
     app.project_up_to(&position(1)).await;
     let request = app
-        .client
-        .get(app.url("/v1/users/me"))
-        .bearer_auth(&alice.token)
-        .header("X-Min-Position", position(7))
+        .get_at("/v1/users/me", Some(&alice.token), &position(7))
         .send();
     let mut request = Box::pin(request);
     // Still waiting while the read models stand at position 1.
@@ -118,10 +120,7 @@ async fn a_position_already_projected_answers_at_once() {
     // way the position counts as reached.
     let response = tokio::time::timeout(
         Duration::from_secs(5),
-        app.client
-            .get(app.url("/v1/users/me"))
-            .bearer_auth(&alice.token)
-            .header("X-Min-Position", position(3))
+        app.get_at("/v1/users/me", Some(&alice.token), &position(3))
             .send(),
     )
     .await
@@ -185,10 +184,7 @@ async fn a_checkpoint_moved_while_the_listener_was_disconnected_is_seen_after_it
     .unwrap();
     let response = tokio::time::timeout(
         Duration::from_secs(10),
-        app.client
-            .get(app.url("/v1/users/me"))
-            .bearer_auth(&alice.token)
-            .header("X-Min-Position", position(6))
+        app.get_at("/v1/users/me", Some(&alice.token), &position(6))
             .send(),
     )
     .await
@@ -203,11 +199,12 @@ async fn a_wait_that_runs_out_is_503_with_retry_after() {
     let alice = app.user("Alice").await;
     let response = tokio::time::timeout(
         Duration::from_secs(10),
-        app.client
-            .get(app.url("/v1/me/agenda?from=2027-03-01T00:00:00Z&to=2027-03-02T00:00:00Z"))
-            .bearer_auth(&alice.token)
-            .header("X-Min-Position", position(99))
-            .send(),
+        app.get_at(
+            "/v1/me/agenda?from=2027-03-01T00:00:00Z&to=2027-03-02T00:00:00Z",
+            Some(&alice.token),
+            &position(99),
+        )
+        .send(),
     )
     .await
     .expect("the wait is bounded")
@@ -221,10 +218,7 @@ async fn a_malformed_min_position_is_400() {
     let app = spawn_app().await;
     let alice = app.user("Alice").await;
     let response = app
-        .client
-        .get(app.url("/v1/users/me"))
-        .bearer_auth(&alice.token)
-        .header("X-Min-Position", "not-a-position")
+        .get_at("/v1/users/me", Some(&alice.token), "not-a-position")
         .send()
         .await
         .unwrap();
@@ -234,7 +228,7 @@ async fn a_malformed_min_position_is_400() {
 #[tokio::test]
 async fn readiness_fails_while_a_projection_is_stopped() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let response = app.get("/readyz", None).await;
     assert_eq!(response.status(), 200);
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, position, failed_at, failure)
@@ -244,7 +238,7 @@ async fn readiness_fails_while_a_projection_is_stopped() {
     .execute(&app.db.pool)
     .await
     .unwrap();
-    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let response = app.get("/readyz", None).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert!(body["checks"]["projections"]
@@ -256,15 +250,7 @@ async fn readiness_fails_while_a_projection_is_stopped() {
 #[tokio::test]
 async fn the_openapi_document_lists_every_query_and_the_min_position_header() {
     let app = spawn_app().await;
-    let body: Value = app
-        .client
-        .get(app.url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = app.get_json("/v1/openapi.json", None).await;
     for path in [
         "/v1/users/me",
         "/v1/users",
@@ -297,10 +283,7 @@ async fn an_anonymous_request_with_a_future_position_is_401_without_waiting() {
     let app = spawn_app_with_wait(Duration::from_secs(20)).await;
     let response = tokio::time::timeout(
         Duration::from_secs(5),
-        app.client
-            .get(app.url("/v1/users/me"))
-            .header("X-Min-Position", position(99))
-            .send(),
+        app.get_at("/v1/users/me", None, &position(99)).send(),
     )
     .await
     .expect("no wait before authentication")
@@ -313,23 +296,12 @@ async fn waits_are_counted_by_outcome_in_the_metrics() {
     let app = spawn_app_with_wait(Duration::from_millis(100)).await;
     let alice = app.user("Alice").await;
     let response = app
-        .client
-        .get(app.url("/v1/users/me"))
-        .bearer_auth(&alice.token)
-        .header("X-Min-Position", position(99))
+        .get_at("/v1/users/me", Some(&alice.token), &position(99))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(
         metrics.contains("meetings_min_position_waits_total{outcome=\"timed_out\"} 1"),
         "{metrics}"

@@ -15,7 +15,7 @@ async fn the_profile_comes_from_the_read_model_with_working_hours_and_version() 
     let ada = app
         .user_with("Ada", Role::Admin, "Europe/Berlin", Some(hours.clone()))
         .await;
-    let body = app.get_json("/v1/users/me", &ada.token).await;
+    let body = app.get_json("/v1/users/me", Some(&ada.token)).await;
     assert_eq!(body["id"], ada.id.to_string());
     assert_eq!(body["email"], ada.email);
     assert_eq!(body["display_name"], "Ada");
@@ -29,7 +29,7 @@ async fn the_profile_comes_from_the_read_model_with_working_hours_and_version() 
 async fn a_user_the_read_model_does_not_know_yet_gets_404() {
     let app = spawn_app().await;
     let token = app.token(uuid::Uuid::now_v7(), Role::Member);
-    let response = app.get("/v1/users/me", &token).await;
+    let response = app.get("/v1/users/me", Some(&token)).await;
     support::assert_problem(response, 404).await;
 }
 
@@ -43,7 +43,7 @@ async fn queries_without_a_valid_token_are_401() {
         .await
         .unwrap();
     support::assert_problem(response, 401).await;
-    let response = app.get("/v1/me/agenda", "not-a-token").await;
+    let response = app.get("/v1/me/agenda", Some("not-a-token")).await;
     support::assert_problem(response, 401).await;
 }
 
@@ -62,7 +62,7 @@ async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_ski
         .await
         .unwrap();
 
-    let body = app.get_json("/v1/users?q=ALI", &me.token).await;
+    let body = app.get_json("/v1/users?q=ALI", Some(&me.token)).await;
     assert_eq!(
         ids(&body, "id"),
         vec![alice.id.to_string(), alicia.id.to_string()]
@@ -70,10 +70,10 @@ async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_ski
     assert_eq!(body["items"][0]["email"], alice.email);
     assert!(body["next_cursor"].is_null());
 
-    let body = app.get_json("/v1/users?q=bob.", &me.token).await;
+    let body = app.get_json("/v1/users?q=bob.", Some(&me.token)).await;
     assert_eq!(body["items"].as_array().unwrap().len(), 1, "email prefix");
 
-    let body = app.get_json("/v1/users?q=%25", &me.token).await;
+    let body = app.get_json("/v1/users?q=%25", Some(&me.token)).await;
     assert!(
         body["items"].as_array().unwrap().is_empty(),
         "a % in q is literal, not a wildcard"
@@ -93,7 +93,7 @@ async fn directory_pages_cover_everyone_exactly_once() {
     let mut seen = Vec::new();
     let mut path = "/v1/users?limit=4".to_string();
     loop {
-        let body = app.get_json(&path, &me.token).await;
+        let body = app.get_json(&path, Some(&me.token)).await;
         let page = ids(&body, "id");
         assert!(page.len() <= 4);
         seen.extend(page);
@@ -127,10 +127,10 @@ async fn a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_fo
     let path = format!("/v1/meetings/{id}");
 
     for who in [&organizer, &attendee, &admin] {
-        let body = app.get_json(&path, &who.token).await;
+        let body = app.get_json(&path, Some(&who.token)).await;
         assert_eq!(body["id"], id.to_string(), "{}", who.display_name);
     }
-    let body = app.get_json(&path, &attendee.token).await;
+    let body = app.get_json(&path, Some(&attendee.token)).await;
     assert_eq!(body["title"], "Planning");
     assert_eq!(body["organizer"]["id"], organizer.id.to_string());
     assert_eq!(body["organizer"]["display_name"], "Olga");
@@ -143,11 +143,12 @@ async fn a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_fo
                             "optional": false, "response": "accepted"}])
     );
 
-    let stranger_sees = support::assert_problem(app.get(&path, &stranger.token).await, 404).await;
+    let stranger_sees =
+        support::assert_problem(app.get(&path, Some(&stranger.token)).await, 404).await;
     let unknown = support::assert_problem(
         app.get(
             &format!("/v1/meetings/{}", uuid::Uuid::now_v7()),
-            &stranger.token,
+            Some(&stranger.token),
         )
         .await,
         404,
@@ -191,7 +192,9 @@ async fn concurrent_reads_of_many_callers_each_get_their_own_answer() {
                     && (who.id != stranger.id && (who.id != attendee.id || *attended));
                 let app = &app;
                 requests.push(async move {
-                    let response = app.get(&format!("/v1/meetings/{id}"), &who.token).await;
+                    let response = app
+                        .get(&format!("/v1/meetings/{id}"), Some(&who.token))
+                        .await;
                     let status = response.status().as_u16();
                     let body: Value = response.json().await.unwrap();
                     (round, id, title, visible, status, body)
@@ -225,7 +228,7 @@ async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
         ))
         .await;
     let path = format!("/v1/meetings/{id}");
-    let response = app.get(&path, &organizer.token).await;
+    let response = app.get(&path, Some(&organizer.token)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"3\"");
 
@@ -301,7 +304,7 @@ async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match
     app.render_document(id).await;
 
     let body = app
-        .get_json(&format!("/v1/meetings/{id}"), &organizer.token)
+        .get_json(&format!("/v1/meetings/{id}"), Some(&organizer.token))
         .await;
     assert_eq!(
         body["attendees"],
@@ -314,7 +317,7 @@ async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match
         ]),
         "by lower(display_name), unknown names last"
     );
-    let list = app.get_json("/v1/meetings", &organizer.token).await;
+    let list = app.get_json("/v1/meetings", Some(&organizer.token)).await;
     assert_eq!(list["items"][0], body, "one meeting and the list agree");
 
     let lonely = app
@@ -326,7 +329,7 @@ async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match
         ))
         .await;
     let body = app
-        .get_json(&format!("/v1/meetings/{lonely}"), &organizer.token)
+        .get_json(&format!("/v1/meetings/{lonely}"), Some(&organizer.token))
         .await;
     assert_eq!(body["attendees"], serde_json::json!([]));
 }
@@ -369,7 +372,7 @@ async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all() {
         )
         .await;
 
-    let body = app.get_json("/v1/meetings", &olga.token).await;
+    let body = app.get_json("/v1/meetings", Some(&olga.token)).await;
     assert_eq!(
         ids(&body, "id"),
         vec![organized.to_string(), invited.to_string()]
@@ -378,7 +381,7 @@ async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all() {
         body["items"][1]["attendees"][0]["user_id"],
         olga.id.to_string()
     );
-    let body = app.get_json("/v1/meetings", &admin.token).await;
+    let body = app.get_json("/v1/meetings", Some(&admin.token)).await;
     assert_eq!(
         ids(&body, "id"),
         vec![
@@ -424,7 +427,7 @@ async fn the_meeting_list_filters_by_overlap_status_and_title() {
     let body = app
         .get_json(
             "/v1/meetings?from=2027-03-01T09:00:00Z&to=2027-03-01T13:00:00Z",
-            &olga.token,
+            Some(&olga.token),
         )
         .await;
     assert_eq!(
@@ -433,16 +436,21 @@ async fn the_meeting_list_filters_by_overlap_status_and_title() {
         "a meeting ending exactly at `from` or starting exactly at `to` does not overlap"
     );
     let body = app
-        .get_json("/v1/meetings?status=cancelled", &olga.token)
+        .get_json("/v1/meetings?status=cancelled", Some(&olga.token))
         .await;
     assert_eq!(ids(&body, "id"), vec![cancelled.to_string()]);
-    let body = app.get_json("/v1/meetings?q=REVIEW", &olga.token).await;
+    let body = app
+        .get_json("/v1/meetings?q=REVIEW", Some(&olga.token))
+        .await;
     assert_eq!(
         ids(&body, "id"),
         vec![spanning.to_string(), cancelled.to_string()]
     );
     let body = app
-        .get_json("/v1/meetings?from=2027-03-01T07:00:00%2B00:00", &olga.token)
+        .get_json(
+            "/v1/meetings?from=2027-03-01T07:00:00%2B00:00",
+            Some(&olga.token),
+        )
         .await;
     assert_eq!(body["items"].as_array().unwrap().len(), 3);
     assert_eq!(body["items"][0]["id"], early.to_string());
@@ -470,7 +478,7 @@ async fn meeting_pages_follow_start_order_without_duplicates_or_omissions() {
     let mut path = "/v1/meetings?limit=3".to_string();
     let mut pages = 0;
     loop {
-        let body = app.get_json(&path, &olga.token).await;
+        let body = app.get_json(&path, Some(&olga.token)).await;
         seen.extend(ids(&body, "id"));
         pages += 1;
         match body["next_cursor"].as_str() {
@@ -503,7 +511,9 @@ async fn chat_history_is_in_position_order_for_participants_and_hidden_from_stra
         app.message(id, &olga, &format!("message {n}"), n).await;
     }
     let path = format!("/v1/meetings/{id}/messages");
-    let first: Value = app.get_json(&format!("{path}?limit=2"), &anton.token).await;
+    let first: Value = app
+        .get_json(&format!("{path}?limit=2"), Some(&anton.token))
+        .await;
     let texts: Vec<&str> = first["items"]
         .as_array()
         .unwrap()
@@ -515,11 +525,11 @@ async fn chat_history_is_in_position_order_for_participants_and_hidden_from_stra
     let cursor = first["next_cursor"].as_str().unwrap();
     assert_eq!(cursor, support::position(2));
     let rest = app
-        .get_json(&format!("{path}?after={cursor}"), &anton.token)
+        .get_json(&format!("{path}?after={cursor}"), Some(&anton.token))
         .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 3);
     assert_eq!(rest["items"][0]["text"], "message 3");
     assert!(rest["next_cursor"].is_null());
 
-    support::assert_problem(app.get(&path, &stan.token).await, 404).await;
+    support::assert_problem(app.get(&path, Some(&stan.token)).await, 404).await;
 }

@@ -1,37 +1,39 @@
-//! Test harness: a real query-service on port 0 against a fresh PostgreSQL database, with the
-//! read models filled directly (the projector is not part of these tests).
+//! Test harness: the query-service started as its binary starts it (`Application::build`) on
+//! port 0, against a fresh PostgreSQL database whose read models the tests fill directly (the
+//! projector is not part of these tests). The pieces come from `platform::testing`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::Role;
 use platform::auth::JwtKeys;
-use platform::config::Secret;
-use platform::metrics::Metrics;
 use platform::store::Position;
-use platform::testing::TestDatabase;
-use query_service::{router, AppState, Application};
+use platform::testing::{self, TestClient, TestDatabase, TestServer};
+use query_service::{Application, Settings};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+/// Shared with every service's tests (not every test binary uses it).
+#[allow(unused_imports)]
+pub use platform::testing::assert_problem;
 
 pub struct TestApp {
-    pub base: String,
-    pub client: reqwest::Client,
+    /// First field: dropped (stopping the service) before the database.
+    server: TestServer,
+    /// Keys of the service's JWT settings, to issue tokens for fixture users.
     pub jwt: Arc<JwtKeys>,
     pub db: TestDatabase,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+/// Requests go to the service: `app.get(..)`, `app.url(..)`, `app.client`.
+impl Deref for TestApp {
+    type Target = TestClient;
+
+    fn deref(&self) -> &TestClient {
+        &self.server
     }
 }
 
@@ -41,32 +43,23 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with_wait(min_position_wait: Duration) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        platform::telemetry::init(Some(platform::config::LogFormat::Text));
-    }
+    testing::init_tracing();
     let db = TestDatabase::new().await;
-    let jwt = Arc::new(JwtKeys::new(
-        &Secret::new(JWT_SECRET),
-        "meetings",
-        "meetings",
-    ));
-    let state = AppState::new(db.pool.clone(), jwt.clone(), min_position_wait);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::from_parts(listener, router(state, Metrics::new()));
-    let address: SocketAddr = app.local_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = rx.await;
-    }));
+    let settings = Settings {
+        database: testing::database_settings(&db.url, 20),
+        jwt: testing::jwt_settings(),
+        log: testing::log_settings(),
+        listen: testing::LISTEN,
+        min_position_wait,
+        read_batch: query_service::documents::DEFAULT_MAX_BATCH,
+    };
+    let app = Application::build(&settings)
+        .await
+        .expect("the query-service builds");
     TestApp {
-        base: format!("http://{address}"),
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        jwt,
+        server: TestServer::spawn(app.local_addr(), |stop| app.run_until(stop)),
+        jwt: testing::jwt_keys(),
         db,
-        shutdown: Some(tx),
     }
 }
 
@@ -129,47 +122,8 @@ pub fn position(n: i64) -> String {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
     pub fn token(&self, id: Uuid, role: Role) -> String {
         self.jwt.issue(id, role, Duration::from_secs(600))
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request failed")
-    }
-
-    pub async fn get_json(&self, path: &str, token: &str) -> Value {
-        let response = self.get(path, token).await;
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    pub async fn post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request failed")
-    }
-
-    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Value {
-        let response = self.post(path, token, body).await;
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(status, 200, "POST {path}: {text}");
-        serde_json::from_str(&text).unwrap()
     }
 
     /// Inserts an active member into `rm_users`.
@@ -345,10 +299,6 @@ impl TestApp {
         tx.commit().await.unwrap();
     }
 }
-
-/// Shared with every service's tests (not every test binary uses it).
-#[allow(unused_imports)]
-pub use platform::testing::assert_problem;
 
 /// Ids of a list response's `items` under `key`.
 pub fn ids(body: &Value, key: &str) -> Vec<String> {

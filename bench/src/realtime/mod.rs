@@ -14,6 +14,9 @@
 //! broadcast to `--baseline-connections` clients (fan-out floor) and as an echo round trip at
 //! the same rate (latency floor).
 
+mod clients;
+mod raw;
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,19 +25,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use command_service::relay::{Relay, RelaySettings};
-use futures::{SinkExt, StreamExt};
-use platform::auth::JwtKeys;
 use platform::bus::StreamName;
-use platform::config::{parse_duration, Secret};
+use platform::config::parse_duration;
+use platform::testing::{meeting_body_on, TestClient};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::database::{with_database_and_stream, BenchDatabase, StackOptions};
-use crate::services::Service;
+use crate::services;
 use crate::stats::summary;
+
+use clients::{client, collect, open_fds, wait_count, Arrival, Stage};
+use raw::{baselines, Floors};
 
 /// Targets of the brief.
 const TARGET_BYTES_PER_CONNECTION: f64 = 20.0 * 1024.0;
@@ -101,150 +104,8 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Websocket settings of every client here and of the raw baseline server: a 4 KiB read buffer
-/// like the gateway's. tokio-tungstenite's default (128 KiB) is zero-filled before every read
-/// (`FrameCodec::read_in`), which made 10 000 clients on this box spend most of their CPU in
-/// `memset` and delayed the arrival time stamps of the gateway's fan-out and of the raw
-/// broadcast baseline alike.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(4 * 1024)
-}
-
-async fn connect(
-    url: &str,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tokio_tungstenite::tungstenite::Error,
-> {
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false).await?;
-    Ok(ws)
-}
-
-/// A received event frame: (arrival, position).
-type Arrival = (Instant, String);
-
-/// What a client does after its first subscriptions.
-#[derive(Clone, Debug, PartialEq)]
-enum Stage {
-    Hold,
-    Subscribe(String),
-    Close,
-}
-
-/// One gateway client: auth, subscribe to `channels`, count itself in `ready`, then report
-/// every event frame to `events` and follow `stage`.
-async fn client(
-    url: String,
-    token: String,
-    channels: Vec<String>,
-    ready: Arc<AtomicUsize>,
-    events: mpsc::UnboundedSender<Arrival>,
-    mut stage: watch::Receiver<Stage>,
-) -> anyhow::Result<()> {
-    let ws = connect(&url).await?;
-    let (mut tx, mut rx) = ws.split();
-    tx.send(Message::text(
-        json!({"type":"auth","token":token}).to_string(),
-    ))
-    .await?;
-    wait_for(&mut rx, "\"ready\"").await?;
-    for channel in &channels {
-        tx.send(Message::text(
-            json!({"type":"subscribe","channel":channel}).to_string(),
-        ))
-        .await?;
-        wait_for(&mut rx, "\"subscribed\"").await?;
-    }
-    ready.fetch_add(1, Ordering::Relaxed);
-    loop {
-        tokio::select! {
-            frame = rx.next() => {
-                let Some(frame) = frame else { return Ok(()) };
-                if let Message::Text(text) = frame? {
-                    if let Some(position) = event_position(&text) {
-                        let _ = events.send((Instant::now(), position.to_string()));
-                    } else if text.contains("\"subscribed\"") {
-                        ready.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            changed = stage.changed() => {
-                if changed.is_err() { return Ok(()) }
-                let next = stage.borrow_and_update().clone();
-                match next {
-                    Stage::Hold => {}
-                    Stage::Subscribe(channel) => {
-                        tx.send(Message::text(
-                            json!({"type":"subscribe","channel":channel}).to_string(),
-                        ))
-                        .await?;
-                    }
-                    Stage::Close => {
-                        let _ = tx.send(Message::Close(None)).await;
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The position of an event frame, without parsing the whole JSON.
-fn event_position(text: &str) -> Option<&str> {
-    if !text.starts_with("{\"type\":\"event\"") {
-        return None;
-    }
-    let start = text.find("\"position\":\"")? + "\"position\":\"".len();
-    let end = start + text[start..].find('"')?;
-    Some(&text[start..end])
-}
-
-async fn wait_for<S>(rx: &mut S, needle: &str) -> anyhow::Result<()>
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let frame = tokio::time::timeout_at(deadline, rx.next())
-            .await
-            .context("timed out")?
-            .context("closed")??;
-        if let Message::Text(text) = &frame {
-            if text.contains(needle) {
-                return Ok(());
-            }
-            if text.contains("\"error\"") {
-                anyhow::bail!("server error: {text}");
-            }
-        }
-        if let Message::Close(close) = frame {
-            anyhow::bail!("closed: {close:?}");
-        }
-    }
-}
-
-/// Waits until `counter` reaches `target` (or stalls for 30 s); returns the value reached.
-async fn wait_count(counter: &AtomicUsize, target: usize, errors: &AtomicUsize) -> usize {
-    let mut last = (0, Instant::now());
-    loop {
-        let now = counter.load(Ordering::Relaxed);
-        if now + errors.load(Ordering::Relaxed) >= target {
-            return now;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(30) {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-struct Commands {
-    http: reqwest::Client,
-    base: String,
-}
+/// The command API, as the gateway's clients' users call it.
+struct Commands(TestClient);
 
 impl Commands {
     async fn post(
@@ -254,9 +115,8 @@ impl Commands {
         body: serde_json::Value,
     ) -> anyhow::Result<(Instant, serde_json::Value)> {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
+            .0
+            .request(reqwest::Method::POST, path, Some(token))
             .json(&body)
             .send()
             .await?;
@@ -269,23 +129,12 @@ impl Commands {
 
     async fn schedule(&self, token: &str, attendees: &[Uuid], i: usize) -> anyhow::Result<Uuid> {
         let day = chrono::Utc::now().date_naive() + chrono::Days::new(1 + (i % 300) as u64);
-        let (_, body) = self
-            .post(
+        self.0
+            .schedule(
                 token,
-                "/v1/meetings",
-                json!({
-                    "title": format!("Realtime {i}"),
-                    "starts_at": format!("{day}T10:00:00Z"),
-                    "ends_at": format!("{day}T11:00:00Z"),
-                    "time_zone": "Europe/Berlin",
-                    "attendees": attendees.iter().map(|a| json!({"user_id": a})).collect::<Vec<_>>(),
-                }),
+                &meeting_body_on(day, &format!("Realtime {i}"), attendees),
             )
-            .await?;
-        body["id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .context("schedule answered without an id")
+            .await
     }
 
     /// Posts a chat message; (accepted instant, position).
@@ -315,9 +164,8 @@ async fn run_in(
     js: async_nats::jetstream::Context,
     stream: StreamName,
 ) -> anyhow::Result<()> {
-    let command_pool = platform::db::connect(&database.url, 16).await?;
-    database.migrate(&command_pool).await?;
     let relay_pool = platform::db::connect(&database.url, 4).await?;
+    platform::db::migrate(&relay_pool).await?;
     let relay = Relay::over_jetstream(
         relay_pool,
         js.clone(),
@@ -325,23 +173,8 @@ async fn run_in(
         RelaySettings::default(),
     );
     let relay = tokio::spawn(relay.run(std::future::pending()));
-    let secret = format!(
-        "bench-{}-{}",
-        Uuid::new_v4().simple(),
-        Uuid::new_v4().simple()
-    );
-    let jwt = Arc::new(JwtKeys::new(
-        &Secret::new(secret.clone()),
-        "meetings",
-        "meetings",
-    ));
-    let commands_service = Service::command(command_pool, jwt).await?;
-    let commands = Commands {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        base: commands_service.base.clone(),
-    };
+    let commands_service = services::command(&database.url, 16).await?;
+    let commands = Commands(commands_service.api.clone());
 
     // The gateway as a child process.
     let bin = match &options.realtime_bin {
@@ -354,7 +187,7 @@ async fn run_in(
     let mut child = tokio::process::Command::new(&bin)
         .env("MEETINGS_DATABASE_URL", &database.url)
         .env("MEETINGS_NATS_URL", &options.stack.nats_url)
-        .env("MEETINGS_JWT_SECRET", &secret)
+        .env("MEETINGS_JWT_SECRET", platform::testing::JWT_SECRET)
         .env("MEETINGS_STREAM", stream.as_str())
         .env("MEETINGS_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
@@ -383,11 +216,8 @@ async fn run_in(
 
     let mut users = Vec::with_capacity(options.users);
     for i in 0..options.users {
-        users.push(
-            commands_service
-                .register_and_login(&format!("RT {i}"))
-                .await?,
-        );
+        let user = commands_service.sign_up(&format!("RT {i}")).await?;
+        users.push((user.id, user.token));
     }
     let outcome = measure(options, &commands, &users, &url, &pid).await;
     let _ = child.start_kill();
@@ -594,10 +424,7 @@ async fn measure(
     let total = (options.rate * options.duration.as_secs_f64()).round() as usize;
     let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let failed: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let commands = Arc::new(Commands {
-        http: commands.http.clone(),
-        base: commands.base.clone(),
-    });
+    let commands = Arc::new(Commands(commands.0.clone()));
     let users = Arc::new(users.to_vec());
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -691,183 +518,12 @@ async fn measure(
         "open descriptors in the bench process after closing: {}",
         open_fds()
     );
-    baselines(options).await
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
-}
-
-/// Delays of the deliveries of `position` to up to `expected` clients.
-async fn collect(
-    events: &mut mpsc::UnboundedReceiver<Arrival>,
-    position: &str,
-    accepted: Instant,
-    expected: usize,
-    timeout: Duration,
-) -> Vec<u32> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut delays = Vec::with_capacity(expected);
-    while delays.len() < expected {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some((at, got))) if got == position => delays.push(
-                u32::try_from(at.saturating_duration_since(accepted).as_micros())
-                    .unwrap_or(u32::MAX),
-            ),
-            Ok(Some(_)) => {}
-            _ => break,
-        }
-    }
-    delays.sort_unstable();
-    delays
-}
-
-/// The transport floor: a raw tokio-tungstenite server in this process.
-async fn baselines(options: &Options) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let (broadcast, _) = tokio::sync::broadcast::channel::<String>(16);
-    let server = {
-        let broadcast = broadcast.clone();
-        tokio::spawn(async move {
-            loop {
-                let socket = match listener.accept().await {
-                    Ok((socket, _)) => socket,
-                    Err(error) => {
-                        eprintln!("baseline accept: {error}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let mut rx = broadcast.subscribe();
-                tokio::spawn(async move {
-                    let Ok(ws) =
-                        tokio_tungstenite::accept_async_with_config(socket, Some(ws_config()))
-                            .await
-                    else {
-                        return;
-                    };
-                    let (mut tx, mut incoming) = ws.split();
-                    loop {
-                        tokio::select! {
-                            message = incoming.next() => match message {
-                                Some(Ok(Message::Text(text))) => { if tx.send(Message::Text(text)).await.is_err() { return } }
-                                Some(Ok(_)) => {}
-                                _ => return,
-                            },
-                            frame = rx.recv() => match frame {
-                                Ok(frame) => { if tx.send(Message::text(frame)).await.is_err() { return } }
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                                Err(_) => return,
-                            },
-                        }
-                    }
-                });
-            }
-        })
-    };
-    let url = format!("ws://{address}");
-
-    // Broadcast to many.
-    let n = options.baseline_connections;
-    let (arrivals_tx, mut arrivals_rx) = mpsc::unbounded_channel::<Instant>();
-    let connected = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(Semaphore::new(256));
-    let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        let permit = gate.clone().acquire_owned().await?;
-        let (url, arrivals, connected) = (url.clone(), arrivals_tx.clone(), connected.clone());
-        clients.push(tokio::spawn(async move {
-            let Ok(ws) = connect(&url).await else {
-                return;
-            };
-            drop(permit);
-            connected.fetch_add(1, Ordering::Relaxed);
-            let (_tx, mut rx) = ws.split();
-            while let Some(Ok(message)) = rx.next().await {
-                if let Message::Text(text) = message {
-                    if text.starts_with("{\"type\":\"event\"") {
-                        let _ = arrivals.send(Instant::now());
-                    }
-                }
-            }
-        }));
-    }
-    let reached = wait_count(&connected, n, &AtomicUsize::new(0)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let frame = format!(
-        "{{\"type\":\"event\",\"channel\":\"meeting:{}\",\"position\":\"0000000000000001\",\"event\":{{\"type\":\"MessagePosted\",\"data\":{{\"text\":\"fan-out\"}}}}}}",
-        Uuid::new_v4()
-    );
-    let mut all = Vec::new();
-    for _ in 0..options.fanout_repetitions {
-        let sent = Instant::now();
-        broadcast.send(frame.clone())?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        let mut delays = Vec::with_capacity(reached);
-        while delays.len() < reached {
-            match tokio::time::timeout_at(deadline, arrivals_rx.recv()).await {
-                Ok(Some(at)) => delays
-                    .push(u32::try_from(at.duration_since(sent).as_micros()).unwrap_or(u32::MAX)),
-                _ => break,
-            }
-        }
-        delays.sort_unstable();
-        println!(
-            "baseline fanout (raw tokio-tungstenite broadcast, {reached} clients): {}",
-            summary(&delays)
-        );
-        all.extend(delays);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    all.sort_unstable();
-    println!("baseline fanout: all: {}", summary(&all));
-    for client in &clients {
-        client.abort();
-    }
-    drop(clients);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    // Echo round trips at the latency rate, spread over the same number of clients.
-    let mut senders = Vec::new();
-    let (rtt_tx, mut rtt_rx) = mpsc::unbounded_channel::<u32>();
-    for _ in 0..options.clients {
-        let ws = connect(&url).await?;
-        let (tx, mut rx) = ws.split();
-        let rtt = rtt_tx.clone();
-        let origin = Instant::now();
-        tokio::spawn(async move {
-            while let Some(Ok(Message::Text(text))) = rx.next().await {
-                if let Ok(sent) = text.parse::<u64>() {
-                    let now = u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    let _ = rtt.send(u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX));
-                }
-            }
-        });
-        senders.push((tx, origin));
-    }
-    let total = (options.rate * options.duration.as_secs_f64()).round() as usize;
-    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for i in 0..total {
-        interval.tick().await;
-        let index = i % senders.len();
-        let (tx, origin) = &mut senders[index];
-        let now = origin.elapsed().as_micros();
-        tx.send(Message::text(now.to_string())).await?;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut rtts = Vec::with_capacity(total);
-    while let Ok(rtt) = rtt_rx.try_recv() {
-        rtts.push(rtt);
-    }
-    rtts.sort_unstable();
-    println!(
-        "baseline latency (raw tokio-tungstenite echo round trip, {} clients, {:.0}/s): {}",
-        options.clients,
-        options.rate,
-        summary(&rtts)
-    );
-    server.abort();
-    Ok(())
+    baselines(&Floors {
+        connections: options.baseline_connections,
+        fanout_repetitions: options.fanout_repetitions,
+        clients: options.clients,
+        rate: options.rate,
+        duration: options.duration,
+    })
+    .await
 }

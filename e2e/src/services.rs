@@ -1,0 +1,81 @@
+//! The services of the system started in this process as their binaries start them: a
+//! `Settings` literal and the service's own `build`. Used by [`crate::Stack`] and by the
+//! benchmarks, hence fallible: a benchmark reports an error and drops its database.
+//!
+//! Literals rather than `parse()`, so that a developer's `MEETINGS_*` variables cannot leak
+//! in; the shared pieces come from `platform::testing`.
+
+use platform::bus::StreamName;
+use platform::testing::{self, TestServer};
+
+/// The command-service, without NATS: the end-to-end tests run the relay beside it, so that
+/// they can kill it alone.
+pub fn command_settings(database_url: &str, max_connections: u32) -> command_service::Settings {
+    command_service::Settings {
+        database: testing::database_settings(database_url, max_connections),
+        jwt: testing::jwt_settings(),
+        log: testing::log_settings(),
+        auth: command_service::AuthSettings::default(),
+        nats: testing::without_nats(),
+        listen: testing::LISTEN,
+    }
+}
+
+/// The query-service with the binary's defaults.
+pub fn query_settings(database_url: &str, max_connections: u32) -> query_service::Settings {
+    query_service::Settings {
+        database: testing::database_settings(database_url, max_connections),
+        jwt: testing::jwt_settings(),
+        log: testing::log_settings(),
+        listen: testing::LISTEN,
+        min_position_wait: query_service::DEFAULT_MIN_POSITION_WAIT,
+        read_batch: query_service::documents::DEFAULT_MAX_BATCH,
+    }
+}
+
+/// The realtime gateway on `stream`, allowing no browser origin but its own.
+pub fn realtime_settings(
+    database_url: &str,
+    nats_url: &str,
+    stream: &StreamName,
+) -> realtime::Settings {
+    realtime::Settings {
+        database: testing::database_settings(database_url, 16),
+        nats: testing::nats_settings(nats_url, stream),
+        jwt: testing::jwt_settings(),
+        log: testing::log_settings(),
+        listen: testing::LISTEN,
+        allowed_origins: vec![],
+    }
+}
+
+/// The projector of `stream`, with its health endpoints on port 0.
+pub fn projector_settings(
+    database_url: &str,
+    nats_url: &str,
+    stream: &StreamName,
+) -> projector::Settings {
+    projector::Settings {
+        database: testing::database_settings(database_url, 16),
+        nats: testing::nats_settings(nats_url, stream),
+        log: testing::log_settings(),
+        listen: testing::LISTEN,
+        consumer: "projector-read-models".to_string(),
+    }
+}
+
+/// Builds the command-service from `settings` and serves it until the handle is dropped.
+pub async fn serve_commands(settings: &command_service::Settings) -> anyhow::Result<TestServer> {
+    let app = command_service::Application::build(settings).await?;
+    Ok(TestServer::spawn(app.local_addr(), |stop| {
+        app.run_until(stop)
+    }))
+}
+
+/// Builds the query-service from `settings` and serves it until the handle is dropped.
+pub async fn serve_queries(settings: &query_service::Settings) -> anyhow::Result<TestServer> {
+    let app = query_service::Application::build(settings).await?;
+    Ok(TestServer::spawn(app.local_addr(), |stop| {
+        app.run_until(stop)
+    }))
+}
