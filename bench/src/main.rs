@@ -4,9 +4,8 @@
 //! `cargo run --release -p bench -- <schedule-meeting|pipeline-lag|get-meeting|agenda|realtime>` (see
 //! BENCHMARKS.md).
 
-/// The services run inside the bench process; they get the allocator their binaries use.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The services run inside the bench process on the allocator their binaries use: it is
+// declared once, in `platform`.
 
 mod agenda;
 mod compare;

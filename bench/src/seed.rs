@@ -139,7 +139,7 @@ pub async fn load(pool: &PgPool, users: i64, meetings: i64) -> anyhow::Result<Se
     // The documents `GET /v1/meetings/{id}` serves, rendered from these rows the way a
     // projector batch renders them.
     let mut conn = pool.acquire().await?;
-    projector::documents::backfill(&mut conn).await?;
+    projector::sql::documents::backfill(&mut conn).await?;
     drop(conn);
     sqlx::query("ANALYZE").execute(pool).await?;
     let count = |table: &'static str| async move {

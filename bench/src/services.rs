@@ -25,6 +25,6 @@ pub async fn query(
     read_batch: usize,
 ) -> anyhow::Result<TestServer> {
     let mut settings = e2e::services::query_settings(database_url, pool_size);
-    settings.read_batch = read_batch;
+    settings.query.read_batch = read_batch;
     e2e::services::serve_queries(&settings).await
 }

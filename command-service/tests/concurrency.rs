@@ -442,3 +442,54 @@ async fn a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_t
     assert_eq!((warm.version, &warm.last_hash), (8, &cold.last_hash));
     assert_eq!(warm.aggregate, cold.aggregate);
 }
+
+/// After a commit the executor keeps the state the command produced. It once applied the new
+/// events to that state a second time, so an invited attendee sat in the cache twice and the
+/// next decision saw a meeting the store never held.
+#[tokio::test]
+async fn the_cache_after_a_commit_equals_a_cold_load_of_the_store() {
+    use command_service::executor::{CommandMeta, CommandRequest, Executor};
+    use domain::{Actor, AttendeeSpec, Meeting, MeetingCommand, Role};
+
+    let app = spawn_app().await;
+    let organizer = app.user("Organizer").await;
+    let ann = app.user("Ann").await;
+    let meeting = app.schedule(&organizer, &[]).await;
+    let executor = || {
+        Executor::new(
+            app.store.clone(),
+            std::sync::Arc::new(domain::upcasters::upcasters()),
+        )
+    };
+    let warm = executor();
+    let services = domain::MeetingServices::new(std::sync::Arc::new(EveryoneExists));
+    let meta = CommandMeta {
+        request_id: platform::http::RequestId::generate(),
+        if_match: None,
+        idempotency_key: None,
+    };
+    let invite = vec![MeetingCommand::Invite {
+        actor: Actor::new(organizer.id, Role::Member),
+        attendee: AttendeeSpec {
+            user_id: ann.id,
+            optional: false,
+        },
+    }];
+    warm.execute::<Meeting>(
+        &services,
+        CommandRequest::new(
+            meeting,
+            Some(organizer.id),
+            &meta,
+            ("test", serde_json::Value::Null),
+            invite,
+        ),
+    )
+    .await
+    .expect("the invitation is accepted");
+
+    let cached = warm.load::<Meeting>(meeting).await.unwrap();
+    let stored = executor().load::<Meeting>(meeting).await.unwrap();
+    assert_eq!(cached.aggregate.attendees().len(), 1, "Ann is invited once");
+    assert_eq!(cached.aggregate, stored.aggregate);
+}

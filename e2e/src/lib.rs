@@ -41,7 +41,7 @@ pub struct Stack {
     pub jwt: Arc<JwtKeys>,
     relay: Option<(JoinHandle<()>, tokio::sync::watch::Receiver<RelayState>)>,
     /// The projector's run and its health endpoints.
-    projector: Option<(JoinHandle<anyhow::Result<()>>, TestServer)>,
+    projector: Option<(JoinHandle<anyhow::Result<()>>, TestClient)>,
     /// Delete the stream on drop (a per-test stream on a shared server).
     delete_stream: bool,
 }
@@ -57,7 +57,7 @@ impl Stack {
                 .expect("the command-service builds");
         let mut queries = services::query_settings(&db.url, MAX_CONNECTIONS);
         // Generous: a loaded test machine may take seconds to project.
-        queries.min_position_wait = Duration::from_secs(10);
+        queries.query.min_position_wait = Duration::from_secs(10);
         let queries = services::serve_queries(&queries)
             .await
             .expect("the query-service builds");
@@ -112,18 +112,13 @@ impl Stack {
     /// Starts the projector as its binary does (`projector::build`), health endpoints included.
     pub async fn start_projector(&mut self) {
         let settings = services::projector_settings(&self.db.url, &self.nats_url, &self.stream);
-        let (projector, health, listener) = projector::build(&settings)
+        let server = projector::build(&settings)
             .await
             .expect("the projector builds");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let health = TestServer::spawn(address, |stop| async move {
-            axum::serve(listener, health)
-                .with_graceful_shutdown(stop)
-                .await
-        });
-        self.projector = Some((tokio::spawn(projector.run(std::future::pending())), health));
+        let health = TestClient::new(format!("http://{}", server.local_addr()));
+        // Aborting the task drops the server's tasks at whatever point they are.
+        let task = tokio::spawn(server.run_until(std::future::pending()));
+        self.projector = Some((task, health));
     }
 
     /// Kills the projector at whatever point it is; its health endpoints go with it.
@@ -202,14 +197,17 @@ impl Stack {
         }
     }
 
-    /// Starts a realtime gateway on this stack as its binary does (`realtime::Application::
-    /// build`); returns its `ws://…/v1/ws` URL and the handle that kills it.
-    pub async fn start_realtime(&self) -> (String, realtime::Running) {
+    /// Starts a realtime gateway on this stack as its binary does (`realtime::build`);
+    /// returns its `ws://…/v1/ws` URL and the handle that stops it.
+    pub async fn start_realtime(&self) -> (String, TestServer) {
         let settings = services::realtime_settings(&self.db.url, &self.nats_url, &self.stream);
-        let app = realtime::Application::build(&settings)
+        let server = realtime::build(&settings)
             .await
             .expect("the realtime gateway builds");
-        (format!("ws://{}/v1/ws", app.local_addr()), app.spawn())
+        (
+            format!("ws://{}/v1/ws", server.local_addr()),
+            TestServer::start(server),
+        )
     }
 
     /// A gateway with `limits` (timers and queue sizes a test shortens), which are not

@@ -28,8 +28,7 @@ pub fn query_settings(database_url: &str, max_connections: u32) -> query_service
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
         listen: testing::LISTEN,
-        min_position_wait: query_service::DEFAULT_MIN_POSITION_WAIT,
-        read_batch: query_service::documents::DEFAULT_MAX_BATCH,
+        query: query_service::QueryArgs::default(),
     }
 }
 
@@ -45,7 +44,7 @@ pub fn realtime_settings(
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
         listen: testing::LISTEN,
-        allowed_origins: vec![],
+        gateway: realtime::GatewayArgs::default(),
     }
 }
 
@@ -60,22 +59,15 @@ pub fn projector_settings(
         nats: testing::nats_settings(nats_url, stream),
         log: testing::log_settings(),
         listen: testing::LISTEN,
-        consumer: "projector-read-models".to_string(),
     }
 }
 
 /// Builds the command-service from `settings` and serves it until the handle is dropped.
 pub async fn serve_commands(settings: &command_service::Settings) -> anyhow::Result<TestServer> {
-    let app = command_service::Application::build(settings).await?;
-    Ok(TestServer::spawn(app.local_addr(), |stop| {
-        app.run_until(stop)
-    }))
+    Ok(TestServer::start(command_service::build(settings).await?))
 }
 
 /// Builds the query-service from `settings` and serves it until the handle is dropped.
 pub async fn serve_queries(settings: &query_service::Settings) -> anyhow::Result<TestServer> {
-    let app = query_service::Application::build(settings).await?;
-    Ok(TestServer::spawn(app.local_addr(), |stop| {
-        app.run_until(stop)
-    }))
+    Ok(TestServer::start(query_service::build(settings).await?))
 }

@@ -1,4 +1,4 @@
-//! Test harness: the command-service started as its binary starts it (`Application::build`)
+//! Test harness: the command-service started as its binary starts it (`command_service::build`)
 //! on port 0, against a fresh PostgreSQL database, with the workspace's test key. The pieces
 //! come from `platform::testing`; only what is particular to this service is here.
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -6,7 +6,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use command_service::{Application, AuthSettings, Settings};
+use command_service::{AuthSettings, Settings};
 use platform::auth::JwtKeys;
 use platform::store::{EventStore, PgEventStore, StoredEvent};
 use platform::testing::{self, TestClient, TestDatabase, TestServer};
@@ -62,10 +62,11 @@ pub async fn spawn_app_with(auth: AuthSettings) -> TestApp {
 }
 
 async fn serve(settings: &Settings) -> TestServer {
-    let app = Application::build(settings)
-        .await
-        .expect("the command-service builds");
-    TestServer::spawn(app.local_addr(), |stop| app.run_until(stop))
+    TestServer::start(
+        command_service::build(settings)
+            .await
+            .expect("the command-service builds"),
+    )
 }
 
 /// A second command-service instance, with its own pool and cache, on the same database.

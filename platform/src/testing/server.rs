@@ -50,6 +50,13 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Serves a built service (what its binary runs) until the handle is dropped.
+    pub fn start(server: crate::service::Server) -> Self {
+        Self::spawn(server.local_addr(), |stop| server.run_until(stop))
+    }
+}
+
 impl Deref for TestServer {
     type Target = TestClient;
 

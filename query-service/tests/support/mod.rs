@@ -1,4 +1,4 @@
-//! Test harness: the query-service started as its binary starts it (`Application::build`) on
+//! Test harness: the query-service started as its binary starts it (`query_service::build`) on
 //! port 0, against a fresh PostgreSQL database whose read models the tests fill directly (the
 //! projector is not part of these tests). The pieces come from `platform::testing`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -12,7 +12,7 @@ use domain::Role;
 use platform::auth::JwtKeys;
 use platform::store::Position;
 use platform::testing::{self, TestClient, TestDatabase, TestServer};
-use query_service::{Application, Settings};
+use query_service::{QueryArgs, Settings};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -50,14 +50,16 @@ pub async fn spawn_app_with_wait(min_position_wait: Duration) -> TestApp {
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
         listen: testing::LISTEN,
-        min_position_wait,
-        read_batch: query_service::documents::DEFAULT_MAX_BATCH,
+        query: QueryArgs {
+            min_position_wait,
+            ..QueryArgs::default()
+        },
     };
-    let app = Application::build(&settings)
+    let server = query_service::build(&settings)
         .await
         .expect("the query-service builds");
     TestApp {
-        server: TestServer::spawn(app.local_addr(), |stop| app.run_until(stop)),
+        server: TestServer::start(server),
         jwt: testing::jwt_keys(),
         db,
     }
@@ -212,7 +214,7 @@ impl TestApp {
     /// test changed those rows by SQL.
     pub async fn render_document(&self, meeting_id: Uuid) {
         let mut conn = self.db.pool.acquire().await.expect("connection");
-        let rendered = projector::documents::refresh(&mut conn, &[meeting_id])
+        let rendered = projector::sql::documents::refresh(&mut conn, &[meeting_id])
             .await
             .expect("render the meeting document");
         assert_eq!(rendered, 1, "meeting {meeting_id} has rows to render");
