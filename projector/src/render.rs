@@ -4,6 +4,7 @@
 //! the fold renders the documents a batch changes, `sql::documents` those of stored rows.
 
 use chrono::{DateTime, Utc};
+use domain::Membership;
 use platform::views::{self, Attendee, Meeting, Person};
 use uuid::Uuid;
 
@@ -20,19 +21,11 @@ pub struct Document {
     pub body: String,
 }
 
-/// Who belongs to a meeting: its organizer and its attendees, sorted, each once. They may
-/// read its document and see its events.
-pub fn members(organizer_id: Uuid, attendees: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
-    let mut members: Vec<Uuid> = std::iter::once(organizer_id).chain(attendees).collect();
-    members.sort_unstable();
-    members.dedup();
-    members
-}
-
-/// Renders one meeting. `name_of` answers a user's display name (`None`: not in the read
-/// models).
+/// Renders one meeting: `row`, with `membership` and the rows of its attendees. `name_of`
+/// answers a user's display name (`None`: not in the read models).
 pub fn render<'a>(
     row: &MeetingRow,
+    membership: &Membership,
     attendees: impl IntoIterator<Item = &'a AttendeeRow>,
     name_of: impl Fn(Uuid) -> Option<String>,
 ) -> Document {
@@ -47,7 +40,6 @@ pub fn render<'a>(
         })
         .collect();
     views::sort_attendees(&mut people);
-    let members = members(row.organizer_id, people.iter().map(|a| a.user_id));
     let meeting = Meeting {
         id: row.id,
         title: row.title.clone(),
@@ -70,7 +62,7 @@ pub fn render<'a>(
     };
     Document {
         meeting_id: row.id,
-        members,
+        members: membership.sorted_members(),
         version: row.version,
         body: serde_json::to_string(&meeting).expect("BUG: a meeting serializes"),
     }

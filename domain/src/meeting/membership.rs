@@ -200,6 +200,27 @@ impl<A: Invitee> Membership<A> {
     }
 }
 
+impl Membership {
+    /// The users `event` makes members, without a membership to fold it into: the organizer
+    /// and attendees of `MeetingScheduled`, the user of `AttendeeInvited`. Lets a projection
+    /// find whom a batch names (to load their names) before it loads any membership.
+    pub fn joining(event: &MeetingEvent) -> impl Iterator<Item = Uuid> + '_ {
+        let (organizer, attendees, invited) = match event {
+            MeetingEvent::MeetingScheduled {
+                organizer_id,
+                attendees,
+                ..
+            } => (Some(*organizer_id), attendees.as_slice(), None),
+            MeetingEvent::AttendeeInvited { user_id, .. } => (None, &[][..], Some(*user_id)),
+            _ => (None, &[][..], None),
+        };
+        organizer
+            .into_iter()
+            .chain(attendees.iter().map(|a| a.user_id))
+            .chain(invited)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
@@ -281,6 +302,18 @@ mod tests {
     fn members_are_sorted_once_for_the_audience() {
         let membership: Membership = given(&[scheduled(BOB, &[EVE, ORG])]);
         assert_eq!(membership.sorted_members(), vec![ORG, BOB, EVE]);
+    }
+
+    #[test]
+    fn scheduling_and_inviting_name_who_joins() {
+        let joining = |event: &MeetingEvent| Membership::joining(event).collect::<Vec<_>>();
+        assert_eq!(joining(&scheduled(ORG, &[BOB, ANN])), vec![ORG, BOB, ANN]);
+        assert_eq!(joining(&invited(EVE)), vec![EVE]);
+        assert_eq!(joining(&removed(BOB)), Vec::<Uuid>::new());
+        let events = [scheduled(ORG, &[BOB]), invited(EVE)];
+        let membership: Membership = given(&events);
+        let joined: Vec<Uuid> = events.iter().flat_map(Membership::joining).collect();
+        assert_eq!(joined, membership.members().collect::<Vec<_>>());
     }
 
     #[test]

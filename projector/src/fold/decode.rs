@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use cqrs_es::persist::EventUpcaster;
-use domain::{MeetingEvent, UserEvent};
+use domain::{MeetingEvent, Membership, UserEvent};
 use platform::bus::EventEnvelope;
 use platform::store::decode_event;
 use uuid::Uuid;
@@ -76,20 +76,7 @@ impl Touched {
                 }
                 Ok(Decoded::Meeting(meeting_event)) => {
                     meetings.insert(event.aggregate_id);
-                    match meeting_event {
-                        MeetingEvent::MeetingScheduled {
-                            organizer_id,
-                            attendees,
-                            ..
-                        } => {
-                            people.insert(*organizer_id);
-                            people.extend(attendees.iter().map(|a| a.user_id));
-                        }
-                        MeetingEvent::AttendeeInvited { user_id, .. } => {
-                            people.insert(*user_id);
-                        }
-                        _ => {}
-                    }
+                    people.extend(Membership::joining(meeting_event));
                 }
                 Err(_) => {}
             }

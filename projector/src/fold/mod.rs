@@ -10,7 +10,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use domain::{MeetingEvent, UserEvent};
+use domain::{MeetingEvent, Membership, ResponseStatus, UserEvent};
 use platform::bus::EventEnvelope;
 use platform::store::encode_event;
 use uuid::Uuid;
@@ -25,6 +25,9 @@ pub use decode::{decode, Decoded, Touched};
 #[derive(Debug, Clone)]
 struct MeetingState {
     row: MeetingRow,
+    /// Who belongs to the meeting: which events fit it, who sees them, whose agenda and name
+    /// it has. Its attendees are the keys of `attendees`.
+    membership: Membership,
     attendees: BTreeMap<Uuid, AttendeeRow>,
     /// Attendees added, changed or removed: their attendee and agenda rows are rewritten.
     touched: BTreeSet<Uuid>,
@@ -34,11 +37,6 @@ struct MeetingState {
 }
 
 impl MeetingState {
-    /// The organizer and the attendees: who may see the meeting's events.
-    fn audience(&self) -> Vec<Uuid> {
-        render::members(self.row.organizer_id, self.attendees.keys().copied())
-    }
-
     fn agenda_row(&self, user_id: Uuid) -> AgendaRow {
         let attendee = self.attendees.get(&user_id);
         AgendaRow {
@@ -102,6 +100,7 @@ impl Fold {
                         row.id,
                         MeetingState {
                             row,
+                            membership: Membership::default(),
                             attendees: BTreeMap::new(),
                             touched: BTreeSet::new(),
                             agenda_all: false,
@@ -115,6 +114,11 @@ impl Fold {
             if let Some(meeting) = fold.meetings.get_mut(&attendee.meeting_id) {
                 meeting.attendees.insert(attendee.user_id, attendee);
             }
+        }
+        // The stored rows keep no invitation order; the projections need none.
+        for meeting in fold.meetings.values_mut() {
+            let attendees = meeting.attendees.keys().copied().collect();
+            meeting.membership = Membership::new(meeting.row.organizer_id, attendees);
         }
         fold
     }
@@ -133,9 +137,12 @@ impl Fold {
     }
 
     fn document(&self, meeting: &MeetingState) -> Document {
-        render::render(&meeting.row, meeting.attendees.values(), |id| {
-            self.name_of(id)
-        })
+        render::render(
+            &meeting.row,
+            &meeting.membership,
+            meeting.attendees.values(),
+            |id| self.name_of(id),
+        )
     }
 
     /// The document of every loaded meeting, as the rows stand: what
@@ -279,6 +286,8 @@ impl Fold {
                     "the meeting already exists",
                 ));
             }
+            let mut membership = Membership::default();
+            fold_membership(&mut membership, event, decoded)?;
             let mut state = MeetingState {
                 row: MeetingRow {
                     id,
@@ -299,26 +308,19 @@ impl Fold {
                     created_at: event.recorded_at,
                     updated_at: event.recorded_at,
                 },
+                membership,
                 attendees: BTreeMap::new(),
                 touched: BTreeSet::new(),
                 agenda_all: true,
             };
             for attendee in attendees {
-                if attendee.user_id == *organizer_id
-                    || state.attendees.contains_key(&attendee.user_id)
-                {
-                    return Err(ProjectionError::unapplicable(
-                        event,
-                        format!("{} is listed twice", attendee.user_id),
-                    ));
-                }
                 state.attendees.insert(
                     attendee.user_id,
                     new_attendee(id, attendee.user_id, attendee.optional),
                 );
                 state.touched.insert(attendee.user_id);
             }
-            let audience = state.audience();
+            let audience = state.membership.sorted_members();
             self.meetings.insert(id, state);
             return Ok(audience);
         }
@@ -327,6 +329,7 @@ impl Fold {
             .meetings
             .get_mut(&id)
             .ok_or_else(|| ProjectionError::unapplicable(event, "no rm_meetings row"))?;
+        fold_membership(&mut meeting.membership, event, decoded)?;
         // Every later event moves the meeting's version.
         meeting.row.version = event.sequence;
         meeting.row.position = event.position.to_string();
@@ -352,30 +355,19 @@ impl Fold {
                 meeting.row.ends_at = *ends_at;
                 // A new time asks every attendee again (as the aggregate does).
                 for attendee in meeting.attendees.values_mut() {
-                    attendee.response = "needs_action".to_owned();
+                    attendee.response = ResponseStatus::NeedsAction.as_str().to_owned();
                     meeting.touched.insert(attendee.user_id);
                 }
                 meeting.agenda_all = true;
             }
             MeetingEvent::AttendeeInvited { user_id, optional } => {
-                if *user_id == meeting.row.organizer_id || meeting.attendees.contains_key(user_id) {
-                    return Err(ProjectionError::unapplicable(
-                        event,
-                        format!("{user_id} already attends"),
-                    ));
-                }
                 meeting
                     .attendees
                     .insert(*user_id, new_attendee(id, *user_id, *optional));
                 meeting.touched.insert(*user_id);
             }
             MeetingEvent::AttendeeRemoved { user_id } => {
-                if meeting.attendees.remove(user_id).is_none() {
-                    return Err(ProjectionError::unapplicable(
-                        event,
-                        format!("{user_id} does not attend"),
-                    ));
-                }
+                meeting.attendees.remove(user_id);
                 meeting.touched.insert(*user_id);
             }
             MeetingEvent::AttendeeResponded {
@@ -384,9 +376,10 @@ impl Fold {
                 comment,
                 ..
             } => {
-                let attendee = meeting.attendees.get_mut(user_id).ok_or_else(|| {
-                    ProjectionError::unapplicable(event, format!("{user_id} does not attend"))
-                })?;
+                let attendee = meeting
+                    .attendees
+                    .get_mut(user_id)
+                    .expect("BUG: every attendee of the membership has a row");
                 attendee.response = response.as_str().to_owned();
                 attendee.comment = comment.clone();
                 meeting.touched.insert(*user_id);
@@ -418,7 +411,7 @@ impl Fold {
                 position: event.position.to_string(),
             }),
         }
-        Ok(meeting.audience())
+        Ok(meeting.membership.sorted_members())
     }
 
     /// The rows to write: every changed user and meeting, the attendee and agenda rows the
@@ -430,8 +423,10 @@ impl Fold {
             .iter()
             .filter(|(id, meeting)| {
                 self.changed_meetings.contains(id)
-                    || self.renamed.contains(&meeting.row.organizer_id)
-                    || meeting.attendees.keys().any(|u| self.renamed.contains(u))
+                    || meeting
+                        .membership
+                        .members()
+                        .any(|u| self.renamed.contains(&u))
             })
             .map(|(_, meeting)| self.document(meeting))
             .collect();
@@ -456,11 +451,8 @@ impl Fold {
                 }
             }
             if meeting.agenda_all {
-                writes
-                    .agenda
-                    .push(meeting.agenda_row(meeting.row.organizer_id));
-                for user_id in meeting.attendees.keys() {
-                    writes.agenda.push(meeting.agenda_row(*user_id));
+                for user_id in meeting.membership.members() {
+                    writes.agenda.push(meeting.agenda_row(user_id));
                 }
             } else {
                 for user_id in meeting
@@ -481,9 +473,23 @@ fn new_attendee(meeting_id: Uuid, user_id: Uuid, optional: bool) -> AttendeeRow 
         meeting_id,
         user_id,
         optional,
-        response: "needs_action".to_owned(),
+        response: ResponseStatus::NeedsAction.as_str().to_owned(),
         comment: None,
     }
+}
+
+/// Folds a meeting event into `membership` if it fits it (the aggregate never records one that
+/// does not; a projection that meets one has a broken stream).
+fn fold_membership(
+    membership: &mut Membership,
+    event: &EventEnvelope,
+    decoded: &MeetingEvent,
+) -> Result<(), ProjectionError> {
+    membership
+        .check(decoded)
+        .map_err(|e| ProjectionError::unapplicable(event, e.to_string()))?;
+    membership.apply(decoded);
+    Ok(())
 }
 
 /// The event's data as stored in `rm_changes`: the upcast, current form.

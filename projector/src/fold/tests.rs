@@ -267,37 +267,56 @@ fn a_status_change_rewrites_every_agenda_row() {
 }
 
 #[test]
-fn events_that_do_not_fit_the_stored_rows_are_unapplicable() {
-    let cases: Vec<(Fold, MeetingEvent)> = vec![
-        (Fold::default(), responded(ANN, ResponseStatus::Accepted)),
-        (stored(), scheduled(&[])),
+fn events_that_do_not_fit_the_stored_rows_are_unapplicable_and_say_why() {
+    let invited = |user_id| MeetingEvent::AttendeeInvited {
+        user_id,
+        optional: false,
+    };
+    let stranger = Uuid::from_u128(77);
+    let cases: Vec<(Fold, MeetingEvent, String)> = vec![
         (
-            stored(),
-            MeetingEvent::AttendeeInvited {
-                user_id: ANN,
-                optional: false,
-            },
+            Fold::default(),
+            responded(ANN, ResponseStatus::Accepted),
+            "no rm_meetings row".to_owned(),
         ),
         (
             stored(),
-            MeetingEvent::AttendeeInvited {
-                user_id: ORGANIZER,
-                optional: false,
-            },
+            scheduled(&[]),
+            "the meeting already exists".to_owned(),
+        ),
+        (
+            Fold::default(),
+            scheduled(&[ANN, BOB, ANN]),
+            format!("{ANN} is listed twice"),
+        ),
+        (
+            Fold::default(),
+            scheduled(&[ORGANIZER]),
+            format!("{ORGANIZER} is listed twice"),
+        ),
+        (stored(), invited(ANN), format!("{ANN} already attends")),
+        (
+            stored(),
+            invited(ORGANIZER),
+            format!("{ORGANIZER} already attends"),
         ),
         (
             stored(),
             MeetingEvent::AttendeeRemoved { user_id: ORGANIZER },
+            format!("{ORGANIZER} does not attend"),
         ),
         (
             stored(),
-            responded(Uuid::from_u128(77), ResponseStatus::Declined),
+            responded(stranger, ResponseStatus::Declined),
+            format!("{stranger} does not attend"),
         ),
     ];
-    for (fold, event) in cases {
+    for (fold, event, expected) in cases {
         let name = format!("{event:?}");
         match fold_over(fold, vec![event], 3) {
-            Err(ProjectionError::Unapplicable { .. }) => {}
+            Err(ProjectionError::Unapplicable { reason, .. }) => {
+                assert_eq!(reason, expected, "{name}")
+            }
             other => panic!("{name}: expected unapplicable, got {other:?}"),
         }
     }
