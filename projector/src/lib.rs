@@ -39,8 +39,6 @@ pub use error::ProjectionError;
 pub use run::ProjectorMetrics;
 pub use sources::nats::Projector;
 pub use sources::store::StoreFollower;
-/// The paths other crates knew before the crate was layered.
-pub use {sources::store as follower, sql::documents};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8084";
 

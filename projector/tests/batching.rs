@@ -304,7 +304,9 @@ async fn documents_match_their_rows(pool: &PgPool) {
         .await
         .unwrap();
     assert_eq!(
-        projector::documents::backfill(&mut conn).await.unwrap(),
+        projector::sql::documents::backfill(&mut conn)
+            .await
+            .unwrap(),
         meetings.len()
     );
     let fresh: Vec<(String, String, i64, String)> =
