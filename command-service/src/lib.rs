@@ -168,16 +168,6 @@ pub fn router(state: AppState, metrics: Metrics) -> Router {
     platform::http::finish_router(api, metrics)
 }
 
-impl platform::service::Service for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    async fn build(&self) -> anyhow::Result<Server> {
-        build(self).await
-    }
-}
-
 /// Builds the command-service exactly as its binary runs it: connects to a migrated
 /// database, binds, and hosts the relay (when NATS is configured) and the idempotency-key
 /// purge beside the HTTP server.

@@ -16,23 +16,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseSettings, LogSettings};
 
-/// The settings of a service binary, which know how to build the service. Each binary's
-/// `main` is [`main`] with its settings type, so all of them start and stop the same way.
-pub trait Service: clap::Parser + Sync {
-    fn log(&self) -> &LogSettings;
-
-    /// Everything the binary runs, bound and ready: the same call tests make.
-    fn build(&self) -> impl Future<Output = anyhow::Result<Server>> + Send;
-}
-
-/// A service binary: settings from flags and `MEETINGS_*` variables, logging, then serve
-/// until SIGTERM or Ctrl-C.
-pub fn main<S: Service>() -> anyhow::Result<()> {
+/// The whole `main` of a service binary, so all of them start and stop the same way:
+/// settings from flags and `MEETINGS_*` variables, logging, then `build` (the same call tests
+/// make) served until SIGTERM or Ctrl-C.
+pub fn main<S: clap::Parser>(
+    log: impl FnOnce(&S) -> &LogSettings,
+    build: impl AsyncFnOnce(&S) -> anyhow::Result<Server>,
+) -> anyhow::Result<()> {
     let settings = S::parse();
-    crate::telemetry::init(settings.log().log_format);
+    crate::telemetry::init(log(&settings).log_format);
     tokio::runtime::Runtime::new()?.block_on(async {
-        settings
-            .build()
+        build(&settings)
             .await?
             .run_until(crate::shutdown::signal())
             .await

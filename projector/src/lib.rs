@@ -79,16 +79,6 @@ impl ReadinessCheck for ProjectionReady {
     }
 }
 
-impl platform::service::Service for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    async fn build(&self) -> anyhow::Result<Server> {
-        build(self).await
-    }
-}
-
 /// Builds the projector exactly as its binary runs it: connects to a migrated database and
 /// to NATS, binds its health endpoints, and projects the stream beside them.
 pub async fn build(settings: &Settings) -> anyhow::Result<Server> {

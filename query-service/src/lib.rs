@@ -181,16 +181,6 @@ pub fn router(state: AppState, metrics: Metrics) -> Router {
     platform::http::finish_router(api, metrics)
 }
 
-impl platform::service::Service for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    async fn build(&self) -> anyhow::Result<Server> {
-        build(self).await
-    }
-}
-
 /// Builds the query-service exactly as its binary runs it: connects to a migrated database,
 /// starts the projection listener, binds.
 pub async fn build(settings: &Settings) -> anyhow::Result<Server> {

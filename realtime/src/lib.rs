@@ -210,16 +210,6 @@ async fn consume_once(
     anyhow::bail!("message stream ended")
 }
 
-impl platform::service::Service for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    async fn build(&self) -> anyhow::Result<Server> {
-        build(self).await
-    }
-}
-
 /// Builds the gateway exactly as its binary runs it: connects to a migrated database and to
 /// NATS, binds, and feeds the hub from the stream beside the server.
 pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
