@@ -25,6 +25,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use platform::bus::{EventEnvelope, EventSource, StreamName};
 use platform::config::{DatabaseSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, ReadinessCheck};
@@ -33,6 +35,7 @@ use platform::service::Server;
 use platform::store::tail::StoreTail;
 use platform::store::{EventStore, Position};
 use sqlx::PgPool;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub use apply::{apply_batch, BatchOutcome};
 pub use error::ProjectionError;
@@ -104,21 +107,32 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
 }
 
 /// Adds the read-model projection of `pool`, fed by `source`, to `server`.
+///
+/// An event the projection cannot apply stops the projection (error log, metric, the failure
+/// recorded for readiness) but not the process: it keeps answering health checks with the
+/// reason, so operators see which event stopped it, instead of a process that exits and
+/// restarts into the same event.
 pub fn with_task(server: Server, pool: PgPool, source: EventSource, metrics: &Metrics) -> Server {
-    match source {
+    type Run = Box<
+        dyn FnOnce(WaitForCancellationFutureOwned) -> BoxFuture<'static, anyhow::Result<()>> + Send,
+    >;
+    let run: Run = match source {
         EventSource::Stream(js, stream) => {
             let projector = new_projector(pool, js, stream, metrics);
-            server.with_task("projector", move |stop| {
-                projector.run(stop.cancelled_owned())
-            })
+            Box::new(move |shutdown| projector.run(shutdown).boxed())
         }
         EventSource::Store(store) => {
             let follower = StoreFollower::new(store, pool, metrics);
-            server.with_task("projector", move |stop| {
-                follower.run(stop.cancelled_owned())
-            })
+            Box::new(move |shutdown| follower.run(shutdown).boxed())
         }
-    }
+    };
+    server.with_task("projector", move |stop| async move {
+        if run(stop.clone().cancelled_owned()).await.is_err() {
+            // Already logged and recorded by the run loop.
+            stop.cancelled().await;
+        }
+        Ok(())
+    })
 }
 
 pub fn new_projector(
