@@ -189,7 +189,7 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("0ms").is_err());
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("5x").is_err());
         assert!(parse_duration("soon").is_err());
     }
 
