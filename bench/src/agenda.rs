@@ -7,8 +7,10 @@ use std::sync::Arc;
 use chrono::SecondsFormat;
 use rand::Rng;
 
+use sqlx::PgPool;
+
 use crate::compare::{self, Baseline, RoundOptions};
-use crate::database::{with_database, BenchDatabase, ServerOptions};
+use crate::database::{with_migrated_database, BenchDatabase, ServerOptions};
 use crate::load;
 use crate::pgbench::ScriptFile;
 use crate::seed;
@@ -59,18 +61,20 @@ fn script(users: i64) -> String {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    options.rounds.check(options.clients)?;
-    let admin_url = options.server.postgres.admin_url.clone();
-    with_database(&admin_url, |database| async move {
-        run_in(&options, &database).await
-    })
+    let options = &options;
+    let (server, rounds) = (&options.server, &options.rounds);
+    with_migrated_database(
+        server,
+        rounds,
+        options.clients,
+        options.pool_size,
+        |database, pool| async move { run_in(options, &database, &pool).await },
+    )
     .await
 }
 
-async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
-    let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    platform::db::migrate(&pool).await?;
-    let seeded = seed::load(&pool, options.users, options.meetings).await?;
+async fn run_in(options: &Options, database: &BenchDatabase, pool: &PgPool) -> anyhow::Result<()> {
+    let seeded = seed::load(pool, options.users, options.meetings).await?;
     let jwt = platform::testing::jwt_keys();
     let service = services::query(
         &database.url,
@@ -79,7 +83,7 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
     )
     .await?;
     let tokens: Arc<Vec<String>> = Arc::new(
-        seed::tokens(&pool, &jwt)
+        seed::tokens(pool, &jwt)
             .await?
             .into_iter()
             .map(|(_, header)| header)
@@ -101,16 +105,15 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
     let spec = options
         .rounds
         .closed_loop(options.clients, reqwest::StatusCode::OK);
-    let baseline = Baseline {
-        label: "pgbench agenda",
-        server: &options.server,
-        database_url: &database.url,
-        script: script.path(),
-        clients: options.clients,
-        warmup: options.rounds.warmup,
-        duration: options.rounds.duration,
-        log_latencies: true,
-    };
+    let baseline = Baseline::new(
+        "pgbench agenda",
+        &options.server,
+        &database.url,
+        script.path(),
+        options.clients,
+        &options.rounds,
+    )
+    .logging_latencies();
     let comparison = compare::interleave(options.rounds.rounds, "agenda", &baseline, || {
         let tokens = tokens.clone();
         let url = url.clone();

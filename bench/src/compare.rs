@@ -10,7 +10,7 @@ use platform::config::parse_duration;
 use crate::cpu::CpuSample;
 use crate::database::ServerOptions;
 use crate::load::{self, baseline_line, ClosedLoop, Round};
-use crate::pgbench::{self, PgbenchResult};
+use crate::pgbench::{Invocation, PgbenchResult};
 use crate::stats::median;
 
 /// Most failed service requests a run accepts, as a share of its measured requests.
@@ -66,15 +66,46 @@ impl RoundOptions {
 /// How the pgbench side of each round runs.
 pub struct Baseline<'a> {
     pub label: &'a str,
-    pub server: &'a ServerOptions,
-    pub database_url: &'a str,
-    pub script: &'a Path,
-    pub clients: usize,
+    pub pgbench: Invocation<'a>,
     /// Unmeasured pgbench run before each measured one (skipped when zero).
     pub warmup: Duration,
     pub duration: Duration,
     /// Per-transaction log (`-l`) for latency percentiles.
     pub log_latencies: bool,
+}
+
+impl<'a> Baseline<'a> {
+    /// `script` on `database_url` with `clients`, timed like the service's rounds.
+    pub fn new(
+        label: &'a str,
+        server: &'a ServerOptions,
+        database_url: &'a str,
+        script: &'a Path,
+        clients: usize,
+        rounds: &RoundOptions,
+    ) -> Self {
+        Self {
+            label,
+            pgbench: Invocation {
+                pgbench: &server.pgbench,
+                database_url,
+                script,
+                clients,
+                threads: server.pgbench_threads,
+            },
+            warmup: rounds.warmup,
+            duration: rounds.duration,
+            log_latencies: false,
+        }
+    }
+
+    /// Also logs every transaction, for latency percentiles.
+    pub fn logging_latencies(self) -> Self {
+        Self {
+            log_latencies: true,
+            ..self
+        }
+    }
 }
 
 /// One pgbench round: its summary and, when logged, every latency (µs, sorted).
@@ -156,39 +187,14 @@ where
         comparison.service.push(result);
 
         if !baseline.warmup.is_zero() {
-            pgbench::run(
-                &baseline.server.pgbench,
-                baseline.database_url,
-                baseline.script,
-                baseline.clients,
-                baseline.server.pgbench_threads,
-                baseline.warmup,
-            )
-            .await?;
+            baseline.pgbench.run(baseline.warmup).await?;
         }
         let cpu = CpuSample::now();
         let (result, latencies_us) = if baseline.log_latencies {
-            let (result, latencies) = pgbench::run_logged(
-                &baseline.server.pgbench,
-                baseline.database_url,
-                baseline.script,
-                baseline.clients,
-                baseline.server.pgbench_threads,
-                baseline.duration,
-            )
-            .await?;
+            let (result, latencies) = baseline.pgbench.run_logged(baseline.duration).await?;
             (result, Some(latencies))
         } else {
-            let result = pgbench::run(
-                &baseline.server.pgbench,
-                baseline.database_url,
-                baseline.script,
-                baseline.clients,
-                baseline.server.pgbench_threads,
-                baseline.duration,
-            )
-            .await?;
-            (result, None)
+            (baseline.pgbench.run(baseline.duration).await?, None)
         };
         let cpu = cpu.and_then(|start| start.until_now());
         println!(

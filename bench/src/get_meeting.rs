@@ -8,8 +8,10 @@ use std::sync::Arc;
 use rand::Rng;
 use uuid::Uuid;
 
+use sqlx::PgPool;
+
 use crate::compare::{self, Baseline, RoundOptions};
-use crate::database::{with_database, BenchDatabase, ServerOptions};
+use crate::database::{with_migrated_database, BenchDatabase, ServerOptions};
 use crate::load;
 use crate::pgbench::ScriptFile;
 use crate::seed;
@@ -68,33 +70,35 @@ fn script(meetings: i64) -> String {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    options.rounds.check(options.clients)?;
     if options.load == Load::Wrk {
         wrk::check_available(&options.wrk)?;
     }
-    let admin_url = options.server.postgres.admin_url.clone();
-    with_database(&admin_url, |database| async move {
-        run_in(&options, &database).await
-    })
+    let options = &options;
+    let (server, rounds) = (&options.server, &options.rounds);
+    with_migrated_database(
+        server,
+        rounds,
+        options.clients,
+        options.pool_size,
+        |database, pool| async move { run_in(options, &database, &pool).await },
+    )
     .await
 }
 
-async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
-    let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    platform::db::migrate(&pool).await?;
-    seed::load(&pool, options.users, options.meetings).await?;
+async fn run_in(options: &Options, database: &BenchDatabase, pool: &PgPool) -> anyhow::Result<()> {
+    seed::load(pool, options.users, options.meetings).await?;
     let jwt = platform::testing::jwt_keys();
     let service = services::query(&database.url, options.pool_size, options.read_batch).await?;
 
     // Requests: a random (user, meeting) pair where the user organizes or attends the meeting,
     // so every request is a visible meeting (200), with that user's token.
-    let tokens: HashMap<Uuid, Arc<str>> = seed::tokens(&pool, &jwt)
+    let tokens: HashMap<Uuid, Arc<str>> = seed::tokens(pool, &jwt)
         .await?
         .into_iter()
         .map(|(id, header)| (id, header.into()))
         .collect();
     let pairs: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT user_id, meeting_id FROM rm_agenda")
-        .fetch_all(&pool)
+        .fetch_all(pool)
         .await?;
     let requests: Arc<Vec<(Arc<str>, String)>> = Arc::new(
         pairs
@@ -139,16 +143,14 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
     let spec = options
         .rounds
         .closed_loop(options.clients, reqwest::StatusCode::OK);
-    let baseline = Baseline {
-        label: "pgbench pk select",
-        server: &options.server,
-        database_url: &database.url,
-        script: script.path(),
-        clients: options.clients,
-        warmup: options.rounds.warmup,
-        duration: options.rounds.duration,
-        log_latencies: false,
-    };
+    let baseline = Baseline::new(
+        "pgbench pk select",
+        &options.server,
+        &database.url,
+        script.path(),
+        options.clients,
+        &options.rounds,
+    );
     let comparison = compare::interleave(options.rounds.rounds, "get-meeting", &baseline, || {
         let requests = requests.clone();
         let (spec, wrk_files, base) = (&spec, wrk_files.as_ref(), service.base.as_str());

@@ -48,106 +48,95 @@ pub struct PgbenchResult {
     pub latency_avg_ms: Option<f64>,
 }
 
-/// Runs `pgbench -n -c <clients> -j <threads> -T <seconds> -f <script> -M prepared <url>`.
-pub async fn run(
-    pgbench: &str,
-    database_url: &str,
-    script: &Path,
-    clients: usize,
-    threads: usize,
-    duration: Duration,
-) -> anyhow::Result<PgbenchResult> {
-    run_inner(
-        pgbench,
-        database_url,
-        script,
-        clients,
-        threads,
-        duration,
-        None,
-    )
-    .await
+/// `pgbench -n -c <clients> -j <threads> -T <seconds> -f <script> -M prepared <url>`: what a
+/// baseline runs, round after round.
+pub struct Invocation<'a> {
+    pub pgbench: &'a str,
+    pub database_url: &'a str,
+    pub script: &'a Path,
+    pub clients: usize,
+    pub threads: usize,
 }
 
-/// [`run`] with per-transaction logging (`-l`): also returns every transaction's latency in
-/// microseconds, sorted, for percentiles comparable to the HTTP side's.
-pub async fn run_logged(
-    pgbench: &str,
-    database_url: &str,
-    script: &Path,
-    clients: usize,
-    threads: usize,
-    duration: Duration,
-) -> anyhow::Result<(PgbenchResult, Vec<u32>)> {
-    let dir = std::env::temp_dir().join(format!(
-        "meetings-bench-log-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).context("creating the pgbench log directory")?;
-    let outcome = async {
-        let result = run_inner(
+impl Invocation<'_> {
+    /// Runs for `duration`.
+    pub async fn run(&self, duration: Duration) -> anyhow::Result<PgbenchResult> {
+        self.run_with_log(duration, None).await
+    }
+
+    /// [`Self::run`] with per-transaction logging (`-l`): also returns every transaction's
+    /// latency in microseconds, sorted, for percentiles comparable to the HTTP side's.
+    pub async fn run_logged(
+        &self,
+        duration: Duration,
+    ) -> anyhow::Result<(PgbenchResult, Vec<u32>)> {
+        let dir = std::env::temp_dir().join(format!(
+            "meetings-bench-log-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).context("creating the pgbench log directory")?;
+        let outcome = async {
+            let result = self
+                .run_with_log(duration, Some(&dir.join("pgbench_log")))
+                .await?;
+            let mut latencies =
+                Vec::with_capacity(usize::try_from(result.transactions).unwrap_or(0));
+            for entry in std::fs::read_dir(&dir)? {
+                let text = std::fs::read_to_string(entry?.path())?;
+                latencies.extend(parse_log(&text));
+            }
+            latencies.sort_unstable();
+            anyhow::Ok((result, latencies))
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        outcome
+    }
+
+    async fn run_with_log(
+        &self,
+        duration: Duration,
+        log_prefix: Option<&Path>,
+    ) -> anyhow::Result<PgbenchResult> {
+        let Self {
             pgbench,
             database_url,
             script,
             clients,
             threads,
-            duration,
-            Some(&dir.join("pgbench_log")),
-        )
-        .await?;
-        let mut latencies = Vec::with_capacity(usize::try_from(result.transactions).unwrap_or(0));
-        for entry in std::fs::read_dir(&dir)? {
-            let text = std::fs::read_to_string(entry?.path())?;
-            latencies.extend(parse_log(&text));
-        }
-        latencies.sort_unstable();
-        anyhow::Ok((result, latencies))
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
-}
-
-async fn run_inner(
-    pgbench: &str,
-    database_url: &str,
-    script: &Path,
-    clients: usize,
-    threads: usize,
-    duration: Duration,
-    log_prefix: Option<&Path>,
-) -> anyhow::Result<PgbenchResult> {
-    let seconds = duration.as_secs().max(1);
-    let mut command = tokio::process::Command::new(pgbench);
-    command
-        .arg("-n")
-        .args(["-c", &clients.to_string()])
-        .args(["-j", &threads.min(clients).max(1).to_string()])
-        .args(["-T", &seconds.to_string()])
-        .arg("-f")
-        .arg(script)
-        .args(["-M", "prepared"]);
-    if let Some(prefix) = log_prefix {
+        } = *self;
+        let seconds = duration.as_secs().max(1);
+        let mut command = tokio::process::Command::new(pgbench);
         command
-            .arg("-l")
-            .arg(format!("--log-prefix={}", prefix.display()));
+            .arg("-n")
+            .args(["-c", &clients.to_string()])
+            .args(["-j", &threads.min(clients).max(1).to_string()])
+            .args(["-T", &seconds.to_string()])
+            .arg("-f")
+            .arg(script)
+            .args(["-M", "prepared"]);
+        if let Some(prefix) = log_prefix {
+            command
+                .arg("-l")
+                .arg(format!("--log-prefix={}", prefix.display()));
+        }
+        let output = command
+            .arg(database_url)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .with_context(|| format!("running {pgbench} (set --pgbench to its path)"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            anyhow::bail!(
+                "pgbench failed ({}): {}{}",
+                output.status,
+                stdout,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        parse(&stdout).with_context(|| format!("unexpected pgbench output:\n{stdout}"))
     }
-    let output = command
-        .arg(database_url)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("running {pgbench} (set --pgbench to its path)"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        anyhow::bail!(
-            "pgbench failed ({}): {}{}",
-            output.status,
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    parse(&stdout).with_context(|| format!("unexpected pgbench output:\n{stdout}"))
 }
 
 /// Latencies (µs) of a per-transaction log: `client_id transaction_no time script_no

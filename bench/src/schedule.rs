@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::compare::{self, Baseline, RoundOptions};
-use crate::database::{self, with_database, BenchDatabase, ServerOptions};
+use crate::database::{self, with_migrated_database, BenchDatabase, ServerOptions};
 use crate::load::{self, ClosedLoop, Round};
 use crate::pgbench::{self, ScriptFile};
 use crate::services;
@@ -26,18 +26,21 @@ pub struct Options {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    options.rounds.check(options.clients)?;
-    let admin_url = options.server.postgres.admin_url.clone();
-    with_database(&admin_url, |database| async move {
-        run_in(&options, &database).await
-    })
+    let options = &options;
+    let (server, rounds) = (&options.server, &options.rounds);
+    with_migrated_database(
+        server,
+        rounds,
+        options.clients,
+        options.pool_size,
+        |database, pool| async move { run_in(options, &database, &pool).await },
+    )
     .await
 }
 
-async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<()> {
+async fn run_in(options: &Options, database: &BenchDatabase, pool: &PgPool) -> anyhow::Result<()> {
     let server = &options.server;
-    let pool = platform::db::connect(&database.url, options.pool_size).await?;
-    database::prepare(&pool).await?;
+    database::prepare(pool).await?;
     let service = services::command(&database.url, options.pool_size).await?;
     let token = service.sign_up("Bench").await?.token;
     let script = ScriptFile::write(&pgbench::insert_script())?;
@@ -46,16 +49,14 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
         .closed_loop(options.clients, reqwest::StatusCode::CREATED);
 
     print_header(options);
-    let baseline = Baseline {
-        label: "pgbench insert",
+    let baseline = Baseline::new(
+        "pgbench insert",
         server,
-        database_url: &database.url,
-        script: script.path(),
-        clients: options.clients,
-        warmup: options.rounds.warmup,
-        duration: options.rounds.duration,
-        log_latencies: false,
-    };
+        &database.url,
+        script.path(),
+        options.clients,
+        &options.rounds,
+    );
     let comparison =
         compare::interleave(options.rounds.rounds, "schedule-meeting", &baseline, || {
             service_round(&service.base, &token, &spec)
@@ -84,7 +85,7 @@ async fn run_in(options: &Options, database: &BenchDatabase) -> anyhow::Result<(
         latencies.len()
     );
     let verdict = comparison.check_errors();
-    print_row_sizes(&pool).await?;
+    print_row_sizes(pool).await?;
 
     drop(service);
     pool.close().await;
