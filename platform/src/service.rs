@@ -14,7 +14,8 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DatabaseSettings, LogSettings};
+use crate::bus::StreamName;
+use crate::config::{DatabaseSettings, LogSettings, NatsSettings};
 
 /// The whole `main` of a service binary, so all of them start and stop the same way:
 /// settings from flags and `MEETINGS_*` variables, logging, then `build` (the same call tests
@@ -46,6 +47,20 @@ pub async fn connect_migrated(database: &DatabaseSettings) -> anyhow::Result<PgP
         anyhow::bail!("the database is not migrated: run `meetings migrate` first");
     }
     Ok(pool)
+}
+
+/// Connects to the NATS that `nats` names, for a service that cannot run without it, and
+/// checks the stream name.
+pub async fn connect_nats(
+    nats: &NatsSettings,
+    client_name: &str,
+) -> anyhow::Result<(async_nats::Client, StreamName)> {
+    let url = nats
+        .nats_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
+    let stream = StreamName::new(&nats.stream)?;
+    Ok((crate::bus::connect(url, client_name).await?, stream))
 }
 
 /// Binds `listen`, naming the setting when it fails.

@@ -86,16 +86,9 @@ impl ReadinessCheck for ProjectionReady {
 /// to NATS, binds its health endpoints, and projects the stream beside them.
 pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let pool = platform::service::connect_migrated(&settings.database).await?;
-    let url = settings
-        .nats
-        .nats_url
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
-    let client = platform::bus::connect(url, "meetings-projector").await?;
-    let source = EventSource::Stream(
-        async_nats::jetstream::new(client),
-        StreamName::new(&settings.nats.stream)?,
-    );
+    let (client, stream) =
+        platform::service::connect_nats(&settings.nats, "meetings-projector").await?;
+    let source = EventSource::Stream(async_nats::jetstream::new(client), stream);
     let metrics = Metrics::new();
     let listener = platform::service::bind(settings.listen).await?;
     let server = Server::new(

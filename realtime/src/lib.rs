@@ -215,13 +215,8 @@ async fn consume_once(
 pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
     let pool = platform::service::connect_migrated(&settings.database).await?;
-    let url = settings
-        .nats
-        .nats_url
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("MEETINGS_NATS_URL (or --nats-url) is required"))?;
-    let client = platform::bus::connect(url, "meetings-realtime").await?;
-    let stream = StreamName::new(&settings.nats.stream)?;
+    let (client, stream) =
+        platform::service::connect_nats(&settings.nats, "meetings-realtime").await?;
     let listener = platform::service::bind(settings.listen).await?;
     let shared = shared(
         pool,
