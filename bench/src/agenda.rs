@@ -10,7 +10,7 @@ use rand::Rng;
 use sqlx::PgPool;
 
 use crate::compare::{self, Baseline, RoundOptions};
-use crate::database::{with_migrated_database, BenchDatabase, ServerOptions};
+use crate::database::{BenchDatabase, ServerOptions};
 use crate::load;
 use crate::pgbench::ScriptFile;
 use crate::seed;
@@ -63,7 +63,7 @@ fn script(users: i64) -> String {
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let options = &options;
     let (server, rounds) = (&options.server, &options.rounds);
-    with_migrated_database(
+    compare::with_migrated_database(
         server,
         rounds,
         options.clients,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use platform::config::parse_duration;
 
 use crate::cpu::CpuSample;
-use crate::database::ServerOptions;
+use crate::database::{BenchDatabase, ServerOptions};
 use crate::load::{self, baseline_line, ClosedLoop, Round};
 use crate::pgbench::{Invocation, PgbenchResult};
 use crate::stats::median;
@@ -163,6 +163,28 @@ impl Comparison {
         all.sort_unstable();
         all
     }
+}
+
+/// [`with_database`](crate::database::with_database) for the closed-loop benchmarks: refuses options that would measure
+/// nothing, then hands `body` the database, migrated, with a pool of `pool_size`.
+pub async fn with_migrated_database<F, Fut>(
+    server: &ServerOptions,
+    rounds: &RoundOptions,
+    clients: usize,
+    pool_size: u32,
+    body: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(BenchDatabase, sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    rounds.check(clients)?;
+    crate::database::with_database(&server.postgres.admin_url, |database| async move {
+        let pool = platform::db::connect(&database.url, pool_size).await?;
+        platform::db::migrate(&pool).await?;
+        body(database, pool).await
+    })
+    .await
 }
 
 /// Runs `rounds` × (service round, baseline round), printing each line as it completes.

@@ -63,28 +63,6 @@ where
     outcome
 }
 
-/// [`with_database`] for the closed-loop benchmarks: refuses options that would measure
-/// nothing, then hands `body` the database, migrated, with a pool of `pool_size`.
-pub async fn with_migrated_database<F, Fut>(
-    server: &ServerOptions,
-    rounds: &crate::compare::RoundOptions,
-    clients: usize,
-    pool_size: u32,
-    body: F,
-) -> anyhow::Result<()>
-where
-    F: FnOnce(BenchDatabase, PgPool) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    rounds.check(clients)?;
-    with_database(&server.postgres.admin_url, |database| async move {
-        let pool = platform::db::connect(&database.url, pool_size).await?;
-        platform::db::migrate(&pool).await?;
-        body(database, pool).await
-    })
-    .await
-}
-
 /// Like [`with_database`], with a fresh JetStream stream `BENCH<random>` on the stack's NATS
 /// too; the stream is deleted afterwards as well.
 pub async fn with_database_and_stream<F, Fut>(stack: &StackOptions, body: F) -> anyhow::Result<()>

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use sqlx::PgPool;
 
 use crate::compare::{self, Baseline, RoundOptions};
-use crate::database::{with_migrated_database, BenchDatabase, ServerOptions};
+use crate::database::{BenchDatabase, ServerOptions};
 use crate::load;
 use crate::pgbench::ScriptFile;
 use crate::seed;
@@ -75,7 +75,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     let options = &options;
     let (server, rounds) = (&options.server, &options.rounds);
-    with_migrated_database(
+    compare::with_migrated_database(
         server,
         rounds,
         options.clients,

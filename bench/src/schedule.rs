@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::compare::{self, Baseline, RoundOptions};
-use crate::database::{self, with_migrated_database, BenchDatabase, ServerOptions};
+use crate::database::{self, BenchDatabase, ServerOptions};
 use crate::load::{self, ClosedLoop, Round};
 use crate::pgbench::{self, ScriptFile};
 use crate::services;
@@ -28,7 +28,7 @@ pub struct Options {
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let options = &options;
     let (server, rounds) = (&options.server, &options.rounds);
-    with_migrated_database(
+    compare::with_migrated_database(
         server,
         rounds,
         options.clients,
