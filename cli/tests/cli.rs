@@ -124,6 +124,9 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
         .env("MEETINGS_DATABASE_URL", &db.url)
         .env_remove("MEETINGS_NATS_URL")
         .env("MEETINGS_LOG_FORMAT", "text")
+        // The README's own examples of the query side's settings: serve once refused `500ms`.
+        .env("MEETINGS_MIN_POSITION_WAIT", "500ms")
+        .env("MEETINGS_READ_BATCH", "16")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
