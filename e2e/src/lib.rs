@@ -215,11 +215,11 @@ impl Stack {
     pub async fn start_realtime_with(
         &self,
         limits: realtime::connection::Limits,
-    ) -> (String, realtime::Running) {
+    ) -> (String, KilledOnDrop) {
         let listener = tokio::net::TcpListener::bind(testing::LISTEN)
             .await
             .unwrap();
-        let app = realtime::Application::from_parts(
+        let server = realtime::assemble(
             listener,
             self.db.pool.clone(),
             self.jwt.clone(),
@@ -228,11 +228,31 @@ impl Stack {
             vec![],
             limits,
         );
-        (format!("ws://{}/v1/ws", app.local_addr()), app.spawn())
+        let url = format!("ws://{}/v1/ws", server.local_addr());
+        (
+            url,
+            KilledOnDrop(tokio::spawn(server.run_until(std::future::pending()))),
+        )
     }
 
     pub fn relay_state(&self) -> Option<RelayState> {
         self.relay.as_ref().map(|(_, state)| *state.borrow())
+    }
+}
+
+/// A gateway that [`KilledOnDrop::kill`] stops at once, without goodbyes, as a crash would:
+/// aborting the server's task drops its tasks (stream consumer, presence) wherever they are.
+pub struct KilledOnDrop(JoinHandle<anyhow::Result<()>>);
+
+impl KilledOnDrop {
+    pub fn kill(&self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

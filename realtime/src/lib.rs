@@ -218,19 +218,41 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let (client, stream) =
         platform::service::connect_nats(&settings.nats, "meetings-realtime").await?;
     let listener = platform::service::bind(settings.listen).await?;
+    Ok(assemble(
+        listener,
+        pool,
+        jwt,
+        client,
+        stream,
+        settings.gateway.allowed_origins.clone(),
+        Limits::default(),
+    ))
+}
+
+/// The gateway from its parts, as [`build`] makes it; fault tests call it directly with
+/// limits (timers, queue sizes) that are not settings.
+pub fn assemble(
+    listener: tokio::net::TcpListener,
+    pool: PgPool,
+    jwt: Arc<JwtKeys>,
+    client: async_nats::Client,
+    stream: StreamName,
+    allowed_origins: Vec<String>,
+    limits: Limits,
+) -> Server {
     let shared = shared(
         pool,
         jwt,
         Some((client.clone(), &stream)),
-        settings.gateway.allowed_origins.clone(),
-        Limits::default(),
+        allowed_origins,
+        limits,
     );
     let server = Server::new("realtime", listener, router(shared.clone(), Metrics::new()));
-    Ok(with_tasks(
+    with_tasks(
         server,
         &shared,
         EventSource::Stream(jetstream::new(client), stream),
-    ))
+    )
 }
 
 /// Adds the gateway's background work to `server`: feeding the hub from `source`, and
@@ -256,94 +278,6 @@ pub fn with_tasks(server: Server, shared: &Shared, source: EventSource) -> Serve
         presence.run(stop.cancelled_owned()).await;
         Ok(())
     })
-}
-
-/// A gateway whose parts a fault test assembles itself and kills at once (as a crash
-/// would); binaries use [`build`].
-pub struct Application {
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shared: Arc<Shared>,
-    js: jetstream::Context,
-    stream: StreamName,
-}
-
-impl Application {
-    pub fn from_parts(
-        listener: tokio::net::TcpListener,
-        pool: PgPool,
-        jwt: Arc<JwtKeys>,
-        client: async_nats::Client,
-        stream: StreamName,
-        allowed_origins: Vec<String>,
-        limits: Limits,
-    ) -> Self {
-        let shared = shared(
-            pool,
-            jwt,
-            Some((client.clone(), &stream)),
-            allowed_origins,
-            limits,
-        );
-        let router = router(shared.clone(), Metrics::new());
-        Self {
-            listener,
-            router,
-            shared,
-            js: jetstream::new(client),
-            stream,
-        }
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("BUG: a bound listener has an address")
-    }
-
-    pub fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
-    }
-
-    /// Starts serving, consuming and presence as separate tasks, so a test can kill the
-    /// whole instance at once with [`Running::kill`].
-    pub fn spawn(self) -> Running {
-        let consumer = tokio::spawn(consume(
-            self.js,
-            self.stream,
-            self.shared.hub.clone(),
-            std::future::pending(),
-        ));
-        let presence = tokio::spawn(self.shared.presence.clone().run(std::future::pending()));
-        let router = self.router;
-        let listener = self.listener;
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.ok();
-        });
-        Running {
-            tasks: vec![consumer, presence, server],
-        }
-    }
-}
-
-/// Tasks of a spawned instance.
-pub struct Running {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Running {
-    /// Stops everything at once, without goodbyes (a crash).
-    pub fn kill(&self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 #[cfg(test)]
