@@ -27,7 +27,7 @@ pub use database::{admin_url, ScratchDatabase, TestDatabase};
 pub use events::{committed_events, event_count};
 pub use logs::init_tracing;
 pub use nats::{connect_nats, nats_client, nats_url, unique_stream_name, ScratchStream};
-pub use server::{Stop, TestServer};
+pub use server::TestServer;
 pub use settings::{
     database_settings, jwt_keys, jwt_settings, log_settings, nats_settings, without_nats,
     JWT_SECRET, LISTEN,
