@@ -66,6 +66,8 @@ struct ServeArgs {
     #[command(flatten)]
     auth: AuthSettings,
     #[command(flatten)]
+    limits: command_service::LimitSettings,
+    #[command(flatten)]
     nats: NatsSettings,
     #[command(flatten)]
     query: query_service::QueryArgs,
@@ -186,13 +188,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(PgSessionStore::new(pool.clone())),
         jwt.clone(),
         args.auth,
-    );
+    )
+    .with_limits(&args.limits);
     let query_state = query_service::AppState::from_args(pool.clone(), jwt, &args.query);
     let mut checks = command_service::readiness_checks(&command_state);
     checks.extend(query_service::readiness_checks(&query_state));
     let mut openapi = command_service::openapi::ApiDoc::openapi();
     openapi.merge(query_service::openapi::ApiDoc::openapi());
-    let router = command_service::api_router(command_state)
+    let router = command_service::api_router(command_state.clone())
         .merge(query_service::api_router(query_state, &metrics))
         .merge(realtime::api_router(gateway.clone()))
         .merge(platform::openapi::router(openapi))
@@ -204,7 +207,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         platform::service::bind(args.listen).await?,
         router,
     );
-    let server = command_service::with_tasks(server, store, relay);
+    let server = command_service::with_tasks(server, &command_state, relay);
     let server = realtime::with_tasks(server, &gateway, gateway_source);
     let server = projector::with_task(server, pool, projection_source, &metrics);
     println!("meetings is listening on http://{}", server.local_addr());

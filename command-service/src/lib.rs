@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod executor;
+pub mod limits;
 pub mod openapi;
 pub mod passwords;
 pub mod relay;
@@ -30,6 +31,8 @@ use platform::store::{EventStore, PgEventStore};
 use uuid::Uuid;
 
 use crate::executor::Executor;
+pub use crate::limits::LimitSettings;
+use crate::limits::Limits;
 use crate::passwords::Passwords;
 use crate::relay::{Relay, RelaySettings};
 use crate::sessions::{PgSessionStore, SessionStore, ThrottlePolicy};
@@ -51,6 +54,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub nats: NatsSettings,
+    #[command(flatten)]
+    pub limits: LimitSettings,
     /// Address to bind.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -85,6 +90,11 @@ pub struct AppState {
     pub passwords: Passwords,
     pub auth: Arc<AuthSettings>,
     pub throttle: Arc<ThrottlePolicy>,
+    /// Failed logins of one account from all addresses together: looser than the
+    /// per-address throttle, so that guessing from many addresses is slowed too while the
+    /// real user, from their own address, is not locked out by a few strangers.
+    pub account_throttle: Arc<ThrottlePolicy>,
+    pub limits: Arc<Limits>,
     pub meeting_services: MeetingServices,
 }
 
@@ -116,7 +126,17 @@ impl AppState {
             passwords: Passwords::new(),
             auth: Arc::new(auth),
             throttle: Arc::new(ThrottlePolicy::default()),
+            account_throttle: Arc::new(ThrottlePolicy::account_wide()),
+            limits: Arc::new(Limits::new(&LimitSettings::default())),
         }
+    }
+
+    /// The same state with the per-caller limits of `settings`.
+    pub fn with_limits(mut self, settings: &LimitSettings) -> Self {
+        let limits = Arc::new(Limits::new(settings));
+        self.executor = self.executor.with_limits(limits.clone());
+        self.limits = limits;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -188,21 +208,24 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         }
     };
     let state = AppState::new(
-        store.clone(),
+        store,
         Arc::new(PgSessionStore::new(pool)),
         jwt,
         settings.auth.clone(),
-    );
+    )
+    .with_limits(&settings.limits);
     let listener = platform::service::bind(settings.listen).await?;
-    let server = Server::new("command-service", listener, router(state, metrics));
-    Ok(with_tasks(server, store, relay))
+    let server = Server::new("command-service", listener, router(state.clone(), metrics));
+    Ok(with_tasks(server, &state, relay))
 }
 
-/// Adds the command side's background work to `server`: the purge of expired idempotency
-/// keys, and the relay when this process hosts one.
-pub fn with_tasks(server: Server, store: Arc<dyn EventStore>, relay: Option<Relay>) -> Server {
-    let server = server.with_task("idempotency-key purge", move |stop| async move {
-        purge_idempotency_keys(store, stop.cancelled_owned()).await;
+/// Adds the command side's background work to `server`: housekeeping (expired idempotency
+/// keys, login throttles and refresh tokens, idle rate-limit buckets), and the relay when
+/// this process hosts one.
+pub fn with_tasks(server: Server, state: &AppState, relay: Option<Relay>) -> Server {
+    let state = state.clone();
+    let server = server.with_task("housekeeping", move |stop| async move {
+        housekeeping(&state, stop.cancelled_owned()).await;
         Ok(())
     });
     match relay {
@@ -217,22 +240,38 @@ pub fn with_tasks(server: Server, store: Arc<dyn EventStore>, relay: Option<Rela
 /// How long an `Idempotency-Key` is honoured (docs/architecture.md: at least 24 h).
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
-/// Deletes expired idempotency records every hour until `shutdown`.
-pub async fn purge_idempotency_keys(
-    store: Arc<dyn EventStore>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+/// Until `shutdown`: every minute, forgets the rate-limit buckets of quiet callers; every
+/// hour, deletes expired idempotency records, forgotten login throttles and expired refresh
+/// tokens, so no table grows with what a caller merely tried.
+pub async fn housekeeping(state: &AppState, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
-    loop {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    for minute in 0u64.. {
         tokio::select! {
             () = &mut shutdown => return,
             _ = every.tick() => {}
         }
-        match store.purge_idempotency_keys(IDEMPOTENCY_RETENTION).await {
+        state.limits.forget_idle();
+        if minute % 60 != 0 {
+            continue;
+        }
+        match state
+            .store()
+            .purge_idempotency_keys(IDEMPOTENCY_RETENTION)
+            .await
+        {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "expired idempotency keys purged"),
             Err(error) => tracing::warn!(%error, "cannot purge idempotency keys"),
+        }
+        let forget = state
+            .throttle
+            .forget_after
+            .max(state.account_throttle.forget_after);
+        match state.sessions.purge(forget).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "old login throttles and refresh tokens purged"),
+            Err(error) => tracing::warn!(%error, "cannot purge login throttles and refresh tokens"),
         }
     }
 }

@@ -22,6 +22,9 @@ pub const PARALLELISM: u32 = 1;
 #[derive(Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    /// Anonymous work (registration) takes one of these before a hashing slot, so at most
+    /// one anonymous hash runs or waits at a time and logins always find the other slots.
+    anonymous: Arc<Semaphore>,
     /// A real hash of a random password, verified against when the account does not exist so
     /// that a login for an unknown email takes as long as one with a wrong password.
     dummy_hash: Arc<str>,
@@ -67,6 +70,7 @@ impl Passwords {
         let random: [u8; 16] = rand::random();
         Self {
             permits: Arc::new(Semaphore::new(workers)),
+            anonymous: Arc::new(Semaphore::new(1)),
             dummy_hash: hash_now(&hex_string(&random)).into(),
         }
     }
@@ -74,7 +78,11 @@ impl Passwords {
     /// Waits a bounded time for a hashing slot: under a flood of logins, callers get 503
     /// with `Retry-After` instead of an ever-growing queue.
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
-        match tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await {
+        Self::wait_for(&self.permits).await
+    }
+
+    async fn wait_for(permits: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        match tokio::time::timeout(PERMIT_WAIT, permits.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(closed)) => Err(ApiError::Internal(closed.into())),
             Err(_) => Err(ApiError::unavailable(
@@ -89,6 +97,14 @@ impl Passwords {
         tokio::task::spawn_blocking(move || hash_now(&password))
             .await
             .map_err(|e| ApiError::Internal(e.into()))
+    }
+
+    /// [`Passwords::hash`] for a caller nobody authenticated (registration): behind the
+    /// one anonymous slot, so a flood of registrations queues there, answered 503 after the
+    /// bounded wait, and never takes the slots logins need.
+    pub async fn hash_anonymous(&self, password: String) -> Result<String, ApiError> {
+        let _anonymous = Self::wait_for(&self.anonymous).await?;
+        self.hash(password).await
     }
 
     /// Verifies against the stored hash, or against the dummy hash when there is none.

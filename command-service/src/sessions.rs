@@ -83,6 +83,19 @@ impl Default for ThrottlePolicy {
 }
 
 impl ThrottlePolicy {
+    /// The throttle of one account from all addresses together (source [`ALL_SOURCES`]):
+    /// 20 free failures, then delays doubling from 1 s up to 5 minutes. Ten times what one
+    /// address gets, so strangers elsewhere cannot lock the owner out for long, but a guesser
+    /// spread over many addresses is down to one try every 5 minutes.
+    pub fn account_wide() -> Self {
+        Self {
+            free_failures: 20,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5 * 60),
+            forget_after: Duration::from_secs(24 * 3600),
+        }
+    }
+
     /// Delay imposed after the `failures`-th consecutive failure.
     pub fn delay_after(&self, failures: u32) -> Duration {
         if failures <= self.free_failures {
@@ -127,7 +140,15 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Attempt, StoreError>;
 
     async fn clear_failures(&self, email_key: &str, source: &str) -> Result<(), StoreError>;
+
+    /// Deletes throttles whose last failure is older than `forget_after` and that block
+    /// nothing any more, and refresh tokens past their expiry (useless, whether spent or
+    /// not). Returns how many rows went.
+    async fn purge(&self, forget_after: Duration) -> Result<u64, StoreError>;
 }
+
+/// The `source` of the throttle row that counts an account's failures from every address.
+pub const ALL_SOURCES: &str = "*";
 
 pub struct PgSessionStore {
     pool: PgPool,
@@ -199,6 +220,22 @@ impl SessionStore for PgSessionStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn purge(&self, forget_after: Duration) -> Result<u64, StoreError> {
+        let throttles = sqlx::query(
+            "DELETE FROM login_throttle \
+             WHERE last_failure_at < now() - make_interval(secs => $1) AND blocked_until < now()",
+        )
+        .bind(forget_after.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < now()")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(throttles.rows_affected() + tokens.rows_affected())
     }
 }
 
@@ -291,16 +328,19 @@ async fn throttle_attempt(
     let forget = policy.forget_after.as_secs_f64();
     let mut tx = pool.begin().await?;
     // The upsert locks the row until commit, so concurrent attempts of one account from one
-    // source queue here and each sees the block the previous one imposed. While blocked
+    // source queue here and each sees the block the previous one imposed. Times are the
+    // statement's (`clock_timestamp()`), not the transaction's start (`now()`): an attempt
+    // that queued on the lock must not see a zero-length block set after it started as
+    // still running. While blocked
     // (the WHERE fails) nothing is counted; the row stays locked for the read below.
     let failures: Option<i32> = sqlx::query_scalar(
         "INSERT INTO login_throttle (email_key, source, failures, last_failure_at, blocked_until) \
-         VALUES ($1, $2, 1, now(), now()) \
+         VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp()) \
          ON CONFLICT (email_key, source) DO UPDATE SET \
-            failures = CASE WHEN login_throttle.last_failure_at < now() - make_interval(secs => $3) \
+            failures = CASE WHEN login_throttle.last_failure_at < clock_timestamp() - make_interval(secs => $3) \
                             THEN 1 ELSE login_throttle.failures + 1 END, \
-            last_failure_at = now() \
-         WHERE login_throttle.blocked_until <= now() \
+            last_failure_at = clock_timestamp() \
+         WHERE login_throttle.blocked_until <= clock_timestamp() \
          RETURNING failures",
     )
     .bind(email_key)
@@ -321,7 +361,7 @@ async fn throttle_attempt(
     };
     let delay = policy.delay_after(u32::try_from(failures).unwrap_or(u32::MAX));
     let blocked_until: DateTime<Utc> = sqlx::query_scalar(
-        "UPDATE login_throttle SET blocked_until = now() + make_interval(secs => $3) \
+        "UPDATE login_throttle SET blocked_until = clock_timestamp() + make_interval(secs => $3) \
          WHERE email_key = $1 AND source = $2 RETURNING blocked_until",
     )
     .bind(email_key)

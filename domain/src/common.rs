@@ -221,105 +221,10 @@ impl Violations {
     }
 }
 
-/// Maximum length of an e-mail address (RFC 5321 path limit).
-pub const MAX_EMAIL_CHARS: usize = 254;
-/// Minimum password length, in characters.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Maximum password length, in characters.
-pub const MAX_PASSWORD_CHARS: usize = 128;
-
-/// Trims `tz` and checks it is an IANA time zone name (e.g. `Europe/Berlin`, `UTC`);
-/// returns it trimmed.
-pub fn validate_time_zone(field: &str, tz: &str) -> Result<String, FieldError> {
-    let tz = tz.trim();
-    tz.parse::<chrono_tz::Tz>()
-        .map(|_| tz.to_string())
-        .map_err(|_| FieldError::new(field, "must be an IANA time zone name"))
-}
-
-/// The case-insensitive uniqueness key of an e-mail address (trimmed, lowercased).
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
-/// Checks the shape of an e-mail address and returns it trimmed (original case).
-///
-/// Accepted: at most 254 characters, no whitespace, exactly one `@` with a
-/// non-empty local part and a domain containing a `.`.
-pub fn validate_email(field: &str, email: &str) -> Result<String, FieldError> {
-    let email = email.trim();
-    check_length(field, email, 1, MAX_EMAIL_CHARS)?;
-    let well_formed = !email.chars().any(char::is_whitespace)
-        && email.matches('@').count() == 1
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-    if well_formed {
-        Ok(email.to_string())
-    } else {
-        Err(FieldError::new(field, "must be a valid e-mail address"))
-    }
-}
-
-/// Checks that a password has 8..=128 characters (counted as chars, not bytes).
-pub fn validate_password(field: &str, password: &str) -> Result<(), FieldError> {
-    check_length(field, password, MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS)
-}
-
-/// Trims `value` and checks it has `min..=max` characters; returns the trimmed text.
-pub fn validate_text(
-    field: &str,
-    value: &str,
-    min: usize,
-    max: usize,
-) -> Result<String, FieldError> {
-    let trimmed = value.trim();
-    check_length(field, trimmed, min, max)?;
-    Ok(trimmed.to_string())
-}
-
-/// Checks that `value` has `min..=max` characters (chars, not bytes); the one wording of
-/// every length error.
-fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
-    let len = value.chars().count();
-    if len < min {
-        if min <= 1 {
-            Err(FieldError::new(field, "must not be empty"))
-        } else {
-            Err(FieldError::new(
-                field,
-                format!("must be at least {min} characters"),
-            ))
-        }
-    } else if len > max {
-        Err(FieldError::new(
-            field,
-            format!("must be at most {max} characters"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Trims an optional free text, checks it has at most `max` characters and
-/// turns an empty result into `None`.
-pub fn validate_optional_text(
-    field: &str,
-    value: Option<&str>,
-    max: usize,
-) -> Result<Option<String>, FieldError> {
-    match value {
-        None => Ok(None),
-        Some(text) => {
-            let trimmed = validate_text(field, text, 0, max)?;
-            Ok((!trimmed.is_empty()).then_some(trimmed))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::validate_text;
 
     #[test]
     fn role_parses_and_prints_its_wire_name() {
@@ -351,64 +256,6 @@ mod tests {
             DomainError::Unavailable("db".into()).to_string(),
             "dependency unavailable: db"
         );
-    }
-
-    #[test]
-    fn time_zone_validation_accepts_iana_names_only() {
-        assert!(validate_time_zone("tz", "Europe/Berlin").is_ok());
-        assert!(validate_time_zone("tz", "UTC").is_ok());
-        assert_eq!(
-            validate_time_zone("tz", "Mars/Olympus").unwrap_err().field,
-            "tz"
-        );
-        assert!(validate_time_zone("tz", "").is_err());
-    }
-
-    #[test]
-    fn normalize_email_trims_and_lowercases() {
-        assert_eq!(normalize_email("  Alice@Example.COM "), "alice@example.com");
-    }
-
-    #[test]
-    fn email_validation_accepts_plain_addresses_and_rejects_malformed_ones() {
-        assert_eq!(
-            validate_email("email", " Alice@Example.com ").unwrap(),
-            "Alice@Example.com"
-        );
-        for bad in [
-            "",
-            "alice",
-            "@example.com",
-            "alice@example",
-            "a@b@example.com",
-            "al ice@example.com",
-        ] {
-            assert!(validate_email("email", bad).is_err(), "{bad:?} accepted");
-        }
-        let local = "a".repeat(254 - "@example.com".len());
-        assert!(validate_email("email", &format!("{local}@example.com")).is_ok());
-        assert!(validate_email("email", &format!("{local}a@example.com")).is_err());
-    }
-
-    #[test]
-    fn password_validation_counts_characters_not_bytes() {
-        assert!(validate_password("password", &"a".repeat(8)).is_ok());
-        assert!(validate_password("password", &"a".repeat(7)).is_err());
-        assert!(validate_password("password", &"a".repeat(128)).is_ok());
-        assert!(validate_password("password", &"a".repeat(129)).is_err());
-        // 8 multi-byte characters are 8 characters.
-        assert!(validate_password("password", &"é".repeat(8)).is_ok());
-    }
-
-    #[test]
-    fn optional_text_becomes_none_when_blank() {
-        assert_eq!(validate_optional_text("d", Some("   "), 5), Ok(None));
-        assert_eq!(
-            validate_optional_text("d", Some(" hi "), 5),
-            Ok(Some("hi".into()))
-        );
-        assert!(validate_optional_text("d", Some("123456"), 5).is_err());
-        assert_eq!(validate_optional_text("d", None, 5), Ok(None));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod common;
 pub mod meeting;
 pub mod upcasters;
 pub mod user;
+pub mod validation;
 
 pub use common::*;
 pub use meeting::{
@@ -17,4 +18,5 @@ pub use meeting::{
     MeetingStatus, Membership, MembershipError, Recurrence, ResponseStatus, ScheduleMeeting,
     UserDirectory,
 };
-pub use user::{User, UserCommand, UserEvent, Weekday, WorkingHours};
+pub use user::{validate_registration, User, UserCommand, UserEvent, Weekday, WorkingHours};
+pub use validation::*;

@@ -16,8 +16,24 @@ pub fn command_settings(database_url: &str, max_connections: u32) -> command_ser
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
         auth: command_service::AuthSettings::default(),
+        limits: robot_limits(),
         nats: testing::without_nats(),
         listen: testing::LISTEN,
+    }
+}
+
+/// Limits for clients that are test robots: every one registers from 127.0.0.1 and drives
+/// its user far faster than a person would. The limits themselves are tested on their own
+/// (`command-service/tests/limits.rs`).
+pub fn robot_limits() -> command_service::LimitSettings {
+    let plenty = 1_000_000.try_into().expect("not zero");
+    command_service::LimitSettings {
+        command_rate: plenty,
+        command_burst: plenty,
+        meetings_per_day: plenty,
+        chat_per_minute: plenty,
+        registrations_per_hour: plenty,
+        trusted_proxies: Vec::new(),
     }
 }
 

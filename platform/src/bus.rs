@@ -31,6 +31,24 @@ pub struct EventEnvelope {
     pub metadata: EventMetadata,
 }
 
+impl From<StoredEvent> for EventEnvelope {
+    /// Moves the payload and metadata instead of copying them (a replay of many events).
+    fn from(event: StoredEvent) -> Self {
+        Self {
+            event_id: event.metadata.event_id,
+            position: event.position,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            aggregate_type: event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            recorded_at: event.recorded_at,
+            data: event.payload,
+            metadata: event.metadata,
+        }
+    }
+}
+
 impl From<&StoredEvent> for EventEnvelope {
     fn from(event: &StoredEvent) -> Self {
         Self {

@@ -100,3 +100,39 @@ pub async fn apply_batch(
     outcome.checkpoint = checkpoint.parse().ok();
     Ok(outcome)
 }
+
+/// [`apply_batch`], naming the event when the database refuses a batch: the batch is applied
+/// again one event at a time, so the events before the culprit are applied and the
+/// projection stops on exactly the one that cannot be (its type, aggregate and sequence in
+/// the recorded failure), which an operator can then look up, fix and resume after.
+pub async fn apply_isolating(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    stream_sequence: Option<u64>,
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<BatchOutcome, ProjectionError> {
+    let refused = |event: &EventEnvelope, error: sqlx::Error| {
+        ProjectionError::unapplicable(event, format!("the read models refused it: {error}"))
+    };
+    match apply_batch(conn, events, stream_sequence, upcasters).await {
+        Err(ProjectionError::Rejected(_)) if events.len() > 1 => {}
+        Err(ProjectionError::Rejected(error)) => return Err(refused(&events[0], error)),
+        other => return other,
+    }
+    let mut outcome = BatchOutcome::default();
+    for (i, event) in events.iter().enumerate() {
+        // Only the last event moves the stream checkpoint: resuming earlier just redelivers
+        // events the sequences recognise as applied.
+        let sequence = stream_sequence.filter(|_| i + 1 == events.len());
+        let single = apply_batch(conn, std::slice::from_ref(event), sequence, upcasters)
+            .await
+            .map_err(|error| match error {
+                ProjectionError::Rejected(error) => refused(event, error),
+                other => other,
+            })?;
+        outcome.applied += single.applied;
+        outcome.duplicates += single.duplicates;
+        outcome.checkpoint = single.checkpoint.or(outcome.checkpoint);
+    }
+    Ok(outcome)
+}

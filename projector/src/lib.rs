@@ -37,7 +37,7 @@ use platform::store::{EventStore, Position};
 use sqlx::PgPool;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-pub use apply::{apply_batch, BatchOutcome};
+pub use apply::{apply_batch, apply_isolating, BatchOutcome};
 pub use error::ProjectionError;
 pub use run::ProjectorMetrics;
 pub use sources::nats::Projector;
@@ -174,7 +174,7 @@ pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<us
             return Ok(total);
         }
         let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-        let outcome = apply_batch(&mut leader, &envelopes, None, &upcasters).await?;
+        let outcome = apply_isolating(&mut leader, &envelopes, None, &upcasters).await?;
         total += outcome.applied;
     }
 }

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use sqlx::{PgConnection, PgPool};
 
-use crate::apply::{apply_batch, BatchOutcome};
+use crate::apply::{apply_isolating, BatchOutcome};
 use crate::error::ProjectionError;
 use crate::projection;
 
@@ -93,7 +93,7 @@ pub(crate) async fn apply_counted(
     metrics: &ProjectorMetrics,
 ) -> Result<BatchOutcome, ProjectionError> {
     let started = std::time::Instant::now();
-    let outcome = apply_batch(conn, envelopes, stream_sequence, upcasters).await?;
+    let outcome = apply_isolating(conn, envelopes, stream_sequence, upcasters).await?;
     metrics
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());

@@ -9,8 +9,8 @@ use domain::{AttendeeSpec, MeetingEvent, Recurrence, ResponseStatus, Role, UserE
 use platform::bus::EventEnvelope;
 use platform::store::{encode_event, EventMetadata, Position};
 use platform::testing::TestDatabase;
-use projector::apply_batch;
-use projector::projection::lead;
+use projector::projection::{lead, mark_failed, status};
+use projector::{apply_batch, apply_isolating};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -427,6 +427,77 @@ async fn an_unapplicable_event_rolls_back_its_whole_batch() {
         dump(&database.pool).await,
         before,
         "nothing of the batch stays"
+    );
+}
+
+/// A meeting an older release let through: year -5000, which PostgreSQL cannot store.
+fn poison_after(template: &EventEnvelope) -> EventEnvelope {
+    let meeting_id = Uuid::from_u128(0xBAD0);
+    let starts_at = Utc.with_ymd_and_hms(-5000, 1, 1, 9, 0, 0).unwrap();
+    let (event_type, event_version, data) = encode_event(&MeetingEvent::MeetingScheduled {
+        meeting_id,
+        organizer_id: Uuid::from_u128(1),
+        title: "From before validation".to_owned(),
+        description: None,
+        starts_at,
+        ends_at: starts_at + Duration::hours(1),
+        time_zone: "UTC".to_owned(),
+        location: None,
+        attendees: Vec::new(),
+        recurrence: None,
+    })
+    .unwrap();
+    let mut poison = template.clone();
+    poison.event_id = Uuid::from_u128(0xBAD1);
+    poison.event_type = event_type;
+    poison.event_version = event_version;
+    poison.data = data;
+    poison.aggregate_type = "meeting".to_owned();
+    poison.aggregate_id = meeting_id;
+    poison.sequence = 1;
+    poison.position = Position {
+        transaction_id: template.position.transaction_id + 1,
+        id: template.position.id + 1,
+    };
+    poison
+}
+
+#[tokio::test]
+async fn a_refused_batch_stops_on_the_named_event_after_applying_the_ones_before_it() {
+    let events = history(11);
+    let upcasters = domain::upcasters::upcasters();
+    let expected = TestDatabase::new().await;
+    project(&expected.pool, &events[..30], || 30).await;
+
+    let database = TestDatabase::new().await;
+    let mut leader = lead(&database.pool).await.unwrap().unwrap();
+    let mut batch = events[..30].to_vec();
+    batch.push(poison_after(&events[29]));
+    let error = apply_isolating(&mut leader, &batch, None, &upcasters)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("MeetingScheduled meeting/00000000-0000-0000-0000-00000000bad0#1")
+            && text.contains("out of range"),
+        "the failure names the event and the reason: {text}"
+    );
+    assert_eq!(dump(&database.pool).await, dump(&expected.pool).await);
+    assert_eq!(
+        status(&database.pool).await.unwrap().0,
+        Some(events[29].position)
+    );
+
+    // The stop is recorded (readiness fails) until the projection applies again, as it does
+    // once a release that can apply the event resumes it: then readiness recovers by itself.
+    mark_failed(&database.pool, &text).await.unwrap();
+    assert_eq!(status(&database.pool).await.unwrap().1, Some(text));
+    apply_isolating(&mut leader, &events[30..], None, &upcasters)
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&database.pool).await.unwrap(),
+        (Some(events.last().unwrap().position), None)
     );
 }
 

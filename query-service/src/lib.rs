@@ -150,6 +150,7 @@ impl ReadinessCheck for ProjectionsHealthy {
 pub fn api_router(state: AppState, metrics: &Metrics) -> Router {
     let min_position = MinPositionState::new(
         state.watch.clone(),
+        state.pool.clone(),
         state.min_position_wait,
         state.jwt.clone(),
         metrics,

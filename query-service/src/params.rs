@@ -75,6 +75,26 @@ pub fn time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
                 "must be an RFC 3339 time with offset, e.g. 2027-03-29T09:00:00Z",
             )
         })
+        .and_then(|t| instant(field, t))
+}
+
+/// `at` if it lies in the years the system accepts (1900–9999), else a 422 on `field`.
+pub fn instant(field: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    domain::validate_instant(field, at)
+        .map(|()| at)
+        .map_err(|e| ApiError::invalid(e.field, e.message))
+}
+
+/// Longest accepted search text, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// A search text (`q`): trimmed, at most [`MAX_SEARCH_CHARS`], no control characters; `None`
+/// when absent or blank.
+pub fn search(field: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    domain::validate_text(field, raw, 0, MAX_SEARCH_CHARS)
+        .map(|q| (!q.is_empty()).then_some(q))
+        .map_err(|e| ApiError::invalid(e.field, e.message))
 }
 
 /// An optional time parameter.
@@ -109,6 +129,8 @@ pub fn range(
     to: DateTime<Utc>,
     max: chrono::Duration,
 ) -> Result<(), ApiError> {
+    instant("from", from)?;
+    instant("to", to)?;
     if to <= from {
         return Err(ApiError::invalid("to", "must be after from"));
     }
@@ -139,6 +161,31 @@ pub fn like_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_outside_1900_to_9999_are_refused_by_name() {
+        assert!(time("from", "1900-01-01T00:00:00Z").is_ok());
+        assert!(time("from", "9999-12-31T23:59:59+00:00").is_ok());
+        for bad in [
+            "1899-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-01:00",
+        ] {
+            assert!(time("from", bad).is_err(), "{bad}");
+        }
+        let early = "1800-01-01T00:00:00Z".parse().unwrap();
+        let late = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert!(range(early, late, chrono::Duration::days(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn search_text_is_trimmed_bounded_and_free_of_controls() {
+        assert_eq!(search("q", Some(" ada ")).unwrap().as_deref(), Some("ada"));
+        assert_eq!(search("q", Some("  ")).unwrap(), None);
+        assert_eq!(search("q", None).unwrap(), None);
+        assert!(search("q", Some("a\u{0}")).is_err());
+        assert!(search("q", Some(&"a".repeat(MAX_SEARCH_CHARS + 1))).is_err());
+    }
 
     #[test]
     fn limits_default_to_50_and_refuse_0_and_501() {

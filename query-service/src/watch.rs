@@ -156,6 +156,8 @@ pub struct WaitLabels {
 #[derive(Clone)]
 pub struct MinPositionState {
     pub watch: ProjectionWatch,
+    /// Asked whether a position not yet projected was ever written.
+    pub pool: PgPool,
     /// Upper bound of one request's wait (`MEETINGS_MIN_POSITION_WAIT`, default 2 s).
     pub max_wait: Duration,
     /// The caller is authenticated before waiting, so anonymous requests cannot hold
@@ -168,6 +170,7 @@ pub struct MinPositionState {
 impl MinPositionState {
     pub fn new(
         watch: ProjectionWatch,
+        pool: PgPool,
         max_wait: Duration,
         jwt: Arc<JwtKeys>,
         metrics: &Metrics,
@@ -182,6 +185,7 @@ impl MinPositionState {
         });
         Self {
             watch,
+            pool,
             max_wait,
             jwt,
             waits,
@@ -197,7 +201,8 @@ impl FromRef<MinPositionState> for Arc<JwtKeys> {
 
 /// Middleware of every query route: with `X-Min-Position`, wait (bounded) until the read models
 /// include that position. The token is checked first (401 without waiting); a malformed
-/// position is 400; a wait that runs out is 503 with `Retry-After: 1`. The wait happens before
+/// position is 400, one past the newest stored event 422; a wait that runs out is 503 with
+/// `Retry-After: 1`. The wait happens before
 /// the handler runs, so the handler's reads see the projected state.
 pub async fn min_position(
     State(state): State<MinPositionState>,
@@ -220,6 +225,19 @@ pub async fn min_position(
         return rejection.into_response();
     }
     let request = Request::from_parts(parts, body);
+    if state.watch.current().is_none_or(|seen| seen < position) {
+        match written(&state.pool, position).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return ApiError::invalid(
+                    "X-Min-Position",
+                    "is beyond the newest event: pass a position returned by this API",
+                )
+                .into_response()
+            }
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
     let outcome = state.watch.wait_for(position, state.max_wait).await;
     state
         .waits
@@ -238,6 +256,20 @@ pub async fn min_position(
         ))
         .into_response(),
     }
+}
+
+/// Whether the store holds an event at or after `position`: a position the API handed out
+/// always is, so waiting for anything else would only hold a connection for nothing. One
+/// index probe of `events_global_position`.
+async fn written(pool: &PgPool, position: Position) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events \
+         WHERE (transaction_id, id) >= ($1::text::xid8, $2))",
+    )
+    .bind(position.transaction_id.to_string())
+    .bind(position.id)
+    .fetch_one(pool)
+    .await
 }
 
 #[cfg(test)]

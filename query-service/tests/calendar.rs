@@ -342,3 +342,70 @@ async fn find_times_refuses_a_zero_duration() {
     let body = support::assert_problem(response, 422).await;
     assert_eq!(body["errors"][0]["field"], "duration_minutes");
 }
+
+/// `n` agenda rows of `user`, one an hour from 2027-01-01, straight into the read model.
+async fn busy_hours(app: &support::TestApp, user: uuid::Uuid, n: i64) {
+    sqlx::query(
+        "INSERT INTO rm_agenda (user_id, meeting_id, starts_at, ends_at, title, status,
+                                is_organizer, my_response)
+         SELECT $1, gen_random_uuid(),
+                timestamptz '2027-01-01T00:00:00Z' + make_interval(hours => h),
+                timestamptz '2027-01-01T00:30:00Z' + make_interval(hours => h),
+                'busy', 'scheduled', true, NULL
+         FROM generate_series(0, $2 - 1) h",
+    )
+    .bind(user)
+    .bind(n as i32)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_range_holding_more_meetings_than_an_answer_may_list_is_422() {
+    let app = spawn_app().await;
+    let me = app.user("Me").await;
+    busy_hours(&app, me.id, 5_001).await;
+    let whole_year = "/v1/me/agenda?from=2027-01-01T00:00:00Z&to=2027-12-31T00:00:00Z";
+    let response = app.get(whole_year, Some(&me.token)).await;
+    let problem = support::assert_problem(response, 422).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("shorter range"),
+        "{problem}"
+    );
+    // A month is fine: 31 × 24 rows.
+    let month = app
+        .get_json(
+            "/v1/me/agenda?from=2027-01-01T00:00:00Z&to=2027-02-01T00:00:00Z",
+            Some(&me.token),
+        )
+        .await;
+    assert_eq!(month["items"].as_array().unwrap().len(), 31 * 24);
+
+    // Free/busy of 10 users, each busy every hour: 10 × 90 × 24 > 20,000 rows.
+    let mut users = vec![me.id];
+    for i in 0..9 {
+        let other = app.user(&format!("Busy {i}")).await;
+        busy_hours(&app, other.id, 5_001).await;
+        users.push(other.id);
+    }
+    let response = app
+        .post(
+            "/v1/freebusy",
+            Some(&me.token),
+            json!({"user_ids": users, "from": "2027-01-01T00:00:00Z", "to": "2027-03-31T00:00:00Z"}),
+        )
+        .await;
+    support::assert_problem(response, 422).await;
+    let week = app
+        .post(
+            "/v1/freebusy",
+            Some(&me.token),
+            json!({"user_ids": users, "from": "2027-01-01T00:00:00Z", "to": "2027-01-08T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(week.status(), 200);
+}

@@ -95,6 +95,7 @@ async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_n
 async fn a_query_with_a_future_position_waits_until_the_projector_notifies() {
     let app = spawn_app_with_wait(Duration::from_secs(20)).await;
     let alice = app.user("Alice").await;
+    app.stored_up_to(7).await;
     app.project_up_to(&position(1)).await;
     let request = app
         .get_at("/v1/users/me", Some(&alice.token), &position(7))
@@ -115,6 +116,7 @@ async fn a_query_with_a_future_position_waits_until_the_projector_notifies() {
 async fn a_position_already_projected_answers_at_once() {
     let app = spawn_app().await;
     let alice = app.user("Alice").await;
+    app.stored_up_to(9).await;
     app.project_up_to(&position(9)).await;
     // The checkpoint is read when the listener (re)connects, and the NOTIFY is seen too; either
     // way the position counts as reached.
@@ -132,6 +134,7 @@ async fn a_position_already_projected_answers_at_once() {
 #[tokio::test]
 async fn a_new_watch_reads_the_checkpoint_even_without_a_notification() {
     let app = spawn_app().await;
+    app.stored_up_to(4).await;
     // Written without a NOTIFY, as if committed while no listener was connected.
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)",
@@ -169,6 +172,7 @@ async fn kill_listener(app: &support::TestApp) -> i64 {
 async fn a_checkpoint_moved_while_the_listener_was_disconnected_is_seen_after_it_reconnects() {
     let app = spawn_app_with_wait(Duration::from_secs(20)).await;
     let alice = app.user("Alice").await;
+    app.stored_up_to(6).await;
     assert_eq!(
         kill_listener(&app).await,
         1,
@@ -197,6 +201,7 @@ async fn a_checkpoint_moved_while_the_listener_was_disconnected_is_seen_after_it
 async fn a_wait_that_runs_out_is_503_with_retry_after() {
     let app = spawn_app_with_wait(Duration::from_millis(200)).await;
     let alice = app.user("Alice").await;
+    app.stored_up_to(99).await;
     let response = tokio::time::timeout(
         Duration::from_secs(10),
         app.get_at(
@@ -211,6 +216,39 @@ async fn a_wait_that_runs_out_is_503_with_retry_after() {
     .unwrap();
     assert_eq!(response.headers()["retry-after"], "1");
     support::assert_problem(response, 503).await;
+}
+
+#[tokio::test]
+async fn a_position_past_the_newest_stored_event_is_422_without_waiting() {
+    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+    let alice = app.user("Alice").await;
+    app.stored_up_to(5).await;
+    for bogus in [position(6), "ffffffffffffffff7fffffffffffffff".to_string()] {
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            app.get_at("/v1/users/me", Some(&alice.token), &bogus)
+                .send(),
+        )
+        .await
+        .expect("refused at once, not after the 20 s wait")
+        .unwrap();
+        let problem = support::assert_problem(response, 422).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("X-Min-Position"),
+            "{problem}"
+        );
+    }
+    // Up to the newest event it waits as before (here: already projected, so at once).
+    app.project_up_to(&position(5)).await;
+    let response = app
+        .get_at("/v1/users/me", Some(&alice.token), &position(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
@@ -241,10 +279,11 @@ async fn readiness_fails_while_a_projection_is_stopped() {
     let response = app.get("/readyz", None).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
-    assert!(body["checks"]["projections"]
-        .as_str()
-        .unwrap()
-        .contains("read_models"));
+    assert_eq!(
+        body["checks"]["projections"], "failing",
+        "the reason stays in the logs: {body}"
+    );
+    assert!(!body.to_string().contains("MeetingScheduled"), "{body}");
 }
 
 #[tokio::test]
@@ -295,6 +334,7 @@ async fn an_anonymous_request_with_a_future_position_is_401_without_waiting() {
 async fn waits_are_counted_by_outcome_in_the_metrics() {
     let app = spawn_app_with_wait(Duration::from_millis(100)).await;
     let alice = app.user("Alice").await;
+    app.stored_up_to(99).await;
     let response = app
         .get_at("/v1/users/me", Some(&alice.token), &position(99))
         .send()

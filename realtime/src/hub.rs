@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::Utf8Bytes;
 use domain::{Meeting, MeetingEvent, Membership};
 use platform::bus::EventEnvelope;
-use platform::store::{decode_event, decode_events, EventStore, Position};
+use platform::store::{decode_event, EventStore, Position};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -123,8 +123,14 @@ impl Hub {
     }
 
     async fn load_membership(&self, meeting: Uuid) -> anyhow::Result<Option<KnownMembership>> {
-        let events = self.store.load("meeting", meeting).await?;
-        let state = decode_events::<Meeting>(events, &self.upcasters)?;
+        // From the meeting's snapshot: bounded however much was said in its chat.
+        let state = platform::store::load_aggregate::<Meeting>(
+            &*self.store,
+            &self.upcasters,
+            meeting,
+            None,
+        )
+        .await?;
         if !state.aggregate.exists() {
             return Ok(None);
         }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
-use platform::store::{apply_stored, AggregateState, EventStore, StoreError};
+use platform::store::{load_aggregate, AggregateState, EventStore, StoreError};
 use uuid::Uuid;
 
 /// Aggregates this process recently loaded or changed, as of their last known event, so that
@@ -62,20 +62,20 @@ impl AggregateCache {
         entries.insert((A::TYPE, id), Arc::new(state));
     }
 
-    /// The aggregate as the store has it now: the cached state (or the aggregate before its
-    /// first event) plus the events after it, read in one query.
+    /// The aggregate as the store has it now: the cached state (on a miss, its snapshot, or
+    /// the aggregate before its first event) plus the events after it, read in pages
+    /// ([`load_aggregate`]), so a miss on a long stream costs bounded memory.
     pub(super) async fn load<A: Aggregate + Clone + 'static>(
         &self,
         store: &dyn EventStore,
         upcasters: &[Box<dyn EventUpcaster>],
         id: Uuid,
     ) -> Result<AggregateState<A>, StoreError> {
-        let mut state = self.get::<A>(id).unwrap_or_default();
-        let events = store.load_after(A::TYPE, id, state.version).await?;
+        let cached = self.get::<A>(id);
+        let cached_version = cached.as_ref().map(|state| state.version);
+        let state = load_aggregate(store, upcasters, id, cached).await?;
         // Unchanged, the state is either in the cache already or has no events to cache.
-        let changed = !events.is_empty();
-        apply_stored(&mut state, events, upcasters)?;
-        if changed {
+        if state.version > 0 && Some(state.version) != cached_version {
             self.put(id, state.clone());
         }
         Ok(state)

@@ -16,8 +16,8 @@ use cqrs_es::Aggregate;
 use domain::DomainError;
 use platform::http::ApiError;
 use platform::store::{
-    encode_event, AggregateState, Commit, CommitOutcome, EventMetadata, EventStore, NewEvent,
-    StoreError,
+    encode_event, snapshot, AggregateState, Commit, CommitOutcome, EventMetadata, EventStore,
+    NewEvent, StoreError,
 };
 use uuid::Uuid;
 
@@ -188,6 +188,7 @@ where
         mut state: AggregateState<A>,
         events: Vec<A::Event>,
     ) -> Result<Step<A>, ApiError> {
+        let before = state.version;
         let commit = Commit {
             aggregate_type: A::TYPE,
             aggregate_id: self.request.aggregate_id,
@@ -203,6 +204,7 @@ where
                 // aggregate's next command needs no read at all.
                 state.version = outcome.version;
                 state.last_hash = Some(outcome.last_hash.clone());
+                snapshot::after_commit(self.store, self.request.aggregate_id, before, &state).await;
                 self.cache.put(self.request.aggregate_id, state);
                 return Ok(Step::Done(self.success(outcome)));
             }
@@ -262,7 +264,7 @@ where
     /// The position of the aggregate's event at `version`, for a command that changed nothing.
     async fn current_outcome(&self, version: i64) -> Result<CommitOutcome, ApiError> {
         let id = self.request.aggregate_id;
-        let events = self.store.load(A::TYPE, id).await?;
+        let events = self.store.load_page(A::TYPE, id, version - 1, 1).await?;
         let last = events
             .iter()
             .find(|e| e.sequence == version)

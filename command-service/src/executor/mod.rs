@@ -29,6 +29,7 @@ pub use idempotency::IDEMPOTENT_REPLAYED;
 pub use request::{CommandMeta, CommandRequest, IDEMPOTENCY_KEY};
 pub use response::{CommandBody, CommandResponse};
 
+use crate::limits::{LimitSettings, Limits};
 use cache::AggregateCache;
 use decide::Run;
 use idempotency::Idempotency;
@@ -41,6 +42,7 @@ pub struct Executor {
     pub upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     cache: AggregateCache,
     turns: Turns,
+    limits: Arc<Limits>,
 }
 
 impl Executor {
@@ -50,7 +52,14 @@ impl Executor {
             upcasters,
             cache: AggregateCache::default(),
             turns: Turns::default(),
+            limits: Arc::new(Limits::new(&LimitSettings::default())),
         }
+    }
+
+    /// The same executor, counting each user's commands in `limits`.
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Loads and rebuilds an aggregate: the cached state (or the aggregate before its first
@@ -75,6 +84,10 @@ impl Executor {
         let idempotency = Idempotency::of(&request);
         if let Some(replayed) = idempotency.recorded(&*self.store).await? {
             return Ok(replayed);
+        }
+        // A replay above costs nothing; a new command counts against its user's bucket.
+        if let Some(actor) = request.actor_id {
+            self.limits.command(actor)?;
         }
         // A new aggregate's id was made by this request: nobody else can be writing it.
         let _turn = if request.fresh_id {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{extract::State, Json, Router};
 use chrono::Utc;
-use domain::{normalize_email, validate_password, User, UserCommand};
+use domain::{normalize_email, validate_email, validate_registration, User, UserCommand};
 use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiJson, Result};
 use platform::store::{Account, SideEffect, StoreError};
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{fingerprint, ClientAddr};
 use crate::executor::{CommandMeta, CommandRequest};
-use crate::sessions::{hash_token, Attempt, RefreshToken, Rotation};
+use crate::sessions::{hash_token, Attempt, RefreshToken, Rotation, ALL_SOURCES};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -45,10 +45,18 @@ pub struct RegisterRequest {
 pub async fn register(
     State(state): State<AppState>,
     meta: CommandMeta,
+    client: ClientAddr,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response> {
-    validate_password("password", &body.password)
-        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    // Everything is checked before the password is hashed, and registrations per address
+    // are limited, so anonymous requests cannot keep argon2 busy (see `Passwords`).
+    validate_registration(
+        &body.email,
+        &body.password,
+        &body.display_name,
+        body.time_zone.as_deref(),
+    )?;
+    state.limits.register(&client.key())?;
     let user_id = Uuid::now_v7();
     // Fingerprint without the password: the idempotency record must not hold it in any form.
     let fingerprint = fingerprint(
@@ -56,7 +64,10 @@ pub async fn register(
         (),
         (&body.email, &body.display_name, &body.time_zone),
     );
-    let password_hash = state.passwords.hash(body.password.clone()).await?;
+    let password_hash = state
+        .passwords
+        .hash_anonymous(body.password.clone())
+        .await?;
     // Registration is anonymous: scope its idempotency keys by the email, so two strangers
     // who happen to pick the same key do not collide.
     let mut meta = meta;
@@ -111,6 +122,8 @@ pub async fn login(
     client: ClientAddr,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response> {
+    // A malformed address cannot be an account: refused before it becomes a throttle row.
+    validate_email("email", &body.email).map_err(|e| ApiError::invalid(e.field, e.message))?;
     let email_key = normalize_email(&body.email);
     let source = client.key();
     let account = state.store().account_by_email(&email_key);
@@ -142,17 +155,20 @@ pub(crate) async fn check_password(
     password: String,
     wrong: impl FnOnce() -> ApiError,
 ) -> Result<Account> {
-    // Counted before the password check, so concurrent guesses cannot outrun the block.
-    let blocked_if_wrong = match state
-        .sessions
-        .begin_attempt(key, source, &state.throttle)
-        .await?
-    {
-        Attempt::Blocked(until) => return Err(throttled(until)),
-        Attempt::Allowed {
-            blocked_until_if_wrong,
-        } => blocked_until_if_wrong,
-    };
+    // Counted before the password check, so concurrent guesses cannot outrun the block:
+    // once for this address, once for the account from everywhere.
+    let mut blocked_if_wrong = chrono::DateTime::<Utc>::MIN_UTC;
+    for (source, policy) in [
+        (source, &state.throttle),
+        (ALL_SOURCES, &state.account_throttle),
+    ] {
+        match state.sessions.begin_attempt(key, source, policy).await? {
+            Attempt::Blocked(until) => return Err(throttled(until)),
+            Attempt::Allowed {
+                blocked_until_if_wrong,
+            } => blocked_if_wrong = blocked_if_wrong.max(blocked_until_if_wrong),
+        }
+    }
     let account = account.await?;
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let verified = state.passwords.verify(password, hash).await?;
@@ -164,6 +180,7 @@ pub(crate) async fn check_password(
         return Err(wrong);
     };
     state.sessions.clear_failures(key, source).await?;
+    state.sessions.clear_failures(key, ALL_SOURCES).await?;
     Ok(account)
 }
 

@@ -100,6 +100,7 @@ pub async fn schedule(
     meta: CommandMeta,
     ApiJson(body): ApiJson<ScheduleMeetingRequest>,
 ) -> Result<Response> {
+    state.limits.schedule(caller.user_id)?;
     let meeting_id = Uuid::now_v7();
     let fingerprint = fingerprint("/v1/meetings", (), &body);
     let command = MeetingCommand::Schedule(ScheduleMeeting {
@@ -362,6 +363,12 @@ pub async fn post_message(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<PostMessageRequest>,
 ) -> Result<Response> {
+    // The meeting's quota counts its members' messages only: a stranger's attempt is
+    // refused by the aggregate (404) without using up the members' chat.
+    let meeting = state.executor.load::<Meeting>(id).await?.aggregate;
+    if meeting.is_member(caller.user_id) {
+        state.limits.chat(id)?;
+    }
     let fingerprint = fingerprint("/v1/meetings/{id}/messages", id, &body);
     let message_id = Uuid::now_v7();
     let command = MeetingCommand::PostMessage {

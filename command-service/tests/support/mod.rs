@@ -6,7 +6,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use command_service::{AuthSettings, Settings};
+use command_service::{AuthSettings, LimitSettings, Settings};
 use platform::auth::JwtKeys;
 use platform::store::{EventStore, PgEventStore, StoredEvent};
 use platform::testing::{self, TestClient, TestDatabase, TestServer};
@@ -42,6 +42,23 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(auth: AuthSettings) -> TestApp {
+    spawn(
+        auth,
+        // Every test client registers from 127.0.0.1: one address for many users.
+        LimitSettings {
+            registrations_per_hour: 100_000.try_into().unwrap(),
+            ..LimitSettings::default()
+        },
+    )
+    .await
+}
+
+/// The service with the given per-caller limits (and default token lifetimes).
+pub async fn spawn_app_limited(limits: LimitSettings) -> TestApp {
+    spawn(AuthSettings::default(), limits).await
+}
+
+async fn spawn(auth: AuthSettings, limits: LimitSettings) -> TestApp {
     testing::init_tracing();
     let db = TestDatabase::new().await;
     let settings = Settings {
@@ -49,6 +66,7 @@ pub async fn spawn_app_with(auth: AuthSettings) -> TestApp {
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
         auth,
+        limits,
         nats: testing::without_nats(),
         listen: testing::LISTEN,
     };

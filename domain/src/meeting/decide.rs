@@ -15,10 +15,8 @@ use super::rules::{
 };
 use super::state::Meeting;
 use super::values::{AttendeeSpec, MeetingStatus, ResponseStatus};
-use crate::common::{
-    validate_optional_text, validate_text, validate_time_zone, Actor, DomainError, FieldError,
-    Violations,
-};
+use crate::common::{Actor, DomainError, FieldError, Violations};
+use crate::validation::{validate_long_text, validate_optional_long_text, validate_time_zone};
 
 /// What a command decides: at most one event.
 type Decision = Result<Option<MeetingEvent>, DomainError>;
@@ -220,7 +218,7 @@ impl Meeting {
         self.require_open()?;
         let mut violations = Violations::new();
         let comment = violations
-            .check(validate_optional_text(
+            .check(validate_optional_long_text(
                 "comment",
                 comment.as_deref(),
                 MAX_COMMENT_CHARS,
@@ -244,7 +242,7 @@ impl Meeting {
     fn cancel(&self, actor: Actor, reason: Option<String>) -> Decision {
         self.require_organizer(actor)?;
         self.require_scheduled()?;
-        let reason = validate_optional_text("reason", reason.as_deref(), MAX_REASON_CHARS)?;
+        let reason = validate_optional_long_text("reason", reason.as_deref(), MAX_REASON_CHARS)?;
         Ok(Some(MeetingEvent::MeetingCancelled { reason }))
     }
 
@@ -272,7 +270,7 @@ impl Meeting {
     ) -> Decision {
         self.require_member(actor)?;
         self.require_open()?;
-        let text = validate_text("text", text, 1, MAX_MESSAGE_CHARS)?;
+        let text = validate_long_text("text", text, 1, MAX_MESSAGE_CHARS)?;
         Ok(Some(MeetingEvent::ChatMessagePosted {
             message_id,
             author_id: actor.user_id,

@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use super::state::Meeting;
 use super::values::{AttendeeSpec, MeetingStatus};
-use crate::common::{validate_optional_text, validate_text, Actor, DomainError, FieldError};
+use crate::common::{Actor, DomainError, FieldError};
+use crate::validation::{
+    validate_instant, validate_optional_long_text, validate_optional_text, validate_text,
+};
 
 /// Maximum title length, in characters (after trimming).
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -113,11 +116,14 @@ impl Meeting {
 
 // ------------------------------------------------------------------- input
 
-/// Checks start/end of a meeting, reporting problems on `ends_at`.
+/// Checks start/end of a meeting: both in the accepted years, the end after the start and
+/// at most [`MAX_DURATION_HOURS`] later (reported on `ends_at`).
 pub(super) fn validate_times(
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
 ) -> Result<(), FieldError> {
+    validate_instant("starts_at", starts_at)?;
+    validate_instant("ends_at", ends_at)?;
     if ends_at <= starts_at {
         Err(FieldError::new("ends_at", "must be after starts_at"))
     } else if ends_at - starts_at > Duration::hours(MAX_DURATION_HOURS) {
@@ -137,7 +143,7 @@ pub(super) fn validate_title(title: &str) -> Result<String, FieldError> {
 pub(super) fn validate_description(
     description: Option<&str>,
 ) -> Result<Option<String>, FieldError> {
-    validate_optional_text("description", description, MAX_DESCRIPTION_CHARS)
+    validate_optional_long_text("description", description, MAX_DESCRIPTION_CHARS)
 }
 
 pub(super) fn validate_location(location: Option<&str>) -> Result<Option<String>, FieldError> {

@@ -10,10 +10,8 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::common::{
-    validate_email, validate_password, validate_text, validate_time_zone, Actor, DomainError,
-    FieldError, Role, Violations,
-};
+use crate::common::{Actor, DomainError, FieldError, Role, Violations};
+use crate::validation::{validate_email, validate_password, validate_text, validate_time_zone};
 
 #[cfg(test)]
 mod tests;
@@ -142,6 +140,39 @@ impl WorkingHours {
         }
         errors
     }
+}
+
+/// A registration's values, checked and normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub email: String,
+    pub display_name: String,
+    pub time_zone: String,
+}
+
+/// Checks every field of a registration at once (all bad fields reported together). The
+/// command side calls it before hashing the password, so an invalid request costs no
+/// argon2 work; the aggregate calls it again when deciding.
+pub fn validate_registration(
+    email: &str,
+    password: &str,
+    display_name: &str,
+    time_zone: Option<&str>,
+) -> Result<Registration, DomainError> {
+    let mut violations = Violations::new();
+    let email = violations.check(validate_email("email", email));
+    violations.check(validate_password("password", password));
+    let display_name = violations.check(validate_display_name(display_name));
+    let time_zone = violations.check(validate_time_zone(
+        "time_zone",
+        time_zone.unwrap_or(DEFAULT_TIME_ZONE),
+    ));
+    violations.into_result()?;
+    Ok(Registration {
+        email: email.expect("BUG: email validated"),
+        display_name: display_name.expect("BUG: display name validated"),
+        time_zone: time_zone.expect("BUG: time zone validated"),
+    })
 }
 
 /// A display name, trimmed, 1..=100 characters.
@@ -351,20 +382,12 @@ impl User {
         if self.exists() {
             return Err(DomainError::conflict("user already exists"));
         }
-        let mut violations = Violations::new();
-        let email = violations.check(validate_email("email", email));
-        violations.check(validate_password("password", password));
-        let display_name = violations.check(validate_display_name(display_name));
-        let time_zone = violations.check(validate_time_zone(
-            "time_zone",
-            time_zone.unwrap_or(DEFAULT_TIME_ZONE),
-        ));
-        violations.into_result()?;
+        let registration = validate_registration(email, password, display_name, time_zone)?;
         Ok(Some(UserEvent::UserRegistered {
             user_id,
-            email: email.expect("BUG: email validated"),
-            display_name: display_name.expect("BUG: display name validated"),
-            time_zone: time_zone.expect("BUG: time zone validated"),
+            email: registration.email,
+            display_name: registration.display_name,
+            time_zone: registration.time_zone,
             role: Role::Member,
         }))
     }

@@ -9,7 +9,9 @@ pub use error::{ApiError, Problem, RETRY_AFTER_SECONDS};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use request_id::RequestId;
 
+use axum::http::{header, HeaderValue};
 use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// What handlers return: a bare `?` turns store, database and domain errors into [`ApiError`].
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -29,6 +31,16 @@ where
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track_http,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        // Answers carry tokens and personal data: no shared or disk cache may keep them. A
+        // route with its own policy sets the header itself.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
         ))
         .layer(axum::middleware::from_fn(request_id::request_id_middleware))
 }

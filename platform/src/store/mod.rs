@@ -9,6 +9,7 @@
 mod codec;
 mod position;
 pub mod postgres;
+pub mod snapshot;
 pub mod tail;
 
 use std::fmt;
@@ -24,6 +25,7 @@ pub use codec::{
 };
 pub use position::Position;
 pub use postgres::PgEventStore;
+pub use snapshot::{load_aggregate, Snapshot};
 
 /// Audit metadata written with every event (docs/architecture.md, guarantee 8). `recorded_at` is a column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +197,8 @@ pub trait EventStore: Send + Sync {
         after_sequence: i64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Every event of one aggregate, in sequence order.
+    /// Every event of one aggregate, in sequence order. Unbounded: for audits and tests;
+    /// services load through [`load_aggregate`] or [`EventStore::load_page`].
     async fn load(
         &self,
         aggregate_type: &str,
@@ -203,6 +206,35 @@ pub trait EventStore: Send + Sync {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.load_after(aggregate_type, aggregate_id, 0).await
     }
+
+    /// At most `limit` events of one aggregate after `after_sequence`, in sequence order.
+    async fn load_page(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after_sequence: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// At most `limit` events of one aggregate recorded after the global position `since`,
+    /// in sequence order (a websocket resume).
+    async fn load_since(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        since: Position,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The aggregate's newest snapshot, if any.
+    async fn snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Stores `snapshot` unless a newer one of the aggregate is stored already.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
 
     /// Appends atomically, with side effects and idempotency record, or not at all.
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;

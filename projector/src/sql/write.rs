@@ -318,7 +318,7 @@ static CHECKPOINT: Part<Batch> = Part {
              SET position = GREATEST(projection_checkpoints.position, EXCLUDED.position), \
                  stream_sequence = COALESCE(EXCLUDED.stream_sequence, \
                                             projection_checkpoints.stream_sequence), \
-                 updated_at = now() \
+                 updated_at = now(), failed_at = NULL, failure = NULL \
           RETURNING position",
     columns: &[],
     scalars: &[

@@ -38,6 +38,11 @@ pub const MAX_FREEBUSY_DAYS: i64 = 90;
 pub const MAX_FIND_TIMES_DAYS: i64 = 31;
 /// Most users in one free/busy or find-times request.
 pub const MAX_USERS: usize = 100;
+/// Most meetings one agenda answer lists: a range holding more is refused (422) and asked
+/// again shorter, so no answer is unbounded.
+pub const MAX_AGENDA_ITEMS: i64 = 5_000;
+/// Most busy meetings one free/busy or find-times request may cover, all users together.
+pub const MAX_BUSY_ROWS: i64 = 20_000;
 /// Longest meeting (domain rule), used as the lower index bound of range scans.
 const MAX_MEETING_HOURS: i64 = 24;
 
@@ -73,13 +78,13 @@ pub struct Agenda {
 }
 
 /// Meetings the caller organizes or attends that overlap `[from, to)`, ordered by start (then
-/// meeting id). Not paginated: the range is bounded (366 days) instead. A series appears once,
+/// meeting id). Not paginated: the range is bounded (366 days, 5,000 meetings) instead. A series appears once,
 /// at its first occurrence (occurrences are not expanded yet).
 #[utoipa::path(get, path = "/v1/me/agenda", tag = "calendar", security(("bearer" = [])), params(AgendaQuery),
     responses(
         (status = 200, body = Agenda),
         (status = 401, body = platform::http::Problem),
-        (status = 422, description = "from/to missing or malformed, to not after from, or range over 366 days", body = platform::http::Problem)))]
+        (status = 422, description = "from/to missing or malformed or outside 1900–9999, to not after from, range over 366 days, or over 5,000 meetings in it", body = platform::http::Problem)))]
 pub async fn agenda(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -92,14 +97,19 @@ pub async fn agenda(
         "SELECT meeting_id, starts_at, ends_at, title, status, my_response, is_organizer
          FROM rm_agenda
          WHERE user_id = $1 AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
-         ORDER BY starts_at, meeting_id",
+         ORDER BY starts_at, meeting_id
+         LIMIT $5",
     )
     .bind(caller.user_id)
     .bind(from - Duration::hours(MAX_MEETING_HOURS))
     .bind(to)
     .bind(from)
+    .bind(MAX_AGENDA_ITEMS + 1)
     .fetch_all(&state.pool)
     .await?;
+    if items.len() as i64 > MAX_AGENDA_ITEMS {
+        return Err(too_many("to", MAX_AGENDA_ITEMS));
+    }
     Ok(Json(Agenda { items }))
 }
 
@@ -114,14 +124,19 @@ async fn busy_rows(
     let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT user_id, starts_at, ends_at FROM rm_agenda
          WHERE user_id = ANY($1) AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
-           AND status <> 'cancelled' AND my_response IS DISTINCT FROM 'declined'",
+           AND status <> 'cancelled' AND my_response IS DISTINCT FROM 'declined'
+         LIMIT $5",
     )
     .bind(user_ids)
     .bind(from - Duration::hours(MAX_MEETING_HOURS))
     .bind(to)
     .bind(from)
+    .bind(MAX_BUSY_ROWS + 1)
     .fetch_all(pool)
     .await?;
+    if rows.len() as i64 > MAX_BUSY_ROWS {
+        return Err(too_many("to", MAX_BUSY_ROWS));
+    }
     let mut busy: BTreeMap<Uuid, Vec<Interval>> =
         user_ids.iter().map(|id| (*id, Vec::new())).collect();
     for (user_id, starts_at, ends_at) in rows {
@@ -130,6 +145,14 @@ async fn busy_rows(
             .push(Interval::new(starts_at, ends_at));
     }
     Ok(busy)
+}
+
+/// The answer to a range that holds more than `max` meetings: ask again with a shorter one.
+fn too_many(field: &str, max: i64) -> ApiError {
+    ApiError::invalid(
+        field,
+        format!("the range holds more than {max} meetings; ask for a shorter range"),
+    )
 }
 
 /// Checks the user list (1–100 ids) and drops duplicates, keeping the first occurrence.
@@ -182,7 +205,7 @@ pub struct FreeBusy {
         (status = 200, body = FreeBusy),
         (status = 400, body = platform::http::Problem),
         (status = 401, body = platform::http::Problem),
-        (status = 422, description = "no or over 100 users, to not after from, range over 90 days", body = platform::http::Problem)))]
+        (status = 422, description = "no or over 100 users, to not after from, range over 90 days or outside 1900–9999, over 20,000 busy meetings in it", body = platform::http::Problem)))]
 pub async fn freebusy(
     State(state): State<AppState>,
     _caller: AuthUser,
@@ -250,7 +273,7 @@ pub struct FindTimes {
         (status = 200, body = FindTimes),
         (status = 400, body = platform::http::Problem),
         (status = 401, body = platform::http::Problem),
-        (status = 422, description = "no or over 100 users, bad duration, to not after from, range over 31 days", body = platform::http::Problem)))]
+        (status = 422, description = "no or over 100 users, bad duration, to not after from, range over 31 days or outside 1900–9999, over 20,000 busy meetings in it", body = platform::http::Problem)))]
 pub async fn find_times(
     State(state): State<AppState>,
     _caller: AuthUser,

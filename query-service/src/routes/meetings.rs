@@ -146,11 +146,11 @@ pub async fn list(
             ));
         }
     }
-    let title = query
-        .q
-        .filter(|q| !q.is_empty())
-        .map(|q| format!("%{}%", like_escape(&q)));
+    let title = params::search("q", query.q.as_deref())?.map(|q| format!("%{}%", like_escape(&q)));
     let after: Option<(DateTime<Utc>, Uuid)> = decode_cursor(query.cursor.as_deref())?;
+    if let Some((starts_at, _)) = after {
+        params::instant("cursor", starts_at)?;
+    }
     let (after_start, after_id) = after.unzip();
     // Members: start from their own meetings (both lookups are index scans), so the cost
     // follows the caller's meetings, not the whole table. Admins: every meeting (`$1` is true).

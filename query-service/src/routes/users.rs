@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::next_page;
-use crate::params::{decode_cursor, encode_cursor, like_escape, limit};
+use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -125,11 +125,7 @@ pub async fn directory(
 ) -> Result<Json<DirectoryPage>> {
     let limit = limit(query.limit.as_deref())?;
     let after: Option<(String, Uuid)> = decode_cursor(query.cursor.as_deref())?;
-    let pattern = query
-        .q
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
+    let pattern = params::search("q", query.q.as_deref())?
         .map(|q| format!("{}%", like_escape(&q.to_lowercase())));
     let (after_name, after_id) = after.unzip();
     let mut rows: Vec<DirectoryRow> = sqlx::query_as(

@@ -281,6 +281,23 @@ impl TestApp {
         .expect("insert rm_changes");
     }
 
+    /// A stand-in event at `position(n)`, so that the store has written that far: an
+    /// `X-Min-Position` past the newest stored event is refused (422) without waiting.
+    pub async fn stored_up_to(&self, n: i64) {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                 event_version, payload, metadata, event_id, recorded_at,
+                                 transaction_id, id, hash)
+             VALUES ('test', $1, 1, 'StandIn', '1', '{}', '{}', $1, now(), '1000'::xid8, $2,
+                     '\\x00')",
+        )
+        .bind(Uuid::now_v7())
+        .bind(n)
+        .execute(&self.db.pool)
+        .await
+        .expect("insert a stand-in event");
+    }
+
     /// What the projector does when it commits: move the checkpoint and notify, in one
     /// transaction.
     pub async fn project_up_to(&self, position: &str) {

@@ -67,11 +67,13 @@ async fn meeting_events(
     since: Position,
     max: usize,
 ) -> anyhow::Result<Option<Vec<EventEnvelope>>> {
+    // One more than allowed tells "too many" apart from "exactly max", without reading
+    // the rest of a long stream.
+    let limit = i64::try_from(max).unwrap_or(i64::MAX - 1) + 1;
     let events: Vec<EventEnvelope> = store
-        .load("meeting", meeting)
+        .load_since("meeting", meeting, since, limit)
         .await?
-        .iter()
-        .filter(|e| e.position > since)
+        .into_iter()
         .map(EventEnvelope::from)
         .collect();
     Ok((events.len() <= max).then_some(events))
