@@ -22,7 +22,9 @@ use cqrs_es::persist::EventUpcaster;
 use domain::{MeetingServices, UserDirectory};
 use platform::auth::JwtKeys;
 use platform::bus::StreamName;
-use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
+use platform::config::{
+    parse_duration, DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings,
+};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
 use platform::service::Server;
@@ -51,6 +53,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub nats: NatsSettings,
+    #[command(flatten)]
+    pub http: HttpLimits,
     /// Address to bind.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -194,7 +198,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         settings.auth.clone(),
     );
     let listener = platform::service::bind(settings.listen).await?;
-    let server = Server::new("command-service", listener, router(state, metrics));
+    let server = Server::new("command-service", listener, router(state, metrics))
+        .with_limits(settings.http.clone());
     Ok(with_tasks(server, store, relay))
 }
 

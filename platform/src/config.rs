@@ -155,13 +155,15 @@ pub struct LogSettings {
 
 /// How long and how many HTTP clients may hold this process (docs/architecture.md, guarantee
 /// 11): slow or idle clients are cut off, and a cap on open connections keeps a flood of them
-/// from exhausting memory and file descriptors.
+/// from exhausting memory and file descriptors. (Argument ids carry `http_`: `max_connections`
+/// alone is taken by [`DatabaseSettings`].)
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Longest wait for a complete request head (request line and headers): from a
     /// connection's start, and from the first byte of each later request on it. Stops
     /// clients that trickle headers (slowloris).
     #[arg(
+        id = "http_header_timeout",
         long = "http-header-timeout",
         env = "MEETINGS_HTTP_HEADER_TIMEOUT",
         default_value = "10s",
@@ -173,6 +175,7 @@ pub struct HttpLimits {
     /// 408 when the body was still arriving, else 503. A websocket is not bounded once
     /// upgraded.
     #[arg(
+        id = "http_request_timeout",
         long = "http-request-timeout",
         env = "MEETINGS_HTTP_REQUEST_TIMEOUT",
         default_value = "30s",
@@ -182,6 +185,7 @@ pub struct HttpLimits {
 
     /// Longest a keep-alive connection may wait for its next request before it is closed.
     #[arg(
+        id = "http_idle_timeout",
         long = "http-idle-timeout",
         env = "MEETINGS_HTTP_IDLE_TIMEOUT",
         default_value = "60s",
@@ -192,6 +196,7 @@ pub struct HttpLimits {
     /// Most open connections of this process, websockets included; further clients wait in
     /// the listen backlog until one closes.
     #[arg(
+        id = "http_max_connections",
         long = "http-max-connections",
         env = "MEETINGS_HTTP_MAX_CONNECTIONS",
         default_value_t = 10_000,
@@ -263,10 +268,10 @@ mod tests {
         // The defaults alone: a developer's MEETINGS_HTTP_* variables must not leak in.
         let mut command = Flags::command();
         for id in [
-            "header_timeout",
-            "request_timeout",
-            "idle_timeout",
-            "max_connections",
+            "http_header_timeout",
+            "http_request_timeout",
+            "http_idle_timeout",
+            "http_max_connections",
         ] {
             command = command.mut_arg(id, |arg| arg.env(None::<&str>));
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use command_service::{AuthSettings, Settings};
 use platform::auth::JwtKeys;
+use platform::config::HttpLimits;
 use platform::store::{EventStore, PgEventStore, StoredEvent};
 use platform::testing::{self, TestClient, TestDatabase, TestServer};
 use uuid::Uuid;
@@ -50,6 +51,7 @@ pub async fn spawn_app_with(auth: AuthSettings) -> TestApp {
         log: testing::log_settings(),
         auth,
         nats: testing::without_nats(),
+        http: HttpLimits::default(),
         listen: testing::LISTEN,
     };
     TestApp {

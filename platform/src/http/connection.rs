@@ -149,11 +149,9 @@ async fn connection(
         activity: activity.clone(),
     };
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(
-        limits
-            .header_timeout
-            .saturating_add(limits.idle_timeout),
-    );
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout.saturating_add(limits.idle_timeout));
     let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
     let mut stopping = false;
     loop {
@@ -210,7 +208,9 @@ impl Activity {
 
     fn phase(&self) -> MutexGuard<'_, Phase> {
         // The lock is never held across code that can panic.
-        self.phase.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.phase
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn update(&self, next: impl FnOnce(Phase) -> Phase) {
