@@ -11,7 +11,8 @@ use command_service::{AppState, AuthSettings};
 use platform::auth::JwtKeys;
 use platform::bus::EventSource;
 use platform::config::{
-    DatabaseSettings, JwtSettings, LogSettings, NatsSettings, Secret, MIN_JWT_SECRET_BYTES,
+    DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings, Secret,
+    MIN_JWT_SECRET_BYTES,
 };
 use platform::metrics::Metrics;
 use platform::service::Server;
@@ -73,6 +74,8 @@ struct ServeArgs {
     query: query_service::QueryArgs,
     #[command(flatten)]
     gateway: realtime::GatewayArgs,
+    #[command(flatten)]
+    http: HttpLimits,
     /// Address to bind.
     #[arg(
         long = "listen",
@@ -136,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.query.check(&args.http)?;
     let secret = match args.jwt.secret() {
         Ok(secret) => secret,
         Err(_) if args.jwt.jwt_secret.is_none() && args.jwt.jwt_secret_file.is_none() => {
@@ -206,7 +210,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "meetings",
         platform::service::bind(args.listen).await?,
         router,
-    );
+    )
+    .with_limits(args.http.clone());
     let server = command_service::with_tasks(server, &command_state, relay);
     let server = realtime::with_tasks(server, &gateway, gateway_source);
     let server = projector::with_task(server, pool, projection_source, &metrics);

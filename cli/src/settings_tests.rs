@@ -141,6 +141,10 @@ fn the_environment_parses_into_serve_args_as_into_each_service() {
             "https://a.example,https://b.example",
         ),
         ("MEETINGS_DATA_DIR", "/var/lib/meetings"),
+        ("MEETINGS_HTTP_HEADER_TIMEOUT", "3s"),
+        ("MEETINGS_HTTP_REQUEST_TIMEOUT", "45s"),
+        ("MEETINGS_HTTP_IDLE_TIMEOUT", "2m"),
+        ("MEETINGS_HTTP_MAX_CONNECTIONS", "123"),
     ];
     for (name, value) in settings {
         std::env::set_var(name, value);
@@ -209,6 +213,18 @@ fn the_environment_parses_into_serve_args_as_into_each_service() {
         realtime.gateway.allowed_origins,
         serve.gateway.allowed_origins
     );
+    assert_eq!(
+        serve.http,
+        platform::config::HttpLimits {
+            header_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(45),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 123,
+        }
+    );
+    for http in [&command.http, &query.http, &realtime.http, &projector.http] {
+        assert_eq!(http, &serve.http);
+    }
     for log in [&command.log, &query.log, &realtime.log, &projector.log] {
         assert_eq!(log.log_format, cli.log.log_format);
     }

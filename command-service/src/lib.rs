@@ -23,7 +23,9 @@ use cqrs_es::persist::EventUpcaster;
 use domain::{MeetingServices, UserDirectory};
 use platform::auth::JwtKeys;
 use platform::bus::StreamName;
-use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
+use platform::config::{
+    parse_duration, DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings,
+};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
 use platform::service::Server;
@@ -56,6 +58,8 @@ pub struct Settings {
     pub nats: NatsSettings,
     #[command(flatten)]
     pub limits: LimitSettings,
+    #[command(flatten)]
+    pub http: HttpLimits,
     /// Address to bind.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -215,7 +219,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     )
     .with_limits(&settings.limits);
     let listener = platform::service::bind(settings.listen).await?;
-    let server = Server::new("command-service", listener, router(state.clone(), metrics));
+    let server = Server::new("command-service", listener, router(state.clone(), metrics))
+        .with_limits(settings.http.clone());
     Ok(with_tasks(server, &state, relay))
 }
 

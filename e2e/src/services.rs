@@ -6,6 +6,7 @@
 //! in; the shared pieces come from `platform::testing`.
 
 use platform::bus::StreamName;
+use platform::config::HttpLimits;
 use platform::testing::{self, TestServer};
 
 /// The command-service, without NATS: the end-to-end tests run the relay beside it, so that
@@ -18,6 +19,7 @@ pub fn command_settings(database_url: &str, max_connections: u32) -> command_ser
         auth: command_service::AuthSettings::default(),
         limits: robot_limits(),
         nats: testing::without_nats(),
+        http: HttpLimits::default(),
         listen: testing::LISTEN,
     }
 }
@@ -43,6 +45,7 @@ pub fn query_settings(database_url: &str, max_connections: u32) -> query_service
         database: testing::database_settings(database_url, max_connections),
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
+        http: HttpLimits::default(),
         listen: testing::LISTEN,
         query: query_service::QueryArgs::default(),
     }
@@ -59,6 +62,7 @@ pub fn realtime_settings(
         nats: testing::nats_settings(nats_url, stream),
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
+        http: HttpLimits::default(),
         listen: testing::LISTEN,
         gateway: realtime::GatewayArgs::default(),
     }
@@ -74,6 +78,7 @@ pub fn projector_settings(
         database: testing::database_settings(database_url, 16),
         nats: testing::nats_settings(nats_url, stream),
         log: testing::log_settings(),
+        http: HttpLimits::default(),
         listen: testing::LISTEN,
     }
 }

@@ -153,6 +153,69 @@ pub struct LogSettings {
     pub log_format: Option<LogFormat>,
 }
 
+/// How long and how many HTTP clients may hold this process (docs/architecture.md, guarantee
+/// 11): slow or idle clients are cut off, and a cap on open connections keeps a flood of them
+/// from exhausting memory and file descriptors. (Argument ids carry `http_`: `max_connections`
+/// alone is taken by [`DatabaseSettings`].)
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Longest wait for a complete request head (request line and headers): from a
+    /// connection's start, and from the first byte of each later request on it. Stops
+    /// clients that trickle headers (slowloris).
+    #[arg(
+        id = "http_header_timeout",
+        long = "http-header-timeout",
+        env = "MEETINGS_HTTP_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub header_timeout: Duration,
+
+    /// Longest a request may take from its head to its response, reading its body included:
+    /// 408 when the body was still arriving, else 503. A websocket is not bounded once
+    /// upgraded.
+    #[arg(
+        id = "http_request_timeout",
+        long = "http-request-timeout",
+        env = "MEETINGS_HTTP_REQUEST_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub request_timeout: Duration,
+
+    /// Longest a keep-alive connection may wait for its next request before it is closed.
+    #[arg(
+        id = "http_idle_timeout",
+        long = "http-idle-timeout",
+        env = "MEETINGS_HTTP_IDLE_TIMEOUT",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    pub idle_timeout: Duration,
+
+    /// Most open connections of this process, websockets included; further clients wait in
+    /// the listen backlog until one closes.
+    #[arg(
+        id = "http_max_connections",
+        long = "http-max-connections",
+        env = "MEETINGS_HTTP_MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
 /// The one duration syntax of every setting and flag: `500ms`, `900s`, `15m`, `2h`, `30d`,
 /// combinations such as `1h 30m` (humantime's syntax), or a bare number of seconds (`900`).
 /// Zero is refused: every duration here is a timeout, a lifetime or an interval.
@@ -191,6 +254,32 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn http_limits_default_to_what_the_flags_default_to() {
+        use clap::{CommandFactory, FromArgMatches};
+
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            http: HttpLimits,
+        }
+        // The defaults alone: a developer's MEETINGS_HTTP_* variables must not leak in.
+        let mut command = Flags::command();
+        for id in [
+            "http_header_timeout",
+            "http_request_timeout",
+            "http_idle_timeout",
+            "http_max_connections",
+        ] {
+            command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+        }
+        let matches = command.clone().try_get_matches_from(["flags"]).unwrap();
+        let parsed = HttpLimits::from_arg_matches(&matches).unwrap();
+        assert_eq!(parsed, HttpLimits::default());
+        let zero = ["flags", "--http-max-connections", "0"];
+        assert!(command.try_get_matches_from(zero).is_err());
     }
 
     #[test]

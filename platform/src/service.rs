@@ -3,6 +3,9 @@
 //! a shutdown signal — or until one of those tasks ends by itself, which stops the process
 //! with the task named (a relay or projector that died must not leave a half-working
 //! service answering health checks).
+//!
+//! HTTP is served by [`crate::http::connection`] within [`HttpLimits`]: timeouts against slow
+//! clients and a cap on open connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::StreamName;
-use crate::config::{DatabaseSettings, LogSettings, NatsSettings};
+use crate::config::{DatabaseSettings, HttpLimits, LogSettings, NatsSettings};
 
 /// The whole `main` of a service binary, so all of them start and stop the same way:
 /// settings from flags and `MEETINGS_*` variables, logging, then `build` (the same call tests
@@ -77,18 +80,26 @@ pub struct Server {
     name: &'static str,
     listener: TcpListener,
     router: Router,
+    limits: HttpLimits,
     tasks: Vec<(&'static str, Task)>,
 }
 
 impl Server {
-    /// `name` appears in the "listening" log line.
+    /// `name` appears in the "listening" log line. Serves within the default [`HttpLimits`].
     pub fn new(name: &'static str, listener: TcpListener, router: Router) -> Self {
         Self {
             name,
             listener,
             router,
+            limits: HttpLimits::default(),
             tasks: Vec::new(),
         }
+    }
+
+    /// Serves within `limits` (the service's `MEETINGS_HTTP_*` settings) instead.
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Runs `task` beside the server. It gets a token that is cancelled at shutdown and must
@@ -122,12 +133,7 @@ impl Server {
             let future = task(stop.clone());
             tasks.spawn(async move { (name, future.await) });
         }
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
+        let server = crate::http::connection::serve(self.listener, self.router, self.limits, {
             let stop = stop.clone();
             async move {
                 tokio::select! {
@@ -136,12 +142,12 @@ impl Server {
                 }
             }
         });
-        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        let mut server = std::pin::pin!(server);
         let outcome = tokio::select! {
-            served = &mut server => served.map_err(anyhow::Error::from),
+            () = &mut server => Ok(()),
             Some(ended) = tasks.join_next() => {
                 stop.cancel();
-                let _ = server.await;
+                server.await;
                 Err(match ended {
                     Ok((name, Ok(()))) => anyhow::anyhow!("{name} stopped by itself"),
                     Ok((name, Err(error))) => error.context(format!("{name} failed")),

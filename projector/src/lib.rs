@@ -28,7 +28,7 @@ use clap::Parser;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use platform::bus::{EventEnvelope, EventSource, StreamName};
-use platform::config::{DatabaseSettings, LogSettings, NatsSettings};
+use platform::config::{DatabaseSettings, HttpLimits, LogSettings, NatsSettings};
 use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
 use platform::service::Server;
@@ -54,6 +54,8 @@ pub struct Settings {
     pub nats: NatsSettings,
     #[command(flatten)]
     pub log: LogSettings,
+    #[command(flatten)]
+    pub http: HttpLimits,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -95,7 +97,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         "projector health endpoints",
         listener,
         health_router(pool.clone(), metrics.clone()),
-    );
+    )
+    .with_limits(settings.http.clone());
     Ok(with_task(server, pool, source, &metrics))
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use axum::Router;
 use platform::auth::JwtKeys;
-use platform::config::{parse_duration, DatabaseSettings, JwtSettings, LogSettings};
+use platform::config::{parse_duration, DatabaseSettings, HttpLimits, JwtSettings, LogSettings};
 use platform::http::health::{self, PostgresReady, ReadinessCheck};
 use platform::metrics::Metrics;
 use platform::service::Server;
@@ -41,6 +41,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     #[command(flatten)]
     pub log: LogSettings,
+    #[command(flatten)]
+    pub http: HttpLimits,
     /// Address to bind.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -58,6 +60,21 @@ pub struct QueryArgs {
     /// Most meeting reads that arrive together and share one statement (1: each its own).
     #[arg(long = "read-batch", env = "MEETINGS_READ_BATCH", default_value_t = documents::DEFAULT_MAX_BATCH, value_parser = parse_read_batch)]
     pub read_batch: usize,
+}
+
+impl QueryArgs {
+    /// Refuses an `X-Min-Position` wait that the request timeout would cut off: the query
+    /// would answer a timeout instead of its 503 "not reached yet".
+    pub fn check(&self, http: &HttpLimits) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.min_position_wait < http.request_timeout,
+            "MEETINGS_MIN_POSITION_WAIT ({:?}) must be shorter than \
+             MEETINGS_HTTP_REQUEST_TIMEOUT ({:?})",
+            self.min_position_wait,
+            http.request_timeout
+        );
+        Ok(())
+    }
 }
 
 impl Default for QueryArgs {
@@ -185,15 +202,15 @@ pub fn router(state: AppState, metrics: Metrics) -> Router {
 /// Builds the query-service exactly as its binary runs it: connects to a migrated database,
 /// starts the projection listener, binds.
 pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
+    settings.query.check(&settings.http)?;
     let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
     let pool = platform::service::connect_migrated(&settings.database).await?;
     let state = AppState::from_args(pool, jwt, &settings.query);
     let listener = platform::service::bind(settings.listen).await?;
-    Ok(Server::new(
-        "query-service",
-        listener,
-        router(state, Metrics::new()),
-    ))
+    Ok(
+        Server::new("query-service", listener, router(state, Metrics::new()))
+            .with_limits(settings.http.clone()),
+    )
 }
 
 #[cfg(test)]
@@ -207,5 +224,21 @@ mod tests {
         assert!(parse_read_batch("0").is_err());
         assert!(parse_read_batch("1001").is_err());
         assert!(parse_read_batch("many").is_err());
+    }
+
+    #[test]
+    fn a_min_position_wait_must_end_before_the_request_timeout() {
+        let http = HttpLimits::default();
+        assert!(QueryArgs::default().check(&http).is_ok());
+        let args = QueryArgs {
+            min_position_wait: http.request_timeout,
+            ..QueryArgs::default()
+        };
+        let error = args.check(&http).unwrap_err().to_string();
+        assert!(
+            error.contains("MEETINGS_MIN_POSITION_WAIT")
+                && error.contains("MEETINGS_HTTP_REQUEST_TIMEOUT"),
+            "{error}"
+        );
     }
 }

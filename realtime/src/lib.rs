@@ -23,7 +23,7 @@ use axum::Router;
 use futures::StreamExt;
 use platform::auth::JwtKeys;
 use platform::bus::{EventEnvelope, EventSource, StreamName};
-use platform::config::{DatabaseSettings, JwtSettings, LogSettings, NatsSettings};
+use platform::config::{DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings};
 use platform::http::health::{self, PostgresReady, ReadinessCheck};
 use platform::http::ApiError;
 use platform::metrics::Metrics;
@@ -54,6 +54,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     #[command(flatten)]
     pub log: LogSettings,
+    #[command(flatten)]
+    pub http: HttpLimits,
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -226,7 +228,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         stream,
         settings.gateway.allowed_origins.clone(),
         Limits::default(),
-    ))
+    )
+    .with_limits(settings.http.clone()))
 }
 
 /// The gateway from its parts, as [`build`] makes it; fault tests call it directly with

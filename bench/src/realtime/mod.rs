@@ -190,6 +190,11 @@ async fn run_in(
         .env("MEETINGS_JWT_SECRET", platform::testing::JWT_SECRET)
         .env("MEETINGS_STREAM", stream.as_str())
         .env("MEETINGS_LISTEN", format!("127.0.0.1:{port}"))
+        // Room above the measured connections: the default cap (10 000) equals them.
+        .env(
+            "MEETINGS_HTTP_MAX_CONNECTIONS",
+            (options.connections + options.clients + 1_000).to_string(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use command_service::{AuthSettings, LimitSettings, Settings};
 use platform::auth::JwtKeys;
+use platform::config::HttpLimits;
 use platform::store::{EventStore, PgEventStore, StoredEvent};
 use platform::testing::{self, TestClient, TestDatabase, TestServer};
 use uuid::Uuid;
@@ -68,6 +69,7 @@ async fn spawn(auth: AuthSettings, limits: LimitSettings) -> TestApp {
         auth,
         limits,
         nats: testing::without_nats(),
+        http: HttpLimits::default(),
         listen: testing::LISTEN,
     };
     TestApp {

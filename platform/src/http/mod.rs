@@ -1,9 +1,12 @@
-//! HTTP plumbing shared by every service: errors, request ids, extractors, health, metrics.
+//! HTTP plumbing shared by every service: the server, errors, request ids, timeouts,
+//! extractors, health, metrics.
 
+pub mod connection;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod request_id;
+pub mod timeout;
 
 pub use error::{ApiError, Problem, RETRY_AFTER_SECONDS};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
@@ -17,8 +20,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// Layers every service puts around its router: request ids (outermost, so even 404s and
-/// extractor rejections carry one), metrics by route template, and RFC 9457 fallbacks for
-/// unknown routes and methods.
+/// extractor rejections carry one), metrics by route template, the request timeout the server
+/// sets (inside both, so a timed-out request has an id and is counted), and RFC 9457
+/// fallbacks for unknown routes and methods.
 pub fn finish_router<S>(router: Router<S>, metrics: crate::metrics::Metrics) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -28,6 +32,7 @@ where
         .layer(axum::extract::DefaultBodyLimit::max(extract::BODY_LIMIT))
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(axum::middleware::from_fn(timeout::request_timeout))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track_http,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::Role;
 use platform::auth::JwtKeys;
+use platform::config::HttpLimits;
 use platform::store::Position;
 use platform::testing::{self, TestClient, TestDatabase, TestServer};
 use query_service::{QueryArgs, Settings};
@@ -49,6 +50,7 @@ pub async fn spawn_app_with_wait(min_position_wait: Duration) -> TestApp {
         database: testing::database_settings(&db.url, 20),
         jwt: testing::jwt_settings(),
         log: testing::log_settings(),
+        http: HttpLimits::default(),
         listen: testing::LISTEN,
         query: QueryArgs {
             min_position_wait,

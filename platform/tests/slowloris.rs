@@ -1,0 +1,147 @@
+//! Issue 10, item 4: thousands of clients that open a connection and trickle header bytes
+//! must neither stop ordinary requests nor stay connected past the header timeout. A test
+//! binary of its own, so no other timing test shares the machine with 2,000 sockets.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{get_once, limits, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const SLOW_CLIENTS: usize = 2_000;
+const ORDINARY_REQUESTS: usize = 50;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Both ends of every connection live in this process, plus the test harness's own files.
+const FILES_NEEDED: u64 = 2 * SLOW_CLIENTS as u64 + 500;
+
+/// How a slow client's connection ended, measured from its connect.
+enum Ended {
+    ClosedAfter(Duration),
+    Answered(String),
+}
+
+/// Opens a connection, sends part of a request head, then one byte every 250 ms until the
+/// server closes the connection. Reports on `connected` once connected.
+async fn slow_client(addr: std::net::SocketAddr, connected: mpsc::UnboundedSender<()>) -> Ended {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("a slow client could not connect");
+    let since = Instant::now();
+    let _ = connected.send(());
+    if stream
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: test\r\nX-Trickle: ")
+        .await
+        .is_err()
+    {
+        return Ended::ClosedAfter(since.elapsed());
+    }
+    let mut buf = [0u8; 256];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => return match read {
+                Ok(0) | Err(_) => Ended::ClosedAfter(since.elapsed()),
+                Ok(n) => Ended::Answered(String::from_utf8_lossy(&buf[..n]).to_string()),
+            },
+            () = tokio::time::sleep(Duration::from_millis(250)) => {
+                if stream.write_all(b"a").await.is_err() {
+                    return Ended::ClosedAfter(since.elapsed());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_slowloris_connections_neither_block_requests_nor_outlive_the_header_timeout()
+{
+    let files = rlimit::increase_nofile_limit(FILES_NEEDED).expect("cannot read RLIMIT_NOFILE");
+    assert!(
+        files >= FILES_NEEDED,
+        "this test needs {FILES_NEEDED} open files but the hard limit allows {files}: \
+         raise it (ulimit -Hn) to run it"
+    );
+    let server = start(limits(
+        HEADER_TIMEOUT.as_millis() as u64,
+        30_000,
+        60_000,
+        10_000,
+    ))
+    .await;
+
+    let (connected_tx, mut connected_rx) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..SLOW_CLIENTS {
+        slow.spawn(slow_client(server.addr, connected_tx.clone()));
+    }
+    drop(connected_tx);
+    for _ in 0..SLOW_CLIENTS {
+        connected_rx
+            .recv()
+            .await
+            .expect("a slow client ended before connecting");
+    }
+    let all_connected = started.elapsed();
+
+    // Ordinary requests, while every slow client is connected and trickling.
+    let addr = server.addr;
+    let mut ordinary = tokio::task::JoinSet::new();
+    for _ in 0..ORDINARY_REQUESTS {
+        ordinary.spawn(async move {
+            let asked = Instant::now();
+            (get_once(addr, "/ok").await, asked.elapsed())
+        });
+    }
+    while let Some(done) = ordinary.join_next().await {
+        let (answer, took) = done.unwrap();
+        assert_eq!(
+            answer.expect("an ordinary request failed"),
+            (200, "ok".to_string())
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "an ordinary request took {took:?}"
+        );
+    }
+    let requests_done = started.elapsed();
+    assert!(
+        requests_done < HEADER_TIMEOUT,
+        "the ordinary requests ended after {requests_done:?} (connecting took \
+         {all_connected:?}): not while the slow clients were all still connected"
+    );
+    assert!(
+        slow.try_join_next().is_none(),
+        "a slow client was cut off before the header timeout"
+    );
+
+    let mut closed_after = Vec::with_capacity(SLOW_CLIENTS);
+    let all_closed = tokio::time::timeout(HEADER_TIMEOUT * 3, async {
+        while let Some(ended) = slow.join_next().await {
+            match ended.unwrap() {
+                Ended::ClosedAfter(after) => closed_after.push(after),
+                Ended::Answered(text) => panic!("a partial head was answered: {text}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        all_closed.is_ok(),
+        "{} of {SLOW_CLIENTS} slow clients were still connected after {:?}",
+        SLOW_CLIENTS - closed_after.len(),
+        HEADER_TIMEOUT * 3
+    );
+    closed_after.sort();
+    let (first, last) = (closed_after[0], closed_after[SLOW_CLIENTS - 1]);
+    assert!(
+        // Less a margin: a client notices its connect a little after the server accepts it.
+        first >= HEADER_TIMEOUT - Duration::from_millis(500),
+        "a slow client was closed after {first:?}, before the header timeout"
+    );
+    assert!(
+        last < HEADER_TIMEOUT + Duration::from_secs(3),
+        "a slow client was closed only after {last:?}"
+    );
+}
