@@ -116,11 +116,7 @@ async fn answered(request: reqwest::RequestBuilder) -> Result<u16, TestCaseError
     Ok(status)
 }
 
-fn run<S: Strategy>(
-    name: &str,
-    strategy: S,
-    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) {
+fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
     let mut runner = TestRunner::new(Config {
         cases: CASES,
         failure_persistence: None,
