@@ -21,9 +21,11 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
-    /// Position: only events after it (exclusive). Absent: from the beginning.
+    /// Only events after this position (exclusive). Absent: from the beginning.
+    #[param(schema_with = params::position_schema)]
     pub after: Option<String>,
     /// Most events to return, 1–500 (default 50).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 

@@ -31,6 +31,15 @@ pub fn router() -> Router<AppState> {
 /// The status values of a meeting.
 pub const STATUSES: [&str; 4] = ["scheduled", "in_progress", "ended", "cancelled"];
 
+/// `status` of a list: one of [`STATUSES`], or empty (no filter).
+fn status_schema() -> utoipa::openapi::Schema {
+    platform::openapi::schemas::or_empty(
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(STATUSES)),
+    )
+}
+
 /// Meetings are answered as the projector rendered them (`rm_meeting_documents`).
 pub use platform::views::{Attendee, Meeting, Person};
 
@@ -95,17 +104,24 @@ pub async fn get_one(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// RFC 3339; only meetings that end after this time.
+    /// Only meetings that end after this time.
+    #[param(schema_with = params::optional_time_schema)]
     pub from: Option<String>,
-    /// RFC 3339; only meetings that start before this time.
+    /// Only meetings that start before this time; after `from`.
+    #[param(schema_with = params::optional_time_schema)]
     pub to: Option<String>,
-    /// `scheduled`, `in_progress`, `ended` or `cancelled`.
+    /// Only meetings with this status.
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
-    /// Substring of the title, case-insensitive.
+    /// Substring of the title, case-insensitive, one line of at most 200 characters once
+    /// trimmed. Absent or blank: any title.
+    #[param(schema_with = params::search_schema)]
     pub q: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, unchanged (anything else is 422). Empty is the
+    /// same as none.
     pub cursor: Option<String>,
 }
 
@@ -207,11 +223,14 @@ pub async fn list(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
-    /// Position: only messages after it (exclusive).
+    /// Only messages after this position (exclusive).
+    #[param(schema_with = params::position_schema)]
     pub after: Option<String>,
     /// `next_cursor` of the previous page (a position, like `after`).
+    #[param(schema_with = params::position_schema)]
     pub cursor: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 
