@@ -8,7 +8,9 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{Modify, OpenApi};
 
-use platform::openapi::{operations_mut, BearerAuth, OptionalBodies, ProblemResponses};
+use platform::openapi::{
+    operations_mut, BearerAuth, NotNullParameters, OptionalBodies, ProblemResponses,
+};
 
 use crate::routes::{auth, meetings, users};
 use crate::AppState;
@@ -35,7 +37,10 @@ use crate::AppState;
         platform::http::Problem, platform::http::error::ProblemFieldError,
         crate::executor::CommandBody,
     )),
-    modifiers(&BearerAuth, &OptionalBodies, &CommandAnswers, &ProblemResponses, &SomethingToChange),
+    modifiers(
+        &BearerAuth, &OptionalBodies, &NotNullParameters, &CommandAnswers, &ProblemResponses,
+        &SomethingToChange,
+    ),
     tags(
         (name = "auth", description = "Registration, login and sessions"),
         (name = "users", description = "User profile and administration"),
@@ -147,4 +152,15 @@ impl Modify for SomethingToChange {
 
 pub fn router() -> Router<AppState> {
     platform::openapi::router(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_of_the_document_names_a_component() {
+        let dangling = platform::openapi::dangling_references(&ApiDoc::openapi());
+        assert!(dangling.is_empty(), "{dangling:?}");
+    }
 }

@@ -8,7 +8,7 @@ use utoipa::openapi::{ObjectBuilder, RefOr, Required, Type};
 use utoipa::{Modify, OpenApi};
 
 use platform::openapi::schemas::POSITION_PATTERN;
-use platform::openapi::{operations_mut, BearerAuth, ProblemResponses};
+use platform::openapi::{operations_mut, BearerAuth, NotNullParameters, ProblemResponses};
 
 use crate::routes::{calendar, changes, meetings, users};
 use crate::AppState;
@@ -34,8 +34,11 @@ use crate::AppState;
     ),
     components(schemas(
         platform::http::Problem, platform::http::error::ProblemFieldError,
+        platform::openapi::schemas::Instant, platform::openapi::schemas::OptionalInstant,
+        platform::openapi::schemas::OptionalPosition, crate::params::SearchText,
+        crate::routes::meetings::StatusFilter,
     )),
-    modifiers(&BearerAuth, &MinPositionHeader, &ProblemResponses),
+    modifiers(&BearerAuth, &MinPositionHeader, &ProblemResponses, &NotNullParameters),
     tags(
         (name = "users", description = "Profile and directory"),
         (name = "meetings", description = "Meetings and their chat"),
@@ -106,4 +109,15 @@ fn capitalized(text: &str) -> String {
 
 pub fn router() -> Router<AppState> {
     platform::openapi::router(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_of_the_document_names_a_component() {
+        let dangling = platform::openapi::dangling_references(&ApiDoc::openapi());
+        assert!(dangling.is_empty(), "{dangling:?}");
+    }
 }

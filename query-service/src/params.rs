@@ -12,29 +12,16 @@ use platform::openapi::schemas;
 use platform::store::Position;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use utoipa::openapi::Schema;
-use utoipa::PartialSchema;
 
-/// The schema of a required time parameter: an RFC 3339 time in the accepted years.
-pub fn time_schema() -> utoipa::openapi::ObjectBuilder {
-    schemas::instant()
-}
-
-/// The schema of an optional time parameter ([`optional_time`]): a time, or empty.
-pub fn optional_time_schema() -> Schema {
-    schemas::or_empty(schemas::instant())
-}
-
-/// The schema of a position parameter ([`position`]): a position, or empty.
-pub fn position_schema() -> Schema {
-    schemas::or_empty(schemas::Position::schema())
-}
-
-/// The schema of a search text (`q`), see [`search`].
-pub fn search_schema() -> Schema {
-    let description = "One line, at most 200 characters once trimmed; blank is the same as none.";
-    schemas::text(schemas::Lines::One, 0, MAX_SEARCH_CHARS, description)
-}
+platform::schema_type!(
+    /// A search text (`q`), see [`search`].
+    SearchText => schemas::text(
+        schemas::Lines::One,
+        0,
+        MAX_SEARCH_CHARS,
+        "One line, at most 200 characters once trimmed; blank is the same as none.",
+    )
+);
 
 /// Page size when `limit` is absent (docs/api.md "Lists").
 pub const DEFAULT_LIMIT: i64 = 50;

@@ -80,6 +80,55 @@ impl Modify for OptionalBodies {
     }
 }
 
+/// A header or query parameter is text, never JSON `null`, but utoipa documents an
+/// `Option<String>` parameter as "string or null". This leaves it "string" (optional).
+pub struct NotNullParameters;
+
+impl Modify for NotNullParameters {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let Some(RefOr::T(Schema::Object(object))) = &mut parameter.schema {
+                        if let SchemaType::Array(types) = &object.schema_type {
+                            let mut types = types.iter().filter(|t| **t != Type::Null);
+                            if let (Some(only), None) = (types.next(), types.next()) {
+                                object.schema_type = SchemaType::Type(only.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `$ref`s of `openapi` that name no component (a schema type used only as a parameter's
+/// `value_type` is not collected by utoipa: it must be listed in `components`).
+pub fn dangling_references(openapi: &utoipa::openapi::OpenApi) -> Vec<String> {
+    let document = serde_json::to_value(openapi).expect("BUG: a document serializes");
+    let mut dangling = Vec::new();
+    let mut stack = vec![&document];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                    let pointer = target.trim_start_matches('#');
+                    if document.pointer(pointer).is_none() {
+                        dangling.push(target.clone());
+                    }
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    dangling.sort();
+    dangling.dedup();
+    dangling
+}
+
 fn is_null(schema: &RefOr<Schema>) -> bool {
     matches!(schema, RefOr::T(Schema::Object(object))
         if object.schema_type == SchemaType::Type(Type::Null))

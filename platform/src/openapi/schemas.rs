@@ -11,13 +11,10 @@
 //! `\r\n` counts as a line feed), and the bidirectional overrides and isolates. Patterns are
 //! ECMA-262 and read the same in Python and Rust.
 
-use std::borrow::Cow;
-
 use utoipa::openapi::schema::{
     AllOfBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
 };
 use utoipa::openapi::RefOr;
-use utoipa::{PartialSchema, ToSchema};
 
 /// What `str::trim` removes: the Unicode `White_Space` characters.
 const WHITE_SPACE: &str =
@@ -117,21 +114,23 @@ pub fn or_empty(schema: impl Into<RefOr<Schema>>) -> Schema {
     )
 }
 
-/// Declares a schema type `$name` (a component of that name) whose schema is `$schema`.
+/// Declares a schema type `$name` (a component of that name) whose schema is `$schema`, to
+/// name in `value_type = $name` of a field or a parameter.
+#[macro_export]
 macro_rules! schema_type {
     ($(#[$doc:meta])* $name:ident => $schema:expr) => {
         $(#[$doc])*
         pub struct $name;
 
-        impl PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::Schema> {
                 $schema.into()
             }
         }
 
-        impl ToSchema for $name {
-            fn name() -> Cow<'static, str> {
-                Cow::Borrowed(stringify!($name))
+        impl ::utoipa::ToSchema for $name {
+            fn name() -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Borrowed(stringify!($name))
             }
         }
     };
@@ -144,47 +143,47 @@ use domain::meeting::{
 use domain::user::MAX_DISPLAY_NAME_CHARS;
 use domain::{MAX_EMAIL_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
-schema_type!(
+crate::schema_type!(
     /// A user's display name.
     DisplayName => text(Lines::One, 1, MAX_DISPLAY_NAME_CHARS,
         "Name shown to other users: one line, 1–100 characters once trimmed.")
 );
-schema_type!(
+crate::schema_type!(
     /// A meeting's title.
     Title => text(Lines::One, 1, MAX_TITLE_CHARS,
         "One line, 1–200 characters once trimmed.")
 );
-schema_type!(
+crate::schema_type!(
     /// A meeting's description.
     Description => text(Lines::Many, 0, MAX_DESCRIPTION_CHARS,
         "Up to 10 000 characters once trimmed; may span lines. Blank is the same as none.")
 );
-schema_type!(
+crate::schema_type!(
     /// A meeting's location.
     Location => text(Lines::One, 0, MAX_LOCATION_CHARS,
         "One line, up to 500 characters once trimmed. Blank is the same as none.")
 );
-schema_type!(
+crate::schema_type!(
     /// The comment of an answer to an invitation.
     Comment => text(Lines::Many, 0, MAX_COMMENT_CHARS,
         "Up to 1 000 characters once trimmed; may span lines. Blank is the same as none.")
 );
-schema_type!(
+crate::schema_type!(
     /// The reason of a cancellation.
     Reason => text(Lines::Many, 0, MAX_REASON_CHARS,
         "Up to 1 000 characters once trimmed; may span lines; shown to attendees. Blank is \
          the same as none.")
 );
-schema_type!(
+crate::schema_type!(
     /// A chat message.
     MessageText => text(Lines::Many, 1, MAX_MESSAGE_CHARS,
         "1–4 000 characters once trimmed; may span lines.")
 );
-schema_type!(
+crate::schema_type!(
     /// An e-mail address, as far as the server checks it.
     Email => email()
 );
-schema_type!(
+crate::schema_type!(
     /// A new password.
     Password => ObjectBuilder::new()
         .schema_type(Type::String)
@@ -196,7 +195,7 @@ schema_type!(
              case-insensitively) is refused with 422."
         ))
 );
-schema_type!(
+crate::schema_type!(
     /// An IANA time zone name.
     TimeZone => ObjectBuilder::new()
         .schema_type(Type::String)
@@ -204,11 +203,19 @@ schema_type!(
         .examples(["Europe/Berlin"])
         .description(Some("An IANA time zone name (case matters), e.g. `Europe/Berlin`."))
 );
-schema_type!(
+crate::schema_type!(
     /// An instant the server accepts.
     Instant => instant()
 );
-schema_type!(
+crate::schema_type!(
+    /// An optional time parameter: an [`Instant`], or empty (the same as leaving it out).
+    OptionalInstant => or_empty(instant())
+);
+crate::schema_type!(
+    /// An optional position parameter: a [`Position`], or empty (the same as leaving it out).
+    OptionalPosition => or_empty(Position::schema())
+);
+crate::schema_type!(
     /// A global position.
     Position => ObjectBuilder::new()
         .schema_type(Type::String)

@@ -51,10 +51,10 @@ const MAX_MEETING_HOURS: i64 = 24;
 #[into_params(parameter_in = Query)]
 pub struct AgendaQuery {
     /// Meetings that end after this time.
-    #[param(schema_with = params::time_schema, required = true)]
+    #[param(value_type = Instant)]
     pub from: Option<String>,
     /// Meetings that start before this time: after `from`, at most 366 days later.
-    #[param(schema_with = params::time_schema, required = true)]
+    #[param(value_type = Instant)]
     pub to: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::next_page;
-use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit};
+use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit, SearchText};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -80,7 +80,7 @@ pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<
 pub struct DirectoryQuery {
     /// Prefix of the display name or of the email address, case-insensitive, one line of at
     /// most 200 characters once trimmed. Absent or blank: everyone.
-    #[param(schema_with = params::search_schema)]
+    #[param(value_type = Option<SearchText>)]
     pub q: Option<String>,
     /// Page size, 1–500 (default 50).
     #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
