@@ -20,6 +20,11 @@ pub fn validate_time_zone(field: &str, tz: &str) -> Result<String, FieldError> {
         .map_err(|_| FieldError::new(field, "must be an IANA time zone name"))
 }
 
+/// Every name [`validate_time_zone`] accepts (case matters), for documents that list them.
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 /// The case-insensitive uniqueness key of an e-mail address (trimmed, lowercased).
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()

@@ -3,10 +3,12 @@
 
 use axum::Router;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::{ObjectBuilder, RefOr, Required, Type};
 use utoipa::{Modify, OpenApi};
 
-use platform::openapi::BearerAuth;
+use platform::openapi::schemas::POSITION_PATTERN;
+use platform::openapi::{operations_mut, BearerAuth, NotNullParameters, ProblemResponses};
 
 use crate::routes::{calendar, changes, meetings, users};
 use crate::AppState;
@@ -32,8 +34,11 @@ use crate::AppState;
     ),
     components(schemas(
         platform::http::Problem, platform::http::error::ProblemFieldError,
+        platform::openapi::schemas::Instant, platform::openapi::schemas::OptionalInstant,
+        platform::openapi::schemas::OptionalPosition, crate::params::SearchText,
+        crate::routes::meetings::StatusFilter,
     )),
-    modifiers(&BearerAuth, &MinPositionHeader),
+    modifiers(&BearerAuth, &MinPositionHeader, &ProblemResponses, &NotNullParameters),
     tags(
         (name = "users", description = "Profile and directory"),
         (name = "meetings", description = "Meetings and their chat"),
@@ -43,7 +48,7 @@ use crate::AppState;
 )]
 pub struct ApiDoc;
 
-/// Documents `X-Min-Position` (and its 400/503 answers) on every query operation, since a
+/// Documents `X-Min-Position` (and its 400/422/503 answers) on every query operation, since a
 /// middleware, not the handlers, implements it.
 struct MinPositionHeader;
 
@@ -55,34 +60,64 @@ impl Modify for MinPositionHeader {
             .required(Required::False)
             .description(Some(
                 "Wait (bounded, default 2 s) until the read models include this position (the \
-                 `position` of a command response). 400 when malformed; 503 with Retry-After: 1 \
-                 when the wait runs out.",
+                 `position` of a command response). 400 when malformed; 422 when past the \
+                 newest stored event (a position the API never handed out); 503 with \
+                 Retry-After: 1 when the wait runs out.",
             ))
             .schema(Some(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some("^[0-9a-f]{32}$")),
+                    .pattern(Some(POSITION_PATTERN)),
             ))
+            .example(Some("0000000000000309000000000000002a".into()))
             .build();
         for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in operations_mut(item) {
                 operation
                     .parameters
                     .get_or_insert_with(Vec::new)
                     .push(parameter.clone());
-                let unavailable = utoipa::openapi::ResponseBuilder::new()
-                    .description("X-Min-Position not reached in time (Retry-After: 1)")
-                    .build();
-                operation
-                    .responses
-                    .responses
-                    .entry("503".to_string())
-                    .or_insert(unavailable.into());
+                for (status, why) in [
+                    ("400", "X-Min-Position is not a position"),
+                    ("422", "X-Min-Position is past the newest event"),
+                    ("503", "X-Min-Position was not reached in time, or the database is unavailable; retry after `Retry-After` seconds"),
+                ] {
+                    let response = operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| ResponseBuilder::new().into());
+                    if let RefOr::T(response) = response {
+                        response.description = match response.description.as_str() {
+                            "" => capitalized(why),
+                            given => format!("{given}; or {why}"),
+                        };
+                    }
+                }
             }
         }
     }
 }
 
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 pub fn router() -> Router<AppState> {
     platform::openapi::router(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_of_the_document_names_a_component() {
+        let dangling = platform::openapi::dangling_references(&ApiDoc::openapi());
+        assert!(dangling.is_empty(), "{dangling:?}");
+    }
 }

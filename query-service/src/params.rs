@@ -8,9 +8,20 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use platform::http::ApiError;
+use platform::openapi::schemas;
 use platform::store::Position;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+platform::schema_type!(
+    /// A search text (`q`), see [`search`].
+    SearchText => schemas::text(
+        schemas::Lines::One,
+        0,
+        MAX_SEARCH_CHARS,
+        "One line, at most 200 characters once trimmed; blank is the same as none.",
+    )
+);
 
 /// Page size when `limit` is absent (docs/api.md "Lists").
 pub const DEFAULT_LIMIT: i64 = 50;

@@ -212,19 +212,21 @@ pub async fn min_position(
     let Some(value) = request.headers().get(&X_MIN_POSITION) else {
         return next.run(request).await;
     };
-    let position = match value.to_str().ok().map(|v| v.trim().parse::<Position>()) {
-        Some(Ok(position)) => position,
-        _ => return ApiError::BadRequest(
-            "X-Min-Position must be a position as returned by a command (32 hexadecimal digits)"
-                .into(),
-        )
-        .into_response(),
-    };
+    let position = value.to_str().ok().map(|v| v.trim().parse::<Position>());
+    // Who asks comes first, as in the handlers: without a valid token the answer is 401,
+    // whatever else is wrong with the request.
     let (mut parts, body) = request.into_parts();
     if let Err(rejection) = AuthUser::from_request_parts(&mut parts, &state).await {
         return rejection.into_response();
     }
     let request = Request::from_parts(parts, body);
+    let Some(Ok(position)) = position else {
+        return ApiError::BadRequest(
+            "X-Min-Position must be a position as returned by a command (32 hexadecimal digits)"
+                .into(),
+        )
+        .into_response();
+    };
     if state.watch.current().is_none_or(|seen| seen < position) {
         match written(&state.pool, position).await {
             Ok(true) => {}

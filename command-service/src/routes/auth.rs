@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fingerprint, ClientAddr};
+use platform::openapi::schemas::{DisplayName, Email, Password, TimeZone};
+
+use super::{fingerprint, ClientAddr, CommandHeaders};
 use crate::executor::{CommandMeta, CommandRequest};
 use crate::sessions::{hash_token, Attempt, RefreshToken, Rotation, ALL_SOURCES};
 use crate::AppState;
@@ -31,17 +33,25 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(value_type = Email)]
     pub email: String,
-    /// 8–128 characters.
+    #[schema(value_type = Password)]
     pub password: String,
+    #[schema(value_type = DisplayName)]
     pub display_name: String,
-    /// IANA time zone; default `UTC`.
+    /// IANA time zone; default (absent or `null`) `UTC`.
+    #[schema(value_type = Option<TimeZone>)]
     pub time_zone: Option<String>,
 }
 
-/// Register a user (201, `Location: /v1/users/{id}`).
+/// Register a user (201, `Location: /v1/users/{id}`). Anonymous; registrations per client
+/// address are limited (429). An `Idempotency-Key` is scoped to the e-mail address.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = crate::executor::CommandBody), (status = 409, description = "email already registered", body = platform::http::Problem), (status = 422, body = platform::http::Problem)))]
+    params(CommandHeaders),
+    responses((status = 201, body = crate::executor::CommandBody),
+        (status = 409, description = "email already registered", body = platform::http::Problem),
+        (status = 422, description = "invalid or common password, invalid e-mail address, display name or time zone, or an Idempotency-Key used for another request", body = platform::http::Problem),
+        (status = 429, description = "too many registrations from this client address; retry after `Retry-After` seconds", body = platform::http::Problem)))]
 pub async fn register(
     State(state): State<AppState>,
     meta: CommandMeta,
@@ -95,16 +105,20 @@ pub async fn register(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(value_type = Email)]
     pub email: String,
     pub password: String,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
+    /// Bearer token for the other operations (a JWT; opaque to clients).
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     pub token_type: String,
     /// Seconds until the access token expires.
+    #[schema(minimum = 0)]
     pub expires_in: u64,
     pub refresh_token: String,
     pub user_id: Uuid,
@@ -116,7 +130,11 @@ pub struct TokenResponse {
 /// (429 + `Retry-After`); other addresses are not affected, so an attacker cannot lock the
 /// real user out.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = platform::http::Problem), (status = 403, description = "account deactivated", body = platform::http::Problem), (status = 429, body = platform::http::Problem)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, description = "wrong e-mail address or password", body = platform::http::Problem),
+        (status = 403, description = "account deactivated", body = platform::http::Problem),
+        (status = 422, description = "not an e-mail address", body = platform::http::Problem),
+        (status = 429, description = "too many failed logins of this account (from this address, or from everywhere); retry after `Retry-After` seconds", body = platform::http::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     client: ClientAddr,
@@ -241,7 +259,8 @@ pub struct RefreshRequest {
 /// Trade a refresh token for new tokens. The presented token is spent; presenting a spent
 /// token again revokes its whole family (every token descended from the same login).
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = platform::http::Problem)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, description = "unknown, expired or already used refresh token (a used one revokes its family), or the account is deactivated", body = platform::http::Problem)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -274,7 +293,7 @@ pub async fn refresh(
 /// End the session the refresh token belongs to (204, also when it was already ended).
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = platform::http::Problem)))]
+    responses((status = 204, description = "the session is ended")))]
 pub async fn logout(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -10,12 +10,18 @@ use domain::{
     Actor, AttendeeSpec, Meeting, MeetingCommand, Recurrence, ResponseStatus, ScheduleMeeting,
 };
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiJson, ApiPath, Result};
+use platform::http::{ApiError, ApiJson, ApiPath, Problem as P, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{by_caller, fingerprint, patch::double_option};
+use platform::openapi::schemas::{
+    Comment, Description, Instant, Location, MessageText, Reason, TimeZone, Title,
+};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+
+use super::{by_caller, fingerprint, patch::double_option, CommandHeaders};
 use crate::executor::{CommandMeta, CommandRequest};
 use crate::AppState;
 
@@ -53,7 +59,8 @@ impl From<AttendeeBody> for AttendeeSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+/// What a recurring series will be given as (not supported yet, see [`not_supported_yet`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecurrenceBody {
     /// RFC 5545 RRULE value without the `RRULE:` prefix, e.g. `FREQ=WEEKLY;BYDAY=MO`.
@@ -71,29 +78,54 @@ impl From<RecurrenceBody> for Recurrence {
     }
 }
 
+/// A field reserved for recurring series, which are not built yet: only `null` (or leaving
+/// the field out) is accepted, anything else is 422.
+fn not_supported_yet() -> RefOr<Schema> {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::Null)
+            .description(Some(
+                "Recurring series are not supported yet: only `null` (or leaving the field \
+                 out) is accepted; a value is refused with 422 (docs/api.md describes what it \
+                 will take).",
+            ))
+            .build(),
+    )
+    .into()
+}
+
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleMeetingRequest {
-    /// 1–200 characters.
+    #[schema(value_type = Title)]
     pub title: String,
+    #[schema(value_type = Option<Description>)]
     pub description: Option<String>,
+    #[schema(value_type = Instant)]
     pub starts_at: DateTime<Utc>,
-    /// After `starts_at`, at most 24 hours later.
+    /// After `starts_at`, at most 24 hours later (422 otherwise).
+    #[schema(value_type = Instant)]
     pub ends_at: DateTime<Utc>,
     /// IANA time zone the meeting is planned in, e.g. `Europe/Berlin`.
+    #[schema(value_type = TimeZone)]
     pub time_zone: String,
+    #[schema(value_type = Option<Location>)]
     pub location: Option<String>,
-    /// Up to 500 registered users; the organizer is not listed.
+    /// Up to 500 registered users (an unknown one is 422), each at most once; the organizer
+    /// is not an attendee (422).
     #[serde(default)]
+    #[schema(max_items = 500)]
     pub attendees: Vec<AttendeeBody>,
-    /// Recurring series are not supported yet (422).
+    #[schema(schema_with = not_supported_yet)]
     pub recurrence: Option<RecurrenceBody>,
 }
 
 /// Schedule a meeting organized by the caller (201, `Location: /v1/meetings/{id}`).
 #[utoipa::path(post, path = "/v1/meetings", tag = "meetings", request_body = ScheduleMeetingRequest,
-    security(("bearer" = [])),
-    responses((status = 201, body = crate::executor::CommandBody), (status = 422, body = platform::http::Problem)))]
+    params(CommandHeaders), security(("bearer" = [])),
+    responses((status = 201, body = crate::executor::CommandBody),
+        (status = 422, description = "invalid values, including rules between fields: ends_at not after starts_at or more than 24 hours later, an unknown, repeated or organizing attendee; or an Idempotency-Key used for another request", body = platform::http::Problem),
+        (status = 429, description = "the caller's commands, or the meetings an organizer may schedule a day, are used up; retry after `Retry-After` seconds", body = platform::http::Problem)))]
 pub async fn schedule(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -120,9 +152,12 @@ pub async fn schedule(
     execute(&state, request).await
 }
 
+/// The fields to change; absent or `null` keeps a field, except `description` and
+/// `location`, which `null` clears. At least one field must change something (422 otherwise).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeetingRequest {
+    #[schema(value_type = Option<Title>)]
     pub title: Option<String>,
     /// `null` clears it.
     #[serde(
@@ -130,10 +165,15 @@ pub struct UpdateMeetingRequest {
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Description>)]
     pub description: Option<Option<String>>,
+    /// Rescheduling (meetings not started yet) resets the attendees' responses.
+    #[schema(value_type = Option<Instant>)]
     pub starts_at: Option<DateTime<Utc>>,
+    /// After the (new) start, at most 24 hours later (422 otherwise).
+    #[schema(value_type = Option<Instant>)]
     pub ends_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<TimeZone>)]
     pub time_zone: Option<String>,
     /// `null` clears it.
     #[serde(
@@ -141,16 +181,20 @@ pub struct UpdateMeetingRequest {
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Location>)]
     pub location: Option<Option<String>>,
-    /// Recurring series are not supported yet (422).
+    #[schema(schema_with = not_supported_yet)]
     pub recurrence: Option<RecurrenceBody>,
 }
 
 /// Change details and/or reschedule (organizer or admin). Rescheduling resets responses.
 #[utoipa::path(patch, path = "/v1/meetings/{id}", tag = "meetings", request_body = UpdateMeetingRequest,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 403, body = platform::http::Problem), (status = 404, body = platform::http::Problem), (status = 409, body = platform::http::Problem), (status = 412, body = platform::http::Problem), (status = 422, body = platform::http::Problem)))]
+    params(("id" = Uuid, Path, description = "meeting id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "an attendee, not the organizer", body = P),
+        (status = 404, description = "unknown, or the caller is neither organizer, attendee nor admin", body = P),
+        (status = 409, description = "the meeting is cancelled or ended (or, to reschedule, started)", body = P),
+        (status = 422, description = "invalid values, nothing to change, the end not after the start or more than 24 hours later, or an Idempotency-Key used for another request", body = P)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -198,8 +242,12 @@ pub async fn update(
 
 /// Invite a registered user (organizer or admin).
 #[utoipa::path(post, path = "/v1/meetings/{id}/attendees", tag = "meetings", request_body = AttendeeBody,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 409, description = "already an attendee", body = platform::http::Problem), (status = 422, body = platform::http::Problem)))]
+    params(("id" = Uuid, Path, description = "meeting id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "an attendee, not the organizer", body = P),
+        (status = 404, description = "unknown, or the caller is neither organizer, attendee nor admin", body = P),
+        (status = 409, description = "already an attendee, 500 attendees already, or the meeting is cancelled or ended", body = P),
+        (status = 422, description = "an unknown user or the organizer, or an Idempotency-Key used for another request", body = P)))]
 pub async fn invite(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -217,8 +265,12 @@ pub async fn invite(
 
 /// Remove an attendee (organizer or admin).
 #[utoipa::path(delete, path = "/v1/meetings/{id}/attendees/{user_id}", tag = "meetings",
-    params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 404, body = platform::http::Problem)))]
+    params(("id" = Uuid, Path, description = "meeting id"), ("user_id" = Uuid, Path, description = "the attendee"), CommandHeaders),
+    security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "an attendee, not the organizer", body = P),
+        (status = 404, description = "unknown meeting (or not visible to the caller), or not an attendee", body = P),
+        (status = 409, description = "the meeting is cancelled or ended", body = P)))]
 pub async fn remove_attendee(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -236,16 +288,17 @@ pub async fn remove_attendee(
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RespondRequest {
-    #[schema(value_type = String, example = "accepted")]
+    #[schema(example = "accepted")]
     pub response: ResponseChoice,
-    /// Up to 1 000 characters.
+    #[schema(value_type = Option<Comment>)]
     pub comment: Option<String>,
-    /// Original start of one occurrence of a series (recurring series come later).
+    /// Will name one occurrence of a series (its original start).
+    #[schema(schema_with = not_supported_yet)]
     pub occurrence: Option<DateTime<Utc>>,
 }
 
 /// The answers an attendee can give (`needs_action` is only the initial state).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseChoice {
     Accepted,
@@ -265,8 +318,11 @@ impl From<ResponseChoice> for ResponseStatus {
 
 /// Answer an invitation (the caller's own response).
 #[utoipa::path(post, path = "/v1/meetings/{id}/response", tag = "meetings", request_body = RespondRequest,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 403, body = platform::http::Problem), (status = 404, body = platform::http::Problem)))]
+    params(("id" = Uuid, Path, description = "meeting id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "the organizer, who does not respond", body = P),
+        (status = 404, description = "unknown, or the caller is not an attendee", body = P),
+        (status = 409, description = "the meeting is cancelled or ended", body = P)))]
 pub async fn respond(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -287,14 +343,17 @@ pub async fn respond(
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// Up to 1 000 characters; shown to attendees.
+    #[schema(value_type = Option<Reason>)]
     pub reason: Option<String>,
 }
 
 /// Cancel a scheduled meeting (organizer or admin). The body is optional.
-#[utoipa::path(post, path = "/v1/meetings/{id}/cancel", tag = "meetings", request_body = CancelRequest,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 409, body = platform::http::Problem)))]
+#[utoipa::path(post, path = "/v1/meetings/{id}/cancel", tag = "meetings", request_body = Option<CancelRequest>,
+    params(("id" = Uuid, Path, description = "meeting id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "an attendee, not the organizer", body = P),
+        (status = 404, description = "unknown, or the caller is neither organizer, attendee nor admin", body = P),
+        (status = 409, description = "the meeting is already cancelled, in progress or ended", body = P)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -315,10 +374,13 @@ pub async fn cancel(
 #[serde(deny_unknown_fields)]
 pub struct EmptyRequest {}
 
-/// Start a scheduled meeting (organizer or admin).
-#[utoipa::path(post, path = "/v1/meetings/{id}/start", tag = "meetings",
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 409, body = platform::http::Problem)))]
+/// Start a scheduled meeting (organizer or admin). The body is optional.
+#[utoipa::path(post, path = "/v1/meetings/{id}/start", tag = "meetings", request_body = Option<EmptyRequest>,
+    params(("id" = Uuid, Path, description = "meeting id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "an attendee, not the organizer", body = P),
+        (status = 404, description = "unknown, or the caller is neither organizer, attendee nor admin", body = P),
+        (status = 409, description = "the meeting is cancelled, already in progress or ended", body = P)))]
 pub async fn start(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -330,10 +392,13 @@ pub async fn start(
     transition(&state, &caller, &meta, id, "/v1/meetings/{id}/start", start).await
 }
 
-/// End a meeting in progress (organizer or admin).
-#[utoipa::path(post, path = "/v1/meetings/{id}/end", tag = "meetings",
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 409, body = platform::http::Problem)))]
+/// End a meeting in progress (organizer or admin). The body is optional.
+#[utoipa::path(post, path = "/v1/meetings/{id}/end", tag = "meetings", request_body = Option<EmptyRequest>,
+    params(("id" = Uuid, Path, description = "meeting id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "an attendee, not the organizer", body = P),
+        (status = 404, description = "unknown, or the caller is neither organizer, attendee nor admin", body = P),
+        (status = 409, description = "the meeting has not started, is cancelled or already ended", body = P)))]
 pub async fn end(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -348,14 +413,17 @@ pub async fn end(
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessageRequest {
-    /// 1–4 000 characters.
+    #[schema(value_type = MessageText)]
     pub text: String,
 }
 
 /// Post a chat message (organizer or attendee) (201).
 #[utoipa::path(post, path = "/v1/meetings/{id}/messages", tag = "meetings", request_body = PostMessageRequest,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 201, body = crate::executor::CommandBody), (status = 404, body = platform::http::Problem), (status = 409, body = platform::http::Problem)))]
+    params(("id" = Uuid, Path, description = "meeting id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 201, body = crate::executor::CommandBody),
+        (status = 404, description = "unknown, or the caller is neither organizer nor attendee", body = P),
+        (status = 409, description = "the meeting is cancelled or ended", body = P),
+        (status = 429, description = "the caller's commands, or the messages the meeting may receive a minute, are used up; retry after `Retry-After` seconds", body = P)))]
 pub async fn post_message(
     State(state): State<AppState>,
     caller: AuthUser,

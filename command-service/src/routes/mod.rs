@@ -12,6 +12,7 @@ use axum::Router;
 use cqrs_es::Aggregate;
 use platform::auth::AuthUser;
 use serde::Serialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::executor::{CommandMeta, CommandRequest};
@@ -22,6 +23,24 @@ pub fn router() -> Router<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(meetings::router())
+}
+
+/// The headers every command accepts (docs/api.md "Common"), read by
+/// [`crate::executor::CommandMeta`]; documented with `params(CommandHeaders)`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct CommandHeaders {
+    /// Only apply the command to this version of the aggregate: `"<version>"`, the `ETag` of
+    /// a command answer (a strong ETag; weak ones and `*` are 400). 412 when the version is
+    /// no longer the current one.
+    #[param(rename = "If-Match", value_type = String, required = false, pattern = r#"^"\+?[0-9]{1,18}"$"#, example = r#""3""#)]
+    pub if_match: Option<String>,
+    /// Makes a retry safe: the same request again with the same key (1–128 visible ASCII
+    /// characters, surrounding quotes ignored) is answered as the first time, with
+    /// `Idempotent-Replayed: true`, for at least 24 hours. The same key on another request is
+    /// 422; on a request still running, 409. Keys are per caller.
+    #[param(rename = "Idempotency-Key", value_type = String, required = false, pattern = r#"^"*[!#-~](?:[!-~]{0,126}[!#-~])?"*$"#, example = "3f0c9d2e-retry-1")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Identifies a request for `Idempotency-Key`: the route template, its path parameters and

@@ -10,11 +10,14 @@ use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiJson, ApiPath, Result};
 use platform::store::SideEffect;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
+use platform::openapi::schemas::{DisplayName, Password, TimeZone};
+
 use super::auth::check_password;
-use super::{by_caller, fingerprint, patch::double_option};
+use super::{by_caller, fingerprint, patch::double_option, CommandHeaders};
 use crate::executor::CommandMeta;
 use crate::AppState;
 
@@ -30,13 +33,13 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkingHoursBody {
-    /// Days of the week: `mon` … `sun`.
-    #[schema(value_type = Vec<String>, example = json!(["mon", "tue", "wed", "thu", "fri"]))]
+    #[schema(schema_with = working_days)]
     pub days: Vec<Weekday>,
     /// `HH:MM`, 24-hour clock.
-    #[schema(example = "09:00")]
+    #[schema(example = "09:00", pattern = "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
-    #[schema(example = "17:00")]
+    /// `HH:MM`, 24-hour clock, after `start` (422 otherwise).
+    #[schema(example = "17:00", pattern = "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub end: String,
 }
 
@@ -50,10 +53,39 @@ impl From<WorkingHoursBody> for WorkingHours {
     }
 }
 
+/// `days` of [`WorkingHoursBody`]: 1–7 days of the week, each at most once.
+fn working_days() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(WeekdayName::schema())
+        .min_items(Some(1))
+        .max_items(Some(7))
+        .unique_items(true)
+        .description(Some("Days of the week, each at most once."))
+        .examples([serde_json::json!(["mon", "tue", "wed", "thu", "fri"])])
+}
+
+/// A day of the week (documents [`Weekday`]).
+#[derive(ToSchema)]
+#[schema(as = Weekday, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum WeekdayName {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// Fields absent or `null` are kept, except `working_hours`, which `null` clears. A body that
+/// changes nothing (or none at all) is answered like a change, at the current version.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeProfileRequest {
+    #[schema(value_type = Option<DisplayName>)]
     pub display_name: Option<String>,
+    #[schema(value_type = Option<TimeZone>)]
     pub time_zone: Option<String>,
     /// `null` clears the working hours.
     #[serde(
@@ -66,9 +98,11 @@ pub struct ChangeProfileRequest {
 }
 
 /// Change the caller's profile.
-#[utoipa::path(patch, path = "/v1/users/me", tag = "users", request_body = ChangeProfileRequest,
-    security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 412, body = platform::http::Problem), (status = 422, body = platform::http::Problem)))]
+#[utoipa::path(patch, path = "/v1/users/me", tag = "users", request_body = Option<ChangeProfileRequest>,
+    params(CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 409, description = "the caller is deactivated", body = platform::http::Problem),
+        (status = 422, description = "invalid display name or time zone, working hours that end before they start (or other invalid values), or an Idempotency-Key used for another request", body = platform::http::Problem)))]
 pub async fn change_profile(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -90,14 +124,18 @@ pub async fn change_profile(
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
-    /// 8–128 characters.
+    #[schema(value_type = Password)]
     pub new_password: String,
 }
 
 /// Change the caller's password (204). Ends every session (refresh tokens) of the user.
 #[utoipa::path(post, path = "/v1/users/me/password", tag = "users", request_body = ChangePasswordRequest,
-    security(("bearer" = [])),
-    responses((status = 204), (status = 403, description = "current password is wrong", body = platform::http::Problem), (status = 422, body = platform::http::Problem)))]
+    params(CommandHeaders), security(("bearer" = [])),
+    responses((status = 204, description = "changed; every refresh token of the user is revoked"),
+        (status = 403, description = "current password is wrong", body = platform::http::Problem),
+        (status = 409, description = "the caller is deactivated", body = platform::http::Problem),
+        (status = 422, description = "the new password is too short, too long or common, or an Idempotency-Key used for another request", body = platform::http::Problem),
+        (status = 429, description = "too many wrong current passwords, or the caller's commands are used up; retry after `Retry-After` seconds", body = platform::http::Problem)))]
 pub async fn change_password(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -137,14 +175,25 @@ pub async fn change_password(
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRoleRequest {
-    #[schema(value_type = String, example = "admin")]
+    #[schema(value_type = RoleName, example = "admin")]
     pub role: Role,
+}
+
+/// A user's role (documents [`Role`]).
+#[derive(ToSchema)]
+#[schema(as = Role, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RoleName {
+    Member,
+    Admin,
 }
 
 /// Make a user an admin or a member (admins only).
 #[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", request_body = ChangeRoleRequest,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 403, body = platform::http::Problem), (status = 404, body = platform::http::Problem)))]
+    params(("id" = Uuid, Path, description = "user id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "the caller is not an admin", body = platform::http::Problem),
+        (status = 404, description = "no such user", body = platform::http::Problem)))]
 pub async fn change_role(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -163,8 +212,11 @@ pub async fn change_role(
 
 /// Deactivate a user (the user themself or an admin). Login and refresh stop working at once.
 #[utoipa::path(post, path = "/v1/users/{id}/deactivate", tag = "users",
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody), (status = 403, body = platform::http::Problem), (status = 404, body = platform::http::Problem), (status = 409, body = platform::http::Problem)))]
+    params(("id" = Uuid, Path, description = "user id"), CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "neither the user nor an admin", body = platform::http::Problem),
+        (status = 404, description = "no such user", body = platform::http::Problem),
+        (status = 409, description = "already deactivated", body = platform::http::Problem)))]
 pub async fn deactivate(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::params;
 use crate::slots::{self, Interval, LocalHours, Participant};
 use crate::AppState;
+use platform::openapi::schemas::Instant;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,9 +50,11 @@ const MAX_MEETING_HOURS: i64 = 24;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AgendaQuery {
-    /// RFC 3339, required: meetings that end after this time.
+    /// Meetings that end after this time.
+    #[param(value_type = Instant)]
     pub from: Option<String>,
-    /// RFC 3339, required, after `from`, at most 366 days later: meetings that start before it.
+    /// Meetings that start before this time: after `from`, at most 366 days later.
+    #[param(value_type = Instant)]
     pub to: Option<String>,
 }
 
@@ -174,9 +177,12 @@ fn user_list(user_ids: Vec<Uuid>) -> Result<Vec<Uuid>> {
 #[serde(deny_unknown_fields)]
 pub struct FreeBusyRequest {
     /// 1–100 user ids; duplicates are ignored.
+    #[schema(min_items = 1, max_items = 100)]
     pub user_ids: Vec<Uuid>,
+    #[schema(value_type = Instant)]
     pub from: DateTime<FixedOffset>,
-    /// After `from`, at most 90 days later.
+    /// After `from`, at most 90 days later (422 otherwise).
+    #[schema(value_type = Instant)]
     pub to: DateTime<FixedOffset>,
 }
 
@@ -236,11 +242,15 @@ pub async fn freebusy(
 #[serde(deny_unknown_fields)]
 pub struct FindTimesRequest {
     /// 1–100 user ids; duplicates are ignored.
+    #[schema(min_items = 1, max_items = 100)]
     pub user_ids: Vec<Uuid>,
     /// Length of the meeting, 1–1440 minutes.
+    #[schema(minimum = 1, maximum = 1440)]
     pub duration_minutes: i64,
+    #[schema(value_type = Instant)]
     pub from: DateTime<FixedOffset>,
-    /// After `from`, at most 31 days later.
+    /// After `from`, at most 31 days later (422 otherwise).
+    #[schema(value_type = Instant)]
     pub to: DateTime<FixedOffset>,
     /// Only slots inside the working hours of every user who has set them (in each user's own
     /// time zone). Default false.

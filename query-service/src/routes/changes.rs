@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::is_admin;
 use crate::params;
 use crate::AppState;
+use platform::openapi::schemas::OptionalPosition;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/changes", get(changes))
@@ -21,9 +22,11 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
-    /// Position: only events after it (exclusive). Absent: from the beginning.
+    /// Only events after this position (exclusive). Absent: from the beginning.
+    #[param(value_type = Option<OptionalPosition>)]
     pub after: Option<String>,
     /// Most events to return, 1–500 (default 50).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 

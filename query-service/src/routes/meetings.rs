@@ -18,8 +18,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{can_see_meeting, is_admin, meeting_not_found, next_page, VISIBLE_TO_CALLER};
-use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit};
+use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit, SearchText};
 use crate::AppState;
+use platform::openapi::schemas::{OptionalInstant, OptionalPosition};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,6 +31,15 @@ pub fn router() -> Router<AppState> {
 
 /// The status values of a meeting.
 pub const STATUSES: [&str; 4] = ["scheduled", "in_progress", "ended", "cancelled"];
+
+platform::schema_type!(
+    /// `status` of a list: one of [`STATUSES`], or empty (no filter).
+    StatusFilter => platform::openapi::schemas::or_empty(
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(STATUSES)),
+    )
+);
 
 /// Meetings are answered as the projector rendered them (`rm_meeting_documents`).
 pub use platform::views::{Attendee, Meeting, Person};
@@ -95,17 +105,24 @@ pub async fn get_one(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// RFC 3339; only meetings that end after this time.
+    /// Only meetings that end after this time.
+    #[param(value_type = Option<OptionalInstant>)]
     pub from: Option<String>,
-    /// RFC 3339; only meetings that start before this time.
+    /// Only meetings that start before this time; after `from`.
+    #[param(value_type = Option<OptionalInstant>)]
     pub to: Option<String>,
-    /// `scheduled`, `in_progress`, `ended` or `cancelled`.
+    /// Only meetings with this status.
+    #[param(value_type = Option<StatusFilter>)]
     pub status: Option<String>,
-    /// Substring of the title, case-insensitive.
+    /// Substring of the title, case-insensitive, one line of at most 200 characters once
+    /// trimmed. Absent or blank: any title.
+    #[param(value_type = Option<SearchText>)]
     pub q: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, unchanged (anything else is 422). Empty is the
+    /// same as none.
     pub cursor: Option<String>,
 }
 
@@ -207,11 +224,14 @@ pub async fn list(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
-    /// Position: only messages after it (exclusive).
+    /// Only messages after this position (exclusive).
+    #[param(value_type = Option<OptionalPosition>)]
     pub after: Option<String>,
     /// `next_cursor` of the previous page (a position, like `after`).
+    #[param(value_type = Option<OptionalPosition>)]
     pub cursor: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::next_page;
-use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit};
+use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit, SearchText};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -78,11 +78,15 @@ pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DirectoryQuery {
-    /// Prefix of the display name or of the email address, case-insensitive. Absent: everyone.
+    /// Prefix of the display name or of the email address, case-insensitive, one line of at
+    /// most 200 characters once trimmed. Absent or blank: everyone.
+    #[param(value_type = Option<SearchText>)]
     pub q: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, unchanged (anything else is 422). Empty is the
+    /// same as none.
     pub cursor: Option<String>,
 }
 
@@ -117,7 +121,7 @@ struct DirectoryRow {
     responses(
         (status = 200, body = DirectoryPage),
         (status = 401, body = platform::http::Problem),
-        (status = 422, description = "bad limit or cursor", body = platform::http::Problem)))]
+        (status = 422, description = "bad q, limit or cursor", body = platform::http::Problem)))]
 pub async fn directory(
     State(state): State<AppState>,
     _caller: AuthUser,
