@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use cqrs_es::persist::EventUpcaster;
 use platform::bus::EventEnvelope;
 use platform::store::Position;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
@@ -42,9 +42,8 @@ pub async fn apply_batch(
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<BatchOutcome, ProjectionError> {
-    let mut outcome = BatchOutcome::default();
     if events.is_empty() {
-        return Ok(outcome);
+        return Ok(BatchOutcome::default());
     }
     // Decoded up front: the load needs the people the events name. A decoding error only
     // counts when its event is applied (a redelivered duplicate is skipped as before).
@@ -53,7 +52,39 @@ pub async fn apply_batch(
         .map(|event| decode(event, upcasters))
         .collect();
     let touched = Touched::of(events, &decoded);
-    let (mut last, mut fold) = sql::load(&mut *conn, PROJECTION, events, &touched).await?;
+    if touched.renamed.is_empty() {
+        return fold_and_write(conn, events, decoded, &touched, stream_sequence).await;
+    }
+    // A rename re-renders the documents of every meeting of the renamed users: possibly very
+    // many, so in chunks, each rendered from the rows the batch just wrote, and all in the
+    // batch's transaction, so that no reader and no crash ever sees half of them.
+    let mut tx = conn.begin().await?;
+    let outcome = fold_and_write(&mut tx, events, decoded, &touched, stream_sequence).await?;
+    let mut after = Uuid::nil();
+    loop {
+        let chunk = sql::meetings_of(&mut tx, &touched.renamed, after, RENDER_CHUNK).await?;
+        let Some(&last) = chunk.last() else { break };
+        sql::documents::refresh(&mut tx, &chunk).await?;
+        after = last;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Meetings whose documents one statement of a rename re-renders.
+pub const RENDER_CHUNK: i64 = 500;
+
+/// Loads what the batch touches, folds the events in and writes the rows, the documents of
+/// the meetings it changed, the sequences and the checkpoint in one statement.
+async fn fold_and_write(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    decoded: Vec<Result<Decoded, ProjectionError>>,
+    touched: &Touched,
+    stream_sequence: Option<u64>,
+) -> Result<BatchOutcome, ProjectionError> {
+    let mut outcome = BatchOutcome::default();
+    let (mut last, mut fold) = sql::load(&mut *conn, PROJECTION, events, touched).await?;
     let mut advanced: HashMap<(String, Uuid), i64> = HashMap::new();
     for (event, decoded) in events.iter().zip(decoded) {
         let key = (event.aggregate_type.clone(), event.aggregate_id);

@@ -64,7 +64,8 @@ pub struct Writes {
     pub agenda: Vec<AgendaRow>,
     pub chat: Vec<ChatRow>,
     pub changes: Vec<ChangeRow>,
-    /// Documents of the changed meetings and of every meeting of a renamed user.
+    /// Documents of the changed meetings (those of a renamed user's other meetings are
+    /// re-rendered after the write, in chunks: `apply`).
     pub documents: Vec<Document>,
 }
 

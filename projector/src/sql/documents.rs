@@ -1,10 +1,11 @@
 //! Writing meeting documents (`rm_meeting_documents`, rendered by [`crate::render`]).
 //!
-//! Batches write the documents of the meetings they change (and of every meeting of a user
-//! they rename) in the same statement as the rows (`sql::write`), through [`COLUMNS`],
-//! [`UPSERT`] and [`bind`]. [`refresh`] renders documents from the stored rows instead; a new
-//! leader uses it to complete documents missing from a database migrated before they existed
-//! ([`backfill`]), and tests and seeds use it after writing rows by SQL. It loads rows the
+//! Batches write the documents of the meetings they change in the same statement as the rows
+//! (`sql::write`), through [`COLUMNS`], [`UPSERT`] and [`bind`]. [`refresh`] renders documents
+//! from the stored rows instead: a batch that renames a user uses it, in chunks and in the
+//! batch's transaction, for every meeting of that user (`apply`); a new leader uses it to
+//! complete documents missing from a database migrated before they existed ([`backfill`]);
+//! tests and seeds use it after writing rows by SQL. It loads rows the
 //! way a batch does ([`load`]), so both see the same rows and names.
 
 use std::sync::LazyLock;

@@ -13,9 +13,8 @@ use crate::fold::{Fold, Touched};
 pub type Sequences = HashMap<(String, Uuid), i64>;
 
 /// Loads the last applied sequences of the batch's aggregates and the stored rows of what it
-/// touches: its users, its meetings and every meeting of a user it renames (with their
-/// attendees), and the display names of all their people — in **one** statement, rows as
-/// JSON so the five kinds fit one result (two statements when the batch renames someone).
+/// touches: its users and its meetings (with their attendees), and the display names of all
+/// their people — in **one** statement, rows as JSON so the five kinds fit one result.
 pub async fn load(
     conn: &mut PgConnection,
     projection: &str,
@@ -26,23 +25,9 @@ pub async fn load(
         .iter()
         .map(|e| (e.aggregate_type.as_str(), e.aggregate_id))
         .unzip();
-    // The meetings of renamed users, in a statement of their own and only when the batch
-    // renames someone (rarely): folded into the main statement they made its generic plan
-    // scan whole tables on every batch. Nobody else writes the read models meanwhile (one
-    // projector leads), so the two statements see the same rows.
-    let mut meetings = touched.meetings.clone();
-    if !touched.renamed.is_empty() {
-        let theirs: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM rm_meetings WHERE organizer_id = ANY($1) \
-             UNION SELECT meeting_id FROM rm_meeting_attendees WHERE user_id = ANY($1)",
-        )
-        .bind(&touched.renamed)
-        .fetch_all(&mut *conn)
-        .await?;
-        meetings.extend(theirs);
-        meetings.sort_unstable();
-        meetings.dedup();
-    }
+    // The meetings of renamed users are not loaded here: there may be very many, and their
+    // documents are re-rendered after the write, in chunks ([`meetings_of`]).
+    let meetings = &touched.meetings;
     // Lookups by key, each one a parameterized index scan whatever the tables' statistics
     // were when the plan was cached (`LIMIT 1` keeps the planner from flattening a lookup
     // into a join over the whole table; see also `crate::projection::lead`).
@@ -67,7 +52,7 @@ pub async fn load(
     .bind(&types)
     .bind(&ids)
     .bind(&touched.users)
-    .bind(&meetings)
+    .bind(meetings)
     .bind(&touched.people)
     .fetch_all(&mut *conn)
     .await?;
@@ -95,4 +80,24 @@ pub async fn load(
         sequences,
         Fold::new(users, meetings, attendees).with_names(names),
     ))
+}
+
+/// Up to `limit` meetings (ids after `after`, in id order) that `users` organize or attend:
+/// one chunk of the documents a rename re-renders.
+pub async fn meetings_of(
+    conn: &mut PgConnection,
+    users: &[Uuid],
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM (SELECT id FROM rm_meetings WHERE organizer_id = ANY($1) \
+                         UNION SELECT meeting_id FROM rm_meeting_attendees WHERE user_id = ANY($1)) m \
+         WHERE id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(users)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
 }

@@ -9,5 +9,5 @@ pub mod load;
 mod statement;
 pub mod write;
 
-pub use load::{load, Sequences};
+pub use load::{load, meetings_of, Sequences};
 pub use write::{write, Batch, Bookkeeping};
