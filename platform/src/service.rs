@@ -68,10 +68,25 @@ pub async fn connect_nats(
 
 /// Binds `listen`, naming the setting when it fails.
 pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (MEETINGS_LISTEN): {e}"))
+    let error =
+        |e: std::io::Error| anyhow::anyhow!("cannot listen on {listen} (MEETINGS_LISTEN): {e}");
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(listen).map_err(error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(error)
 }
+
+/// Connections the kernel completes before the server accepts them. Tokio's default (1,024)
+/// overflows under a burst of a few thousand connects (a slowloris wave, a reconnect storm
+/// after a deploy): Linux then drops the handshake's last ACK, the client believes it is
+/// connected, and the server sees the connection seconds later. The kernel caps the value at
+/// `net.core.somaxconn` (4,096 by default).
+pub const LISTEN_BACKLOG: u32 = 4_096;
 
 type Task = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
 
