@@ -93,7 +93,7 @@ pub fn time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
 pub fn instant(field: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
     domain::validate_instant(field, at)
         .map(|()| at)
-        .map_err(|e| ApiError::invalid(e.field, e.message))
+        .map_err(ApiError::from)
 }
 
 /// Longest accepted search text, in characters.
@@ -105,7 +105,7 @@ pub fn search(field: &str, raw: Option<&str>) -> Result<Option<String>, ApiError
     let Some(raw) = raw else { return Ok(None) };
     domain::validate_text(field, raw, 0, MAX_SEARCH_CHARS)
         .map(|q| (!q.is_empty()).then_some(q))
-        .map_err(|e| ApiError::invalid(e.field, e.message))
+        .map_err(ApiError::from)
 }
 
 /// An optional time parameter.

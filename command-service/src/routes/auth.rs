@@ -141,7 +141,7 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response> {
     // A malformed address cannot be an account: refused before it becomes a throttle row.
-    validate_email("email", &body.email).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    validate_email("email", &body.email)?;
     let email_key = normalize_email(&body.email);
     let source = client.key();
     let account = state.store().account_by_email(&email_key);

@@ -142,8 +142,7 @@ pub async fn change_password(
     meta: CommandMeta,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Response> {
-    validate_password("new_password", &body.new_password)
-        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    validate_password("new_password", &body.new_password)?;
     // Guessing the current password with a stolen access token is throttled like logins,
     // per user (the token, not the address, is what the guesser holds).
     let throttle_key = format!("password-change:{}", caller.user_id);

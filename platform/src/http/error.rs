@@ -84,11 +84,7 @@ pub struct ProblemFieldError {
 impl ApiError {
     /// A single-field validation error.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let error = FieldError::new(field, message);
-        ApiError::Validation {
-            detail: format!("{}: {}", error.field, error.message),
-            errors: vec![error],
-        }
+        FieldError::new(field, message).into()
     }
 
     /// 503: a dependency is (perhaps briefly) unavailable; retry after [`RETRY_AFTER_SECONDS`].
@@ -135,6 +131,13 @@ impl ApiError {
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+/// One bad field: 422 naming it, as [`ApiError::invalid`] does.
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        DomainError::from(error).into()
     }
 }
 
