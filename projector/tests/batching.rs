@@ -4,14 +4,17 @@
 //! event, and in random cuts, each into its own database; every read-model table must come
 //! out identical. Redelivering the history afterwards must change nothing.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+mod support;
+
+use chrono::{Duration, TimeZone, Utc};
 use domain::{AttendeeSpec, MeetingEvent, Recurrence, ResponseStatus, Role, UserEvent};
 use platform::bus::EventEnvelope;
-use platform::store::{encode_event, EventMetadata, Position};
+use platform::store::Position;
 use platform::testing::TestDatabase;
 use projector::projection::{lead, mark_failed, status};
 use projector::{apply_batch, apply_isolating};
 use sqlx::PgPool;
+use support::{carrying, start, History};
 use uuid::Uuid;
 
 /// A small deterministic generator (xorshift), so a failure reproduces.
@@ -30,55 +33,11 @@ impl Random {
     }
 }
 
-struct History {
-    events: Vec<EventEnvelope>,
-    sequences: std::collections::HashMap<Uuid, i64>,
-}
-
-impl History {
-    fn push<E: cqrs_es::DomainEvent>(&mut self, aggregate_type: &str, id: Uuid, event: E) {
-        let sequence = self.sequences.entry(id).or_insert(0);
-        *sequence += 1;
-        let n = self.events.len() as i64 + 1;
-        let (event_type, event_version, data) = encode_event(&event).unwrap();
-        let event_id = Uuid::from_u128(0xE000_0000 + n as u128);
-        self.events.push(EventEnvelope {
-            event_id,
-            position: Position {
-                transaction_id: 100 + n as u64 / 3,
-                id: n,
-            },
-            event_type,
-            event_version,
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: id,
-            sequence: *sequence,
-            // Microseconds too: rows travel through JSON when loaded and must come back exact.
-            recorded_at: start() + Duration::microseconds(n * 1_000_123),
-            data,
-            metadata: EventMetadata {
-                event_id,
-                actor_id: None,
-                request_id: format!("req-{n}"),
-                correlation_id: format!("req-{n}"),
-                causation_id: format!("req-{n}"),
-            },
-        });
-    }
-}
-
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap()
-}
-
 /// Users, then meetings whose events (of every type) interleave at random, each valid for
 /// the meeting's state at the time.
 fn history(seed: u64) -> Vec<EventEnvelope> {
     let mut random = Random(seed);
-    let mut history = History {
-        events: Vec::new(),
-        sequences: Default::default(),
-    };
+    let mut history = History::default();
     let users: Vec<Uuid> = (1..=8).map(Uuid::from_u128).collect();
     for (n, &user_id) in users.iter().enumerate() {
         history.push(
@@ -394,18 +353,16 @@ async fn an_unapplicable_event_rolls_back_its_whole_batch() {
         .iter()
         .find(|e| e.event_type == "MeetingScheduled")
         .unwrap();
-    let (event_type, event_version, data) = encode_event(&MeetingEvent::AttendeeResponded {
-        user_id: Uuid::from_u128(999),
-        response: ResponseStatus::Accepted,
-        comment: None,
-        occurrence: None,
-    })
-    .unwrap();
-    let mut bad = meeting.clone();
-    bad.event_id = Uuid::from_u128(0xBAD);
-    bad.event_type = event_type;
-    bad.event_version = event_version;
-    bad.data = data;
+    let mut bad = carrying(
+        meeting,
+        Uuid::from_u128(0xBAD),
+        &MeetingEvent::AttendeeResponded {
+            user_id: Uuid::from_u128(999),
+            response: ResponseStatus::Accepted,
+            comment: None,
+            occurrence: None,
+        },
+    );
     bad.sequence = 1 + events
         .iter()
         .filter(|e| e.aggregate_id == meeting.aggregate_id)
@@ -434,24 +391,22 @@ async fn an_unapplicable_event_rolls_back_its_whole_batch() {
 fn poison_after(template: &EventEnvelope) -> EventEnvelope {
     let meeting_id = Uuid::from_u128(0xBAD0);
     let starts_at = Utc.with_ymd_and_hms(-5000, 1, 1, 9, 0, 0).unwrap();
-    let (event_type, event_version, data) = encode_event(&MeetingEvent::MeetingScheduled {
-        meeting_id,
-        organizer_id: Uuid::from_u128(1),
-        title: "From before validation".to_owned(),
-        description: None,
-        starts_at,
-        ends_at: starts_at + Duration::hours(1),
-        time_zone: "UTC".to_owned(),
-        location: None,
-        attendees: Vec::new(),
-        recurrence: None,
-    })
-    .unwrap();
-    let mut poison = template.clone();
-    poison.event_id = Uuid::from_u128(0xBAD1);
-    poison.event_type = event_type;
-    poison.event_version = event_version;
-    poison.data = data;
+    let mut poison = carrying(
+        template,
+        Uuid::from_u128(0xBAD1),
+        &MeetingEvent::MeetingScheduled {
+            meeting_id,
+            organizer_id: Uuid::from_u128(1),
+            title: "From before validation".to_owned(),
+            description: None,
+            starts_at,
+            ends_at: starts_at + Duration::hours(1),
+            time_zone: "UTC".to_owned(),
+            location: None,
+            attendees: Vec::new(),
+            recurrence: None,
+        },
+    );
     poison.aggregate_type = "meeting".to_owned();
     poison.aggregate_id = meeting_id;
     poison.sequence = 1;

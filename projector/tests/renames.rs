@@ -2,52 +2,16 @@
 //! chunks of `RENDER_CHUNK` inside the batch's transaction (issue 10): after it every document
 //! carries the new name and equals a document rendered afresh from the rows.
 
+mod support;
+
 use chrono::{Duration, TimeZone, Utc};
 use domain::{AttendeeSpec, MeetingEvent, Role, UserEvent};
-use platform::bus::EventEnvelope;
-use platform::store::{encode_event, EventMetadata, Position};
 use platform::testing::TestDatabase;
 use projector::apply::RENDER_CHUNK;
 use projector::apply_batch;
 use projector::projection::lead;
+use support::History;
 use uuid::Uuid;
-
-#[derive(Default)]
-struct History {
-    events: Vec<EventEnvelope>,
-    sequences: std::collections::HashMap<Uuid, i64>,
-}
-
-impl History {
-    fn push<E: cqrs_es::DomainEvent>(&mut self, aggregate_type: &str, id: Uuid, event: E) {
-        let sequence = self.sequences.entry(id).or_insert(0);
-        *sequence += 1;
-        let n = self.events.len() as i64 + 1;
-        let (event_type, event_version, data) = encode_event(&event).unwrap();
-        let event_id = Uuid::from_u128(0xE000_0000 + n as u128);
-        self.events.push(EventEnvelope {
-            event_id,
-            position: Position {
-                transaction_id: 100,
-                id: n,
-            },
-            event_type,
-            event_version,
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: id,
-            sequence: *sequence,
-            recorded_at: Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap(),
-            data,
-            metadata: EventMetadata {
-                event_id,
-                actor_id: None,
-                request_id: format!("req-{n}"),
-                correlation_id: format!("req-{n}"),
-                causation_id: format!("req-{n}"),
-            },
-        });
-    }
-}
 
 fn registered(id: Uuid, name: &str) -> UserEvent {
     UserEvent::UserRegistered {
