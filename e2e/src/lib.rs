@@ -8,6 +8,7 @@
 
 mod own_nats;
 pub mod services;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;

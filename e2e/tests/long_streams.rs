@@ -9,11 +9,9 @@
 
 use std::time::Duration;
 
-use e2e::{nats_url, services};
-use futures::{SinkExt, StreamExt};
+use e2e::{nats_url, services, ws};
 use platform::testing::{self, meeting_body, ScratchStream, TestDatabase};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 const MESSAGES: i64 = 100_000;
 const LIMIT_MIB: u64 = 50;
@@ -43,23 +41,6 @@ async fn within_memory<T>(what: &str, step: impl std::future::Future<Output = T>
         "{what} grew the peak resident set by {grown_mib} MiB"
     );
     outcome
-}
-
-async fn next_frame(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .expect("a frame within 60 s")
-            .expect("open")
-            .expect("a valid frame");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
 }
 
 #[tokio::test]
@@ -113,31 +94,21 @@ async fn a_meeting_with_100000_chat_messages_costs_no_more_memory_than_a_short_o
     .unwrap();
     let url = format!("ws://{}/v1/ws", gateway.local_addr());
     let _gateway = testing::TestServer::start(gateway);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    ws.send(Message::Text(
-        json!({"type": "auth", "token": ben.token})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next_frame(&mut ws).await["type"], "ready");
+    let mut ws = ws::authed(&url, &ben.token).await;
     forget_snapshots().await;
     let subscribed = within_memory("subscribe since 0", async {
-        ws.send(Message::Text(
+        ws::send(
+            &mut ws,
             json!({
                 "type": "subscribe",
                 "channel": format!("meeting:{meeting}"),
                 "since": "00000000000000000000000000000000",
-            })
-            .to_string()
-            .into(),
-        ))
-        .await
-        .unwrap();
+            }),
+        )
+        .await;
         let mut frames = Vec::new();
         loop {
-            let frame = next_frame(&mut ws).await;
+            let frame = ws::next_within(&mut ws, Duration::from_secs(60)).await;
             let kind = frame["type"].as_str().unwrap_or_default().to_owned();
             frames.push(frame);
             if kind == "reset" || frames.len() > 3 {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use e2e::ws::{authed, connect, next, send, Ws};
 use e2e::{nats_url, Stack};
 use futures::{SinkExt, StreamExt};
 use platform::store::{encode_event, Commit, EventMetadata, NewEvent, Position};
@@ -12,39 +13,6 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connect")
-        .0
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// Next JSON text frame (pings are answered by the library).
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        // Generous: after a NATS restart, clients reconnect with backoff.
-        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a frame within 30 s")
-            .expect("the connection is open")
-            .expect("a valid frame");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
 /// The close code the server sends next (skipping other frames).
 async fn close_code(ws: &mut Ws) -> u16 {
     loop {
@@ -54,13 +22,6 @@ async fn close_code(ws: &mut Ws) -> u16 {
             other => panic!("expected a close frame, got {other:?}"),
         }
     }
-}
-
-async fn authed(url: &str, token: &str) -> Ws {
-    let mut ws = connect(url).await;
-    send(&mut ws, json!({"type": "auth", "token": token})).await;
-    assert_eq!(next(&mut ws).await["type"], "ready");
-    ws
 }
 
 async fn subscribe(ws: &mut Ws, channel: &str, since: Option<&str>) -> Value {
