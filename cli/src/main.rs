@@ -194,7 +194,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.auth,
     )
     .with_limits(&args.limits);
-    let query_state = query_service::AppState::from_args(pool.clone(), jwt, &args.query);
+    let query_state = query_service::AppState::from_args(pool.clone(), jwt.clone(), &args.query);
     let mut checks = command_service::readiness_checks(&command_state);
     checks.extend(query_service::readiness_checks(&query_state));
     let mut openapi = command_service::openapi::ApiDoc::openapi();
@@ -211,7 +211,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         platform::service::bind(args.listen).await?,
         router,
     )
-    .with_limits(args.http.clone());
+    .with_limits(args.http.clone())
+    .with_revocations(pool.clone(), &jwt);
     let server = command_service::with_tasks(server, &command_state, relay);
     let server = realtime::with_tasks(server, &gateway, gateway_source);
     let server = projector::with_task(server, pool, projection_source, &metrics);

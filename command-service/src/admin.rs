@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use domain::{normalize_email, Actor, Role, User, UserCommand};
 use platform::http::RequestId;
-use platform::store::EventStore;
+use platform::store::{EventStore, SideEffect};
 use uuid::Uuid;
 
 use crate::executor::{CommandMeta, CommandRequest, Executor};
@@ -37,7 +37,11 @@ pub async fn set_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> an
             actor: operator,
             role,
         }],
-    );
+    )
+    // Tokens carrying the old role stop working everywhere, as for a change over HTTP.
+    .with(SideEffect::RevokeAccess {
+        user_id: account.user_id,
+    });
     let response = executor
         .execute::<User>(&(), request)
         .await

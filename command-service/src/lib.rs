@@ -65,15 +65,19 @@ pub struct Settings {
     pub listen: SocketAddr,
 }
 
-/// Token lifetimes.
+/// Token and session lifetimes.
 #[derive(Args, Clone, Debug)]
 pub struct AuthSettings {
-    /// Lifetime of access tokens (e.g. 900s, 15m).
-    #[arg(long = "access-token-ttl", env = "MEETINGS_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    /// Lifetime of access tokens (e.g. 900s, 15m; at most 1h, since revocations are
+    /// remembered that long).
+    #[arg(long = "access-token-ttl", env = "MEETINGS_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_access_ttl)]
     pub access_token_ttl: Duration,
-    /// Lifetime of refresh tokens.
+    /// Lifetime of one refresh token (each rotation issues a new one).
     #[arg(long = "refresh-token-ttl", env = "MEETINGS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a session, from its login: no rotation extends it.
+    #[arg(long = "session-lifetime", env = "MEETINGS_SESSION_LIFETIME", default_value = "30d", value_parser = parse_duration)]
+    pub session_lifetime: Duration,
 }
 
 impl Default for AuthSettings {
@@ -81,8 +85,22 @@ impl Default for AuthSettings {
         Self {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            session_lifetime: Duration::from_secs(30 * 86_400),
         }
     }
+}
+
+/// A duration no longer than [`platform::auth::revocation::MAX_ACCESS_TOKEN_TTL`].
+fn parse_access_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    let max = platform::auth::revocation::MAX_ACCESS_TOKEN_TTL;
+    if ttl > max {
+        return Err(format!(
+            "`{text}`: access tokens may live at most {} s (revocations are remembered that long)",
+            max.as_secs()
+        ));
+    }
+    Ok(ttl)
 }
 
 /// Everything handlers share. Cheap to clone.
@@ -213,14 +231,15 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     };
     let state = AppState::new(
         store,
-        Arc::new(PgSessionStore::new(pool)),
-        jwt,
+        Arc::new(PgSessionStore::new(pool.clone())),
+        jwt.clone(),
         settings.auth.clone(),
     )
     .with_limits(&settings.limits);
     let listener = platform::service::bind(settings.listen).await?;
     let server = Server::new("command-service", listener, router(state.clone(), metrics))
-        .with_limits(settings.http.clone());
+        .with_limits(settings.http.clone())
+        .with_revocations(pool, &jwt);
     Ok(with_tasks(server, &state, relay))
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use platform::auth::revocation::Revocation;
 use platform::store::postgres::db_error;
 use platform::store::StoreError;
 use sha2::{Digest, Sha256};
@@ -116,9 +117,12 @@ pub trait SessionStore: Send + Sync {
         family_id: Uuid,
         token_hash: &[u8],
         expires_at: DateTime<Utc>,
+        family_expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Spends `presented` and stores `replacement` in its family, atomically.
+    /// Spends `presented` and stores `replacement` in its family, atomically. The
+    /// replacement expires at `expires_at` or when its family ends, whichever is first; a
+    /// family past its end rotates no more.
     async fn rotate_refresh(
         &self,
         presented: &[u8],
@@ -126,7 +130,8 @@ pub trait SessionStore: Send + Sync {
         expires_at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError>;
 
-    /// Revokes the family of `token_hash` if it belongs to `user_id` (logout).
+    /// Revokes the family of `token_hash` if it belongs to `user_id` (logout), and with it
+    /// the family's access tokens, everywhere.
     async fn revoke_family(&self, token_hash: &[u8], user_id: Uuid) -> Result<(), StoreError>;
 
     /// Starts a login attempt: refuses it while blocked, otherwise counts it as a failure in
@@ -170,8 +175,13 @@ impl SessionStore for PgSessionStore {
         family_id: Uuid,
         token_hash: &[u8],
         expires_at: DateTime<Utc>,
+        family_expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        insert_token(&self.pool, token_hash, family_id, user_id, expires_at)
+        let ends = Ends {
+            token: expires_at.min(family_expires_at),
+            family: family_expires_at,
+        };
+        insert_token(&self.pool, token_hash, family_id, user_id, ends)
             .await
             .map_err(db_error)
     }
@@ -188,17 +198,9 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn revoke_family(&self, token_hash: &[u8], user_id: Uuid) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = now() \
-             WHERE revoked_at IS NULL AND family_id = \
-                (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)",
-        )
-        .bind(token_hash)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        logout(&self.pool, token_hash, user_id)
+            .await
+            .map_err(db_error)
     }
 
     async fn begin_attempt(
@@ -231,12 +233,23 @@ impl SessionStore for PgSessionStore {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < now()")
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        // Kept through the revocation window after expiry: a revoked family's row is what
+        // services reload its revocation from (`platform::auth::revocation`).
+        let tokens = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE expires_at < now() - make_interval(secs => $1)",
+        )
+        .bind(platform::auth::revocation::REVOCATION_WINDOW.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
         Ok(throttles.rows_affected() + tokens.rows_affected())
     }
+}
+
+/// When a refresh token stops working: its own expiry, and its family's absolute end.
+struct Ends {
+    token: DateTime<Utc>,
+    family: DateTime<Utc>,
 }
 
 /// Stores a new refresh token of the family: at login, or replacing a rotated one.
@@ -245,22 +258,61 @@ async fn insert_token<'e, E>(
     token_hash: &[u8],
     family_id: Uuid,
     user_id: Uuid,
-    expires_at: DateTime<Utc>,
+    ends: Ends,
 ) -> sqlx::Result<()>
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
     sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO refresh_tokens \
+            (token_hash, family_id, user_id, expires_at, family_expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token_hash)
     .bind(family_id)
     .bind(user_id)
-    .bind(expires_at)
+    .bind(ends.token)
+    .bind(ends.family)
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// [`SessionStore::revoke_family`] in one transaction: the family's tokens, then the
+/// notification that voids its access tokens in every service.
+async fn logout(pool: &PgPool, token_hash: &[u8], user_id: Uuid) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    let family: Option<Uuid> = sqlx::query_scalar(
+        "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(family_id) = family {
+        revoke_family(&mut tx, user_id, family_id).await?;
+    }
+    tx.commit().await
+}
+
+/// Revokes every token of the family and, on commit, its access tokens everywhere.
+async fn revoke_family(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() \
+         WHERE family_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family_id)
+    .execute(&mut **tx)
+    .await?;
+    let revocation = Revocation::Session {
+        user_id,
+        session_id: family_id,
+    };
+    platform::auth::revocation::notify(&mut **tx, &revocation).await
 }
 
 /// [`SessionStore::rotate_refresh`] in one transaction.
@@ -284,7 +336,9 @@ async fn rotate(
     // FOR UPDATE serializes concurrent presentations of one token: exactly one rotates.
     let row = sqlx::query(
         "SELECT family_id, user_id, used_at IS NOT NULL AS used, \
-                revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired \
+                revoked_at IS NOT NULL AS revoked, \
+                expires_at <= now() OR family_expires_at <= now() AS expired, \
+                family_expires_at \
          FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(presented)
@@ -299,13 +353,7 @@ async fn rotate(
         return Ok(Rotation::Invalid);
     }
     if row.get::<bool, _>("used") {
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = now() \
-             WHERE family_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(family_id)
-        .execute(&mut *tx)
-        .await?;
+        revoke_family(&mut tx, user_id, family_id).await?;
         tx.commit().await?;
         return Ok(Rotation::Reused { user_id, family_id });
     }
@@ -313,7 +361,12 @@ async fn rotate(
         .bind(presented)
         .execute(&mut *tx)
         .await?;
-    insert_token(&mut *tx, replacement, family_id, user_id, expires_at).await?;
+    let family_ends: DateTime<Utc> = row.get("family_expires_at");
+    let ends = Ends {
+        token: expires_at.min(family_ends),
+        family: family_ends,
+    };
+    insert_token(&mut *tx, replacement, family_id, user_id, ends).await?;
     tx.commit().await?;
     Ok(Rotation::Rotated { user_id, family_id })
 }

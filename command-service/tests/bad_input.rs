@@ -142,6 +142,8 @@ fn claims_for(user: Uuid, exp_offset: i64, nbf_offset: i64) -> Claims {
         iat: now + nbf_offset,
         jti: Uuid::now_v7(),
         role: Role::Admin,
+        ver: 0,
+        sid: None,
     }
 }
 

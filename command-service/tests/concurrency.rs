@@ -229,6 +229,7 @@ async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_over
                 side_effects: vec![],
                 success: StatusCode::CREATED,
                 location: None,
+                message_id: None,
                 fresh_id: true,
             },
         )
@@ -302,6 +303,7 @@ async fn a_cached_aggregate_never_hides_what_another_replica_appended() {
             side_effects: vec![],
             success: StatusCode::OK,
             location: None,
+            message_id: None,
             fresh_id: false,
         };
         let executor = executor.clone();
@@ -372,6 +374,7 @@ async fn a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_t
                 side_effects: vec![],
                 success: StatusCode::OK,
                 location: None,
+                message_id: None,
                 fresh_id: false,
             };
             let response = executor.execute::<Meeting>(services, request).await?;

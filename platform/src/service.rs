@@ -129,6 +129,16 @@ impl Server {
         self
     }
 
+    /// Keeps `jwt`'s revocations up to date from `pool` while the server runs, so tokens of a
+    /// deactivated, demoted or logged-out user are refused here too (`auth::revocation`).
+    pub fn with_revocations(self, pool: sqlx::PgPool, jwt: &crate::auth::JwtKeys) -> Self {
+        let revocations = jwt.revocations().clone();
+        self.with_task("session revocations", move |stop| async move {
+            crate::auth::revocation::listen(pool, revocations, stop.cancelled_owned()).await;
+            Ok(())
+        })
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

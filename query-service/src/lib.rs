@@ -205,11 +205,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     settings.query.check(&settings.http)?;
     let jwt = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
     let pool = platform::service::connect_migrated(&settings.database).await?;
-    let state = AppState::from_args(pool, jwt, &settings.query);
+    let state = AppState::from_args(pool.clone(), jwt.clone(), &settings.query);
     let listener = platform::service::bind(settings.listen).await?;
     Ok(
         Server::new("query-service", listener, router(state, Metrics::new()))
-            .with_limits(settings.http.clone()),
+            .with_limits(settings.http.clone())
+            .with_revocations(pool, &jwt),
     )
 }
 

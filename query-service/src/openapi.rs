@@ -27,7 +27,7 @@ use crate::AppState;
             problem+json with a request_id."
     ),
     paths(
-        users::me, users::directory,
+        users::me, users::user, users::directory,
         meetings::get_one, meetings::list, meetings::messages,
         calendar::agenda, calendar::freebusy, calendar::find_times,
         changes::changes,

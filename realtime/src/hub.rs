@@ -1,23 +1,32 @@
 //! The in-process fan-out: one NATS consumer per instance feeds the hub, the hub routes each
 //! event to the queues of the connections subscribed to its channels.
 //!
-//! Routing needs meeting membership (who is organizer or attendee: a `domain::Membership`).
-//! The hub keeps it per meeting, loaded from the event store on first use (the store is always
-//! at least as far as the stream) and advanced by the meeting's events as they pass, by
-//! sequence, so a loaded state is never rolled back by an older event.
+//! Every event goes to its **audience**: `domain::Membership::audience`, the members of the
+//! meeting right after the event (and a removed attendee), the same rule the projector writes
+//! into `rm_changes` for `/v1/changes` and resumes. For that the hub keeps each meeting's
+//! membership exactly at the point of the stream it has dispatched: loaded from the store up
+//! to the event before the first one it sees of the meeting, then advanced by each event. The
+//! store may be ahead of the stream; a membership loaded at the store's head would give an
+//! older event a later audience.
+//!
+//! Frames carry the payload as the current code encodes it (upcast), like `/v1/changes`.
+//!
+//! The hub has no position until its source tells it where live delivery starts
+//! ([`Hub::start_at`]): a subscription must know from where to replay what it missed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use domain::{Meeting, MeetingEvent, Membership};
+use domain::{Meeting, MeetingEvent, Membership, UserEvent};
 use platform::bus::EventEnvelope;
-use platform::store::{decode_event, EventStore, Position};
-use tokio::sync::mpsc;
+use platform::store::{decode_event, encode_event, EventStore, Position};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::protocol::{event_frame, Channel};
+use crate::protocol::{event_frame, Channel, Refusal};
 
 /// A message for one connection.
 #[derive(Debug, Clone)]
@@ -45,26 +54,36 @@ pub struct Subscriber {
     pub too_slow: CancellationToken,
 }
 
-/// A meeting's membership as the hub knows it, with the sequence of the last event in it (so
-/// an older event never rolls a newer state back).
+/// A meeting's membership right after its event `version`.
 #[derive(Debug, Clone, Default)]
 struct KnownMembership {
     version: i64,
     membership: Membership,
 }
 
+/// Why a user was admitted to a meeting channel: the store showed them a member at
+/// `version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    pub meeting: Uuid,
+    pub version: i64,
+}
+
 #[derive(Default)]
 struct State {
     subscriptions: HashMap<Channel, HashMap<u64, Subscriber>>,
+    /// Memberships as of the dispatched part of the stream.
     memberships: HashMap<Uuid, KnownMembership>,
-    /// Position of the last event dispatched.
-    position: Position,
+    /// Position of the last event dispatched, or where live delivery started; `None` until
+    /// the source said where that is.
+    position: Option<Position>,
 }
 
 pub struct Hub {
     state: Mutex<State>,
     store: Arc<dyn EventStore>,
     upcasters: Vec<Box<dyn cqrs_es::persist::EventUpcaster>>,
+    started: watch::Sender<bool>,
 }
 
 impl Hub {
@@ -73,6 +92,7 @@ impl Hub {
             state: Mutex::new(State::default()),
             store,
             upcasters: domain::upcasters::upcasters(),
+            started: watch::Sender::new(false),
         }
     }
 
@@ -80,21 +100,55 @@ impl Hub {
         self.state.lock().expect("BUG: hub state poisoned")
     }
 
-    /// The position of the last dispatched event.
-    pub fn position(&self) -> Position {
+    /// Live delivery starts right after `position` (the last event the source had before
+    /// it). Called by the source before its first event; later calls only move forward.
+    pub fn start_at(&self, position: Position) {
+        let mut state = self.lock();
+        state.position = Some(state.position.map_or(position, |p| p.max(position)));
+        self.started.send_replace(true);
+    }
+
+    /// The position of the last dispatched event (or the start), once known.
+    pub fn position(&self) -> Option<Position> {
         self.lock().position
     }
 
+    /// Waits up to `wait` for the source to start.
+    pub async fn started(&self, wait: Duration) -> bool {
+        let mut started = self.started.subscribe();
+        tokio::time::timeout(wait, started.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Adds a subscription; returns the position from which it receives live events (every
-    /// event after it).
-    pub fn subscribe(&self, channel: Channel, connection: u64, subscriber: Subscriber) -> Position {
+    /// event after it). A meeting subscription is refused when a removal of the user that
+    /// the admission did not see has been dispatched meanwhile; one the hub has not yet
+    /// dispatched will reach the subscription (and end it).
+    pub fn subscribe(
+        &self,
+        channel: Channel,
+        connection: u64,
+        subscriber: Subscriber,
+        admission: Option<Admission>,
+    ) -> Result<Position, Refusal> {
         let mut state = self.lock();
+        let position = state.position.ok_or(Refusal::Unavailable)?;
+        if let Some(admission) = admission {
+            if let Some(known) = state.memberships.get(&admission.meeting) {
+                if known.version >= admission.version
+                    && !known.membership.contains(subscriber.user_id)
+                {
+                    return Err(Refusal::NotMember);
+                }
+            }
+        }
         state
             .subscriptions
             .entry(channel)
             .or_default()
             .insert(connection, subscriber);
-        state.position
+        Ok(position)
     }
 
     pub fn unsubscribe(&self, channel: Channel, connection: u64) {
@@ -107,22 +161,9 @@ impl Hub {
         }
     }
 
-    /// Whether `user` is organizer or attendee of `meeting` (loading it if needed).
-    pub async fn is_member(&self, meeting: Uuid, user: Uuid) -> anyhow::Result<bool> {
-        if let Some(known) = self.lock().memberships.get(&meeting) {
-            return Ok(known.membership.contains(user));
-        }
-        let membership = self.load_membership(meeting).await?;
-        let member = membership
-            .as_ref()
-            .is_some_and(|known| known.membership.contains(user));
-        if let Some(membership) = membership {
-            self.remember(meeting, membership);
-        }
-        Ok(member)
-    }
-
-    async fn load_membership(&self, meeting: Uuid) -> anyhow::Result<Option<KnownMembership>> {
+    /// Whether `user` is organizer or attendee of `meeting` as the store has it now: the
+    /// admission to subscribe (checked again by [`Hub::subscribe`]).
+    pub async fn admit(&self, meeting: Uuid, user: Uuid) -> anyhow::Result<Option<Admission>> {
         // From the meeting's snapshot: bounded however much was said in its chat.
         let state = platform::store::load_aggregate::<Meeting>(
             &*self.store,
@@ -131,72 +172,122 @@ impl Hub {
             None,
         )
         .await?;
-        if !state.aggregate.exists() {
-            return Ok(None);
-        }
-        Ok(Some(KnownMembership {
+        let member = state.aggregate.exists() && state.aggregate.membership().contains(user);
+        Ok(member.then_some(Admission {
+            meeting,
             version: state.version,
-            membership: state.aggregate.membership().ids(),
         }))
     }
 
-    /// Keeps the newer of the known and the given membership.
-    fn remember(&self, meeting: Uuid, membership: KnownMembership) {
-        let mut state = self.lock();
-        let entry = state.memberships.entry(meeting).or_default();
-        if membership.version > entry.version {
-            *entry = membership;
+    /// The meeting's membership right after its event `until`.
+    async fn load_membership(&self, meeting: Uuid, until: i64) -> anyhow::Result<KnownMembership> {
+        let state = platform::store::load_aggregate_until::<Meeting>(
+            &*self.store,
+            &self.upcasters,
+            meeting,
+            until,
+        )
+        .await?;
+        Ok(KnownMembership {
+            version: state.version,
+            membership: state.aggregate.membership().ids(),
+        })
+    }
+
+    /// The event's payload as the current code encodes it (what `/v1/changes` shows), and
+    /// the meeting event it is, if it is one.
+    fn upcast(&self, event: &EventEnvelope) -> (serde_json::Value, Option<MeetingEvent>) {
+        let decode = |_: ()| -> Result<_, String> {
+            let (data, meeting) = match event.aggregate_type.as_str() {
+                "meeting" => {
+                    let decoded: MeetingEvent = decode_event(
+                        &event.event_type,
+                        &event.event_version,
+                        event.data.clone(),
+                        &self.upcasters,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    (
+                        encode_event(&decoded).map_err(|e| e.to_string())?.2,
+                        Some(decoded),
+                    )
+                }
+                "user" => {
+                    let decoded: UserEvent = decode_event(
+                        &event.event_type,
+                        &event.event_version,
+                        event.data.clone(),
+                        &self.upcasters,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    (encode_event(&decoded).map_err(|e| e.to_string())?.2, None)
+                }
+                other => return Err(format!("unknown aggregate type {other}")),
+            };
+            Ok((data, meeting))
+        };
+        match decode(()) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // The projector refuses such an event too (and stops): nobody sees it there.
+                tracing::error!(%error, position = %event.position, "undecodable event");
+                (event.data.clone(), None)
+            }
         }
     }
 
-    /// Routes one event (called in stream order by the consumer).
-    pub async fn dispatch(&self, event: &EventEnvelope) {
-        let mut user_targets: Vec<Uuid> = vec![];
-        let mut revoked: Option<Uuid> = None;
+    /// Who may see `event`, advancing the meeting's membership by it.
+    async fn audience(&self, event: &EventEnvelope, decoded: Option<&MeetingEvent>) -> Vec<Uuid> {
         match event.aggregate_type.as_str() {
-            "user" => user_targets.push(event.aggregate_id),
+            "user" => vec![event.aggregate_id],
             "meeting" => {
-                let decoded: Option<MeetingEvent> = decode_event(
-                    &event.event_type,
-                    &event.event_version,
-                    event.data.clone(),
-                    &self.upcasters,
-                )
-                .ok();
-                let known = self.lock().memberships.contains_key(&event.aggregate_id);
-                if !known && !matches!(decoded, Some(MeetingEvent::MeetingScheduled { .. })) {
-                    match self.load_membership(event.aggregate_id).await {
-                        Ok(Some(membership)) => self.remember(event.aggregate_id, membership),
-                        Ok(None) => {}
+                let meeting = event.aggregate_id;
+                let known = self.lock().memberships.contains_key(&meeting);
+                if !known && event.sequence > 1 {
+                    match self.load_membership(meeting, event.sequence - 1).await {
+                        Ok(membership) => {
+                            self.lock().memberships.insert(meeting, membership);
+                        }
                         Err(error) => tracing::warn!(%error, "cannot load meeting membership"),
                     }
                 }
                 let mut state = self.lock();
-                let known = state.memberships.entry(event.aggregate_id).or_default();
+                let known = state.memberships.entry(meeting).or_default();
                 if event.sequence > known.version {
-                    if let Some(decoded) = &decoded {
+                    if let Some(decoded) = decoded {
                         known.membership.apply(decoded);
                     }
                     known.version = event.sequence;
                 }
-                if let Some(MeetingEvent::AttendeeRemoved { user_id }) = &decoded {
-                    revoked = Some(*user_id);
-                    user_targets.push(*user_id);
+                match decoded {
+                    Some(decoded) => known.membership.audience(decoded),
+                    None => known.membership.sorted_members(),
                 }
-                user_targets.extend(known.membership.members());
             }
-            _ => {}
+            _ => vec![],
         }
+    }
 
-        user_targets.sort_unstable();
-        user_targets.dedup();
+    /// Routes one event (called in stream order by the source).
+    pub async fn dispatch(&self, event: &EventEnvelope) {
+        let (data, decoded) = self.upcast(event);
+        let audience = self.audience(event, decoded.as_ref()).await;
+        let event = EventEnvelope {
+            data,
+            ..event.clone()
+        };
+        let removed = match &decoded {
+            Some(MeetingEvent::AttendeeRemoved { user_id }) => Some(*user_id),
+            _ => None,
+        };
+
         let mut guard = self.lock();
         let state = &mut *guard;
-        state.position = state.position.max(event.position);
-        let user_frame: Option<Utf8Bytes> = user_targets
+        state.position = Some(state.position.unwrap_or_default().max(event.position));
+        let user_frame: Option<Utf8Bytes> = audience
             .iter()
             .any(|user| state.subscriptions.contains_key(&Channel::User(*user)))
-            .then(|| event_frame("user:me", event).into());
+            .then(|| event_frame("user:me", &event).into());
         let user_event = |channel: Channel, frame: &Utf8Bytes| Outbound::Event {
             channel,
             position: event.position,
@@ -204,11 +295,13 @@ impl Hub {
         };
         let meeting_channel =
             (event.aggregate_type == "meeting").then_some(Channel::Meeting(event.aggregate_id));
+        // Connections that got their `user:me` frame with the meeting frame.
+        let mut served: HashSet<u64> = HashSet::new();
         if let Some(channel) = meeting_channel {
             if let Some(subscribers) = state.subscriptions.get(&channel) {
-                let frame: Utf8Bytes = event_frame(&channel.name(), event).into();
+                let frame: Utf8Bytes = event_frame(&channel.name(), &event).into();
                 for (connection, subscriber) in subscribers {
-                    if revoked == Some(subscriber.user_id) {
+                    if audience.binary_search(&subscriber.user_id).is_err() {
                         continue;
                     }
                     offer(subscriber, user_event(channel, &frame));
@@ -219,9 +312,6 @@ impl Hub {
                     let Some(user_frame) = &user_frame else {
                         continue;
                     };
-                    if user_targets.binary_search(&subscriber.user_id).is_err() {
-                        continue;
-                    }
                     let user_channel = Channel::User(subscriber.user_id);
                     if let Some(own) = state
                         .subscriptions
@@ -229,10 +319,11 @@ impl Hub {
                         .and_then(|subscribers| subscribers.get(connection))
                     {
                         offer(own, user_event(user_channel, user_frame));
+                        served.insert(*connection);
                     }
                 }
             }
-            if let Some(user) = revoked {
+            if let Some(user) = removed {
                 if let Some(subscribers) = state.subscriptions.get_mut(&channel) {
                     subscribers.retain(|_, subscriber| {
                         if subscriber.user_id == user {
@@ -248,14 +339,11 @@ impl Hub {
         let Some(user_frame) = &user_frame else {
             return;
         };
-        // Connections still subscribed to the meeting got their `user:me` frame above (the
-        // revoked user's connections were just removed from it, so they get it here).
-        let served = meeting_channel.and_then(|channel| state.subscriptions.get(&channel));
-        for user in user_targets {
+        for user in audience {
             let channel = Channel::User(user);
             if let Some(subscribers) = state.subscriptions.get(&channel) {
                 for (connection, subscriber) in subscribers {
-                    if served.is_some_and(|served| served.contains_key(connection)) {
+                    if served.contains(connection) {
                         continue;
                     }
                     offer(subscriber, user_event(channel, user_frame));

@@ -85,9 +85,29 @@ pub fn api_router(shared: Arc<Shared>) -> Router {
 
 /// The gateway's HTTP surface: `/v1/ws`, health, metrics.
 pub fn router(shared: Arc<Shared>, metrics: Metrics) -> Router {
-    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(PostgresReady(shared.pool.clone()))];
+    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+        Arc::new(PostgresReady(shared.pool.clone())),
+        Arc::new(HubStarted(shared.hub.clone())),
+    ];
     let api = api_router(shared).merge(health::router(checks, metrics.clone()));
     platform::http::finish_router(api, metrics)
+}
+
+/// Ready once the hub knows where live delivery starts (subscriptions wait for it).
+struct HubStarted(Arc<Hub>);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for HubStarted {
+    fn name(&self) -> &'static str {
+        "event_stream"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match self.0.position() {
+            Some(_) => Ok(()),
+            None => Err("not consuming the event stream yet".into()),
+        }
+    }
 }
 
 /// The in-process alternative to the stream: feeds the hub from the event store, from now
@@ -108,6 +128,7 @@ pub async fn follow_store(
         () = &mut shutdown => return,
         () = tail.skip_to_end() => {}
     }
+    hub.start_at(tail.position());
     loop {
         let events = tokio::select! {
             () = &mut shutdown => return,
@@ -186,15 +207,22 @@ async fn consume_once(
     hub: &Hub,
     last_sequence: &std::sync::atomic::AtomicU64,
 ) -> anyhow::Result<()> {
-    let handle = platform::bus::ensure_stream(js, stream).await?;
-    // Live only at start (resumes replay from the store); after an interruption, continue
-    // right after the last dispatched event.
+    let mut handle = platform::bus::ensure_stream(js, stream).await?;
+    // Live only at start (resumes replay from the read models): right after the stream's
+    // last message, whose position the hub starts at, so that a resume right after a
+    // start replays up to there. After an interruption, continue right after the last
+    // dispatched event.
+    if hub.position().is_none() {
+        let (sequence, position) = last_message(&mut handle).await?;
+        last_sequence.store(sequence, std::sync::atomic::Ordering::Relaxed);
+        hub.start_at(position);
+    }
     let resume_after =
         Some(last_sequence.load(std::sync::atomic::Ordering::Relaxed)).filter(|&s| s > 0);
     let mut messages = platform::bus::ordered_messages(
         &handle,
         resume_after,
-        jetstream::consumer::DeliverPolicy::New,
+        jetstream::consumer::DeliverPolicy::All,
     )
     .await?;
     while let Some(message) = messages.next().await {
@@ -210,6 +238,28 @@ async fn consume_once(
         }
     }
     anyhow::bail!("message stream ended")
+}
+
+/// The stream sequence and event position of the stream's last message (0 and the start
+/// when it is empty).
+async fn last_message(
+    handle: &mut jetstream::stream::Stream,
+) -> anyhow::Result<(u64, platform::store::Position)> {
+    let sequence = handle
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("stream info: {e}"))?
+        .state
+        .last_sequence;
+    if sequence == 0 {
+        return Ok((0, platform::store::Position::START));
+    }
+    let message = handle
+        .get_raw_message(sequence)
+        .await
+        .map_err(|e| anyhow::anyhow!("last message: {e}"))?;
+    let event: EventEnvelope = serde_json::from_slice(&message.payload)?;
+    Ok((sequence, event.position))
 }
 
 /// Builds the gateway exactly as its binary runs it: connects to a migrated database and to
@@ -244,13 +294,14 @@ pub fn assemble(
     limits: Limits,
 ) -> Server {
     let shared = shared(
-        pool,
-        jwt,
+        pool.clone(),
+        jwt.clone(),
         Some((client.clone(), &stream)),
         allowed_origins,
         limits,
     );
-    let server = Server::new("realtime", listener, router(shared.clone(), Metrics::new()));
+    let server = Server::new("realtime", listener, router(shared.clone(), Metrics::new()))
+        .with_revocations(pool, &jwt);
     with_tasks(
         server,
         &shared,

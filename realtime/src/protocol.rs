@@ -82,8 +82,10 @@ pub enum Refusal {
     Malformed(#[from] serde_json::Error),
     #[error("send JSON text frames")]
     Binary,
-    #[error("already authenticated")]
-    AlreadyAuthenticated,
+    /// A renewal (`auth` on an open socket) with a token that is invalid, revoked or another
+    /// user's: the socket keeps its current token, until that expires.
+    #[error("the new token is refused ({0}); the current one stays in force until it expires")]
+    Reauth(String),
     #[error("channels are `user:me` and `meeting:<id>`")]
     UnknownChannel,
     #[error("`since` is not a position")]
@@ -105,9 +107,9 @@ impl Refusal {
         match self {
             Refusal::Malformed(_)
             | Refusal::Binary
-            | Refusal::AlreadyAuthenticated
             | Refusal::UnknownChannel
             | Refusal::BadSince => "bad_request",
+            Refusal::Reauth(_) => "unauthorized",
             Refusal::NotMember | Refusal::Revoked => "forbidden",
             Refusal::Unavailable => "unavailable",
         }

@@ -282,6 +282,7 @@ where
             status: self.request.success,
             outcome,
             location: self.request.location.clone(),
+            message_id: self.request.message_id,
         }
         .into_response()
     }

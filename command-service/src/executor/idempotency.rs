@@ -29,6 +29,7 @@ impl Idempotency {
                 request_hash: fingerprint_hash(&request.fingerprint),
                 status: request.success.as_u16(),
                 location: request.location.clone(),
+                message_id: request.message_id,
             }
         }))
     }

@@ -71,6 +71,16 @@ impl Executor {
         Ok(self.cache.load(&*self.store, &self.upcasters, id).await?)
     }
 
+    /// The answer recorded for `request`'s `Idempotency-Key` by an earlier copy of it, if any
+    /// (422 when the key was used for another request): for handlers that must not redo
+    /// their own checks on a retry.
+    pub async fn replayed<A: Aggregate>(
+        &self,
+        request: &CommandRequest<'_, A>,
+    ) -> Result<Option<Response>, ApiError> {
+        Idempotency::of(request).recorded(&*self.store).await
+    }
+
     /// Runs the commands as one atomic decision and answers like `docs/api.md` says.
     pub async fn execute<A>(
         &self,

@@ -14,6 +14,7 @@ pub struct CommandResponse {
     pub status: StatusCode,
     pub outcome: CommitOutcome,
     pub location: Option<String>,
+    pub message_id: Option<Uuid>,
 }
 
 /// Body of every command response.
@@ -25,6 +26,9 @@ pub struct CommandBody {
     pub version: i64,
     /// Global position of the command's last event, for `X-Min-Position` on queries.
     pub position: String,
+    /// The new message's id (POST /v1/meetings/{id}/messages only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
 }
 
 impl IntoResponse for CommandResponse {
@@ -33,6 +37,7 @@ impl IntoResponse for CommandResponse {
             id: self.outcome.aggregate_id,
             version: self.outcome.version,
             position: self.outcome.position.to_string(),
+            message_id: self.message_id,
         };
         let etag = format!("\"{}\"", self.outcome.version);
         answer(self.status, body, Some(etag), self.location)

@@ -8,7 +8,7 @@ use axum::routing::post;
 use axum::{extract::State, Json, Router};
 use chrono::Utc;
 use domain::{normalize_email, validate_email, validate_registration, User, UserCommand};
-use platform::auth::AuthUser;
+use platform::auth::{AuthUser, SessionClaims};
 use platform::http::{ApiError, ApiJson, Result};
 use platform::store::{Account, SideEffect, StoreError};
 use serde::{Deserialize, Serialize};
@@ -219,23 +219,39 @@ async fn issue_tokens(
     rotated: Option<RefreshToken>,
 ) -> Result<Response> {
     let user = state.executor.load::<User>(user_id).await?.aggregate;
-    if !user.is_active() {
+    // Read after the rotation: a revocation that committed before it is seen here, and one
+    // that commits after it voids the token issued now (its version is lower).
+    let account = state.store().account(user_id).await?;
+    let Some(account) = account.filter(|a| a.active && user.is_active()) else {
         return Err(ApiError::Unauthorized("this account is deactivated".into()));
-    }
+    };
     let refresh = match rotated {
         Some(token) => token,
         None => {
             let token = RefreshToken::generate();
+            let session_ends = Utc::now()
+                + chrono::Duration::from_std(state.auth.session_lifetime)
+                    .unwrap_or(chrono::Duration::days(30));
             state
                 .sessions
-                .issue_refresh(user_id, family_id, &token.hash, refresh_expiry(state))
+                .issue_refresh(
+                    user_id,
+                    family_id,
+                    &token.hash,
+                    refresh_expiry(state),
+                    session_ends,
+                )
                 .await?;
             token
         }
     };
     let ttl = state.auth.access_token_ttl;
+    let session = SessionClaims {
+        version: account.session_version,
+        session_id: family_id,
+    };
     Ok(Json(TokenResponse {
-        access_token: state.jwt.issue(user_id, user.role(), ttl),
+        access_token: state.jwt.issue_session(user_id, user.role(), ttl, session),
         token_type: "Bearer".into(),
         expires_in: ttl.as_secs(),
         refresh_token: refresh.token,
@@ -260,7 +276,7 @@ pub struct RefreshRequest {
 /// token again revokes its whole family (every token descended from the same login).
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse),
-        (status = 401, description = "unknown, expired or already used refresh token (a used one revokes its family), or the account is deactivated", body = platform::http::Problem)))]
+        (status = 401, description = "unknown, expired or already used refresh token (a used one revokes its family), a session past its absolute lifetime (`MEETINGS_SESSION_LIFETIME` from login), or the account is deactivated", body = platform::http::Problem)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -290,7 +306,9 @@ pub async fn refresh(
     }
 }
 
-/// End the session the refresh token belongs to (204, also when it was already ended).
+/// End the session the refresh token belongs to (204, also when it was already ended): its
+/// refresh tokens and its access tokens stop working in every service, and its websockets
+/// are closed with 4401.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     security(("bearer" = [])),
     responses((status = 204, description = "the session is ended")))]

@@ -445,7 +445,7 @@ pub async fn post_message(
         text: body.text,
         at: Utc::now(),
     };
-    let request = by_caller(&caller, &meta, id, fingerprint, vec![command]);
+    let request = by_caller(&caller, &meta, id, fingerprint, vec![command]).posting(message_id);
     execute(&state, request.answering(StatusCode::CREATED)).await
 }
 

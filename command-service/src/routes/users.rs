@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::{patch, post, put};
 use axum::Router;
 use domain::{validate_password, Role, User, UserCommand, Weekday, WorkingHours};
-use platform::auth::AuthUser;
+use platform::auth::{AuthUser, MaybeRevoked};
 use platform::http::{ApiError, ApiJson, ApiPath, Result};
 use platform::store::SideEffect;
 use serde::{Deserialize, Serialize};
@@ -128,7 +128,10 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
-/// Change the caller's password (204). Ends every session (refresh tokens) of the user.
+/// Change the caller's password (204). Ends every session of the user: refresh and access
+/// tokens (the caller's own included) stop working in every service and the user's websockets
+/// are closed with 4401; sign in again with the new password. A retry with the same
+/// `Idempotency-Key` answers 204 again, with the token the first request revoked.
 #[utoipa::path(post, path = "/v1/users/me/password", tag = "users", request_body = ChangePasswordRequest,
     params(CommandHeaders), security(("bearer" = [])),
     responses((status = 204, description = "changed; every refresh token of the user is revoked"),
@@ -138,10 +141,30 @@ pub struct ChangePasswordRequest {
         (status = 429, description = "too many wrong current passwords, or the caller's commands are used up; retry after `Retry-After` seconds", body = platform::http::Problem)))]
 pub async fn change_password(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: MaybeRevoked,
     meta: CommandMeta,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Response> {
+    // Never the passwords: a key reused with another new password replays anyway.
+    let fingerprint = fingerprint("/v1/users/me/password", (), ());
+    let command = UserCommand::ChangePassword {
+        actor: caller.user.actor(),
+        new_password: body.new_password.clone(),
+    };
+    let request = by_caller(
+        &caller.user,
+        &meta,
+        caller.user.user_id,
+        fingerprint,
+        vec![command],
+    )
+    .answering(StatusCode::NO_CONTENT);
+    // A retry of a change that went through: the current password is the new one by now and
+    // the token is revoked by the change itself, so neither may be checked again.
+    if let Some(replayed) = state.executor.replayed(&request).await? {
+        return Ok(replayed);
+    }
+    let caller = caller.current()?;
     validate_password("new_password", &body.new_password)?;
     // Guessing the current password with a stolen access token is throttled like logins,
     // per user (the token, not the address, is what the guesser holds).
@@ -155,19 +178,11 @@ pub async fn change_password(
         || ApiError::Forbidden("the current password is wrong".into()),
     )
     .await?;
-    let password_hash = state.passwords.hash(body.new_password.clone()).await?;
-    // Never the passwords: a key reused with another new password replays anyway.
-    let fingerprint = fingerprint("/v1/users/me/password", (), ());
-    let command = UserCommand::ChangePassword {
-        actor: caller.actor(),
-        new_password: body.new_password,
-    };
-    let request = by_caller(&caller, &meta, caller.user_id, fingerprint, vec![command])
-        .answering(StatusCode::NO_CONTENT)
-        .with(SideEffect::SetPassword {
-            user_id: caller.user_id,
-            password_hash,
-        });
+    let password_hash = state.passwords.hash(body.new_password).await?;
+    let request = request.with(SideEffect::SetPassword {
+        user_id: caller.user_id,
+        password_hash,
+    });
     state.executor.execute::<User>(&(), request).await
 }
 
@@ -191,8 +206,8 @@ enum RoleName {
 #[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", request_body = ChangeRoleRequest,
     params(("id" = Uuid, Path, description = "user id"), CommandHeaders), security(("bearer" = [])),
     responses((status = 200, body = crate::executor::CommandBody),
-        (status = 403, description = "the caller is not an admin", body = platform::http::Problem),
-        (status = 404, description = "no such user", body = platform::http::Problem)))]
+        (status = 403, description = "the caller is not an admin (whether or not the user exists)", body = platform::http::Problem),
+        (status = 404, description = "no such user (admins only)", body = platform::http::Problem)))]
 pub async fn change_role(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -200,12 +215,19 @@ pub async fn change_role(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ChangeRoleRequest>,
 ) -> Result<Response> {
+    // Before the user is looked up: a member must not learn which user ids exist.
+    if caller.role != Role::Admin {
+        return Err(ApiError::Forbidden("only admins change roles".into()));
+    }
     let fingerprint = fingerprint("/v1/users/{id}/role", id, &body);
     let command = UserCommand::ChangeRole {
         actor: caller.actor(),
         role: body.role,
     };
-    let request = by_caller(&caller, &meta, id, fingerprint, vec![command]);
+    // The user's tokens carry the old role: they stop working everywhere, and the next
+    // refresh issues one with the new role.
+    let request = by_caller(&caller, &meta, id, fingerprint, vec![command])
+        .with(SideEffect::RevokeAccess { user_id: id });
     state.executor.execute::<User>(&(), request).await
 }
 

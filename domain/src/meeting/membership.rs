@@ -201,6 +201,19 @@ impl<A: Invitee> Membership<A> {
 }
 
 impl Membership {
+    /// Who may see `event`, given the membership right after it: the members then, and a
+    /// removed attendee, who must learn of the removal. The one audience rule of every
+    /// delivery path (`/v1/changes`, live websocket frames, resumes), sorted, each once.
+    pub fn audience(&self, event: &MeetingEvent) -> Vec<Uuid> {
+        let mut audience = self.sorted_members();
+        if let MeetingEvent::AttendeeRemoved { user_id } = event {
+            if let Err(at) = audience.binary_search(user_id) {
+                audience.insert(at, *user_id);
+            }
+        }
+        audience
+    }
+
     /// The users `event` makes members, without a membership to fold it into: the organizer
     /// and attendees of `MeetingScheduled`, the user of `AttendeeInvited`. Lets a projection
     /// find whom a batch names (to load their names) before it loads any membership.

@@ -25,7 +25,7 @@ pub use codec::{
 };
 pub use position::Position;
 pub use postgres::PgEventStore;
-pub use snapshot::{load_aggregate, Snapshot};
+pub use snapshot::{load_aggregate, load_aggregate_until, Snapshot};
 
 /// Audit metadata written with every event (docs/architecture.md, guarantee 8). `recorded_at` is a column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +81,8 @@ pub enum SideEffect {
     },
     /// Disables login and revokes every refresh token of the user.
     DeactivateAccount { user_id: Uuid },
+    /// Voids the user's access tokens (a role change): they must refresh to get new ones.
+    RevokeAccess { user_id: Uuid },
 }
 
 impl fmt::Debug for SideEffect {
@@ -90,6 +92,7 @@ impl fmt::Debug for SideEffect {
             SideEffect::CreateAccount { user_id, .. } => write!(f, "CreateAccount({user_id})"),
             SideEffect::SetPassword { user_id, .. } => write!(f, "SetPassword({user_id})"),
             SideEffect::DeactivateAccount { user_id } => write!(f, "DeactivateAccount({user_id})"),
+            SideEffect::RevokeAccess { user_id } => write!(f, "RevokeAccess({user_id})"),
         }
     }
 }
@@ -114,6 +117,8 @@ pub struct IdempotencyKey {
     pub request_hash: Vec<u8>,
     pub status: u16,
     pub location: Option<String>,
+    /// What the response body names besides the aggregate (the new chat message's id).
+    pub message_id: Option<Uuid>,
 }
 
 /// One atomic append.
@@ -149,6 +154,8 @@ pub struct Account {
     pub user_id: Uuid,
     pub password_hash: String,
     pub active: bool,
+    /// Access tokens are issued at this version (see `auth::revocation`).
+    pub session_version: i32,
 }
 
 impl fmt::Debug for Account {

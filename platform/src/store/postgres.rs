@@ -236,7 +236,9 @@ async fn apply_side_effect(
             .await
             .map_err(db_error)?;
             revoke_refresh_tokens(tx, *user_id).await?;
+            revoke_access(tx, *user_id).await?;
         }
+        SideEffect::RevokeAccess { user_id } => revoke_access(tx, *user_id).await?,
         SideEffect::DeactivateAccount { user_id } => {
             sqlx::query(
                 "UPDATE accounts SET active = false, updated_at = now() WHERE user_id = $1",
@@ -246,9 +248,29 @@ async fn apply_side_effect(
             .await
             .map_err(db_error)?;
             revoke_refresh_tokens(tx, *user_id).await?;
+            revoke_access(tx, *user_id).await?;
         }
     }
     Ok(())
+}
+
+/// Voids every access token issued to the user so far, in every service, once the
+/// transaction commits (see `platform::auth::revocation`).
+async fn revoke_access(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: Uuid,
+) -> Result<(), StoreError> {
+    let version: i32 = sqlx::query_scalar(
+        "UPDATE accounts SET session_version = session_version + 1, \
+            sessions_revoked_at = now() WHERE user_id = $1 RETURNING session_version",
+    )
+    .bind(user_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    crate::auth::revocation::notify(&mut **tx, &Revocation::User { user_id, version })
+        .await
+        .map_err(db_error)
 }
 
 /// A new password or a deactivation ends every session of the user.
@@ -265,6 +287,8 @@ async fn revoke_refresh_tokens(
     .map_err(db_error)?;
     Ok(())
 }
+
+use crate::auth::revocation::Revocation;
 
 #[async_trait]
 impl EventStore for PgEventStore {
@@ -396,11 +420,14 @@ impl EventStore for PgEventStore {
             apply_side_effect(&mut tx, effect).await?;
         }
         if let Some(key) = &commit.idempotency {
-            let body = json!({
+            let mut body = json!({
                 "id": outcome.aggregate_id,
                 "version": outcome.version,
                 "position": outcome.position,
             });
+            if let Some(message_id) = key.message_id {
+                body["message_id"] = json!(message_id);
+            }
             sqlx::query(
                 "INSERT INTO idempotency_keys \
                  (principal, key, request_hash, status, response, etag, location) \
@@ -484,7 +511,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn account_by_email(&self, email_key: &str) -> Result<Option<Account>, StoreError> {
-        sqlx::query("SELECT user_id, password_hash, active FROM accounts WHERE email_key = $1")
+        sqlx::query("SELECT user_id, password_hash, active, session_version FROM accounts WHERE email_key = $1")
             .bind(email_key)
             .fetch_optional(&self.pool)
             .await
@@ -494,7 +521,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn account(&self, user_id: Uuid) -> Result<Option<Account>, StoreError> {
-        sqlx::query("SELECT user_id, password_hash, active FROM accounts WHERE user_id = $1")
+        sqlx::query("SELECT user_id, password_hash, active, session_version FROM accounts WHERE user_id = $1")
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await
@@ -531,5 +558,6 @@ fn account(row: &PgRow) -> Result<Account, StoreError> {
         user_id: row.try_get("user_id").map_err(db_error)?,
         password_hash: row.try_get("password_hash").map_err(db_error)?,
         active: row.try_get("active").map_err(db_error)?,
+        session_version: row.try_get("session_version").map_err(db_error)?,
     })
 }

@@ -61,6 +61,31 @@ pub async fn load_aggregate<A: Aggregate>(
     Ok(state)
 }
 
+/// The aggregate `id` as it was right after its event `until` (its version then): for a
+/// reader that follows the event stream, which may be behind the store. Starts from the
+/// snapshot when that is not newer; never takes one.
+pub async fn load_aggregate_until<A: Aggregate>(
+    store: &dyn EventStore,
+    upcasters: &[Box<dyn EventUpcaster>],
+    id: Uuid,
+    until: i64,
+) -> Result<AggregateState<A>, StoreError> {
+    let mut state = match from_snapshot::<A>(store, id).await? {
+        Some(state) if state.version <= until => state,
+        _ => AggregateState::default(),
+    };
+    while state.version < until {
+        let wanted = (until - state.version).min(LOAD_PAGE);
+        let page = store.load_page(A::TYPE, id, state.version, wanted).await?;
+        let full = page.len() as i64 == wanted;
+        apply_stored(&mut state, page, upcasters)?;
+        if !full {
+            break;
+        }
+    }
+    Ok(state)
+}
+
 /// Takes a snapshot of `state` when a commit moved it from `before` across a multiple of
 /// [`SNAPSHOT_EVERY`] (so a hot aggregate that never leaves a cache is snapshotted too).
 pub async fn after_commit<A: Aggregate>(

@@ -167,13 +167,7 @@ impl Fold {
                 (encoded(event, user_event)?, vec![event.aggregate_id])
             }
             Decoded::Meeting(meeting_event) => {
-                let mut audience = self.apply_meeting(event, meeting_event)?;
-                // A removed attendee must learn of the removal.
-                if let MeetingEvent::AttendeeRemoved { user_id } = meeting_event {
-                    if let Err(at) = audience.binary_search(user_id) {
-                        audience.insert(at, *user_id);
-                    }
-                }
+                let audience = self.apply_meeting(event, meeting_event)?;
                 (encoded(event, meeting_event)?, audience)
             }
         };
@@ -321,7 +315,7 @@ impl Fold {
                 );
                 state.touched.insert(attendee.user_id);
             }
-            let audience = state.membership.sorted_members();
+            let audience = state.membership.audience(decoded);
             self.meetings.insert(id, state);
             return Ok(audience);
         }
@@ -412,7 +406,7 @@ impl Fold {
                 position: event.position.to_string(),
             }),
         }
-        Ok(meeting.membership.sorted_members())
+        Ok(meeting.membership.audience(decoded))
     }
 
     /// The rows to write: every changed user and meeting, the attendee and agenda rows the

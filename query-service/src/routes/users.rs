@@ -3,8 +3,9 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::Role;
 use platform::auth::AuthUser;
-use platform::http::{ApiError, ApiQuery, Result};
+use platform::http::{ApiError, ApiPath, ApiQuery, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -16,6 +17,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/users/me", get(me))
+        .route("/v1/users/{id}", get(user))
         .route("/v1/users", get(directory))
 }
 
@@ -56,15 +58,39 @@ struct ProfileRow {
         (status = 401, body = platform::http::Problem),
         (status = 404, description = "the read models do not have this user (yet)", body = platform::http::Problem)))]
 pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Profile>> {
+    profile(&state, caller.user_id).await.map(Json)
+}
+
+/// A user's profile (where registration's `Location` points): for the user themself and for
+/// admins. Anyone else gets 404, as for an unknown id, so ids cannot be probed; the
+/// directory (`GET /v1/users?q=`) shows what everyone may see of other users.
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses(
+        (status = 200, body = Profile),
+        (status = 401, body = platform::http::Problem),
+        (status = 404, description = "unknown, not (yet) in the read models, or neither the caller nor visible to a member", body = platform::http::Problem)))]
+pub async fn user(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Profile>> {
+    if id != caller.user_id && caller.role != Role::Admin {
+        return Err(ApiError::NotFound("no such user".into()));
+    }
+    profile(&state, id).await.map(Json)
+}
+
+async fn profile(state: &AppState, id: Uuid) -> Result<Profile> {
     let row: Option<ProfileRow> = sqlx::query_as(
         "SELECT id, email, display_name, time_zone, role, working_hours, version
          FROM rm_users WHERE id = $1",
     )
-    .bind(caller.user_id)
+    .bind(id)
     .fetch_optional(&state.pool)
     .await?;
     let row = row.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-    Ok(Json(Profile {
+    Ok(Profile {
         id: row.id,
         email: row.email,
         display_name: row.display_name,
@@ -72,7 +98,7 @@ pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<
         role: row.role,
         working_hours: row.working_hours.filter(|v| !v.is_null()),
         version: row.version,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -21,6 +21,12 @@ pub enum Close {
     /// The first message was something else than `auth`.
     #[error("the first message must be auth")]
     NotAuth,
+    /// The token expired and no fresh one came in an `auth` message.
+    #[error("the token expired: send a fresh one in an auth message before it does")]
+    Expired,
+    /// The user was deactivated, changed password or role, or the session logged out.
+    #[error("the session was revoked")]
+    Revoked,
     /// Nothing, not even a pong, arrived within the idle timeout.
     #[error("idle")]
     Idle,
@@ -32,7 +38,7 @@ impl Close {
     pub fn code(&self) -> u16 {
         match self {
             Close::AuthTimeout => AUTH_TIMEOUT,
-            Close::BadToken | Close::NotAuth => BAD_AUTH,
+            Close::BadToken | Close::NotAuth | Close::Expired | Close::Revoked => BAD_AUTH,
             Close::Idle => GOING_AWAY,
             Close::Capacity(CapacityError::MessageTooLarge) => TOO_BIG,
             Close::Capacity(CapacityError::SlowConsumer | CapacityError::Flooding) => TOO_SLOW,
@@ -93,6 +99,8 @@ mod tests {
             (Close::AuthTimeout, 4408),
             (Close::BadToken, 4401),
             (Close::NotAuth, 4401),
+            (Close::Expired, 4401),
+            (Close::Revoked, 4401),
             (Close::Idle, 1001),
             (CapacityError::MessageTooLarge.into(), 1009),
             (CapacityError::SlowConsumer.into(), 4429),

@@ -6,32 +6,37 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use platform::auth::JwtKeys;
-use uuid::Uuid;
+use platform::auth::{Claims, JwtKeys};
 
 use super::close::{Close, Ending};
 use super::limits::CapacityError;
 use crate::protocol::{ClientMessage, ServerMessage};
 
-/// Authenticates the client and tells it so; returns who it is.
+/// Authenticates the client and tells it so; returns its token's claims.
 pub(super) async fn accept(
     sink: &mut SplitSink<WebSocket, Message>,
     stream: &mut SplitStream<WebSocket>,
     jwt: &JwtKeys,
     timeout: Duration,
-) -> Result<Uuid, Ending> {
-    let user_id = authenticate(stream, jwt, timeout).await?;
-    sink.send(ServerMessage::Ready { user_id }.to_message())
-        .await?;
-    Ok(user_id)
+) -> Result<Claims, Ending> {
+    let claims = authenticate(stream, jwt, timeout).await?;
+    sink.send(
+        ServerMessage::Ready {
+            user_id: claims.sub,
+        }
+        .to_message(),
+    )
+    .await?;
+    Ok(claims)
 }
 
-/// The user of a valid `auth` message, the first one and within `timeout`.
+/// The claims of a valid, unrevoked token in an `auth` message, the first one and within
+/// `timeout`.
 async fn authenticate(
     stream: &mut SplitStream<WebSocket>,
     jwt: &JwtKeys,
     timeout: Duration,
-) -> Result<Uuid, Close> {
+) -> Result<Claims, Close> {
     let first = tokio::time::timeout(timeout, stream.next())
         .await
         .map_err(|_| Close::AuthTimeout)?;
@@ -44,9 +49,9 @@ async fn authenticate(
     }
 }
 
-fn verify(text: &str, jwt: &JwtKeys) -> Option<Uuid> {
+fn verify(text: &str, jwt: &JwtKeys) -> Option<Claims> {
     match serde_json::from_str::<ClientMessage>(text) {
-        Ok(ClientMessage::Auth { token }) => jwt.verify(&token).ok().map(|claims| claims.sub),
+        Ok(ClientMessage::Auth { token }) => jwt.authenticate(&token).ok(),
         _ => None,
     }
 }

@@ -45,10 +45,10 @@ pub async fn serve(socket: WebSocket, shared: Arc<Shared>) {
     let accepted =
         handshake::accept(&mut sink, &mut stream, &shared.jwt, limits.auth_timeout).await;
     let ending = match accepted {
-        Ok(user_id) => {
+        Ok(claims) => {
             let (ping_interval, idle_timeout) = (limits.ping_interval, limits.idle_timeout);
             let flood = FloodLimit::new(limits);
-            let (session, inbox) = Session::open(shared, user_id);
+            let (session, inbox) = Session::open(shared, claims);
             let mut connection = Connection {
                 sink: &mut sink,
                 inbox,
@@ -85,11 +85,17 @@ impl Connection<'_> {
         ping_interval: Duration,
     ) -> Ending {
         let too_slow = self.session.too_slow();
+        let mut revocations = self.session.revocations();
         let mut ping = tokio::time::interval(ping_interval);
         ping.tick().await;
         let ending = loop {
             let step = tokio::select! {
                 () = too_slow.cancelled() => Err(CapacityError::SlowConsumer.into()),
+                // Re-read every turn: a renewal moves it.
+                () = tokio::time::sleep_until(self.session.expires_at()) => {
+                    Err(close::Close::Expired.into())
+                }
+                Ok(()) = revocations.changed() => self.check_revocation(),
                 Some(first) = self.inbox.recv() => self.forward(first).await,
                 incoming = stream.next() => self.receive(incoming).await,
                 _ = ping.tick() => self.keep_alive().await,
@@ -144,6 +150,14 @@ impl Connection<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Closes the connection (4401) when its token was just revoked.
+    fn check_revocation(&self) -> Result<(), Ending> {
+        if self.session.revoked() {
+            return Err(close::Close::Revoked.into());
+        }
+        Ok(())
     }
 
     /// Pings the client, or closes the connection when it has been silent too long.

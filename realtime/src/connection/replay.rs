@@ -1,15 +1,15 @@
 //! What a resume with `since` missed: the events of a channel after the client's position, up
 //! to where its live delivery began (the session drops what both deliver, by position).
 //!
-//! Meeting channels replay from the event store, which is authoritative and at least as far
-//! as the stream. `user:me` replays from the change read model `rm_changes`, which holds what
-//! the user may see, once the projector has reached the start of live delivery (else there
-//! would be a hole).
+//! Both channels replay from the change read model `rm_changes`, which holds each event with
+//! the audience it had when it happened (the rule live delivery applies too) and the payload
+//! as `/v1/changes` shows it, once the projector has reached the start of live delivery (else
+//! there would be a hole). A meeting channel replays the meeting's part of it.
 
 use std::time::Duration;
 
 use platform::bus::EventEnvelope;
-use platform::store::{EventMetadata, EventStore, Position};
+use platform::store::{EventMetadata, Position};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -26,31 +26,26 @@ pub(super) enum Replay {
     Reset,
 }
 
-/// Events of `channel` after `since`; for `user:me`, up to `live_from`.
+/// Events of `channel` that `user` may see after `since`, up to `live_from`.
 pub(super) async fn replay(
     shared: &Shared,
+    user: Uuid,
     channel: Channel,
     since: Position,
     live_from: Position,
 ) -> Replay {
     let limits = &shared.limits;
-    let loaded = match channel {
-        Channel::Meeting(meeting) => {
-            meeting_events(shared.store.as_ref(), meeting, since, limits.max_replay).await
-        }
-        Channel::User(user) => {
-            user_changes(
-                &shared.pool,
-                user,
-                since,
-                live_from,
-                limits.max_replay,
-                limits.replay_wait,
-            )
-            .await
-        }
+    let meeting = match channel {
+        Channel::Meeting(meeting) => Some(meeting),
+        Channel::User(_) => None,
     };
-    match loaded {
+    let range = Range {
+        user,
+        meeting,
+        since,
+        live_from,
+    };
+    match changes(&shared.pool, &range, limits.max_replay, limits.replay_wait).await {
         Ok(Some(events)) => Replay::Events(events),
         Ok(None) => Replay::Reset,
         Err(error) => {
@@ -60,23 +55,13 @@ pub(super) async fn replay(
     }
 }
 
-/// The meeting's stored events after `since`; `None` when there are more than `max`.
-async fn meeting_events(
-    store: &dyn EventStore,
-    meeting: Uuid,
+/// What a replay reads: `user`'s changes (of `meeting` only, when given) in
+/// (`since`, `live_from`].
+struct Range {
+    user: Uuid,
+    meeting: Option<Uuid>,
     since: Position,
-    max: usize,
-) -> anyhow::Result<Option<Vec<EventEnvelope>>> {
-    // One more than allowed tells "too many" apart from "exactly max", without reading
-    // the rest of a long stream.
-    let limit = i64::try_from(max).unwrap_or(i64::MAX - 1) + 1;
-    let events: Vec<EventEnvelope> = store
-        .load_since("meeting", meeting, since, limit)
-        .await?
-        .into_iter()
-        .map(EventEnvelope::from)
-        .collect();
-    Ok((events.len() <= max).then_some(events))
+    live_from: Position,
 }
 
 /// One row of `rm_changes`.
@@ -119,31 +104,44 @@ impl ChangeRow {
     }
 }
 
-/// The user's changes after `since` up to `live_from`, once the read models reached
-/// `live_from` (waiting up to `wait`); `None` when they did not, or there are more than `max`.
-async fn user_changes(
+/// The changes of `range`, once the read models reached its end (waiting up to `wait`);
+/// `None` when they did not, or there are more than `max`.
+async fn changes(
     pool: &PgPool,
-    user: Uuid,
-    since: Position,
-    live_from: Position,
+    range: &Range,
     max: usize,
     wait: Duration,
 ) -> anyhow::Result<Option<Vec<EventEnvelope>>> {
-    if !read_models_reached(pool, live_from, wait).await? {
+    if !read_models_reached(pool, range.live_from, wait).await? {
         return Ok(None);
     }
-    let rows: Vec<ChangeRow> = sqlx::query_as(
-        "SELECT position, event_id, event_type, aggregate_type, aggregate_id, \
-             sequence, recorded_at, data FROM rm_changes \
+    const COLUMNS: &str = "position, event_id, event_type, aggregate_type, aggregate_id, \
+                           sequence, recorded_at, data";
+    // One more than allowed tells "too many" apart from "exactly max".
+    let limit = i64::try_from(max + 1).unwrap_or(i64::MAX);
+    let sql = match range.meeting {
+        None => format!(
+            "SELECT {COLUMNS} FROM rm_changes \
              WHERE audience @> ARRAY[$1]::uuid[] AND position > $2 AND position <= $3 \
-             ORDER BY position LIMIT $4",
-    )
-    .bind(user)
-    .bind(since.to_string())
-    .bind(live_from.to_string())
-    .bind(i64::try_from(max + 1).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
+             ORDER BY position LIMIT $4"
+        ),
+        Some(_) => format!(
+            "SELECT {COLUMNS} FROM rm_changes \
+             WHERE aggregate_id = $5 AND position > $2 AND position <= $3 \
+               AND audience @> ARRAY[$1]::uuid[] \
+             ORDER BY position LIMIT $4"
+        ),
+    };
+    let query = sqlx::query_as::<_, ChangeRow>(&sql)
+        .bind(range.user)
+        .bind(range.since.to_string())
+        .bind(range.live_from.to_string())
+        .bind(limit);
+    let query = match range.meeting {
+        Some(meeting) => query.bind(meeting),
+        None => query,
+    };
+    let rows = query.fetch_all(pool).await?;
     if rows.len() > max {
         return Ok(None);
     }

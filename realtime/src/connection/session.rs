@@ -4,16 +4,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
+use platform::auth::Claims;
 use platform::store::Position;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::replay::{self, Replay};
 use super::shared::Shared;
-use crate::hub::{Outbound, Subscriber};
+use crate::hub::{Admission, Outbound, Subscriber};
 use crate::protocol::{event_frame, Channel, ClientMessage, Refusal, ServerMessage};
 
 /// Identifies a connection in the hub and in presence (per process).
@@ -27,6 +30,8 @@ struct ChannelState {
 pub(super) struct Session {
     shared: Arc<Shared>,
     user_id: Uuid,
+    /// The token in force: the first one, or the latest renewal.
+    claims: Claims,
     connection: u64,
     /// This connection's handle in the hub (its queue and too-slow signal).
     subscriber: Subscriber,
@@ -35,7 +40,8 @@ pub(super) struct Session {
 
 impl Session {
     /// A session without subscriptions, and the receiving end of its queue.
-    pub(super) fn open(shared: Arc<Shared>, user_id: Uuid) -> (Self, mpsc::Receiver<Outbound>) {
+    pub(super) fn open(shared: Arc<Shared>, claims: Claims) -> (Self, mpsc::Receiver<Outbound>) {
+        let user_id = claims.sub;
         let (queue, inbox) = mpsc::channel(shared.limits.queue);
         let subscriber = Subscriber {
             user_id,
@@ -45,11 +51,29 @@ impl Session {
         let session = Self {
             shared,
             user_id,
+            claims,
             connection: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
             subscriber,
             channels: HashMap::new(),
         };
         (session, inbox)
+    }
+
+    /// When the token in force expires: the connection is closed then (4401) unless the
+    /// client renewed it.
+    pub(super) fn expires_at(&self) -> Instant {
+        let left = self.claims.exp - chrono::Utc::now().timestamp();
+        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+
+    /// Whether the token in force has been revoked since it was checked.
+    pub(super) fn revoked(&self) -> bool {
+        self.shared.jwt.revocations().check(&self.claims).is_err()
+    }
+
+    /// Changes whenever this process learns of a revocation.
+    pub(super) fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.jwt.revocations().watch()
     }
 
     /// Cancelled by the hub when this connection's queue overflowed.
@@ -89,13 +113,27 @@ impl Session {
         match serde_json::from_str::<ClientMessage>(text) {
             Err(error) => vec![Refusal::from(error).to_message(None)],
             Ok(ClientMessage::Ping {}) => vec![ServerMessage::Pong.to_message()],
-            Ok(ClientMessage::Auth { .. }) => {
-                vec![Refusal::AlreadyAuthenticated.to_message(None)]
-            }
+            Ok(ClientMessage::Auth { token }) => vec![self.renew(&token)],
             Ok(ClientMessage::Unsubscribe { channel }) => vec![self.unsubscribe(&channel)],
             Ok(ClientMessage::Subscribe { channel, since }) => {
                 self.subscribe(&channel, since.as_deref()).await
             }
+        }
+    }
+
+    /// Puts a fresh token of the same user in force (`ready`), or refuses it and keeps the
+    /// current one.
+    fn renew(&mut self, token: &str) -> Message {
+        match self.shared.jwt.authenticate(token) {
+            Ok(claims) if claims.sub == self.user_id => {
+                self.claims = claims;
+                ServerMessage::Ready {
+                    user_id: self.user_id,
+                }
+                .to_message()
+            }
+            Ok(_) => Refusal::Reauth("it is another user's".into()).to_message(None),
+            Err(rejection) => Refusal::Reauth(rejection.to_string()).to_message(None),
         }
     }
 
@@ -111,18 +149,36 @@ impl Session {
     /// `subscribed`, then the replay of what the client missed since `since` (or `reset`),
     /// then, for a meeting, who is present.
     async fn subscribe(&mut self, name: &str, since: Option<&str>) -> Vec<Message> {
-        let (channel, since) = match self.admit(name, since).await {
+        let (channel, since, admission) = match self.admit(name, since).await {
             Ok(admitted) => admitted,
             Err(refusal) => return vec![refusal.to_message(Some(name))],
         };
+        // Right after a start the hub does not yet know where live delivery begins.
+        if !self
+            .shared
+            .hub
+            .started(self.shared.limits.replay_wait)
+            .await
+        {
+            return vec![Refusal::Unavailable.to_message(Some(name))];
+        }
         if self.channels.contains_key(&channel) {
             self.shared.hub.unsubscribe(channel, self.connection);
         }
         // Live delivery is registered first, so the replay can stop where it begins.
-        let live_from =
+        let subscribed =
             self.shared
                 .hub
-                .subscribe(channel, self.connection, self.subscriber.clone());
+                .subscribe(channel, self.connection, self.subscriber.clone(), admission);
+        let live_from = match subscribed {
+            Ok(live_from) => live_from,
+            Err(refusal) => {
+                if self.channels.remove(&channel).is_some() {
+                    self.leave(channel);
+                }
+                return vec![refusal.to_message(Some(name))];
+            }
+        };
         let mut replies = vec![ServerMessage::Subscribed {
             channel: name,
             position: live_from,
@@ -133,7 +189,7 @@ impl Session {
             // The client may already be past this instance (it was on a faster one): never
             // send it what it has.
             delivered = delivered.max(since);
-            match replay::replay(&self.shared, channel, since, live_from).await {
+            match replay::replay(&self.shared, self.user_id, channel, since, live_from).await {
                 Replay::Events(events) => {
                     for event in &events {
                         replies.push(Message::Text(Utf8Bytes::from(event_frame(name, event))));
@@ -162,28 +218,30 @@ impl Session {
         replies
     }
 
-    /// The channel and resume position of a subscription the user may make.
+    /// The channel, resume position and (for a meeting) admission of a subscription the
+    /// user may make.
     async fn admit(
         &self,
         name: &str,
         since: Option<&str>,
-    ) -> Result<(Channel, Option<Position>), Refusal> {
+    ) -> Result<(Channel, Option<Position>, Option<Admission>), Refusal> {
         let channel = Channel::parse(name, self.user_id).ok_or(Refusal::UnknownChannel)?;
         let since = since
             .map(str::parse::<Position>)
             .transpose()
             .map_err(|_| Refusal::BadSince)?;
-        if let Channel::Meeting(meeting) = channel {
-            match self.shared.hub.is_member(meeting, self.user_id).await {
-                Ok(true) => {}
-                Ok(false) => return Err(Refusal::NotMember),
+        let admission = match channel {
+            Channel::Meeting(meeting) => match self.shared.hub.admit(meeting, self.user_id).await {
+                Ok(Some(admission)) => Some(admission),
+                Ok(None) => return Err(Refusal::NotMember),
                 Err(error) => {
                     tracing::warn!(%error, "membership check failed");
                     return Err(Refusal::Unavailable);
                 }
-            }
-        }
-        Ok((channel, since))
+            },
+            Channel::User(_) => None,
+        };
+        Ok((channel, since, admission))
     }
 
     fn leave(&self, channel: Channel) {

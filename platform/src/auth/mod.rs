@@ -1,6 +1,9 @@
-//! Access tokens: HS256 JWTs with `iss`, `aud`, `exp`, `nbf`, `iat`, `sub`, and the caller's
-//! role. Only HS256 is accepted (`alg: none` and every other algorithm are refused), and every
-//! registered claim above is required.
+//! Access tokens: HS256 JWTs with `iss`, `aud`, `exp`, `nbf`, `iat`, `sub`, the caller's role,
+//! the user's session version (`ver`) and the session (`sid`, the refresh family). Only HS256 is
+//! accepted (`alg: none` and every other algorithm are refused), and every registered claim
+//! above is required. A verified token must also not be revoked ([`revocation`]).
+
+pub mod revocation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,36 @@ pub struct Claims {
     /// Token id, so one token can be told from another in logs of security events.
     pub jti: Uuid,
     pub role: Role,
+    /// The user's session version when the token was issued; a token below the user's
+    /// current version is revoked (tokens from before versions existed count as 0).
+    #[serde(default)]
+    pub ver: i32,
+    /// The session (refresh family) the token belongs to; absent on tokens minted outside a
+    /// login (tests, tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+}
+
+/// The session an access token is issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionClaims {
+    /// `accounts.session_version` at issue.
+    pub version: i32,
+    /// The refresh family.
+    pub session_id: Uuid,
+}
+
+/// Why a presented token is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is not valid yet")]
+    Immature,
+    #[error("the access token is invalid")]
+    Invalid,
+    #[error(transparent)]
+    Revoked(#[from] revocation::Revoked),
 }
 
 /// Signs and verifies access tokens.
@@ -41,6 +74,7 @@ pub struct JwtKeys {
     validation: Validation,
     issuer: String,
     audience: String,
+    revocations: Arc<revocation::Revocations>,
 }
 
 impl JwtKeys {
@@ -59,6 +93,7 @@ impl JwtKeys {
             validation,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
+            revocations: Arc::default(),
         }
     }
 
@@ -70,8 +105,30 @@ impl JwtKeys {
         ))
     }
 
-    /// Issues an access token for `user_id` valid for `lifetime` from now.
+    /// Issues an access token for `user_id` valid for `lifetime` from now, outside any
+    /// session (tests, tools): only a change of the user revokes it.
     pub fn issue(&self, user_id: Uuid, role: Role, lifetime: Duration) -> String {
+        self.issue_for(user_id, role, lifetime, None)
+    }
+
+    /// Issues the access token of a session (a login or a refresh).
+    pub fn issue_session(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        lifetime: Duration,
+        session: SessionClaims,
+    ) -> String {
+        self.issue_for(user_id, role, lifetime, Some(session))
+    }
+
+    fn issue_for(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        lifetime: Duration,
+        session: Option<SessionClaims>,
+    ) -> String {
         let now = Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -82,6 +139,8 @@ impl JwtKeys {
             iat: now,
             jti: Uuid::now_v7(),
             role,
+            ver: session.map_or(0, |s| s.version),
+            sid: session.map(|s| s.session_id),
         };
         self.sign(&claims)
     }
@@ -104,6 +163,26 @@ impl JwtKeys {
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
     }
+
+    /// Verifies the token and that it is not revoked: what every door checks.
+    pub fn authenticate(&self, token: &str) -> Result<Claims, Rejection> {
+        let claims = self.verify(token).map_err(|error| {
+            use jsonwebtoken::errors::ErrorKind;
+            tracing::debug!(%error, "bearer token rejected");
+            match error.kind() {
+                ErrorKind::ExpiredSignature => Rejection::Expired,
+                ErrorKind::ImmatureSignature => Rejection::Immature,
+                _ => Rejection::Invalid,
+            }
+        })?;
+        self.revocations.check(&claims)?;
+        Ok(claims)
+    }
+
+    /// What this process knows was revoked (fed by [`revocation::listen`]).
+    pub fn revocations(&self) -> &Arc<revocation::Revocations> {
+        &self.revocations
+    }
 }
 
 /// The authenticated caller, extracted from `Authorization: Bearer …`.
@@ -111,6 +190,8 @@ impl JwtKeys {
 pub struct AuthUser {
     pub user_id: Uuid,
     pub role: Role,
+    /// The session (refresh family) of the token, when it came from a login.
+    pub session_id: Option<Uuid>,
 }
 
 impl AuthUser {
@@ -123,6 +204,37 @@ impl AuthUser {
 }
 
 impl<S> FromRequestParts<S> for AuthUser
+where
+    Arc<JwtKeys>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = MaybeRevoked::from_request_parts(parts, state).await?;
+        caller.current()
+    }
+}
+
+/// A caller whose token is genuine and unexpired but may have been revoked since: only for
+/// answering the idempotent retry of the very request that revoked it.
+#[derive(Debug, Clone, Copy)]
+pub struct MaybeRevoked {
+    pub user: AuthUser,
+    pub revoked: Option<revocation::Revoked>,
+}
+
+impl MaybeRevoked {
+    /// The caller, unless the token was revoked (401).
+    pub fn current(self) -> Result<AuthUser, ApiError> {
+        match self.revoked {
+            None => Ok(self.user),
+            Some(revoked) => Err(ApiError::Unauthorized(revoked.to_string())),
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for MaybeRevoked
 where
     Arc<JwtKeys>: FromRef<S>,
     S: Send + Sync,
@@ -148,19 +260,22 @@ where
             .ok_or_else(|| {
                 ApiError::Unauthorized("Authorization must be `Bearer <access token>`".into())
             })?;
-        let claims = keys.verify(token).map_err(|error| {
-            use jsonwebtoken::errors::ErrorKind;
-            let reason = match error.kind() {
-                ErrorKind::ExpiredSignature => "the access token has expired",
-                ErrorKind::ImmatureSignature => "the access token is not valid yet",
-                _ => "the access token is invalid",
-            };
-            tracing::debug!(%error, "bearer token rejected");
-            ApiError::Unauthorized(reason.into())
-        })?;
-        Ok(AuthUser {
-            user_id: claims.sub,
-            role: claims.role,
+        let (claims, revoked) = match keys.authenticate(token) {
+            Ok(claims) => (claims, None),
+            Err(Rejection::Revoked(revoked)) => (
+                keys.verify(token)
+                    .map_err(|_| ApiError::Unauthorized(Rejection::Invalid.to_string()))?,
+                Some(revoked),
+            ),
+            Err(rejection) => return Err(ApiError::Unauthorized(rejection.to_string())),
+        };
+        Ok(MaybeRevoked {
+            user: AuthUser {
+                user_id: claims.sub,
+                role: claims.role,
+                session_id: claims.sid,
+            },
+            revoked,
         })
     }
 }
@@ -185,6 +300,8 @@ mod tests {
             iat: now,
             jti: Uuid::now_v7(),
             role: Role::Member,
+            ver: 0,
+            sid: None,
         }
     }
 

@@ -1,0 +1,363 @@
+//! Revocation reaches every door (issue 11): the query side and the websocket gateway refuse
+//! a deactivated, demoted or logged-out session within a second, sockets must renew their
+//! token before it expires, a fresh gateway resumes without a gap, and a subscription that
+//! races a removal cannot outlive it.
+
+use std::time::{Duration, Instant};
+
+use domain::Role;
+use e2e::ws::{authed, next, send, Ws};
+use e2e::{nats_url, Stack};
+use futures::StreamExt;
+use platform::bus::EventEnvelope;
+use platform::store::Position;
+use platform::testing::{meeting_body, TestUser};
+use realtime::hub::{Hub, Outbound, Subscriber};
+use realtime::protocol::{Channel, Refusal};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+/// The close code the server sends within `within` (skipping other frames), and when.
+async fn closed_within(ws: &mut Ws, within: Duration) -> (u16, Duration) {
+    let started = Instant::now();
+    loop {
+        let left = within.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                return (frame.code.into(), started.elapsed())
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close frame within {within:?}: {other:?}"),
+        }
+    }
+}
+
+async fn subscribe(ws: &mut Ws, channel: &str, since: Option<&str>) -> Value {
+    let mut message = json!({"type": "subscribe", "channel": channel});
+    if let Some(since) = since {
+        message["since"] = json!(since);
+    }
+    send(ws, message).await;
+    next(ws).await
+}
+
+/// Frames up to the answer of a ping: everything the server had queued before it.
+async fn drain(ws: &mut Ws) -> Vec<Value> {
+    send(ws, json!({"type": "ping"})).await;
+    let mut frames = vec![];
+    loop {
+        let frame = next(ws).await;
+        if frame["type"] == "pong" {
+            return frames;
+        }
+        frames.push(frame);
+    }
+}
+
+async fn admin(stack: &Stack, name: &str) -> TestUser {
+    let user = stack.commands.sign_up(name).await.unwrap();
+    command_service::admin::promote(stack.store.clone(), &user.email)
+        .await
+        .unwrap();
+    stack.commands.log_in(user).await.unwrap()
+}
+
+#[tokio::test]
+async fn revoking_a_session_closes_its_sockets_and_query_access_within_a_second() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (url, _gateway) = stack.start_realtime().await;
+    let root = admin(&stack, "Root").await;
+
+    // Each way of revoking, on a user of its own.
+    for action in ["deactivate", "demote", "password", "logout"] {
+        let user = stack.commands.sign_up(action).await.unwrap();
+        let user = if action == "demote" {
+            admin(&stack, action).await
+        } else {
+            user
+        };
+        let other_session = stack.commands.log_in(user.clone()).await.unwrap();
+        let mut ws = authed(&url, &user.token).await;
+        assert_eq!(
+            subscribe(&mut ws, "user:me", None).await["type"],
+            "subscribed"
+        );
+        let mut other_ws = authed(&url, &other_session.token).await;
+
+        let response = match action {
+            "deactivate" => {
+                stack
+                    .commands
+                    .post(&format!("/v1/users/{}/deactivate", user.id), Some(&root.token), json!({}))
+                    .await
+            }
+            "demote" => stack
+                .commands
+                .request(Method::PUT, &format!("/v1/users/{}/role", user.id), Some(&root.token))
+                .json(&json!({"role": "member"}))
+                .send()
+                .await
+                .unwrap(),
+            "password" => {
+                stack
+                    .commands
+                    .post(
+                        "/v1/users/me/password",
+                        Some(&user.token),
+                        json!({"current_password": user.password, "new_password": "another fine passphrase"}),
+                    )
+                    .await
+            }
+            _ => {
+                stack
+                    .commands
+                    .post("/v1/auth/logout", Some(&user.token), json!({"refresh_token": user.refresh_token}))
+                    .await
+            }
+        };
+        assert!(
+            response.status().is_success(),
+            "{action}: {}",
+            response.status()
+        );
+
+        let (code, took) = closed_within(&mut ws, Duration::from_secs(1)).await;
+        assert_eq!(code, 4401, "{action}");
+        assert!(took < Duration::from_secs(1), "{action}: {took:?}");
+        let query = stack.queries.get("/v1/users/me", Some(&user.token)).await;
+        assert_eq!(
+            query.status(),
+            401,
+            "{action}: the query side refuses the token"
+        );
+        if action == "logout" {
+            // Only that session ended.
+            let frames = drain(&mut other_ws).await;
+            assert!(frames.is_empty(), "{frames:?}");
+            let query = stack
+                .queries
+                .get("/v1/users/me", Some(&other_session.token))
+                .await;
+            assert_eq!(query.status(), 200);
+        } else {
+            let (code, _) = closed_within(&mut other_ws, Duration::from_secs(1)).await;
+            assert_eq!(code, 4401, "{action}: every session of the user");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_socket_must_renew_its_token_before_it_expires() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (url, _gateway) = stack.start_realtime().await;
+    let (alice, _, _) = stack.user("Alice").await;
+    let (_, bob_token, _) = stack.user("Bob").await;
+    let short = stack.jwt.issue(alice, Role::Member, Duration::from_secs(2));
+
+    let mut lapsing = authed(&url, &short).await;
+    let mut renewing = authed(&url, &short).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Someone else's token is refused, and the socket keeps its own.
+    send(&mut renewing, json!({"type": "auth", "token": bob_token})).await;
+    let refused = next(&mut renewing).await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], "unauthorized");
+    let fresh = stack
+        .jwt
+        .issue(alice, Role::Member, Duration::from_secs(60));
+    send(&mut renewing, json!({"type": "auth", "token": fresh})).await;
+    assert_eq!(
+        next(&mut renewing).await,
+        json!({"type": "ready", "user_id": alice})
+    );
+
+    let (code, after) = closed_within(&mut lapsing, Duration::from_secs(5)).await;
+    assert_eq!(code, 4401);
+    assert!(
+        after >= Duration::from_millis(500),
+        "closed at expiry, not before: {after:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        drain(&mut renewing).await.is_empty(),
+        "the renewed socket is open"
+    );
+}
+
+#[tokio::test]
+async fn a_resume_right_after_a_gateway_restart_misses_nothing() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (_, organizer_token, _) = stack.user("Olga").await;
+    let (alice, alice_token, _) = stack.user("Alice").await;
+    let meeting = stack
+        .commands
+        .schedule(&organizer_token, &meeting_body("Standup", &[alice]))
+        .await
+        .unwrap();
+
+    let (url, gateway) = stack.start_realtime().await;
+    let mut ws = authed(&url, &alice_token).await;
+    let subscribed = subscribe(&mut ws, "user:me", Some(&Position::START.to_string())).await;
+    assert_eq!(subscribed["type"], "subscribed");
+    let replayed = drain(&mut ws).await;
+    let seen = replayed.last().expect("the invitation")["position"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(ws);
+    drop(gateway);
+
+    let mut missed = vec![];
+    for text in ["one", "two", "three"] {
+        let (status, body) = stack
+            .command(
+                Method::POST,
+                &format!("/v1/meetings/{meeting}/messages"),
+                &organizer_token,
+                json!({"text": text}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        missed.push(body["position"].as_str().unwrap().to_string());
+    }
+    // Published and projected before the new gateway starts: all of it lies before its start.
+    stack
+        .wait_projected(
+            missed.last().unwrap().parse().unwrap(),
+            Duration::from_secs(20),
+        )
+        .await;
+
+    let (url, _gateway) = stack.start_realtime().await;
+    let mut ws = authed(&url, &alice_token).await;
+    let subscribed = subscribe(&mut ws, "user:me", Some(&seen)).await;
+    assert_eq!(subscribed["type"], "subscribed");
+    let frames = drain(&mut ws).await;
+    let positions: Vec<&str> = frames
+        .iter()
+        .map(|f| {
+            assert_eq!(f["type"], "event", "{f}");
+            f["position"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(positions, missed);
+}
+
+fn subscriber(user_id: Uuid) -> (Subscriber, tokio::sync::mpsc::Receiver<Outbound>) {
+    let (queue, inbox) = tokio::sync::mpsc::channel(64);
+    let subscriber = Subscriber {
+        user_id,
+        queue,
+        too_slow: Default::default(),
+    };
+    (subscriber, inbox)
+}
+
+#[tokio::test]
+async fn a_subscription_admitted_before_a_removal_cannot_outlive_it() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (_, organizer_token, _) = stack.user("Olga").await;
+    let (bob, _, _) = stack.user("Bob").await;
+    let (carol, _, _) = stack.user("Carol").await;
+    let meeting = stack
+        .commands
+        .schedule(&organizer_token, &meeting_body("Standup", &[bob, carol]))
+        .await
+        .unwrap();
+    let hub = Hub::new(stack.store.clone());
+    let channel = Channel::Meeting(meeting);
+    let bob_admitted = hub
+        .admit(meeting, bob)
+        .await
+        .unwrap()
+        .expect("bob is a member");
+    let carol_admitted = hub
+        .admit(meeting, carol)
+        .await
+        .unwrap()
+        .expect("carol is a member");
+    // Carol's subscription lands before the removals are dispatched, Bob's after.
+    let head = stack.store_head().await;
+    hub.start_at(head);
+    let (carol_subscriber, mut carol_inbox) = subscriber(carol);
+    hub.subscribe(channel, 2, carol_subscriber, Some(carol_admitted))
+        .unwrap();
+
+    for user in [bob, carol] {
+        let (status, _) = stack
+            .command(
+                Method::DELETE,
+                &format!("/v1/meetings/{meeting}/attendees/{user}"),
+                &organizer_token,
+                json!(null),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let events = stack.store.read_all(Some(head), 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        hub.dispatch(&EventEnvelope::from(event)).await;
+    }
+
+    let (bob_subscriber, _bob_inbox) = subscriber(bob);
+    assert!(matches!(
+        hub.subscribe(channel, 1, bob_subscriber, Some(bob_admitted)),
+        Err(Refusal::NotMember)
+    ));
+    // Carol saw Bob's removal, then her own, then lost the channel.
+    let mut seen = vec![];
+    while let Ok(outbound) = carol_inbox.try_recv() {
+        seen.push(match outbound {
+            Outbound::Event { position, .. } => format!("event {position}"),
+            Outbound::Revoked { .. } => "revoked".to_string(),
+            Outbound::Control(_) => "control".to_string(),
+        });
+    }
+    assert_eq!(
+        seen,
+        vec![
+            format!("event {}", events[0].position),
+            format!("event {}", events[1].position),
+            "revoked".to_string()
+        ]
+    );
+    assert_eq!(hub.subscriptions(), 0);
+}
+
+#[tokio::test]
+async fn registration_points_at_the_new_users_profile() {
+    let stack = Stack::start(nats_url(), true).await;
+    let response = stack
+        .commands
+        .register(
+            "location@example.com",
+            platform::testing::PASSWORD,
+            "Lo Cation",
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let registered: Value = response.json().await.unwrap();
+    let user = stack
+        .commands
+        .log_in(TestUser {
+            id: registered["id"].as_str().unwrap().parse().unwrap(),
+            email: "location@example.com".into(),
+            password: platform::testing::PASSWORD.into(),
+            token: String::new(),
+            refresh_token: String::new(),
+            position: registered["position"].as_str().unwrap().into(),
+        })
+        .await
+        .unwrap();
+    let (status, profile) = stack.query(&location, &user.token, &user.position).await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["id"], registered["id"]);
+    // Someone else's profile is not visible to a member: 404, as for an unknown id.
+    let (_, other_token, _) = stack.user("Other").await;
+    let (status, _) = stack.query(&location, &other_token, &user.position).await;
+    assert_eq!(status, 404);
+}
