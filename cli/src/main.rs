@@ -10,10 +10,7 @@ use command_service::sessions::PgSessionStore;
 use command_service::{AppState, AuthSettings};
 use platform::auth::JwtKeys;
 use platform::bus::EventSource;
-use platform::config::{
-    DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings, Secret,
-    MIN_JWT_SECRET_BYTES,
-};
+use platform::config::{DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings};
 use platform::metrics::Metrics;
 use platform::service::Server;
 use platform::store::{EventStore, PgEventStore};
@@ -140,17 +137,27 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.query.check(&args.http)?;
-    let secret = match args.jwt.secret() {
-        Ok(secret) => secret,
-        Err(_) if args.jwt.jwt_secret.is_none() && args.jwt.jwt_secret_file.is_none() => {
-            generated_secret(&args.data_dir)?
-        }
-        Err(error) => return Err(error),
+    let configured = args.jwt.private_key_file.is_some()
+        || args.jwt.has_secret()
+        || !args.jwt.public_key_files.is_empty();
+    let jwt = if configured {
+        JwtKeys::from_settings(&args.jwt)?
+    } else {
+        JwtKeys::ed25519(
+            &generated_key(&args.data_dir)?,
+            &[],
+            &args.jwt.issuer,
+            &args.jwt.audience,
+        )?
     };
+    anyhow::ensure!(
+        jwt.can_sign(),
+        "meetings serve signs tokens: give MEETINGS_JWT_PRIVATE_KEY_FILE"
+    );
+    let jwt = Arc::new(jwt);
     let pool = platform::service::connect(&args.database).await?;
     // One-command start: serve brings its own schema up to date.
     platform::db::migrate(&pool).await?;
-    let jwt = Arc::new(JwtKeys::new(&secret, &args.jwt.issuer, &args.jwt.audience));
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
     let metrics = Metrics::new();
     let stream = platform::bus::StreamName::new(&args.nats.stream)?;
@@ -220,27 +227,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.run_until(platform::shutdown::signal()).await
 }
 
-/// Reads `<data-dir>/jwt-secret`, creating it (owner-only) with a random key on first start.
-fn generated_secret(data_dir: &Path) -> anyhow::Result<Secret> {
-    let path = data_dir.join("jwt-secret");
+/// Reads `<data-dir>/jwt-ed25519.pem`, creating it (owner-only) with a new Ed25519 key on
+/// first start.
+fn generated_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("jwt-ed25519.pem");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let key = text.trim().as_bytes().to_vec();
-        anyhow::ensure!(
-            key.len() >= MIN_JWT_SECRET_BYTES,
-            "{} holds a key shorter than {MIN_JWT_SECRET_BYTES} bytes",
-            path.display()
-        );
-        return Ok(Secret::new(key));
+        return Ok(text);
     }
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_dir.display()))?;
-    let key: String = rand::random::<[u8; 32]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = platform::auth::keys::generate_ed25519_pem();
     write_private(&path, &key)?;
-    tracing::info!(path = %path.display(), "generated a JWT signing key");
-    Ok(Secret::new(key))
+    tracing::info!(path = %path.display(), "generated an Ed25519 token signing key");
+    Ok(key)
 }
 
 #[cfg(unix)]

@@ -27,7 +27,7 @@ use crate::AppState;
             against its caller's limits (429 with Retry-After)."
     ),
     paths(
-        auth::register, auth::login, auth::refresh, auth::logout,
+        auth::register, auth::login, auth::refresh, auth::logout, auth::jwks,
         users::change_profile, users::change_password, users::change_role, users::deactivate,
         meetings::schedule, meetings::update, meetings::invite, meetings::remove_attendee,
         meetings::respond, meetings::cancel, meetings::start, meetings::end,

@@ -270,9 +270,12 @@ async fn housekeeping_purges_forgotten_throttles_and_expired_refresh_tokens() {
     .execute(pool)
     .await
     .unwrap();
+    // Expired tokens go once the revocation window has passed too: until then a revoked
+    // family's row is what services reload its revocation from.
     sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at)
-         VALUES ('\\x01', gen_random_uuid(), $1, now() - interval '1 second')",
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at, family_expires_at)
+         VALUES ('\\x01', gen_random_uuid(), $1, now() - interval '2 hours', now()),
+                ('\\x02', gen_random_uuid(), $1, now() - interval '1 second', now())",
     )
     .bind(ann.id)
     .execute(pool)
@@ -289,10 +292,10 @@ async fn housekeeping_purges_forgotten_throttles_and_expired_refresh_tokens() {
         .await
         .unwrap();
     assert_eq!(left, ["blocked@example.org", "recent@example.org"]);
-    // Ann's own (unexpired) refresh token is kept.
+    // Ann's own (unexpired) refresh token is kept, and so is the one that expired just now.
     let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
         .fetch_one(pool)
         .await
         .unwrap();
-    assert_eq!(tokens, 1);
+    assert_eq!(tokens, 2);
 }

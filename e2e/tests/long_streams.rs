@@ -75,6 +75,22 @@ async fn a_meeting_with_100000_chat_messages_costs_no_more_memory_than_a_short_o
     .execute(&db.pool)
     .await
     .unwrap();
+    // The change read model as the projector would have written it (none runs here): what a
+    // resume reads.
+    sqlx::query(
+        "INSERT INTO rm_changes (position, event_id, event_type, aggregate_type, aggregate_id,
+                                 sequence, recorded_at, data, audience)
+         SELECT lpad(to_hex(transaction_id::text::bigint), 16, '0') || lpad(to_hex(id), 16, '0'),
+                event_id, event_type, aggregate_type, aggregate_id, sequence, recorded_at,
+                payload, ARRAY[$2, $3]::uuid[]
+         FROM events WHERE aggregate_id = $1 AND sequence > 1",
+    )
+    .bind(meeting)
+    .bind(ann.id)
+    .bind(ben.id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let head = MESSAGES + 1;
     // Each step below starts without a snapshot: the worst case, a stream never loaded yet.
     let forget_snapshots = || async {
@@ -83,6 +99,32 @@ async fn a_meeting_with_100000_chat_messages_costs_no_more_memory_than_a_short_o
             .await
             .unwrap();
     };
+
+    // The stream holds the meeting's last event, as the relay would have published it: the
+    // gateway starts live delivery after it, so a resume covers the whole chat.
+    let store = platform::store::PgEventStore::new(db.pool.clone());
+    let last = platform::store::EventStore::load_page(&store, "meeting", meeting, head - 1, 1)
+        .await
+        .unwrap();
+    let envelope = platform::bus::EventEnvelope::from(&last[0]);
+    // …and the read models are that far: what bounds the resume is its size alone.
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)",
+    )
+    .bind(envelope.position.to_string())
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    stream
+        .js
+        .publish(
+            stream.name.subject("meeting", meeting),
+            serde_json::to_vec(&envelope).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     // A websocket resume from the very start: more than a replay may hold, so `reset`.
     let gateway = realtime::build(&services::realtime_settings(

@@ -361,3 +361,96 @@ async fn registration_points_at_the_new_users_profile() {
     let (status, _) = stack.query(&location, &other_token, &user.position).await;
     assert_eq!(status, 404);
 }
+
+/// Writes `text` to a file of its own under the temporary directory.
+fn key_file(text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("meetings-key-{}.pem", Uuid::now_v7()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn rotating_the_signing_key_logs_nobody_out_and_verifiers_need_no_private_key() {
+    use e2e::services::{command_settings, query_settings, serve_commands, serve_queries};
+    let db = platform::testing::TestDatabase::new().await;
+    let old_private = platform::auth::keys::generate_ed25519_pem();
+    let new_private = platform::auth::keys::generate_ed25519_pem();
+    let old_public = key_file(&platform::auth::keys::public_pem(&old_private).unwrap());
+    let new_public = key_file(&platform::auth::keys::public_pem(&new_private).unwrap());
+    let (old_private, new_private) = (key_file(&old_private), key_file(&new_private));
+    let ed25519_only = |settings: &mut platform::config::JwtSettings| {
+        settings.jwt_secret = None;
+        settings.jwt_secret_file = None;
+    };
+
+    let mut before = command_settings(&db.url, 4);
+    ed25519_only(&mut before.jwt);
+    before.jwt.private_key_file = Some(old_private.clone());
+    let commands = serve_commands(&before).await.unwrap();
+    let alice = commands.sign_up("Alice").await.unwrap();
+    drop(commands);
+
+    // The command side after the rotation: the new key signs, the old one still verifies.
+    let mut after = command_settings(&db.url, 4);
+    ed25519_only(&mut after.jwt);
+    after.jwt.private_key_file = Some(new_private);
+    after.jwt.previous_key_file = Some(old_public.clone());
+    let commands = serve_commands(&after).await.unwrap();
+    let rename = |token: String| {
+        let commands = &commands;
+        async move {
+            commands
+                .patch(
+                    "/v1/users/me",
+                    Some(&token),
+                    json!({"display_name": "Alice A."}),
+                )
+                .await
+                .status()
+        }
+    };
+    assert_eq!(
+        rename(alice.token.clone()).await,
+        200,
+        "the old token still works"
+    );
+    let renewed = commands.log_in(alice.clone()).await.unwrap();
+    assert_eq!(rename(renewed.token.clone()).await, 200);
+    let jwks: Value = commands.get_json("/.well-known/jwks.json", None).await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "{jwks}");
+    for token in [&alice.token, &renewed.token] {
+        let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        assert!(kids.contains(&kid.as_str()), "{kid} in {kids:?}");
+    }
+
+    // A query-service with both public keys accepts both; with the new one only, only it.
+    for (files, old_accepted) in [
+        (vec![new_public.clone(), old_public], 200),
+        (vec![new_public], 401),
+    ] {
+        let mut settings = query_settings(&db.url, 4);
+        ed25519_only(&mut settings.jwt);
+        settings.jwt.public_key_files = files;
+        let queries = serve_queries(&settings).await.unwrap();
+        let status = |token: &str| {
+            let queries = &queries;
+            let token = token.to_string();
+            async move {
+                queries
+                    .get("/v1/users", Some(&token))
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(status(&alice.token).await, old_accepted);
+        assert_eq!(status(&renewed.token).await, 200);
+    }
+    // A service holding no private key signs nothing: the query settings above had none.
+}

@@ -73,6 +73,25 @@ pub struct JwtSettings {
         default_value = "meetings"
     )]
     pub audience: String,
+
+    /// Ed25519 private key (PEM, PKCS#8) this service signs access tokens with: the
+    /// command-service's (and `meetings serve`'s) current key.
+    #[arg(long = "jwt-private-key-file", env = "MEETINGS_JWT_PRIVATE_KEY_FILE")]
+    pub private_key_file: Option<PathBuf>,
+
+    /// The key signed with before the current one (PEM, private or public): its tokens stay
+    /// valid until they expire, so a rotation logs nobody out.
+    #[arg(long = "jwt-previous-key-file", env = "MEETINGS_JWT_PREVIOUS_KEY_FILE")]
+    pub previous_key_file: Option<PathBuf>,
+
+    /// Ed25519 public keys (PEM files, comma-separated; current and previous) whose tokens
+    /// this service accepts: what the query-service and the gateway are given.
+    #[arg(
+        long = "jwt-public-key-files",
+        env = "MEETINGS_JWT_PUBLIC_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub public_key_files: Vec<PathBuf>,
 }
 
 /// A secret that never prints itself.
@@ -99,6 +118,11 @@ impl fmt::Debug for Secret {
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 impl JwtSettings {
+    /// Whether an HS256 secret is configured (the legacy key).
+    pub fn has_secret(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_secret_file.is_some()
+    }
+
     /// Reads the key from the environment value or the file; exactly one must be given.
     pub fn secret(&self) -> anyhow::Result<Secret> {
         let bytes = match (&self.jwt_secret, &self.jwt_secret_file) {
@@ -289,6 +313,9 @@ mod tests {
             jwt_secret_file: None,
             issuer: "meetings".into(),
             audience: "meetings".into(),
+            private_key_file: None,
+            previous_key_file: None,
+            public_key_files: vec![],
         };
         let error = settings.secret().unwrap_err().to_string();
         assert!(error.contains("MEETINGS_JWT_SECRET"), "{error}");

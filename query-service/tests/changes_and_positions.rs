@@ -150,13 +150,14 @@ async fn a_new_watch_reads_the_checkpoint_even_without_a_notification() {
     assert_eq!(reached, Ok(()));
 }
 
-/// Terminates the service's LISTEN connection once it exists; returns how many were ended.
+/// Terminates the service's LISTEN connection for projection progress once it exists (not
+/// the one for session revocations); returns how many were ended.
 async fn kill_listener(app: &support::TestApp) -> i64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let killed: i64 = sqlx::query_scalar(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%meetings_projected%'",
         )
         .fetch_one(&app.db.pool)
         .await

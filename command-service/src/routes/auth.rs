@@ -2,9 +2,10 @@
 
 use std::future::Future;
 
+use axum::http::header::CACHE_CONTROL;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{extract::State, Json, Router};
 use chrono::Utc;
 use domain::{normalize_email, validate_email, validate_registration, User, UserCommand};
@@ -28,6 +29,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// The Ed25519 public keys access tokens are signed with (current and previous), chosen by
+/// `kid`: what other services and API gateways verify tokens against. Cacheable for 5 minutes.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, body = platform::auth::keys::JwkSet)))]
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    (
+        [(CACHE_CONTROL, "public, max-age=300")],
+        Json(state.jwt.jwks()),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

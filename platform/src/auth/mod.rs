@@ -3,6 +3,7 @@
 //! accepted (`alg: none` and every other algorithm are refused), and every registered claim
 //! above is required. A verified token must also not be revoked ([`revocation`]).
 
+pub mod keys;
 pub mod revocation;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::Utc;
 use domain::{Actor, Role};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -67,42 +68,137 @@ pub enum Rejection {
     Revoked(#[from] revocation::Revoked),
 }
 
-/// Signs and verifies access tokens.
+/// Signs and verifies access tokens (see [`keys`] for which keys).
 pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    /// `None` in services that only verify.
+    signer: Option<keys::Signer>,
+    verifiers: Vec<keys::Verifier>,
     issuer: String,
     audience: String,
     revocations: Arc<revocation::Revocations>,
 }
 
 impl JwtKeys {
+    /// Keys of the HS256 `secret` alone (the legacy key; tests).
     pub fn new(secret: &Secret, issuer: &str, audience: &str) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECONDS;
+        Self::from_keys(vec![keys::hs256(secret)], issuer, audience)
+    }
+
+    /// Signs with the Ed25519 private key `current` and also accepts the tokens of the
+    /// `previous` keys (PEM, private or public).
+    pub fn ed25519(
+        current: &str,
+        previous: &[&str],
+        issuer: &str,
+        audience: &str,
+    ) -> anyhow::Result<Self> {
+        let mut all = vec![keys::ed25519_from_pem(current)?];
+        for key in previous {
+            all.push(keys::ed25519_from_pem(key)?);
+        }
+        Ok(Self::from_keys(all, issuer, audience))
+    }
+
+    /// Verifies with the Ed25519 public (or private) keys `accepted`; cannot sign.
+    pub fn verifying(accepted: &[&str], issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        let mut all = vec![];
+        for key in accepted {
+            let mut key = keys::ed25519_from_pem(key)?;
+            key.signer = None;
+            all.push(key);
+        }
+        Ok(Self::from_keys(all, issuer, audience))
+    }
+
+    /// The first key that can sign signs; every key verifies.
+    fn from_keys(all: Vec<keys::PemKey>, issuer: &str, audience: &str) -> Self {
+        let mut signer = None;
+        let mut verifiers = vec![];
+        for key in all {
+            if signer.is_none() {
+                signer = key.signer;
+            }
+            verifiers.push(key.verifier);
+        }
         Self {
-            encoding: EncodingKey::from_secret(secret.expose()),
-            decoding: DecodingKey::from_secret(secret.expose()),
-            validation,
+            signer,
+            verifiers,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             revocations: Arc::default(),
         }
     }
 
+    /// The keys the settings name: the private key signs (with the previous key still
+    /// accepted), public keys verify, and a legacy HS256 secret, when also given, keeps
+    /// verifying the tokens it signed (and signs only when no Ed25519 key does).
     pub fn from_settings(settings: &JwtSettings) -> anyhow::Result<Self> {
-        Ok(Self::new(
-            &settings.secret()?,
-            &settings.issuer,
-            &settings.audience,
-        ))
+        let read = |path: &std::path::Path, setting: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{setting} {}: {e}", path.display()))
+        };
+        let parse = |path: &std::path::Path, setting: &str| -> anyhow::Result<keys::PemKey> {
+            keys::ed25519_from_pem(&read(path, setting)?)
+                .map_err(|e| anyhow::anyhow!("{setting} {}: {e}", path.display()))
+        };
+        let mut all = vec![];
+        if let Some(path) = &settings.private_key_file {
+            let key = parse(path, "MEETINGS_JWT_PRIVATE_KEY_FILE")?;
+            anyhow::ensure!(
+                key.signer.is_some(),
+                "MEETINGS_JWT_PRIVATE_KEY_FILE {} holds a public key; give the private one",
+                path.display()
+            );
+            all.push(key);
+        }
+        if let Some(path) = &settings.previous_key_file {
+            let mut key = parse(path, "MEETINGS_JWT_PREVIOUS_KEY_FILE")?;
+            key.signer = None;
+            all.push(key);
+        }
+        for path in &settings.public_key_files {
+            let mut key = parse(path, "MEETINGS_JWT_PUBLIC_KEY_FILES")?;
+            key.signer = None;
+            all.push(key);
+        }
+        if settings.has_secret() {
+            all.push(keys::hs256(&settings.secret()?));
+        }
+        anyhow::ensure!(
+            !all.is_empty(),
+            "no token key: set MEETINGS_JWT_PRIVATE_KEY_FILE (command-service), \
+             MEETINGS_JWT_PUBLIC_KEY_FILES (query-service, realtime) or the legacy \
+             MEETINGS_JWT_SECRET / MEETINGS_JWT_SECRET_FILE"
+        );
+        Ok(Self::from_keys(all, &settings.issuer, &settings.audience))
+    }
+
+    /// Whether this process holds a key that signs.
+    pub fn can_sign(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// The Ed25519 public keys accepted, for `GET /.well-known/jwks.json`.
+    pub fn jwks(&self) -> keys::JwkSet {
+        keys::JwkSet {
+            keys: self
+                .verifiers
+                .iter()
+                .filter_map(keys::Verifier::jwk)
+                .collect(),
+        }
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        validation
     }
 
     /// Issues an access token for `user_id` valid for `lifetime` from now, outside any
@@ -146,9 +242,18 @@ impl JwtKeys {
     }
 
     /// Signs arbitrary claims (tests use it to build expired or not-yet-valid tokens).
+    ///
+    /// # Panics
+    /// In a process that holds no signing key (a verifier: query-service, gateway).
     pub fn sign(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .expect("BUG: HS256 signing of serializable claims cannot fail")
+        let signer = self
+            .signer
+            .as_ref()
+            .expect("BUG: only the command side signs tokens, with a private key");
+        let mut header = Header::new(signer.algorithm);
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.key)
+            .expect("BUG: signing serializable claims cannot fail")
     }
 
     pub fn issuer(&self) -> &str {
@@ -159,9 +264,21 @@ impl JwtKeys {
         &self.audience
     }
 
-    /// Verifies signature, algorithm and claims.
+    /// Verifies signature, algorithm and claims, with the key the token's `kid` names (a
+    /// token without one: the HS256 secret, which signed before keys had ids).
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+        use jsonwebtoken::errors::ErrorKind;
+        let header = jsonwebtoken::decode_header(token)?;
+        let kid = header.kid.as_deref().unwrap_or(keys::HS256_KID);
+        let verifier = self
+            .verifiers
+            .iter()
+            .find(|v| v.kid == kid)
+            .ok_or(ErrorKind::InvalidSignature)?;
+        // The algorithm is the key's, never the header's: no HS256 token "signed" with a
+        // public key, no `none`.
+        jsonwebtoken::decode::<Claims>(token, &verifier.key, &self.validation(verifier.algorithm))
+            .map(|d| d.claims)
     }
 
     /// Verifies the token and that it is not revoked: what every door checks.
@@ -284,6 +401,7 @@ where
 mod tests {
     use super::*;
     use base64::Engine;
+    use jsonwebtoken::EncodingKey;
 
     fn keys() -> JwtKeys {
         JwtKeys::new(&Secret::new("k".repeat(32)), "meetings", "meetings")
@@ -336,6 +454,95 @@ mod tests {
         assert!(keys()
             .verify(&other_aud.issue(Uuid::nil(), Role::Member, Duration::from_secs(60)))
             .is_err());
+    }
+
+    fn ed25519_pair() -> (String, String) {
+        let private = keys::generate_ed25519_pem();
+        let public = keys::public_pem(&private).unwrap();
+        (private, public)
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_previous_keys_tokens_valid_and_signs_with_the_new_key() {
+        let (old_private, old_public) = ed25519_pair();
+        let (new_private, new_public) = ed25519_pair();
+        let before = JwtKeys::ed25519(&old_private, &[], "meetings", "meetings").unwrap();
+        let old_token = before.issue(Uuid::now_v7(), Role::Member, Duration::from_secs(60));
+
+        // The command side after the rotation: new key, the old one as previous (public).
+        let after = JwtKeys::ed25519(&new_private, &[&old_public], "meetings", "meetings").unwrap();
+        assert!(after.verify(&old_token).is_ok(), "old tokens stay valid");
+        let new_token = after.issue(Uuid::now_v7(), Role::Member, Duration::from_secs(60));
+        let header = jsonwebtoken::decode_header(&new_token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid, after.jwks().keys.first().map(|k| k.kid.clone()));
+        assert_ne!(
+            header.kid,
+            jsonwebtoken::decode_header(&old_token).unwrap().kid
+        );
+        // A verifier given both public keys accepts both; once the old key is dropped, its
+        // tokens are refused and the new ones are not.
+        let both = JwtKeys::verifying(&[&new_public, &old_public], "meetings", "meetings").unwrap();
+        assert!(!both.can_sign());
+        assert!(both.verify(&old_token).is_ok() && both.verify(&new_token).is_ok());
+        let only_new = JwtKeys::verifying(&[&new_public], "meetings", "meetings").unwrap();
+        assert!(only_new.verify(&old_token).is_err());
+        assert!(only_new.verify(&new_token).is_ok());
+        assert_eq!(after.jwks().keys.len(), 2);
+    }
+
+    #[test]
+    fn a_token_signed_with_a_public_key_as_an_hs256_secret_is_refused() {
+        let (private, public) = ed25519_pair();
+        let verifier = JwtKeys::verifying(&[&public], "meetings", "meetings").unwrap();
+        let jwk = JwtKeys::ed25519(&private, &[], "meetings", "meetings")
+            .unwrap()
+            .jwks()
+            .keys
+            .remove(0);
+        // An attacker knows the public key and its kid: an HS256 "signature" with it.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(jwk.kid);
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims(600, -1),
+            &EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
+        assert!(verifier.verify(&forged).is_err());
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&jwk.x)
+            .unwrap();
+        let forged =
+            jsonwebtoken::encode(&header, &claims(600, -1), &EncodingKey::from_secret(&raw))
+                .unwrap();
+        assert!(verifier.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn a_legacy_hs256_secret_kept_beside_a_new_key_keeps_its_tokens_valid() {
+        let secret = Secret::new("k".repeat(32));
+        let legacy = JwtKeys::new(&secret, "meetings", "meetings");
+        let legacy_claims = claims(600, -1);
+        // Tokens from before keys had ids carry no `kid`.
+        let untagged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &legacy_claims,
+            &EncodingKey::from_secret(secret.expose()),
+        )
+        .unwrap();
+        let (private, _) = ed25519_pair();
+        let mut all = vec![keys::ed25519_from_pem(&private).unwrap()];
+        all.push(keys::hs256(&secret));
+        let migrated = JwtKeys::from_keys(all, "meetings", "meetings");
+        assert!(migrated.verify(&untagged).is_ok());
+        assert!(migrated.verify(&legacy.sign(&legacy_claims)).is_ok());
+        let issued = migrated.issue(Uuid::now_v7(), Role::Member, Duration::from_secs(60));
+        assert_eq!(
+            jsonwebtoken::decode_header(&issued).unwrap().alg,
+            Algorithm::EdDSA,
+            "the Ed25519 key signs"
+        );
     }
 
     #[test]

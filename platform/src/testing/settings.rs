@@ -22,6 +22,9 @@ pub fn jwt_settings() -> JwtSettings {
         jwt_secret_file: None,
         issuer: "meetings".to_string(),
         audience: "meetings".to_string(),
+        private_key_file: None,
+        previous_key_file: None,
+        public_key_files: vec![],
     }
 }
 
