@@ -161,9 +161,19 @@ impl Hub {
         }
     }
 
-    /// Whether `user` is organizer or attendee of `meeting` as the store has it now: the
-    /// admission to subscribe (checked again by [`Hub::subscribe`]).
+    /// Whether `user` is organizer or attendee of `meeting`: the admission to subscribe
+    /// (checked again by [`Hub::subscribe`]). A member at the dispatched point of the stream is
+    /// admitted without a read (a removal not yet dispatched will reach the subscription and
+    /// end it); otherwise the store, which may be ahead (a fresh invitation), decides.
     pub async fn admit(&self, meeting: Uuid, user: Uuid) -> anyhow::Result<Option<Admission>> {
+        if let Some(known) = self.lock().memberships.get(&meeting) {
+            if known.membership.contains(user) {
+                return Ok(Some(Admission {
+                    meeting,
+                    version: known.version,
+                }));
+            }
+        }
         // From the meeting's snapshot: bounded however much was said in its chat.
         let state = platform::store::load_aggregate::<Meeting>(
             &*self.store,
