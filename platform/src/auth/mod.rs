@@ -72,7 +72,8 @@ pub enum Rejection {
 pub struct JwtKeys {
     /// `None` in services that only verify.
     signer: Option<keys::Signer>,
-    verifiers: Vec<keys::Verifier>,
+    /// Each key with the validation of its algorithm, built once (every request uses one).
+    verifiers: Vec<(keys::Verifier, Validation)>,
     issuer: String,
     audience: String,
     revocations: Arc<revocation::Revocations>,
@@ -118,7 +119,8 @@ impl JwtKeys {
             if signer.is_none() {
                 signer = key.signer;
             }
-            verifiers.push(key.verifier);
+            let validation = validation(key.verifier.algorithm, issuer, audience);
+            verifiers.push((key.verifier, validation));
         }
         Self {
             signer,
@@ -184,21 +186,9 @@ impl JwtKeys {
             keys: self
                 .verifiers
                 .iter()
-                .filter_map(keys::Verifier::jwk)
+                .filter_map(|(verifier, _)| verifier.jwk())
                 .collect(),
         }
-    }
-
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.algorithms = vec![algorithm];
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECONDS;
-        validation
     }
 
     /// Issues an access token for `user_id` valid for `lifetime` from now, outside any
@@ -270,15 +260,14 @@ impl JwtKeys {
         use jsonwebtoken::errors::ErrorKind;
         let header = jsonwebtoken::decode_header(token)?;
         let kid = header.kid.as_deref().unwrap_or(keys::HS256_KID);
-        let verifier = self
+        let (verifier, validation) = self
             .verifiers
             .iter()
-            .find(|v| v.kid == kid)
+            .find(|(v, _)| v.kid == kid)
             .ok_or(ErrorKind::InvalidSignature)?;
         // The algorithm is the key's, never the header's: no HS256 token "signed" with a
         // public key, no `none`.
-        jsonwebtoken::decode::<Claims>(token, &verifier.key, &self.validation(verifier.algorithm))
-            .map(|d| d.claims)
+        jsonwebtoken::decode::<Claims>(token, &verifier.key, validation).map(|d| d.claims)
     }
 
     /// Verifies the token and that it is not revoked: what every door checks.
@@ -300,6 +289,20 @@ impl JwtKeys {
     pub fn revocations(&self) -> &Arc<revocation::Revocations> {
         &self.revocations
     }
+}
+
+/// What a token of `algorithm` must satisfy: only that algorithm, the issuer and audience,
+/// every registered claim, `exp` and `nbf` within the leeway.
+fn validation(algorithm: Algorithm, issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.algorithms = vec![algorithm];
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.leeway = LEEWAY_SECONDS;
+    validation
 }
 
 /// The authenticated caller, extracted from `Authorization: Bearer …`.
