@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{EventMetadata, Position, StoredEvent};
+use crate::store::{decode_event, encode_event, EventMetadata, Position, StoredEvent};
 
 /// One event as published and consumed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +29,51 @@ pub struct EventEnvelope {
     pub recorded_at: DateTime<Utc>,
     pub data: serde_json::Value,
     pub metadata: EventMetadata,
+}
+
+/// An event decoded (and upcast) into its domain type.
+#[derive(Debug, Clone)]
+pub enum Decoded {
+    User(domain::UserEvent),
+    Meeting(domain::MeetingEvent),
+}
+
+impl EventEnvelope {
+    /// The event as the current code has it: upcast and decoded into its domain type. The
+    /// reason when the aggregate type is unknown or the payload does not decode.
+    pub fn decode(
+        &self,
+        upcasters: &[Box<dyn cqrs_es::persist::EventUpcaster>],
+    ) -> Result<Decoded, String> {
+        fn typed<E: cqrs_es::DomainEvent>(
+            event: &EventEnvelope,
+            upcasters: &[Box<dyn cqrs_es::persist::EventUpcaster>],
+        ) -> Result<E, String> {
+            decode_event(
+                &event.event_type,
+                &event.event_version,
+                event.data.clone(),
+                upcasters,
+            )
+        }
+        match self.aggregate_type.as_str() {
+            "user" => Ok(Decoded::User(typed(self, upcasters)?)),
+            "meeting" => Ok(Decoded::Meeting(typed(self, upcasters)?)),
+            other => Err(format!("unknown aggregate type `{other}`")),
+        }
+    }
+}
+
+impl Decoded {
+    /// The payload as the current code encodes it: what `/v1/changes` and websocket frames
+    /// carry, whichever version was stored.
+    pub fn data(&self) -> Result<serde_json::Value, String> {
+        let encoded = match self {
+            Decoded::User(event) => encode_event(event),
+            Decoded::Meeting(event) => encode_event(event),
+        };
+        encoded.map(|(_, _, data)| data).map_err(|e| e.to_string())
+    }
 }
 
 impl From<StoredEvent> for EventEnvelope {

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use domain::{Meeting, MeetingEvent, Membership, UserEvent};
-use platform::bus::EventEnvelope;
-use platform::store::{decode_event, encode_event, EventStore, Position};
+use domain::{Meeting, MeetingEvent, Membership};
+use platform::bus::{Decoded, EventEnvelope};
+use platform::store::{EventStore, Position};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -207,37 +207,12 @@ impl Hub {
     /// The event's payload as the current code encodes it (what `/v1/changes` shows), and
     /// the meeting event it is, if it is one.
     fn upcast(&self, event: &EventEnvelope) -> (serde_json::Value, Option<MeetingEvent>) {
-        let decode = |_: ()| -> Result<_, String> {
-            let (data, meeting) = match event.aggregate_type.as_str() {
-                "meeting" => {
-                    let decoded: MeetingEvent = decode_event(
-                        &event.event_type,
-                        &event.event_version,
-                        event.data.clone(),
-                        &self.upcasters,
-                    )
-                    .map_err(|e| e.to_string())?;
-                    (
-                        encode_event(&decoded).map_err(|e| e.to_string())?.2,
-                        Some(decoded),
-                    )
-                }
-                "user" => {
-                    let decoded: UserEvent = decode_event(
-                        &event.event_type,
-                        &event.event_version,
-                        event.data.clone(),
-                        &self.upcasters,
-                    )
-                    .map_err(|e| e.to_string())?;
-                    (encode_event(&decoded).map_err(|e| e.to_string())?.2, None)
-                }
-                other => return Err(format!("unknown aggregate type {other}")),
-            };
-            Ok((data, meeting))
-        };
-        match decode(()) {
-            Ok(decoded) => decoded,
+        let decoded = event
+            .decode(&self.upcasters)
+            .and_then(|decoded| Ok((decoded.data()?, decoded)));
+        match decoded {
+            Ok((data, Decoded::Meeting(meeting))) => (data, Some(meeting)),
+            Ok((data, Decoded::User(_))) => (data, None),
             Err(error) => {
                 // The projector refuses such an event too (and stops): nobody sees it there.
                 tracing::error!(%error, position = %event.position, "undecodable event");

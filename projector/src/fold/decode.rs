@@ -4,19 +4,13 @@
 use std::collections::BTreeSet;
 
 use cqrs_es::persist::EventUpcaster;
-use domain::{MeetingEvent, Membership, UserEvent};
+use domain::{Membership, UserEvent};
 use platform::bus::EventEnvelope;
-use platform::store::decode_event;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
 
-/// An event decoded (and upcast) into its domain type.
-#[derive(Debug, Clone)]
-pub enum Decoded {
-    User(UserEvent),
-    Meeting(MeetingEvent),
-}
+pub use platform::bus::Decoded;
 
 /// Decodes an envelope for the read models. Unknown aggregate types and undecodable data
 /// are unapplicable.
@@ -24,26 +18,9 @@ pub fn decode(
     event: &EventEnvelope,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<Decoded, ProjectionError> {
-    fn typed<E: cqrs_es::DomainEvent>(
-        event: &EventEnvelope,
-        upcasters: &[Box<dyn EventUpcaster>],
-    ) -> Result<E, ProjectionError> {
-        decode_event(
-            &event.event_type,
-            &event.event_version,
-            event.data.clone(),
-            upcasters,
-        )
+    event
+        .decode(upcasters)
         .map_err(|reason| ProjectionError::unapplicable(event, reason))
-    }
-    match event.aggregate_type.as_str() {
-        "user" => Ok(Decoded::User(typed(event, upcasters)?)),
-        "meeting" => Ok(Decoded::Meeting(typed(event, upcasters)?)),
-        other => Err(ProjectionError::unapplicable(
-            event,
-            format!("unknown aggregate type `{other}`"),
-        )),
-    }
 }
 
 /// The ids a batch touches, to load before folding.

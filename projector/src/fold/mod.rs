@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::{MeetingEvent, Membership, ResponseStatus, UserEvent};
 use platform::bus::EventEnvelope;
-use platform::store::encode_event;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
@@ -161,16 +160,17 @@ impl Fold {
         event: &EventEnvelope,
         decoded: &Decoded,
     ) -> Result<(), ProjectionError> {
-        let (data, audience) = match decoded {
+        let audience = match decoded {
             Decoded::User(user_event) => {
                 self.apply_user(event, user_event)?;
-                (encoded(event, user_event)?, vec![event.aggregate_id])
+                vec![event.aggregate_id]
             }
-            Decoded::Meeting(meeting_event) => {
-                let audience = self.apply_meeting(event, meeting_event)?;
-                (encoded(event, meeting_event)?, audience)
-            }
+            Decoded::Meeting(meeting_event) => self.apply_meeting(event, meeting_event)?,
         };
+        // What `rm_changes` stores: the upcast, current form.
+        let data = decoded
+            .data()
+            .map_err(|reason| ProjectionError::unapplicable(event, reason))?;
         self.changes.push(ChangeRow {
             position: event.position.to_string(),
             event_id: event.event_id,
@@ -485,14 +485,4 @@ fn fold_membership(
         .map_err(|e| ProjectionError::unapplicable(event, e.to_string()))?;
     membership.apply(decoded);
     Ok(())
-}
-
-/// The event's data as stored in `rm_changes`: the upcast, current form.
-fn encoded<E: cqrs_es::DomainEvent>(
-    event: &EventEnvelope,
-    decoded: &E,
-) -> Result<serde_json::Value, ProjectionError> {
-    encode_event(decoded)
-        .map(|(_, _, data)| data)
-        .map_err(|e| ProjectionError::unapplicable(event, e.to_string()))
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use domain::{AttendeeSpec, ResponseStatus};
-use platform::store::{EventMetadata, Position};
+use platform::store::{encode_event, EventMetadata, Position};
 
 use super::*;
 

@@ -91,7 +91,7 @@ impl Connection<'_> {
         let ending = loop {
             let step = tokio::select! {
                 () = too_slow.cancelled() => Err(CapacityError::SlowConsumer.into()),
-                // Re-read every turn: a renewal moves it.
+                // Read every turn: a renewal moves it.
                 () = tokio::time::sleep_until(self.session.expires_at()) => {
                     Err(close::Close::Expired.into())
                 }

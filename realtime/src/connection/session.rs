@@ -32,6 +32,8 @@ pub(super) struct Session {
     user_id: Uuid,
     /// The token in force: the first one, or the latest renewal.
     claims: Claims,
+    /// When `claims` expire, on this process's clock.
+    expires_at: Instant,
     connection: u64,
     /// This connection's handle in the hub (its queue and too-slow signal).
     subscriber: Subscriber,
@@ -51,6 +53,7 @@ impl Session {
         let session = Self {
             shared,
             user_id,
+            expires_at: expiry(&claims),
             claims,
             connection: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
             subscriber,
@@ -62,8 +65,7 @@ impl Session {
     /// When the token in force expires: the connection is closed then (4401) unless the
     /// client renewed it.
     pub(super) fn expires_at(&self) -> Instant {
-        let left = self.claims.exp - chrono::Utc::now().timestamp();
-        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+        self.expires_at
     }
 
     /// Whether the token in force has been revoked since it was checked.
@@ -126,6 +128,7 @@ impl Session {
     fn renew(&mut self, token: &str) -> Message {
         match self.shared.jwt.authenticate(token) {
             Ok(claims) if claims.sub == self.user_id => {
+                self.expires_at = expiry(&claims);
                 self.claims = claims;
                 ServerMessage::Ready {
                     user_id: self.user_id,
@@ -257,4 +260,10 @@ impl Session {
             self.leave(channel);
         }
     }
+}
+
+/// The instant `claims` expire (`exp` is in whole seconds of the wall clock).
+fn expiry(claims: &Claims) -> Instant {
+    let left = claims.exp - chrono::Utc::now().timestamp();
+    Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
 }
