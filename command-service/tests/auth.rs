@@ -10,7 +10,7 @@ use std::time::Duration;
 use command_service::AuthSettings;
 use futures::future::join_all;
 use serde_json::{json, Value};
-use support::{assert_problem, spawn_app, spawn_app_with, TestApp, TestUser};
+use support::{answers_within, assert_problem, spawn_app, spawn_app_with, text, TestApp, TestUser};
 use uuid::Uuid;
 
 const WRONG_PASSWORD: &str = "definitely not it";
@@ -38,18 +38,9 @@ async fn login_with(
         .unwrap()
 }
 
-async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
-    app.post(
-        "/v1/auth/refresh",
-        None,
-        json!({"refresh_token": refresh_token}),
-    )
-    .await
-}
-
 /// Refreshes and returns the new tokens, asserting success.
 async fn refreshed(app: &TestApp, refresh_token: &str) -> Value {
-    let response = refresh(app, refresh_token).await;
+    let response = app.refresh(refresh_token).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     response.json().await.unwrap()
 }
@@ -59,23 +50,6 @@ async fn new_session(app: &TestApp, user: &TestUser) -> Value {
     let response = app.login(&user.email, &user.password).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     response.json().await.unwrap()
-}
-
-/// A command that needs a valid access token: renaming oneself.
-async fn rename(app: &TestApp, access_token: &str, name: &str) -> reqwest::Response {
-    app.patch(
-        "/v1/users/me",
-        Some(access_token),
-        json!({"display_name": name}),
-    )
-    .await
-}
-
-fn text(value: &Value, key: &str) -> String {
-    value[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("`{key}` is not a string in {value}"))
-        .to_string()
 }
 
 fn retry_after(response: &reqwest::Response) -> u64 {
@@ -153,7 +127,7 @@ async fn login_returns_bearer_tokens_and_the_access_token_works_on_a_command() {
     assert_eq!(claims.sub, user.id);
     assert_eq!(claims.exp - claims.iat, 900);
 
-    let response = rename(&app, &access_token, "Alice Liddell").await;
+    let response = app.rename(&access_token, "Alice Liddell").await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert_eq!(app.event_count().await, 2, "registered, then renamed");
 }
@@ -170,17 +144,17 @@ async fn refresh_rotates_the_token_and_reusing_a_spent_one_revokes_its_whole_fam
     assert_ne!(second, first, "refresh hands out a new refresh token");
     assert_eq!(rotated["token_type"], "Bearer");
     assert_eq!(rotated["user_id"], user.id.to_string());
-    let response = rename(&app, &text(&rotated, "access_token"), "Rotated").await;
+    let response = app.rename(&text(&rotated, "access_token"), "Rotated").await;
     assert_eq!(response.status(), 200, "the new access token works");
 
     // The spent token again: someone replays a stolen copy.
-    let response = refresh(&app, &first).await;
+    let response = app.refresh(&first).await;
     assert!(response.headers().contains_key("www-authenticate"));
     assert_problem(response, 401).await;
 
     // Its whole family is gone, including the token the rotation handed out...
-    assert_problem(refresh(&app, &second).await, 401).await;
-    assert_problem(refresh(&app, &first).await, 401).await;
+    assert_problem(app.refresh(&second).await, 401).await;
+    assert_problem(app.refresh(&first).await, 401).await;
 
     // ...but another login's family is untouched.
     let other = refreshed(&app, &other_family).await;
@@ -192,8 +166,8 @@ async fn refresh_rotates_the_token_and_reusing_a_spent_one_revokes_its_whole_fam
 async fn a_refresh_token_that_was_never_issued_is_refused() {
     let app = spawn_app().await;
     app.user("Alice").await;
-    assert_problem(refresh(&app, "made-up-token").await, 401).await;
-    assert_problem(refresh(&app, "").await, 401).await;
+    assert_problem(app.refresh("made-up-token").await, 401).await;
+    assert_problem(app.refresh("").await, 401).await;
 }
 
 #[tokio::test]
@@ -201,7 +175,7 @@ async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
     let app = spawn_app().await;
     let user = app.user("Alice").await;
 
-    let responses = join_all((0..8).map(|_| refresh(&app, &user.refresh_token))).await;
+    let responses = join_all((0..8).map(|_| app.refresh(&user.refresh_token))).await;
     let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 401, 401, 401, 401, 401, 401, 401]);
@@ -214,44 +188,18 @@ async fn logout_ends_that_session_only() {
     let other_family = text(&new_session(&app, &user).await, "refresh_token");
 
     // Logging out needs the access token.
-    let response = app
-        .post(
-            "/v1/auth/logout",
-            None,
-            json!({"refresh_token": user.refresh_token}),
-        )
-        .await;
+    let response = app.logout(None, &user.refresh_token).await;
     assert_problem(response, 401).await;
 
-    let response = app
-        .post(
-            "/v1/auth/logout",
-            Some(&user.token),
-            json!({"refresh_token": user.refresh_token}),
-        )
-        .await;
+    let response = app.logout(Some(&user.token), &user.refresh_token).await;
     assert_eq!(response.status(), 204);
-    assert_problem(refresh(&app, &user.refresh_token).await, 401).await;
+    assert_problem(app.refresh(&user.refresh_token).await, 401).await;
 
     // The session's access token went with it (once the revocation arrives, within ms).
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    loop {
-        let response = app
-            .post(
-                "/v1/auth/logout",
-                Some(&user.token),
-                json!({"refresh_token": user.refresh_token}),
-            )
-            .await;
-        if response.status() == 401 {
-            break;
-        }
-        assert_eq!(response.status(), 204);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the access token still works"
-        );
-    }
+    answers_within(&[204], 401, Duration::from_secs(1), || {
+        app.logout(Some(&user.token), &user.refresh_token)
+    })
+    .await;
 
     refreshed(&app, &other_family).await;
 }
@@ -262,13 +210,7 @@ async fn logging_out_with_someone_elses_refresh_token_does_not_end_their_session
     let alice = app.user("Alice").await;
     let mallory = app.user("Mallory").await;
 
-    let response = app
-        .post(
-            "/v1/auth/logout",
-            Some(&mallory.token),
-            json!({"refresh_token": alice.refresh_token}),
-        )
-        .await;
+    let response = app.logout(Some(&mallory.token), &alice.refresh_token).await;
     assert_eq!(response.status(), 204);
     refreshed(&app, &alice.refresh_token).await;
 }
@@ -303,8 +245,8 @@ async fn changing_the_password_ends_every_session_and_only_the_new_password_logs
         .await;
     assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
 
-    assert_problem(refresh(&app, &user.refresh_token).await, 401).await;
-    assert_problem(refresh(&app, &other_family).await, 401).await;
+    assert_problem(app.refresh(&user.refresh_token).await, 401).await;
+    assert_problem(app.refresh(&other_family).await, 401).await;
     assert_problem(app.login(&user.email, &user.password).await, 401).await;
     let response = app.login(&user.email, new_password).await;
     assert_eq!(response.status(), 200);
@@ -327,7 +269,7 @@ async fn a_deactivated_user_can_neither_log_in_nor_refresh() {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 
     assert_problem(app.login(&user.email, &user.password).await, 403).await;
-    assert_problem(refresh(&app, &user.refresh_token).await, 401).await;
+    assert_problem(app.refresh(&user.refresh_token).await, 401).await;
     // A wrong password still says only "wrong", not "deactivated".
     assert_problem(app.login(&user.email, WRONG_PASSWORD).await, 401).await;
 }
@@ -467,7 +409,7 @@ async fn a_refresh_token_expires_after_its_configured_lifetime() {
 
     // Rotating keeps working within the lifetime of each token...
     let mut token = user.refresh_token.clone();
-    let mut last = refresh(&app, &token).await;
+    let mut last = app.refresh(&token).await;
     // ...until one is left unused for longer than a second.
     while last.status() == 200 {
         assert!(
@@ -476,7 +418,7 @@ async fn a_refresh_token_expires_after_its_configured_lifetime() {
         );
         token = text(&last.json::<Value>().await.unwrap(), "refresh_token");
         tokio::time::sleep(Duration::from_millis(1_300)).await;
-        last = refresh(&app, &token).await;
+        last = app.refresh(&token).await;
     }
     assert_problem(last, 401).await;
     assert!(started.elapsed() >= Duration::from_secs(1));

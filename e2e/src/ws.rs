@@ -52,3 +52,46 @@ pub async fn authed(url: &str, token: &str) -> Ws {
     assert_eq!(next(&mut ws).await["type"], "ready");
     ws
 }
+
+/// `subscribe` to `channel` (resuming after `since`, if given); the server's answer.
+pub async fn subscribe(ws: &mut Ws, channel: &str, since: Option<&str>) -> Value {
+    let mut message = json!({"type": "subscribe", "channel": channel});
+    if let Some(since) = since {
+        message["since"] = json!(since);
+    }
+    send(ws, message).await;
+    next(ws).await
+}
+
+/// Every frame the server had queued before its answer to a ping.
+pub async fn until_pong(ws: &mut Ws) -> Vec<Value> {
+    send(ws, json!({"type": "ping"})).await;
+    let mut frames = vec![];
+    loop {
+        let frame = next(ws).await;
+        if frame["type"] == "pong" {
+            return frames;
+        }
+        frames.push(frame);
+    }
+}
+
+/// The close code the server sends within `within` (skipping other frames), and when.
+pub async fn closed_within(ws: &mut Ws, within: Duration) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let left = within.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                return (frame.code.into(), started.elapsed())
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close frame within {within:?}: {other:?}"),
+        }
+    }
+}
+
+/// The close code the server sends next, within 10 s.
+pub async fn close_code(ws: &mut Ws) -> u16 {
+    closed_within(ws, Duration::from_secs(10)).await.0
+}

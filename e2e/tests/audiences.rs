@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use e2e::ws::{authed, next, send, Ws};
+use e2e::ws::{authed, next, subscribe, until_pong, Ws};
 use e2e::{nats_url, Stack};
 use platform::store::Position;
 use platform::testing::{meeting_body, TestServer};
@@ -69,17 +69,15 @@ fn from_frame(frame: &Value) -> Value {
 
 /// Every event frame the server had queued before the answer to a ping.
 async fn drain(ws: &mut Ws) -> Result<Vec<Value>, TestCaseError> {
-    send(ws, json!({"type": "ping"})).await;
     let mut events = vec![];
-    loop {
-        let frame = next(ws).await;
+    for frame in until_pong(ws).await {
         match frame["type"].as_str() {
-            Some("pong") => return Ok(events),
             Some("event") => events.push(from_frame(&frame)),
             Some("reset") => return Err(TestCaseError::fail(format!("reset: {frame}"))),
             _ => {}
         }
     }
+    Ok(events)
 }
 
 struct Case<'a> {
@@ -112,12 +110,7 @@ impl Case<'_> {
         since: &str,
     ) -> Result<Vec<Value>, TestCaseError> {
         let mut ws = authed(self.gateway, token).await;
-        send(
-            &mut ws,
-            json!({"type": "subscribe", "channel": channel, "since": since}),
-        )
-        .await;
-        let subscribed = next(&mut ws).await;
+        let subscribed = subscribe(&mut ws, channel, Some(since)).await;
         prop_assert_eq!(&subscribed["type"], "subscribed", "{}", subscribed);
         drain(&mut ws).await
     }
@@ -133,8 +126,7 @@ impl Case<'_> {
         let mut live = vec![];
         for i in 0..USERS {
             let mut ws = authed(self.gateway, token(i)).await;
-            send(&mut ws, json!({"type": "subscribe", "channel": "user:me"})).await;
-            let subscribed = next(&mut ws).await;
+            let subscribed = subscribe(&mut ws, "user:me", None).await;
             prop_assert_eq!(&subscribed["type"], "subscribed");
             // Live delivery covers what comes after this (the registration may or may not).
             let from = subscribed["position"].as_str().unwrap().to_string();

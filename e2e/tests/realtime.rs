@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use e2e::ws::{authed, connect, next, send, Ws};
+use e2e::ws::{authed, close_code, connect, next, send, subscribe, Ws};
 use e2e::{nats_url, Stack};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use platform::store::{encode_event, Commit, EventMetadata, NewEvent, Position};
 use platform::testing::meeting_body;
 use realtime::connection::Limits;
@@ -12,26 +12,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
-
-/// The close code the server sends next (skipping other frames).
-async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => return frame.code.into(),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
-async fn subscribe(ws: &mut Ws, channel: &str, since: Option<&str>) -> Value {
-    let mut message = json!({"type": "subscribe", "channel": channel});
-    if let Some(since) = since {
-        message["since"] = json!(since);
-    }
-    send(ws, message).await;
-    next(ws).await
-}
 
 /// The next chat message on `channel` as (position, text), skipping other events.
 async fn next_chat(ws: &mut Ws, channel: &str) -> (String, String) {

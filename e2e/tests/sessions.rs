@@ -3,12 +3,11 @@
 //! token before it expires, a fresh gateway resumes without a gap, and a subscription that
 //! races a removal cannot outlive it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domain::Role;
-use e2e::ws::{authed, next, send, Ws};
+use e2e::ws::{authed, closed_within, next, send, subscribe, until_pong};
 use e2e::{nats_url, Stack};
-use futures::StreamExt;
 use platform::bus::EventEnvelope;
 use platform::store::Position;
 use platform::testing::{meeting_body, TestUser};
@@ -16,45 +15,7 @@ use realtime::hub::{Hub, Outbound, Subscriber};
 use realtime::protocol::{Channel, Refusal};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
-
-/// The close code the server sends within `within` (skipping other frames), and when.
-async fn closed_within(ws: &mut Ws, within: Duration) -> (u16, Duration) {
-    let started = Instant::now();
-    loop {
-        let left = within.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => {
-                return (frame.code.into(), started.elapsed())
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("no close frame within {within:?}: {other:?}"),
-        }
-    }
-}
-
-async fn subscribe(ws: &mut Ws, channel: &str, since: Option<&str>) -> Value {
-    let mut message = json!({"type": "subscribe", "channel": channel});
-    if let Some(since) = since {
-        message["since"] = json!(since);
-    }
-    send(ws, message).await;
-    next(ws).await
-}
-
-/// Frames up to the answer of a ping: everything the server had queued before it.
-async fn drain(ws: &mut Ws) -> Vec<Value> {
-    send(ws, json!({"type": "ping"})).await;
-    let mut frames = vec![];
-    loop {
-        let frame = next(ws).await;
-        if frame["type"] == "pong" {
-            return frames;
-        }
-        frames.push(frame);
-    }
-}
 
 async fn admin(stack: &Stack, name: &str) -> TestUser {
     let user = stack.commands.sign_up(name).await.unwrap();
@@ -134,7 +95,7 @@ async fn revoking_a_session_closes_its_sockets_and_query_access_within_a_second(
         );
         if action == "logout" {
             // Only that session ended.
-            let frames = drain(&mut other_ws).await;
+            let frames = until_pong(&mut other_ws).await;
             assert!(frames.is_empty(), "{frames:?}");
             let query = stack
                 .queries
@@ -181,7 +142,7 @@ async fn a_socket_must_renew_its_token_before_it_expires() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
-        drain(&mut renewing).await.is_empty(),
+        until_pong(&mut renewing).await.is_empty(),
         "the renewed socket is open"
     );
 }
@@ -201,7 +162,7 @@ async fn a_resume_right_after_a_gateway_restart_misses_nothing() {
     let mut ws = authed(&url, &alice_token).await;
     let subscribed = subscribe(&mut ws, "user:me", Some(&Position::START.to_string())).await;
     assert_eq!(subscribed["type"], "subscribed");
-    let replayed = drain(&mut ws).await;
+    let replayed = until_pong(&mut ws).await;
     let seen = replayed.last().expect("the invitation")["position"]
         .as_str()
         .unwrap()
@@ -234,7 +195,7 @@ async fn a_resume_right_after_a_gateway_restart_misses_nothing() {
     let mut ws = authed(&url, &alice_token).await;
     let subscribed = subscribe(&mut ws, "user:me", Some(&seen)).await;
     assert_eq!(subscribed["type"], "subscribed");
-    let frames = drain(&mut ws).await;
+    let frames = until_pong(&mut ws).await;
     let positions: Vec<&str> = frames
         .iter()
         .map(|f| {

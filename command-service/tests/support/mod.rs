@@ -11,6 +11,7 @@ use platform::auth::JwtKeys;
 use platform::config::HttpLimits;
 use platform::store::{EventStore, PgEventStore, StoredEvent};
 use platform::testing::{self, TestClient, TestDatabase, TestServer};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// Shared with every service's tests (not every test binary uses them).
@@ -109,6 +110,32 @@ impl TestApp {
         self.log_in(user.clone()).await.expect("log in again")
     }
 
+    /// Trades a refresh token for new tokens.
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// Ends the session of `refresh_token`, asked with the access token `token`.
+    pub async fn logout(&self, token: Option<&str>, refresh_token: &str) -> reqwest::Response {
+        self.post(
+            "/v1/auth/logout",
+            token,
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// A command that needs a valid access token: renaming oneself.
+    pub async fn rename(&self, token: &str, name: &str) -> reqwest::Response {
+        self.patch("/v1/users/me", Some(token), json!({"display_name": name}))
+            .await
+    }
+
     /// Schedules a meeting for tomorrow 10:00–11:00 UTC and returns its id.
     pub async fn schedule(&self, organizer: &TestUser, attendees: &[Uuid]) -> Uuid {
         self.server
@@ -124,5 +151,43 @@ impl TestApp {
 
     pub async fn event_count(&self) -> i64 {
         testing::event_count(&self.db.pool).await
+    }
+}
+
+/// The string field `key` of `value`.
+pub fn text(value: &Value, key: &str) -> String {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{key}` is not a string in {value}"))
+        .to_string()
+}
+
+/// Repeats `request` while it answers one of `before` until it answers `after`, for at
+/// most `within`; how long that took. Any other answer fails the test.
+pub async fn answers_within<F, Fut>(
+    before: &[u16],
+    after: u16,
+    within: std::time::Duration,
+    mut request: F,
+) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let status = request().await.status().as_u16();
+        if status == after {
+            return started.elapsed();
+        }
+        assert!(
+            before.contains(&status),
+            "{status}: neither one of {before:?} nor {after}"
+        );
+        assert!(
+            started.elapsed() < within,
+            "still {status} after {within:?}, wanted {after}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
