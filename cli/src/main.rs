@@ -1,5 +1,7 @@
-//! `meetings`: the operator CLI — `serve` (everything in one process), `migrate`, and user
-//! administration. The audit commands (`meetings events …`) arrive with the audit issue.
+//! `meetings`: the operator CLI — `serve` (everything in one process), `migrate`, user
+//! administration, and the audit commands (`meetings events …`, in [`events`]).
+
+mod events;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,15 @@ enum Command {
         #[command(flatten)]
         database: DatabaseSettings,
     },
+    /// Audit the event log: an aggregate's history, its state at any point, exports,
+    /// tamper checks (`verify`), and rebuilding the read models while the system runs
+    /// (`replay`). Exit codes: 0 ok, 1 a problem found, 2 usage or connection error.
+    Events {
+        #[command(flatten)]
+        database: DatabaseSettings,
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
     /// User administration.
     Users {
         #[command(flatten)]
@@ -87,9 +98,8 @@ struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 enum ProjectionsCommand {
-    /// Empty the read models and rebuild them from the event store, in global order.
-    /// Refuses while a projector of the database is active (stop it first); queries see
-    /// partial data while it runs.
+    /// Rebuild the read models from the event store while the system runs: the same as
+    /// `meetings events replay --all`.
     Rebuild,
 }
 
@@ -102,10 +112,36 @@ enum UsersCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     platform::telemetry::init(cli.log.log_format);
     match cli.command {
+        Command::Events { database, command } => events::run(database, command).await,
+        Command::Projections {
+            database,
+            command: ProjectionsCommand::Rebuild,
+        } => {
+            events::run(
+                database,
+                events::EventsCommand::Replay {
+                    projection: None,
+                    all: true,
+                },
+            )
+            .await
+        }
+        command => match run(command).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("Error: {error:?}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Migrate { database } => {
             let pool = platform::service::connect(&database).await?;
             platform::db::migrate(&pool).await?;
@@ -122,14 +158,8 @@ async fn main() -> anyhow::Result<()> {
             println!("{email} ({id}) is now {role}");
         }
         Command::Serve(args) => serve(*args).await?,
-        Command::Projections {
-            database,
-            command: ProjectionsCommand::Rebuild,
-        } => {
-            let pool = platform::service::connect(&database).await?;
-            let store = PgEventStore::new(pool.clone());
-            let applied = projector::rebuild(&store, &pool).await?;
-            println!("read models rebuilt from {applied} events");
+        Command::Events { .. } | Command::Projections { .. } => {
+            unreachable!("BUG: handled in main")
         }
     }
     Ok(())
@@ -220,6 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_limits(args.http.clone())
     .with_revocations(pool.clone(), &jwt);
+    let server = audit::anchor::with_task(server, pool.clone(), store.clone());
     let server = command_service::with_tasks(server, &command_state, relay);
     let server = realtime::with_tasks(server, &gateway, gateway_source);
     let server = projector::with_task(server, pool, projection_source, &metrics);

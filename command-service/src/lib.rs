@@ -230,7 +230,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         }
     };
     let state = AppState::new(
-        store,
+        store.clone(),
         Arc::new(PgSessionStore::new(pool.clone())),
         jwt.clone(),
         settings.auth.clone(),
@@ -239,7 +239,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let listener = platform::service::bind(settings.listen).await?;
     let server = Server::new("command-service", listener, router(state.clone(), metrics))
         .with_limits(settings.http.clone())
-        .with_revocations(pool, &jwt);
+        .with_revocations(pool.clone(), &jwt);
+    let server = audit::anchor::with_task(server, pool, store);
     Ok(with_tasks(server, &state, relay))
 }
 

@@ -221,6 +221,22 @@ impl Violations {
     }
 }
 
+/// `text` in double quotes for a one-line summary: at most 60 characters (then `…`), control
+/// characters (line breaks included) shown as spaces.
+pub fn quote_short(text: &str) -> String {
+    const MAX: usize = 60;
+    let mut out = String::from("\"");
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +303,13 @@ mod tests {
             ]))
         );
         assert_eq!(Violations::new().into_result(), Ok(()));
+    }
+
+    #[test]
+    fn quote_short_keeps_a_summary_on_one_bounded_line() {
+        assert_eq!(quote_short("Stand-up"), "\"Stand-up\"");
+        assert_eq!(quote_short("a\nb\tc"), "\"a b c\"");
+        let long = "ü".repeat(100);
+        assert_eq!(quote_short(&long), format!("\"{}…\"", "ü".repeat(60)));
     }
 }

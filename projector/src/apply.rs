@@ -42,6 +42,18 @@ pub async fn apply_batch(
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<BatchOutcome, ProjectionError> {
+    apply_batch_announcing(conn, events, stream_sequence, upcasters, NOTIFY_CHANNEL).await
+}
+
+/// [`apply_batch`], announcing the checkpoint on `channel` (a replay builds shadow tables
+/// nobody waits on yet, so it announces elsewhere).
+pub async fn apply_batch_announcing(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    stream_sequence: Option<u64>,
+    upcasters: &[Box<dyn EventUpcaster>],
+    channel: &'static str,
+) -> Result<BatchOutcome, ProjectionError> {
     if events.is_empty() {
         return Ok(BatchOutcome::default());
     }
@@ -53,13 +65,14 @@ pub async fn apply_batch(
         .collect();
     let touched = Touched::of(events, &decoded);
     if touched.renamed.is_empty() {
-        return fold_and_write(conn, events, decoded, &touched, stream_sequence).await;
+        return fold_and_write(conn, events, decoded, &touched, stream_sequence, channel).await;
     }
     // A rename re-renders the documents of every meeting of the renamed users: possibly very
     // many, so in chunks, each rendered from the rows the batch just wrote, and all in the
     // batch's transaction, so that no reader and no crash ever sees half of them.
     let mut tx = conn.begin().await?;
-    let outcome = fold_and_write(&mut tx, events, decoded, &touched, stream_sequence).await?;
+    let outcome =
+        fold_and_write(&mut tx, events, decoded, &touched, stream_sequence, channel).await?;
     let mut after = Uuid::nil();
     loop {
         let chunk = sql::meetings_of(&mut tx, &touched.renamed, after, RENDER_CHUNK).await?;
@@ -82,6 +95,7 @@ async fn fold_and_write(
     decoded: Vec<Result<Decoded, ProjectionError>>,
     touched: &Touched,
     stream_sequence: Option<u64>,
+    channel: &'static str,
 ) -> Result<BatchOutcome, ProjectionError> {
     let mut outcome = BatchOutcome::default();
     let (mut last, mut fold) = sql::load(&mut *conn, PROJECTION, events, touched).await?;
@@ -121,7 +135,7 @@ async fn fold_and_write(
         position: newest.to_string(),
         stream_sequence: stream_sequence.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
         // Delivered at commit, so a listener never hears of a position it cannot read yet.
-        channel: NOTIFY_CHANNEL,
+        channel,
     };
     let batch = Batch {
         writes: fold.into_writes(),
@@ -142,10 +156,21 @@ pub async fn apply_isolating(
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<BatchOutcome, ProjectionError> {
+    apply_isolating_announcing(conn, events, stream_sequence, upcasters, NOTIFY_CHANNEL).await
+}
+
+/// [`apply_isolating`], announcing on `channel`.
+pub async fn apply_isolating_announcing(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    stream_sequence: Option<u64>,
+    upcasters: &[Box<dyn EventUpcaster>],
+    channel: &'static str,
+) -> Result<BatchOutcome, ProjectionError> {
     let refused = |event: &EventEnvelope, error: sqlx::Error| {
         ProjectionError::unapplicable(event, format!("the read models refused it: {error}"))
     };
-    match apply_batch(conn, events, stream_sequence, upcasters).await {
+    match apply_batch_announcing(conn, events, stream_sequence, upcasters, channel).await {
         Err(ProjectionError::Rejected(_)) if events.len() > 1 => {}
         Err(ProjectionError::Rejected(error)) => return Err(refused(&events[0], error)),
         other => return other,
@@ -155,12 +180,18 @@ pub async fn apply_isolating(
         // Only the last event moves the stream checkpoint: resuming earlier just redelivers
         // events the sequences recognise as applied.
         let sequence = stream_sequence.filter(|_| i + 1 == events.len());
-        let single = apply_batch(conn, std::slice::from_ref(event), sequence, upcasters)
-            .await
-            .map_err(|error| match error {
-                ProjectionError::Rejected(error) => refused(event, error),
-                other => other,
-            })?;
+        let single = apply_batch_announcing(
+            conn,
+            std::slice::from_ref(event),
+            sequence,
+            upcasters,
+            channel,
+        )
+        .await
+        .map_err(|error| match error {
+            ProjectionError::Rejected(error) => refused(event, error),
+            other => other,
+        })?;
         outcome.applied += single.applied;
         outcome.duplicates += single.duplicates;
         outcome.checkpoint = single.checkpoint.or(outcome.checkpoint);

@@ -9,13 +9,15 @@
 //! - [`apply`]: one batch, load → fold → write;
 //! - [`projection`]: the single-active lock and the checkpoint;
 //! - [`run`]: terms as the active projector, metrics, stopping on failure;
-//! - [`sources`]: the NATS consumer and the event-store follower that feed the run loop.
+//! - [`sources`]: the NATS consumer and the event-store follower that feed the run loop;
+//! - [`replay`]: rebuilding the read models beside the live ones and swapping them in.
 
 pub mod apply;
 pub mod error;
 pub mod fold;
 pub mod projection;
 pub mod render;
+pub mod replay;
 pub mod rows;
 pub mod run;
 pub mod sources;

@@ -97,7 +97,8 @@ fn parse_read_batch(text: &str) -> Result<usize, String> {
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The read models (the query side never touches the event store's tables).
+    /// The read models; and the event log, for the administrators' history only (an audit
+    /// shows what was recorded, not a projection of it).
     pub pool: PgPool,
     pub jwt: Arc<JwtKeys>,
     /// How far the read models are; `X-Min-Position` waits on it.

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 use platform::openapi::schemas::POSITION_PATTERN;
 use platform::openapi::{operations_mut, BearerAuth, NotNullParameters, ProblemResponses};
 
-use crate::routes::{calendar, changes, meetings, users};
+use crate::routes::{admin, calendar, changes, meetings, users};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -31,6 +31,7 @@ use crate::AppState;
         meetings::get_one, meetings::list, meetings::messages,
         calendar::agenda, calendar::freebusy, calendar::find_times,
         changes::changes,
+        admin::history,
     ),
     components(schemas(
         platform::http::Problem, platform::http::error::ProblemFieldError,
@@ -44,6 +45,7 @@ use crate::AppState;
         (name = "meetings", description = "Meetings and their chat"),
         (name = "calendar", description = "Agenda, free/busy and finding times"),
         (name = "changes", description = "The caller's change feed"),
+        (name = "admin", description = "Administrators only: the audit trail"),
     )
 )]
 pub struct ApiDoc;

@@ -136,3 +136,70 @@ impl DomainEvent for MeetingEvent {
         MEETING_EVENT_VERSION.to_string()
     }
 }
+
+impl MeetingEvent {
+    /// One line for an audit timeline (`meetings events history`): what happened, with the
+    /// values an auditor looks for. Free text (titles, chat) is quoted and cut at 60
+    /// characters so a line stays a line.
+    pub fn summary(&self) -> String {
+        use crate::common::quote_short as q;
+        match self {
+            MeetingEvent::MeetingScheduled {
+                title,
+                starts_at,
+                ends_at,
+                time_zone,
+                attendees,
+                organizer_id,
+                ..
+            } => format!(
+                "scheduled {} for {} – {} ({time_zone}) by organizer {organizer_id}, {} attendee(s)",
+                q(title),
+                starts_at.to_rfc3339(),
+                ends_at.to_rfc3339(),
+                attendees.len()
+            ),
+            MeetingEvent::MeetingDetailsUpdated {
+                title, time_zone, ..
+            } => format!("details changed: title {}, time zone {time_zone}", q(title)),
+            MeetingEvent::MeetingRescheduled {
+                starts_at,
+                ends_at,
+                previous_starts_at,
+                ..
+            } => format!(
+                "moved from {} to {} – {}",
+                previous_starts_at.to_rfc3339(),
+                starts_at.to_rfc3339(),
+                ends_at.to_rfc3339()
+            ),
+            MeetingEvent::AttendeeInvited { user_id, optional } => format!(
+                "invited {user_id}{}",
+                if *optional { " (optional)" } else { "" }
+            ),
+            MeetingEvent::AttendeeRemoved { user_id } => format!("removed attendee {user_id}"),
+            MeetingEvent::AttendeeResponded {
+                user_id,
+                response,
+                occurrence,
+                ..
+            } => match occurrence {
+                Some(at) => format!(
+                    "{user_id} answered {} for the occurrence at {}",
+                    response.as_str(),
+                    at.to_rfc3339()
+                ),
+                None => format!("{user_id} answered {}", response.as_str()),
+            },
+            MeetingEvent::MeetingCancelled { reason } => match reason {
+                Some(reason) => format!("cancelled: {}", q(reason)),
+                None => "cancelled".to_string(),
+            },
+            MeetingEvent::MeetingStarted { at } => format!("started at {}", at.to_rfc3339()),
+            MeetingEvent::MeetingEnded { at } => format!("ended at {}", at.to_rfc3339()),
+            MeetingEvent::ChatMessagePosted {
+                author_id, text, ..
+            } => format!("{author_id} wrote {}", q(text)),
+        }
+    }
+}

@@ -293,6 +293,42 @@ impl DomainEvent for UserEvent {
     }
 }
 
+impl UserEvent {
+    /// One line for an audit timeline (`meetings events history`).
+    pub fn summary(&self) -> String {
+        use crate::common::quote_short as q;
+        match self {
+            UserEvent::UserRegistered {
+                email,
+                display_name,
+                time_zone,
+                role,
+                ..
+            } => format!(
+                "registered {} as {} ({time_zone}), role {role}",
+                q(email),
+                q(display_name)
+            ),
+            UserEvent::ProfileChanged {
+                display_name,
+                time_zone,
+                working_hours,
+            } => format!(
+                "profile changed: name {}, time zone {time_zone}, working hours {}",
+                q(display_name),
+                if working_hours.is_some() {
+                    "set"
+                } else {
+                    "none"
+                }
+            ),
+            UserEvent::PasswordChanged {} => "password changed".to_string(),
+            UserEvent::RoleChanged { role } => format!("role changed to {role}"),
+            UserEvent::UserDeactivated { by } => format!("deactivated by {by}"),
+        }
+    }
+}
+
 /// A registered account, rebuilt from its [`UserEvent`]s.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {

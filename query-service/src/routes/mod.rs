@@ -1,6 +1,7 @@
 //! HTTP routes of the query side, one module per resource. Every handler reads the read models
 //! only, and every one requires a bearer token ([`platform::auth::AuthUser`]).
 
+pub mod admin;
 pub mod calendar;
 pub mod changes;
 pub mod meetings;
@@ -18,6 +19,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(users::router())
+        .merge(admin::router())
         .merge(meetings::router())
         .merge(calendar::router())
         .merge(changes::router())

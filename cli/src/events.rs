@@ -1,0 +1,496 @@
+//! `meetings events …`: the audit commands. Tables for people, `--json` for scripts, progress
+//! bars on a terminal, and exit codes scripts can trust: 0 ok, 1 a problem found (tampering,
+//! an unknown aggregate, an event that cannot be applied), 2 usage or connection error.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use audit::export::{Filter, Format};
+use audit::{Kind, Point};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use platform::config::DatabaseSettings;
+use platform::store::{EventStore, PgEventStore, Position};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// An aggregate's timeline: position, time, actor, event type and a one-line summary of
+    /// every event; `--json` prints one JSON object per event with its full payload,
+    /// metadata and hashes (the entries of GET /v1/admin/history/…).
+    #[command(
+        after_help = "Example:\n  meetings events history meeting 0193a6f2-7c1e-7d3a-9f1e-2b4c6d8e0f12\n  meetings events history user 0193a6f2-… --json | jq .summary"
+    )]
+    History {
+        /// `meeting` or `user`.
+        aggregate_type: Kind,
+        id: Uuid,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An aggregate as it was at a point, rebuilt from its events by the domain's own code
+    /// (with today's upcasters); or, with `--diff A B`, what changed between two points.
+    /// A point is an RFC 3339 time (events recorded at or before it) or a global position.
+    #[command(
+        after_help = "Example:\n  meetings events state meeting 0193a6f2-… --at 2026-12-01T09:00:00Z\n  meetings events state meeting 0193a6f2-… --diff 2026-12-01T09:00:00Z 2026-12-02T09:00:00Z"
+    )]
+    State {
+        aggregate_type: Kind,
+        id: Uuid,
+        /// The point in time or position.
+        #[arg(long, required_unless_present = "diff", conflicts_with = "diff")]
+        at: Option<Point>,
+        /// Two points: show the fields that differ from the first to the second.
+        #[arg(long, num_args = 2, value_names = ["A", "B"])]
+        diff: Option<Vec<Point>>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The log in global order as JSON lines or CSV, streamed with constant memory. Only
+    /// events below the oldest running transaction are exported, so exporting again `--from`
+    /// the last position continues exactly after it.
+    #[command(
+        after_help = "Example:\n  meetings events export --format jsonl --output events.jsonl\n  meetings events export --from 2026-12-01T00:00:00Z --aggregate-type meeting --format csv"
+    )]
+    Export {
+        /// At or after this time or position.
+        #[arg(long)]
+        from: Option<Point>,
+        /// At or before this time or position.
+        #[arg(long)]
+        to: Option<Point>,
+        /// Only `meeting` or only `user` events.
+        #[arg(long)]
+        aggregate_type: Option<Kind>,
+        /// Only events caused by this user (the nil UUID: the operator CLI).
+        #[arg(long)]
+        actor: Option<Uuid>,
+        /// `jsonl` or `csv`.
+        #[arg(long, default_value = "jsonl")]
+        format: Format,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Checks that nobody altered the log: recomputes every event's hash and its link to its
+    /// predecessor, and the running hash and count at every global anchor (which shows a
+    /// deleted aggregate or a cut-off tail). Exits 1 with each problem's position.
+    #[command(
+        after_help = "Example:\n  meetings events verify\n  meetings events verify --from 000000000000a1b20000000000004e21   # a verified anchor of an earlier run"
+    )]
+    Verify {
+        /// Resume after this anchor (printed by an earlier run as verified).
+        #[arg(long)]
+        from: Option<Position>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuilds the read models from the log while the services keep running: builds them
+    /// beside the live ones, catches up, swaps them in atomically (the projector pauses for
+    /// the swap only) and lets the projector continue from there.
+    #[command(after_help = "Example:\n  meetings events replay --all")]
+    Replay {
+        /// The projection to rebuild (`read_models`, the only one today).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        projection: Option<String>,
+        /// Every projection.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// An error with the exit code it deserves.
+struct Failure(u8, anyhow::Error);
+
+impl Failure {
+    fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure(2, error.into())
+    }
+    fn problem(error: impl Into<anyhow::Error>) -> Self {
+        Failure(1, error.into())
+    }
+}
+
+/// A store error is a connection error (2) when the database is unreachable, else a problem
+/// with the data (1).
+fn store_failure(error: platform::store::StoreError) -> Failure {
+    match error {
+        platform::store::StoreError::Unavailable(_) => Failure(2, error.into()),
+        other => Failure(1, other.into()),
+    }
+}
+
+fn database_failure(error: sqlx::Error) -> Failure {
+    if platform::db::is_transient(&error) {
+        Failure(2, error.into())
+    } else {
+        Failure(1, error.into())
+    }
+}
+
+pub async fn run(database: DatabaseSettings, command: EventsCommand) -> ExitCode {
+    let result = async {
+        let pool = platform::service::connect_migrated(&database)
+            .await
+            .map_err(Failure::usage)?;
+        execute(&pool, command).await
+    }
+    .await;
+    match result {
+        Ok(code) => code,
+        Err(Failure(code, error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Failure> {
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let upcasters = domain::upcasters::upcasters();
+    let mut out = std::io::stdout().lock();
+    let print = |out: &mut std::io::StdoutLock<'_>, text: &str| -> Result<(), Failure> {
+        writeln!(out, "{text}").map_err(Failure::usage)
+    };
+    match command {
+        EventsCommand::History {
+            aggregate_type,
+            id,
+            json,
+        } => {
+            let mut after = 0;
+            let mut first = true;
+            loop {
+                let page = audit::history::page(
+                    store.as_ref(),
+                    aggregate_type,
+                    id,
+                    after,
+                    audit::history::MAX_PAGE,
+                    &upcasters,
+                )
+                .await
+                .map_err(store_failure)?;
+                if first && page.events.is_empty() {
+                    return Err(Failure::problem(anyhow::anyhow!(
+                        "{aggregate_type} {id} has no events"
+                    )));
+                }
+                if json {
+                    for entry in &page.events {
+                        print(&mut out, &serde_json::to_string(entry).expect("BUG: JSON"))?;
+                    }
+                } else {
+                    let actors = actor_names(pool, &page.events).await;
+                    if first {
+                        print(
+                            &mut out,
+                            &format!(
+                                "{:>5}  {:<27}  {:<32}  {:<24}  {:<22}  SUMMARY",
+                                "SEQ", "RECORDED (UTC)", "POSITION", "ACTOR", "EVENT"
+                            ),
+                        )?;
+                    }
+                    for entry in &page.events {
+                        let actor = match entry.actor_id {
+                            None => "-".to_string(),
+                            Some(id) if id.is_nil() => "operator".to_string(),
+                            Some(id) => actors.get(&id).cloned().unwrap_or_else(|| id.to_string()),
+                        };
+                        print(
+                            &mut out,
+                            &format!(
+                                "{:>5}  {:<27}  {}  {:<24}  {:<22}  {}",
+                                entry.sequence,
+                                entry
+                                    .recorded_at
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                                entry.position,
+                                actor,
+                                entry.event_type,
+                                entry.summary
+                            ),
+                        )?;
+                    }
+                }
+                first = false;
+                match page.next_after_sequence {
+                    Some(next) => after = next,
+                    None => break,
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EventsCommand::State {
+            aggregate_type,
+            id,
+            at,
+            diff,
+            json,
+        } => {
+            let state = |point: Point| {
+                let store = store.clone();
+                let upcasters = &upcasters;
+                async move {
+                    audit::state::state_at(store.as_ref(), aggregate_type, id, point, upcasters)
+                        .await
+                        .map_err(store_failure)
+                }
+            };
+            if let Some(points) = diff {
+                let (a, b) = (state(points[0]).await?, state(points[1]).await?);
+                let changes = audit::state::diff(&a.state, &b.state);
+                if json {
+                    let document = serde_json::json!({"from": a, "to": b, "changes": changes});
+                    print(
+                        &mut out,
+                        &serde_json::to_string_pretty(&document).expect("BUG"),
+                    )?;
+                } else {
+                    print(
+                        &mut out,
+                        &format!(
+                            "{aggregate_type} {id}: version {} at {} → version {} at {}",
+                            a.version, a.at, b.version, b.at
+                        ),
+                    )?;
+                    if changes.is_empty() {
+                        print(&mut out, "no differences")?;
+                    }
+                    for change in changes {
+                        let show = |v: &Option<serde_json::Value>| {
+                            v.as_ref().map_or("(absent)".to_string(), |v| v.to_string())
+                        };
+                        print(
+                            &mut out,
+                            &format!(
+                                "{}: {} → {}",
+                                change.path,
+                                show(&change.before),
+                                show(&change.after)
+                            ),
+                        )?;
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let at = at.expect("BUG: clap requires --at without --diff");
+            let state = state(at).await?;
+            if state.version == 0 {
+                return Err(Failure::problem(anyhow::anyhow!(
+                    "{aggregate_type} {id} had no events at {at}"
+                )));
+            }
+            if json {
+                print(
+                    &mut out,
+                    &serde_json::to_string_pretty(&state).expect("BUG"),
+                )?;
+            } else {
+                print(
+                    &mut out,
+                    &format!(
+                        "{aggregate_type} {id} at {at}: version {}, last event at position {} recorded {}",
+                        state.version,
+                        state.position.map(|p| p.to_string()).unwrap_or_default(),
+                        state
+                            .recorded_at
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    ),
+                )?;
+                print(
+                    &mut out,
+                    &serde_json::to_string_pretty(&state.state).expect("BUG"),
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EventsCommand::Export {
+            from,
+            to,
+            aggregate_type,
+            actor,
+            format,
+            output,
+        } => {
+            drop(out);
+            let filter = Filter {
+                from,
+                to,
+                kind: aggregate_type,
+                actor,
+            };
+            let bar = progress_bar(pool, "exported").await;
+            let report = |n: u64| bar.set_position(n);
+            let count = match output {
+                Some(path) => {
+                    let file = tokio::fs::File::create(&path).await.map_err(|e| {
+                        Failure::usage(anyhow::anyhow!("cannot create {}: {e}", path.display()))
+                    })?;
+                    let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+                    audit::export::export(pool, &filter, format, &mut writer, &report).await
+                }
+                None => {
+                    let mut writer =
+                        tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
+                    audit::export::export(pool, &filter, format, &mut writer, &report).await
+                }
+            }
+            .map_err(copy_failure)?;
+            bar.finish_and_clear();
+            eprintln!("exported {count} events");
+            Ok(ExitCode::SUCCESS)
+        }
+        EventsCommand::Verify { from, json } => {
+            let bar = progress_bar(pool, "verified").await;
+            let report = audit::verify::verify(pool, audit::verify::Options { from }, &|n| {
+                bar.set_position(n)
+            })
+            .await
+            .map_err(|error| match error {
+                audit::verify::VerifyError::NoSuchAnchor(_) => Failure::usage(error),
+                audit::verify::VerifyError::Database(e) => database_failure(e),
+                other => Failure::problem(other),
+            })?;
+            bar.finish_and_clear();
+            if json {
+                print(
+                    &mut out,
+                    &serde_json::to_string_pretty(&report).expect("BUG"),
+                )?;
+            } else {
+                if !report.problems.is_empty() {
+                    print(
+                        &mut out,
+                        &format!(
+                            "{:<32}  {:<22}  {:<8}  {:<36}  {:>5}  DETAIL",
+                            "POSITION", "PROBLEM", "TYPE", "AGGREGATE", "SEQ"
+                        ),
+                    )?;
+                }
+                for problem in &report.problems {
+                    let kind = serde_json::to_value(problem.kind).expect("BUG");
+                    print(
+                        &mut out,
+                        &format!(
+                            "{}  {:<22}  {:<8}  {:<36}  {:>5}  {}",
+                            problem.position,
+                            kind.as_str().unwrap_or_default(),
+                            problem.aggregate_type.as_deref().unwrap_or("-"),
+                            problem
+                                .aggregate_id
+                                .map_or("-".to_string(), |id| id.to_string()),
+                            problem.sequence.map_or("-".to_string(), |s| s.to_string()),
+                            problem.detail
+                        ),
+                    )?;
+                }
+                if report.problem_count as usize > report.problems.len() {
+                    print(
+                        &mut out,
+                        &format!(
+                            "… and {} more",
+                            report.problem_count as usize - report.problems.len()
+                        ),
+                    )?;
+                }
+                let verified = report
+                    .verified_anchor
+                    .map_or("no anchor yet".to_string(), |p| {
+                        format!("verified through the anchor at {p}")
+                    });
+                print(
+                    &mut out,
+                    &format!(
+                        "{} events, {} anchors checked; {}; {} problem(s)",
+                        report.events, report.anchors, verified, report.problem_count
+                    ),
+                )?;
+            }
+            Ok(if report.problem_count == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        EventsCommand::Replay { projection, all: _ } => {
+            if let Some(name) = &projection {
+                if !projector::replay::PROJECTIONS.contains(&name.as_str()) {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "unknown projection '{name}' (known: {})",
+                        projector::replay::PROJECTIONS.join(", ")
+                    )));
+                }
+            }
+            let bar = progress_bar(pool, "applied").await;
+            let outcome = projector::replay::replay(pool, store.as_ref(), &|phase, n| {
+                bar.set_message(format!("{phase:?}").to_lowercase());
+                bar.set_position(n);
+            })
+            .await
+            .map_err(Failure::problem)?;
+            bar.finish_and_clear();
+            print(
+                &mut out,
+                &format!(
+                    "read models rebuilt from {} events (checkpoint {}); the projection paused {} ms for the swap",
+                    outcome.events,
+                    outcome.position.map(|p| p.to_string()).unwrap_or_else(|| "none".into()),
+                    outcome.paused.as_millis()
+                ),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn copy_failure(error: audit::copy::CopyError) -> Failure {
+    match error {
+        audit::copy::CopyError::Database(e) => database_failure(e),
+        other => Failure::problem(other),
+    }
+}
+
+/// A progress bar on standard error when it is a terminal (hidden otherwise), sized by the
+/// planner's estimate of the log's length.
+async fn progress_bar(pool: &PgPool, verb: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let estimate: i64 = sqlx::query_scalar(
+        "SELECT GREATEST(reltuples::bigint, 0) FROM pg_class WHERE oid = 'events'::regclass",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap_or(0);
+    let bar = ProgressBar::with_draw_target(
+        (estimate > 0).then_some(estimate as u64),
+        ProgressDrawTarget::stderr(),
+    );
+    let template = format!(
+        "{{msg}} {{bar:40}} {{human_pos}}/~{{human_len}} events {verb} ({{per_sec}}, eta {{eta}})"
+    );
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Emails of the actors on a page of history, for the table (ids stay in `--json`).
+async fn actor_names(
+    pool: &PgPool,
+    entries: &[audit::history::Entry],
+) -> std::collections::HashMap<Uuid, String> {
+    let ids: Vec<Uuid> = entries.iter().filter_map(|e| e.actor_id).collect();
+    sqlx::query_as::<_, (Uuid, String)>("SELECT id, email FROM rm_users WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(pool)
+        .await
+        .map(|rows| rows.into_iter().collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,429 @@
+//! `meetings events verify` against an attacker with database rights: triggers switched off,
+//! then one kind of tampering per test. Each must exit 1 naming the exact position; the
+//! intact log exits 0.
+
+use std::process::Command;
+
+use platform::store::{PgEventStore, Position};
+use platform::testing::TestDatabase;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn meetings(database_url: &str, args: &[&str]) -> (i32, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_meetings"))
+        .args(args)
+        .env("MEETINGS_DATABASE_URL", database_url)
+        .env("MEETINGS_LOG_FORMAT", "text")
+        .output()
+        .expect("run meetings");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (output.status.code().expect("exited"), json, stderr)
+}
+
+fn verify(db: &TestDatabase, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["events", "verify", "--json"];
+    args.extend_from_slice(extra);
+    let (code, report, stderr) = meetings(&db.url, &args);
+    assert_ne!(report, Value::Null, "no report; stderr: {stderr}");
+    (code, report)
+}
+
+/// A log of about 3,000 events generated through the domain, anchored to its end.
+async fn anchored_log() -> TestDatabase {
+    let db = TestDatabase::new().await;
+    audit::generate::generate(&db.pool, 3000, &|_| {})
+        .await
+        .unwrap();
+    anchor(&db).await;
+    db
+}
+
+async fn anchor(db: &TestDatabase) -> Position {
+    let store = PgEventStore::new(db.pool.clone());
+    audit::anchor::catch_up(&db.pool, &store)
+        .await
+        .unwrap()
+        .expect("anchored")
+        .position
+}
+
+/// The attacker: owner rights, triggers off.
+async fn tamper(pool: &PgPool, statements: &[String]) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for statement in statements {
+        sqlx::query(statement).execute(&mut *tx).await.unwrap();
+    }
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// (position, aggregate id, sequence, event type) of every event, in global order.
+async fn log(pool: &PgPool) -> Vec<(Position, Uuid, i64, String)> {
+    let rows: Vec<(String, i64, Uuid, i64, String)> = sqlx::query_as(
+        "SELECT transaction_id::text, id, aggregate_id, sequence, event_type FROM events \
+         ORDER BY transaction_id, id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(tx, id, aggregate, sequence, event_type)| {
+            let position = Position {
+                transaction_id: tx.parse().unwrap(),
+                id,
+            };
+            (position, aggregate, sequence, event_type)
+        })
+        .collect()
+}
+
+fn where_event(position: Position) -> String {
+    format!(
+        "transaction_id = '{}'::xid8 AND id = {}",
+        position.transaction_id, position.id
+    )
+}
+
+/// The problems of a report as (kind, position).
+fn problems(report: &Value) -> Vec<(String, String)> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap().to_string(),
+                p["position"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Positions anchors were taken at.
+async fn anchored(pool: &PgPool) -> Vec<Position> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT position FROM event_anchors")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.iter().map(|p| p.parse().unwrap()).collect()
+}
+
+/// The first anchor at or after `position`.
+async fn anchor_at_or_after(pool: &PgPool, position: Position) -> String {
+    sqlx::query_scalar(
+        "SELECT position FROM event_anchors WHERE position >= $1 ORDER BY position LIMIT 1",
+    )
+    .bind(position.to_string())
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_intact_log_verifies_and_names_its_newest_anchor() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["events"], events.len() as u64);
+    assert_eq!(report["problem_count"], 0);
+    assert!(report["anchors"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(
+        report["verified_anchor"],
+        events.last().unwrap().0.to_string()
+    );
+}
+
+#[tokio::test]
+async fn an_altered_payload_is_found_at_its_position() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    let (position, ..) = events
+        .iter()
+        .filter(|e| e.3 == "ChatMessagePosted")
+        .nth(40)
+        .unwrap()
+        .clone();
+    tamper(
+        &db.pool,
+        &[format!(
+            "UPDATE events SET payload = jsonb_set(payload, '{{text}}', '\"forged\"') WHERE {}",
+            where_event(position)
+        )],
+    )
+    .await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        [("hash_mismatch".to_string(), position.to_string())]
+    );
+}
+
+#[tokio::test]
+async fn altered_metadata_is_found_at_its_position() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    let position = events[1234].0;
+    tamper(
+        &db.pool,
+        &[format!(
+            "UPDATE events SET metadata = jsonb_set(metadata, '{{actor_id}}', '\"{}\"') WHERE {}",
+            Uuid::nil(),
+            where_event(position)
+        )],
+    )
+    .await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        [("hash_mismatch".to_string(), position.to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_event_breaks_its_aggregate_at_the_next_event_and_the_next_anchor() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    // The fifth event of some meeting (not one an anchor was taken at); its sixth follows
+    // later in the log.
+    let anchors = anchored(&db.pool).await;
+    let (deleted, meeting, ..) = events
+        .iter()
+        .find(|e| e.3 == "MeetingDetailsUpdated" && !anchors.contains(&e.0))
+        .unwrap()
+        .clone();
+    let next = events
+        .iter()
+        .find(|e| e.1 == meeting && e.0 > deleted)
+        .unwrap()
+        .0;
+    tamper(
+        &db.pool,
+        &[format!("DELETE FROM events WHERE {}", where_event(deleted))],
+    )
+    .await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    assert_eq!(found[0], ("sequence_gap".to_string(), next.to_string()));
+    assert!(
+        found.contains(&(
+            "anchor_mismatch".to_string(),
+            anchor_at_or_after(&db.pool, deleted).await
+        )),
+        "{found:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_swapped_events_of_one_aggregate_are_both_found() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    let meeting = events[2000].1;
+    let mine: Vec<_> = events.iter().filter(|e| e.1 == meeting).collect();
+    let (a, b) = (mine[7], mine[8]);
+    // The attacker gives each event the other's place in the aggregate's history.
+    tamper(
+        &db.pool,
+        &[
+            format!(
+                "UPDATE events SET sequence = 999999 WHERE {}",
+                where_event(a.0)
+            ),
+            format!(
+                "UPDATE events SET sequence = {} WHERE {}",
+                a.2,
+                where_event(b.0)
+            ),
+            format!(
+                "UPDATE events SET sequence = {} WHERE {}",
+                b.2,
+                where_event(a.0)
+            ),
+        ],
+    )
+    .await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    assert!(
+        found.contains(&("hash_mismatch".to_string(), a.0.to_string())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("hash_mismatch".to_string(), b.0.to_string())),
+        "{found:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_events_swapped_in_the_global_order_are_found_at_the_next_anchor() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    // Neighbours of different aggregates: every aggregate's own chain stays intact.
+    let i = (1500..events.len() - 1)
+        .find(|&i| events[i].1 != events[i + 1].1)
+        .unwrap();
+    let (a, b) = (events[i].0, events[i + 1].0);
+    assert_eq!(
+        a.transaction_id, b.transaction_id,
+        "one generated statement"
+    );
+    tamper(
+        &db.pool,
+        &[
+            format!("UPDATE events SET id = -1 WHERE {}", where_event(a)),
+            format!("UPDATE events SET id = {} WHERE {}", a.id, where_event(b)),
+            format!(
+                "UPDATE events SET id = {} WHERE transaction_id = '{}'::xid8 AND id = -1",
+                b.id, a.transaction_id
+            ),
+        ],
+    )
+    .await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        [(
+            "anchor_mismatch".to_string(),
+            anchor_at_or_after(&db.pool, b).await
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_aggregate_is_found_at_the_first_anchor_after_it() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    // A meeting none of whose events an anchor was taken at.
+    let anchors = anchored(&db.pool).await;
+    let meeting = events[1800..]
+        .iter()
+        .map(|e| e.1)
+        .find(|m| !events.iter().any(|e| e.1 == *m && anchors.contains(&e.0)))
+        .unwrap();
+    let first = events.iter().find(|e| e.1 == meeting).unwrap().0;
+    tamper(
+        &db.pool,
+        &[format!(
+            "DELETE FROM events WHERE aggregate_id = '{meeting}'"
+        )],
+    )
+    .await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    assert_eq!(
+        found[0],
+        (
+            "anchor_mismatch".to_string(),
+            anchor_at_or_after(&db.pool, first).await
+        ),
+        "{report:#}"
+    );
+    assert!(report["problems"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("deleted"));
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_found_at_the_newest_anchored_position() {
+    let db = anchored_log().await;
+    let events = log(&db.pool).await;
+    let last = events.last().unwrap().0;
+    let cut = events[events.len() - 5].0;
+    tamper(
+        &db.pool,
+        &[format!(
+            "DELETE FROM events WHERE (transaction_id, id) >= ('{}'::xid8, {})",
+            cut.transaction_id, cut.id
+        )],
+    )
+    .await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        [("truncated".to_string(), last.to_string())]
+    );
+}
+
+#[tokio::test]
+async fn verify_resumes_from_a_verified_anchor_and_still_finds_what_follows() {
+    let db = anchored_log().await;
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 0);
+    let checkpoint = report["verified_anchor"].as_str().unwrap().to_string();
+    let before = log(&db.pool).await.len();
+
+    audit::generate::generate(&db.pool, 500, &|_| {})
+        .await
+        .unwrap();
+    anchor(&db).await;
+    let added = log(&db.pool).await.len() - before;
+    let (code, report) = verify(&db, &["--from", &checkpoint]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["events"], added as u64);
+
+    let events = log(&db.pool).await;
+    let target = events[before + 10].0;
+    tamper(
+        &db.pool,
+        &[format!(
+            "UPDATE events SET payload = '{{}}' WHERE {}",
+            where_event(target)
+        )],
+    )
+    .await;
+    let (code, report) = verify(&db, &["--from", &checkpoint]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        [("hash_mismatch".to_string(), target.to_string())]
+    );
+}
+
+#[tokio::test]
+async fn usage_and_connection_errors_exit_2() {
+    let db = TestDatabase::new().await;
+    let (code, _, stderr) = meetings(
+        &db.url,
+        &[
+            "events",
+            "verify",
+            "--from",
+            "00000000000000000000000000000001",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no anchor"), "{stderr}");
+    let (code, _, _) = meetings(&db.url, &["events", "verify", "--from", "yesterday"]);
+    assert_eq!(code, 2);
+    let (code, _, stderr) = meetings(
+        "postgres://postgres@127.0.0.1:1/nothing",
+        &["events", "verify"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, _) = meetings(
+        &db.url,
+        &["events", "history", "meeting", &Uuid::nil().to_string()],
+    );
+    assert_eq!(
+        code, 1,
+        "an unknown aggregate is a finding, not a usage error"
+    );
+}
