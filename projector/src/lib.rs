@@ -159,10 +159,11 @@ pub fn health_router(pool: PgPool, metrics: Metrics) -> axum::Router {
     platform::http::finish_router(health::router(checks, metrics.clone()), metrics)
 }
 
-/// Rebuilds the read models of `pool` from scratch out of `store`, in global order.
+/// Rebuilds the read models of `pool` from scratch out of `store`, in place and in global
+/// order: for a database nobody reads yet (a fresh copy to compare with, a new installation).
 /// Refuses while a projector of this database is active (it holds the projector lock, which
-/// the rebuild holds until it ends): stop the projectors first. Queries see partial data
-/// until it ends.
+/// the rebuild holds until it ends). To rebuild the read models of a running system, use
+/// [`replay::replay`] (`meetings events replay`), which readers never see half-done.
 pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<usize> {
     let upcasters = domain::upcasters::upcasters();
     let Some(mut leader) = projection::lead(pool).await? else {
