@@ -183,15 +183,38 @@ fn rehash(row: &Row, prev_hash: Option<&[u8]>, stored: &[u8]) -> Result<(), (Pro
 struct Walk {
     report: Report,
     running: Anchor,
-    /// The newest event of every aggregate seen: its sequence and hash.
-    chains: HashMap<(Bytes, Uuid), (i64, Bytes)>,
+    /// The newest event of every aggregate seen (by index into `types` and id): its
+    /// sequence and hash. Owned values: a slice of a `COPY` buffer would keep the whole
+    /// buffer alive for as long as its aggregate is remembered.
+    chains: HashMap<(u32, Uuid), (i64, [u8; 32])>,
+    /// The aggregate types seen (a handful).
+    types: Vec<Bytes>,
     anchors: VecDeque<Anchor>,
     /// Whether more anchors than `anchors` holds may follow, after `anchor_cursor`.
     more_anchors: bool,
     anchor_cursor: Position,
 }
 
+/// A stored hash as a fixed array (a SHA-256 hash is 32 bytes; anything else never matches a
+/// recomputed one, and is reported there).
+fn owned_hash(hash: &[u8]) -> [u8; 32] {
+    let mut owned = [0; 32];
+    let n = hash.len().min(32);
+    owned[..n].copy_from_slice(&hash[..n]);
+    owned
+}
+
 impl Walk {
+    fn type_index(&mut self, aggregate_type: &[u8]) -> u32 {
+        match self.types.iter().position(|t| &t[..] == aggregate_type) {
+            Some(i) => i as u32,
+            None => {
+                self.types.push(Bytes::copy_from_slice(aggregate_type));
+                (self.types.len() - 1) as u32
+            }
+        }
+    }
+
     fn problem(&mut self, problem: Problem) {
         self.report.problem_count += 1;
         if self.report.problems.len() < MAX_PROBLEMS {
@@ -283,9 +306,9 @@ impl Walk {
         if let Err((kind, detail)) = &event.content {
             self.problem(at(*kind, detail.clone()));
         }
-        let key = (event.aggregate_type.clone(), event.aggregate_id);
+        let key = (self.type_index(&event.aggregate_type), event.aggregate_id);
         let (expected, predecessor) = match self.chains.get(&key) {
-            Some((sequence, hash)) => (sequence + 1, Some(hash.clone())),
+            Some((sequence, hash)) => (sequence + 1, Some(*hash)),
             None => (1, None),
         };
         if event.sequence != expected {
@@ -296,13 +319,14 @@ impl Walk {
                     event.sequence
                 ),
             ));
-        } else if event.prev_hash != predecessor {
+        } else if event.prev_hash.as_deref() != predecessor.as_ref().map(|h| &h[..]) {
             self.problem(at(
                 ProblemKind::ChainBroken,
                 "the event does not chain onto its predecessor's hash".into(),
             ));
         }
-        self.chains.insert(key, (event.sequence, event.hash));
+        self.chains
+            .insert(key, (event.sequence, owned_hash(&event.hash)));
         if self
             .anchors
             .front()
@@ -356,8 +380,8 @@ impl Walk {
         for event in chunk {
             // Only an aggregate's first event in the chunk may continue a history from
             // before the starting point.
-            let key = (event.aggregate_type.clone(), event.aggregate_id);
-            if seen.insert(key.clone()) && event.sequence > 1 && !self.chains.contains_key(&key) {
+            let key = (self.type_index(&event.aggregate_type), event.aggregate_id);
+            if seen.insert(key) && event.sequence > 1 && !self.chains.contains_key(&key) {
                 wanted.push((
                     String::from_utf8_lossy(&event.aggregate_type).into_owned(),
                     event.aggregate_id,
@@ -388,8 +412,8 @@ impl Walk {
         .fetch_all(conn)
         .await?;
         for (t, id, sequence, hash) in rows {
-            self.chains
-                .insert((Bytes::from(t), id), (sequence, Bytes::from(hash)));
+            let key = (self.type_index(t.as_bytes()), id);
+            self.chains.insert(key, (sequence, owned_hash(&hash)));
         }
         Ok(())
     }
@@ -434,6 +458,7 @@ pub async fn verify(
         },
         running,
         chains: HashMap::new(),
+        types: Vec::new(),
         anchors: VecDeque::new(),
         more_anchors: true,
         anchor_cursor: running_start,

@@ -1,13 +1,14 @@
 //! Benchmark runner: load generators measured against a baseline taken in the same run, on the
 //! same database, so that the noise of a shared machine hits both.
 //!
-//! `cargo run --release -p bench -- <schedule-meeting|pipeline-lag|get-meeting|agenda|realtime>` (see
+//! `cargo run --release -p bench -- <schedule-meeting|pipeline-lag|get-meeting|agenda|realtime|audit>` (see
 //! BENCHMARKS.md).
 
 // The services run inside the bench process on the allocator their binaries use: it is
 // declared once, in `platform`.
 
 mod agenda;
+mod audit;
 mod compare;
 mod cpu;
 mod database;
@@ -44,6 +45,11 @@ enum Command {
     GetMeeting(get_meeting::Options),
     /// GET /v1/me/agenda latency for one-week windows against pgbench running the same SQL.
     Agenda(agenda::Options),
+    /// `meetings events export | verify | replay` (child processes) on a log generated
+    /// through the domain, each against a raw COPY scan of the same log.
+    Audit(audit::Options),
+    /// Appends a log generated through the domain to an existing database (for profiling).
+    GenerateLog(audit::GenerateOptions),
     /// The websocket gateway (child process): memory per connection, fan-out to one meeting,
     /// command → event latency at a rate; raw tokio-tungstenite baselines.
     Realtime(realtime::Options),
@@ -62,6 +68,8 @@ fn main() -> anyhow::Result<()> {
         Command::GetMeeting(options) => runtime.block_on(get_meeting::run(options)),
         Command::Agenda(options) => runtime.block_on(agenda::run(options)),
         Command::Realtime(options) => runtime.block_on(realtime::run(options)),
+        Command::Audit(options) => runtime.block_on(audit::run(options)),
+        Command::GenerateLog(options) => runtime.block_on(audit::generate_log(options)),
     };
     runtime.shutdown_timeout(Duration::from_secs(5));
     outcome

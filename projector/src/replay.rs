@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use cqrs_es::persist::EventUpcaster;
 use platform::bus::EventEnvelope;
 use platform::store::tail::StoreTail;
-use platform::store::{EventStore, Position, StoredEvent};
+use platform::store::{EventStore, Position};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::apply::{apply_isolating_announcing, NOTIFY_CHANNEL, PROJECTION};
@@ -52,8 +52,13 @@ pub const TABLES: &[&str] = &[
     "rm_changes",
 ];
 
-/// Events per batch while building: large batches, few round trips.
-const BATCH: i64 = 5000;
+/// Tables the projector only inserts into (never looks up or updates): their keys are
+/// added after the build, like secondary indexes.
+const APPEND_ONLY: &[&str] = &["rm_chat_messages", "rm_changes"];
+
+/// Events per batch while building: two batches are in memory at a time (one applied, the
+/// next read), which keeps a replay's resident memory under 100 MiB.
+const BATCH: i64 = 2000;
 
 /// Longest the swap waits for readers' locks before it gives up and tries again.
 const SWAP_LOCK_TIMEOUT: &str = "5s";
@@ -88,6 +93,10 @@ pub async fn replay(
     let Some(mut guard) = platform::leader::try_lead(pool, "meetings-replay").await? else {
         anyhow::bail!("another replay of this database is running");
     };
+    // `DROP … IF EXISTS` and `CASCADE` notices are expected here, not news.
+    sqlx::query("SET client_min_messages = warning")
+        .execute(&mut guard)
+        .await?;
     let live = live_schema(&mut guard).await?;
     let deferred = prepare_shadow(&mut guard, &live).await?;
     let result = build_and_swap(pool, store, &live, &deferred, progress).await;
@@ -116,7 +125,8 @@ async fn build_and_swap(
                 set_config('enable_seqscan', 'off', false), \
                 set_config('enable_hashjoin', 'off', false), \
                 set_config('enable_mergejoin', 'off', false), \
-                set_config('synchronous_commit', 'off', false)"
+                set_config('synchronous_commit', 'off', false), \
+                set_config('client_min_messages', 'warning', false)"
     ))
     .execute(&mut shadow)
     .await?;
@@ -182,49 +192,45 @@ struct Builder<'u> {
 }
 
 impl Builder<'_> {
-    /// Applies everything readable now. Reading the next batch overlaps with applying the
-    /// current one.
+    /// Applies everything readable now. The next batch is read while the current one is
+    /// applied, so at most two batches are in memory.
     async fn catch_up(
         &mut self,
         store: &dyn EventStore,
         progress: impl Fn(u64),
     ) -> anyhow::Result<()> {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
         let mut tail = StoreTail::new(store, self.after, BATCH);
-        let read = async move {
-            loop {
-                let events = tail.read().await?;
-                let last = events.len() < BATCH as usize;
-                if !events.is_empty() && sender.send(events).await.is_err() {
-                    break;
-                }
+        let mut next = tail.read().await?;
+        while !next.is_empty() {
+            let last = next.len() < BATCH as usize;
+            let envelopes: Vec<EventEnvelope> = std::mem::take(&mut next)
+                .into_iter()
+                .map(EventEnvelope::from)
+                .collect();
+            let after = envelopes.last().map(|e| e.position);
+            let read = async {
                 if last {
-                    break;
+                    // A short batch was the end of what is readable now.
+                    Ok(Vec::new())
+                } else {
+                    tail.read().await
                 }
+            };
+            let apply = apply_isolating_announcing(
+                &mut self.conn,
+                &envelopes,
+                None,
+                self.upcasters,
+                SHADOW_CHANNEL,
+            );
+            let (read, applied) = tokio::join!(read, apply);
+            self.applied += applied?.applied as u64;
+            if let Some(after) = after {
+                self.after = after;
             }
-            anyhow::Ok(())
-        };
-        let apply = async {
-            while let Some(events) = receiver.recv().await {
-                let envelopes: Vec<EventEnvelope> =
-                    events.iter().map(EventEnvelope::from).collect();
-                let outcome = apply_isolating_announcing(
-                    &mut self.conn,
-                    &envelopes,
-                    None,
-                    self.upcasters,
-                    SHADOW_CHANNEL,
-                )
-                .await?;
-                self.applied += outcome.applied as u64;
-                if let Some(last) = events.last() {
-                    self.after = last.position;
-                }
-                progress(self.applied);
-            }
-            anyhow::Ok(())
-        };
-        tokio::try_join!(read, apply)?;
+            progress(self.applied);
+            next = read?;
+        }
         Ok(())
     }
 }
@@ -248,14 +254,19 @@ async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<V
         format!("DROP SCHEMA IF EXISTS {SHADOW} CASCADE"),
         format!("CREATE SCHEMA {SHADOW}"),
     ];
-    let (mut unique, mut foreign, mut indexes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut logged, mut unique, mut foreign, mut indexes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for table in TABLES {
         let source = format!("{live}.{table}");
         let target = format!("{SHADOW}.{table}");
+        // Unlogged while it is built: no write-ahead log for rows that a crash would make
+        // worthless anyway (a failed replay starts over); logged before it can be swapped in.
         now.push(format!(
-            "CREATE TABLE {target} (LIKE {source} INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
-             INCLUDING STORAGE INCLUDING COMMENTS INCLUDING GENERATED INCLUDING IDENTITY)"
+            "CREATE UNLOGGED TABLE {target} (LIKE {source} INCLUDING DEFAULTS \
+             INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS INCLUDING GENERATED \
+             INCLUDING IDENTITY)"
         ));
+        logged.push(format!("ALTER TABLE {target} SET LOGGED"));
         let options: Option<Vec<String>> =
             sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE oid = $1::regclass")
                 .bind(&source)
@@ -276,7 +287,8 @@ async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<V
             let definition = definition.replace(&format!("REFERENCES {live}."), "REFERENCES ");
             let statement = format!("ALTER TABLE {target} ADD CONSTRAINT {name} {definition}");
             match kind.as_str() {
-                "p" => now.push(statement),
+                // Tables the build only appends to need no key until it ends.
+                "p" if !APPEND_ONLY.contains(table) => now.push(statement),
                 "f" => foreign.push(statement),
                 _ => unique.push(statement),
             }
@@ -321,7 +333,12 @@ async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<V
         sqlx::query(statement).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(unique.into_iter().chain(foreign).chain(indexes).collect())
+    Ok(logged
+        .into_iter()
+        .chain(unique)
+        .chain(foreign)
+        .chain(indexes)
+        .collect())
 }
 
 /// `CREATE INDEX name ON <table> USING …` of a live table, made to create the same index
@@ -383,6 +400,9 @@ async fn take_projection_lock(pool: &PgPool) -> anyhow::Result<PgConnection> {
 /// stream sequence over and announcing the new checkpoint at commit. Answers the new
 /// checkpoint.
 async fn swap(conn: &mut PgConnection, live: &str) -> Result<Option<Position>, sqlx::Error> {
+    sqlx::query("SET client_min_messages = warning")
+        .execute(&mut *conn)
+        .await?;
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
         .execute(&mut *tx)

@@ -21,9 +21,12 @@ pub async fn load(
     events: &[EventEnvelope],
     touched: &Touched,
 ) -> Result<(Sequences, Fold), sqlx::Error> {
+    // Each aggregate once, however many of the batch's events it has.
+    let mut seen = std::collections::HashSet::new();
     let (types, ids): (Vec<&str>, Vec<Uuid>) = events
         .iter()
         .map(|e| (e.aggregate_type.as_str(), e.aggregate_id))
+        .filter(|key| seen.insert(*key))
         .unzip();
     // The meetings of renamed users are not loaded here: there may be very many, and their
     // documents are re-rendered after the write, in chunks ([`meetings_of`]).

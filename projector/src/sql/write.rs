@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::documents;
-use super::statement::{json_text, uuid_array_literal, Part, Statement};
+use super::statement::{json_text, Part, Statement};
 use crate::fold::Writes;
 
 /// Where the projection stands after a batch; it commits in the same statement as the rows.
@@ -256,7 +256,7 @@ static CHANGES: Part<Batch> = Part {
     sql: "INSERT INTO rm_changes (position, event_id, event_type, aggregate_type, \
                                   aggregate_id, sequence, recorded_at, data, audience) \
           SELECT position, event_id, event_type, aggregate_type, aggregate_id, sequence, \
-                 recorded_at, data::jsonb, audience::uuid[] \
+                 recorded_at, data::jsonb, ({audience_ids})[audience_from:audience_to] \
           FROM {rows}",
     columns: &[
         ("position", "text"),
@@ -267,11 +267,22 @@ static CHANGES: Part<Batch> = Part {
         ("sequence", "bigint"),
         ("recorded_at", "timestamptz"),
         ("data", "text"),
-        ("audience", "text"),
+        ("audience_from", "int4"),
+        ("audience_to", "int4"),
     ],
-    scalars: &[],
+    // Every row's audience, one after the other, as one binary `uuid[]`: each row takes its
+    // slice. A `uuid[]` literal per row cost PostgreSQL 3 µs a row to parse, as much as
+    // the row's JSON.
+    scalars: &[("audience_ids", "uuid[]")],
     bind: |batch, binder| {
         let rows = &batch.writes.changes;
+        let mut ranges = Vec::with_capacity(rows.len());
+        let mut ids: Vec<uuid::Uuid> = Vec::new();
+        for row in rows {
+            let from = ids.len() as i32 + 1;
+            ids.extend_from_slice(&row.audience);
+            ranges.push((from, ids.len() as i32));
+        }
         binder.column(rows, |r| r.position.as_str())?;
         binder.column(rows, |r| r.event_id)?;
         binder.column(rows, |r| r.event_type.as_str())?;
@@ -280,7 +291,9 @@ static CHANGES: Part<Batch> = Part {
         binder.column(rows, |r| r.sequence)?;
         binder.column(rows, |r| r.recorded_at)?;
         binder.column(rows, |r| r.data.to_string())?;
-        binder.column(rows, |r| uuid_array_literal(&r.audience))
+        binder.column(&ranges, |(from, _)| *from)?;
+        binder.column(&ranges, |(_, to)| *to)?;
+        binder.scalar(ids)
     },
 };
 

@@ -1,0 +1,194 @@
+//! `bench audit`: the audit commands on a log of `--events` events generated through the
+//! domain (`audit::generate`), each beside the raw scan of the same log measured in the same
+//! run: `COPY (SELECT … ORDER BY transaction_id, id) TO STDOUT`, drained by this process.
+//!
+//! `export --format jsonl` and `verify` run as the release `meetings` binary (a child
+//! process), so their peak resident memory (`VmHWM`) is theirs alone; `replay --all` too,
+//! with the read models empty before the first round and complete before the next.
+//! Rounds alternate baseline and command; medians are reported.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use sqlx::postgres::PgPoolCopyExt;
+use sqlx::PgPool;
+
+use crate::database::{with_database, PostgresOptions};
+use crate::stats::median;
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    #[command(flatten)]
+    pub postgres: PostgresOptions,
+    /// Events in the generated log.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Rounds of each measurement (baseline and command alternate).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Rounds of the (longer) replay.
+    #[arg(long, default_value_t = 2)]
+    pub replay_rounds: usize,
+    /// The `meetings` binary (default: beside this executable).
+    #[arg(long)]
+    pub meetings: Option<PathBuf>,
+}
+
+/// `bench generate-log`: fills an existing (migrated) database's log, for profiling the audit
+/// commands by hand.
+#[derive(clap::Args, Debug)]
+pub struct GenerateOptions {
+    /// The database (migrated with `meetings migrate`).
+    #[arg(long)]
+    pub database_url: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+}
+
+pub async fn generate_log(options: GenerateOptions) -> anyhow::Result<()> {
+    let pool = platform::db::connect(&options.database_url, 4).await?;
+    let generated = audit::generate::generate(&pool, options.events, &|_| {}).await?;
+    let store = platform::store::PgEventStore::new(pool.clone());
+    audit::anchor::catch_up(&pool, &store).await?;
+    println!("{generated:?}");
+    Ok(())
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let binary = match &options.meetings {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("meetings"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing (cargo build --release -p meetings)",
+        binary.display()
+    );
+    with_database(&options.postgres.admin_url, |database| async move {
+        let pool = platform::db::connect(&database.url, 4).await?;
+        platform::db::migrate(&pool).await?;
+        let started = Instant::now();
+        let generated = audit::generate::generate(&pool, options.events, &|n| {
+            if n % 100_000 < 11_000 {
+                eprint!("\rgenerated {n} events");
+            }
+        })
+        .await?;
+        eprintln!();
+        let store = platform::store::PgEventStore::new(pool.clone());
+        let anchor = audit::anchor::catch_up(&pool, &store).await?;
+        sqlx::query("VACUUM ANALYZE events").execute(&pool).await?;
+        println!(
+            "audit: {} events ({} users, {} meetings) generated through the domain in {:.1} s; \
+             {} anchors",
+            generated.events,
+            generated.users,
+            generated.meetings,
+            started.elapsed().as_secs_f64(),
+            anchor.map_or(0, |a| a.events / audit::anchor::EVERY + 1)
+        );
+
+        let mut results = Vec::new();
+        for (name, args, rounds) in [
+            (
+                "export --format jsonl",
+                vec!["events", "export", "--format", "jsonl", "--output", "/dev/null"],
+                options.rounds,
+            ),
+            ("verify", vec!["events", "verify", "--json"], options.rounds),
+            ("replay --all", vec!["events", "replay", "--all"], options.replay_rounds),
+        ] {
+            let (mut raw, mut command, mut peaks) = (vec![], vec![], vec![]);
+            for round in 1..=rounds {
+                let baseline = raw_scan(&pool).await?;
+                let (seconds, peak) = child(&binary, &database.url, &args).await?;
+                let rate = generated.events as f64 / seconds;
+                eprintln!(
+                    "{name} round {round}: raw scan {:.0} rows/s, command {rate:.0} events/s \
+                     ({seconds:.2} s), peak RSS {:.1} MiB",
+                    baseline,
+                    peak as f64 / 1024.0
+                );
+                raw.push(baseline);
+                command.push(rate);
+                peaks.push(peak);
+            }
+            results.push((name, raw, command, peaks));
+        }
+        println!();
+        println!("| command | raw COPY scan (rows/s, median) | command (events/s, median) | ratio | peak RSS (max) |");
+        println!("|---|---|---|---|---|");
+        for (name, raw, command, peaks) in &results {
+            let (raw, rate) = (median(raw).unwrap_or(0.0), median(command).unwrap_or(0.0));
+            println!(
+                "| `{name}` | {raw:.0} | {rate:.0} | {:.2}× | {:.1} MiB |",
+                rate / raw,
+                *peaks.iter().max().unwrap_or(&0) as f64 / 1024.0
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The floor: every column of the log in global order through `COPY … TO STDOUT` (text
+/// format), drained without looking at it. Rows per second.
+async fn raw_scan(pool: &PgPool) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut stream = pool
+        .copy_out_raw(
+            "COPY (SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                    payload, metadata, recorded_at, transaction_id, id, prev_hash, hash \
+             FROM events ORDER BY transaction_id, id) TO STDOUT",
+        )
+        .await?;
+    let mut rows = 0u64;
+    while let Some(chunk) = stream.next().await {
+        rows += chunk?.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Runs `meetings <args>` on the bench database; answers its wall time and its peak
+/// resident memory in KiB (`VmHWM`, sampled until it exits).
+async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<(f64, u64)> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .args(args)
+        .env("MEETINGS_DATABASE_URL", url)
+        .env("MEETINGS_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let status_file = format!("/proc/{}/status", child.id().context("no pid")?);
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        tokio::select! {
+            status = child.wait() => break status?,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            pipe.read_to_string(&mut stderr).await.ok();
+        }
+        anyhow::bail!("meetings {} failed ({status}): {stderr}", args.join(" "));
+    }
+    Ok((seconds, peak))
+}
