@@ -4,7 +4,7 @@
 //! statement, interleaved as concurrent users would interleave them).
 //!
 //! Per meeting: scheduled with three attendees, three answers, details changed, moved (the
-//! answers reset), answered again once, started, twelve chat messages, ended: 22 events.
+//! answers reset), answered again once, started, twelve chat messages, ended: 21 events.
 //! Users register and change their profile once.
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Events of one generated meeting.
-pub const EVENTS_PER_MEETING: u64 = 22;
+pub const EVENTS_PER_MEETING: u64 = 21;
 
 /// What was generated.
 #[derive(Clone, Debug, Default)]
@@ -150,8 +150,8 @@ impl Clock {
     }
 }
 
-/// Appends about `events` events (rounded to whole meetings) to the log of `pool`: users
-/// first (one per five meetings, at least 10), then meetings in chunks of `chunk`
+/// Appends at least `events` events (whole meetings, plus the users') to the log of `pool`: users
+/// first (one per five meetings, at least 10), then meetings in chunks of 500
 /// meetings whose events are interleaved. `progress` hears the events written so far.
 pub async fn generate(
     pool: &PgPool,

@@ -47,6 +47,7 @@ pub enum EventsCommand {
         /// Two points: show the fields that differ from the first to the second.
         #[arg(long, num_args = 2, value_names = ["A", "B"])]
         diff: Option<Vec<Point>>,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +87,7 @@ pub enum EventsCommand {
         /// Resume after this anchor (printed by an earlier run as verified).
         #[arg(long)]
         from: Option<Position>,
+        /// The report as JSON (every finding with its position and kind).
         #[arg(long)]
         json: bool,
     },
