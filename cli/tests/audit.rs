@@ -1,26 +1,14 @@
 //! `meetings events history | state | export` and `GET /v1/admin/history/…` against the
 //! running system: what they say about the past must be what the query API answered then.
 
-use std::process::Command;
+mod support;
+
+use support::meetings;
 
 use e2e::Stack;
 use platform::testing::{meeting_body, nats_url};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-fn meetings(database_url: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_meetings"))
-        .args(args)
-        .env("MEETINGS_DATABASE_URL", database_url)
-        .env("MEETINGS_LOG_FORMAT", "text")
-        .output()
-        .expect("run meetings");
-    (
-        output.status.code().expect("exited"),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
-}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()

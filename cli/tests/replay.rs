@@ -2,29 +2,17 @@
 //! reading, the projector keeps projecting. Readers never see a half-built read model, and
 //! the result equals a fresh rebuild.
 
-use std::process::Command;
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::meetings;
 
 use e2e::{read_model_snapshot, Stack};
 use platform::testing::{meeting_body, nats_url, TestDatabase};
 use reqwest::Method;
 use serde_json::json;
-
-fn meetings(database_url: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_meetings"))
-        .args(args)
-        .env("MEETINGS_DATABASE_URL", database_url)
-        .env("MEETINGS_LOG_FORMAT", "text")
-        .output()
-        .expect("run meetings");
-    (
-        output.status.code().expect("exited"),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_under_load_swaps_in_complete_read_models_and_loses_nothing() {

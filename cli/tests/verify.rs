@@ -2,7 +2,7 @@
 //! then one kind of tampering per test. Each must exit 1 naming the exact position; the
 //! intact log exits 0.
 
-use std::process::Command;
+mod support;
 
 use platform::store::{PgEventStore, Position};
 use platform::testing::TestDatabase;
@@ -10,23 +10,21 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-fn meetings(database_url: &str, args: &[&str]) -> (i32, Value, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_meetings"))
-        .args(args)
-        .env("MEETINGS_DATABASE_URL", database_url)
-        .env("MEETINGS_LOG_FORMAT", "text")
-        .output()
-        .expect("run meetings");
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (output.status.code().expect("exited"), json, stderr)
+/// `meetings <args>`: its exit code, its standard output as JSON (`null` when it is not),
+/// and its standard error.
+fn meetings_json(database_url: &str, args: &[&str]) -> (i32, Value, String) {
+    let (code, stdout, stderr) = support::meetings(database_url, args);
+    (
+        code,
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr,
+    )
 }
 
 fn verify(db: &TestDatabase, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["events", "verify", "--json"];
     args.extend_from_slice(extra);
-    let (code, report, stderr) = meetings(&db.url, &args);
+    let (code, report, stderr) = meetings_json(&db.url, &args);
     assert_ne!(report, Value::Null, "no report; stderr: {stderr}");
     (code, report)
 }
@@ -410,7 +408,7 @@ async fn verify_resumes_from_a_verified_anchor_and_still_finds_what_follows() {
 #[tokio::test]
 async fn usage_and_connection_errors_exit_2() {
     let db = TestDatabase::new().await;
-    let (code, _, stderr) = meetings(
+    let (code, _, stderr) = meetings_json(
         &db.url,
         &[
             "events",
@@ -421,14 +419,14 @@ async fn usage_and_connection_errors_exit_2() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no anchor"), "{stderr}");
-    let (code, _, _) = meetings(&db.url, &["events", "verify", "--from", "yesterday"]);
+    let (code, _, _) = meetings_json(&db.url, &["events", "verify", "--from", "yesterday"]);
     assert_eq!(code, 2);
-    let (code, _, stderr) = meetings(
+    let (code, _, stderr) = meetings_json(
         "postgres://postgres@127.0.0.1:1/nothing",
         &["events", "verify"],
     );
     assert_eq!(code, 2, "{stderr}");
-    let (code, _, _) = meetings(
+    let (code, _, _) = support::meetings(
         &db.url,
         &["events", "history", "meeting", &Uuid::nil().to_string()],
     );
