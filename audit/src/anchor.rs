@@ -49,6 +49,8 @@ pub struct Anchor {
     /// Events up to and including `position`, in global order.
     pub events: i64,
     pub chain: [u8; 32],
+    /// As stored: the signing key's id and the signature, when the anchor was signed.
+    pub signature: Option<(String, Vec<u8>)>,
 }
 
 impl Anchor {
@@ -58,18 +60,125 @@ impl Anchor {
             position: Position::START,
             events: 0,
             chain: genesis(),
+            signature: None,
         }
     }
 
     /// Moves past one more event.
     pub fn extend(&mut self, position: Position, hash: &[u8]) {
+        self.signature = None;
         self.chain = link(&self.chain, position, hash);
         self.position = position;
         self.events += 1;
     }
+
+    /// What a signature covers: a fixed label, the position, the count and the chain.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut bytes = b"meetings event log anchor v1".to_vec();
+        bytes.extend_from_slice(&self.position.transaction_id.to_be_bytes());
+        bytes.extend_from_slice(&self.position.id.to_be_bytes());
+        bytes.extend_from_slice(&self.events.to_be_bytes());
+        bytes.extend_from_slice(&self.chain);
+        bytes
+    }
 }
 
-type AnchorRow = (String, i64, Vec<u8>);
+/// Signs anchors with an Ed25519 private key kept outside the database.
+pub struct AnchorSigner {
+    pair: ring::signature::Ed25519KeyPair,
+    key_id: String,
+}
+
+impl AnchorSigner {
+    /// From a PEM `PRIVATE KEY` (PKCS#8), as `openssl genpkey -algorithm ed25519` writes it.
+    pub fn from_pem(text: &str) -> anyhow::Result<Self> {
+        let pem = pem::parse(text.trim()).map_err(|e| anyhow::anyhow!("not a PEM key: {e}"))?;
+        anyhow::ensure!(
+            pem.tag() == "PRIVATE KEY",
+            "the anchor key must be an Ed25519 PRIVATE KEY (PKCS#8)"
+        );
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pem.contents())
+            .map_err(|e| anyhow::anyhow!("not an Ed25519 PKCS#8 private key: {e}"))?;
+        let public: [u8; 32] = ring::signature::KeyPair::public_key(&pair)
+            .as_ref()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("an Ed25519 public key has 32 bytes"))?;
+        Ok(Self {
+            pair,
+            key_id: platform::auth::keys::ed25519_kid(&public),
+        })
+    }
+
+    /// The key id and signature of `anchor`.
+    pub fn sign(&self, anchor: &Anchor) -> (String, Vec<u8>) {
+        let signature = self.pair.sign(&anchor.signed_bytes());
+        (self.key_id.clone(), signature.as_ref().to_vec())
+    }
+}
+
+/// Checks anchor signatures against one public key.
+pub struct AnchorVerifier {
+    public: [u8; 32],
+    key_id: String,
+}
+
+impl AnchorVerifier {
+    /// From the PEM of the signing key, public (SPKI) or private.
+    pub fn from_pem(text: &str) -> anyhow::Result<Self> {
+        let public = platform::auth::keys::ed25519_public(text)?;
+        Ok(Self {
+            key_id: platform::auth::keys::ed25519_kid(&public),
+            public,
+        })
+    }
+
+    /// `None` when `anchor` carries a valid signature of this key, else why not.
+    pub fn problem(&self, anchor: &Anchor) -> Option<String> {
+        let Some((key_id, signature)) = &anchor.signature else {
+            return Some("the anchor is not signed".into());
+        };
+        if *key_id != self.key_id {
+            return Some(format!(
+                "the anchor is signed by key {key_id}, not by the given key {}",
+                self.key_id
+            ));
+        }
+        let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, self.public);
+        match key.verify(&anchor.signed_bytes(), signature) {
+            Ok(()) => None,
+            Err(_) => Some("the anchor's signature does not match its content".into()),
+        }
+    }
+}
+
+/// The anchor settings of the process that writes anchors (the command side).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct AuditSettings {
+    /// Ed25519 private key (PEM, PKCS#8) that signs the event log's anchors; keep it where
+    /// the database's administrators cannot read it. Unset: anchors are not signed.
+    #[arg(long = "audit-key-file", env = "MEETINGS_AUDIT_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl AuditSettings {
+    /// The signer of the key file, if one is configured.
+    pub fn signer(&self) -> anyhow::Result<Option<Arc<AnchorSigner>>> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "MEETINGS_AUDIT_KEY_FILE: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        AnchorSigner::from_pem(&text)
+            .map(|signer| Some(Arc::new(signer)))
+            .map_err(|e| anyhow::anyhow!("MEETINGS_AUDIT_KEY_FILE ({}): {e}", path.display()))
+    }
+}
+
+type AnchorRow = (String, i64, Vec<u8>, Option<String>, Option<Vec<u8>>);
 
 fn anchor(row: AnchorRow) -> Result<Anchor, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("event_anchors: bad {what}").into());
@@ -77,6 +186,7 @@ fn anchor(row: AnchorRow) -> Result<Anchor, sqlx::Error> {
         position: row.0.parse().map_err(|_| bad("position"))?,
         events: row.1,
         chain: row.2.try_into().map_err(|_| bad("chain"))?,
+        signature: row.3.zip(row.4),
     })
 }
 
@@ -87,7 +197,7 @@ pub async fn after(
     limit: i64,
 ) -> Result<Vec<Anchor>, sqlx::Error> {
     let rows: Vec<AnchorRow> = sqlx::query_as(
-        "SELECT position, events, chain FROM event_anchors WHERE position > $1 \
+        "SELECT position, events, chain, key_id, signature FROM event_anchors WHERE position > $1 \
          ORDER BY position LIMIT $2",
     )
     .bind(after.to_string())
@@ -102,32 +212,40 @@ pub async fn at(
     conn: &mut PgConnection,
     position: Position,
 ) -> Result<Option<Anchor>, sqlx::Error> {
-    let row: Option<AnchorRow> =
-        sqlx::query_as("SELECT position, events, chain FROM event_anchors WHERE position = $1")
-            .bind(position.to_string())
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<AnchorRow> = sqlx::query_as(
+        "SELECT position, events, chain, key_id, signature FROM event_anchors WHERE position = $1",
+    )
+    .bind(position.to_string())
+    .fetch_optional(conn)
+    .await?;
     row.map(anchor).transpose()
 }
 
 /// The newest anchor.
 pub async fn last(conn: &mut PgConnection) -> Result<Option<Anchor>, sqlx::Error> {
     let row: Option<AnchorRow> = sqlx::query_as(
-        "SELECT position, events, chain FROM event_anchors ORDER BY position DESC LIMIT 1",
+        "SELECT position, events, chain, key_id, signature FROM event_anchors ORDER BY position DESC LIMIT 1",
     )
     .fetch_optional(conn)
     .await?;
     row.map(anchor).transpose()
 }
 
-async fn write(conn: &mut PgConnection, anchor: &Anchor) -> Result<(), sqlx::Error> {
+async fn write(
+    conn: &mut PgConnection,
+    anchor: &Anchor,
+    signer: Option<&AnchorSigner>,
+) -> Result<(), sqlx::Error> {
+    let (key_id, signature) = signer.map(|s| s.sign(anchor)).unzip();
     sqlx::query(
-        "INSERT INTO event_anchors (position, events, chain) VALUES ($1, $2, $3) \
-         ON CONFLICT (position) DO NOTHING",
+        "INSERT INTO event_anchors (position, events, chain, key_id, signature) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING",
     )
     .bind(anchor.position.to_string())
     .bind(anchor.events)
     .bind(&anchor.chain[..])
+    .bind(key_id)
+    .bind(signature)
     .execute(conn)
     .await?;
     Ok(())
@@ -141,10 +259,11 @@ const LOCK: &str = "meetings-anchor";
 pub async fn run(
     pool: PgPool,
     store: Arc<dyn EventStore>,
+    signer: Option<Arc<AnchorSigner>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     platform::leader::run_terms(shutdown, platform::leader::RETRY_DELAY, || async {
-        if let Err(error) = term(&pool, store.as_ref(), None).await {
+        if let Err(error) = term(&pool, store.as_ref(), signer.as_deref(), None).await {
             tracing::warn!(
                 error = format!("{error:#}"),
                 "anchor task interrupted, resuming"
@@ -159,8 +278,12 @@ pub async fn run(
 /// every [`EVERY`] events on the way) and answers the newest anchor. For tests and
 /// benchmarks, and for operators who want an anchor before an export; `None` when another
 /// anchor task holds the lock or the log is empty.
-pub async fn catch_up(pool: &PgPool, store: &dyn EventStore) -> anyhow::Result<Option<Anchor>> {
-    term(pool, store, Some(())).await
+pub async fn catch_up(
+    pool: &PgPool,
+    store: &dyn EventStore,
+    signer: Option<&AnchorSigner>,
+) -> anyhow::Result<Option<Anchor>> {
+    term(pool, store, signer, Some(())).await
 }
 
 /// One term as the active anchor task: from the newest anchor, link every event read, write
@@ -169,6 +292,7 @@ pub async fn catch_up(pool: &PgPool, store: &dyn EventStore) -> anyhow::Result<O
 async fn term(
     pool: &PgPool,
     store: &dyn EventStore,
+    signer: Option<&AnchorSigner>,
     once: Option<()>,
 ) -> anyhow::Result<Option<Anchor>> {
     let Some(mut conn) = platform::leader::try_lead(pool, LOCK).await? else {
@@ -184,7 +308,7 @@ async fn term(
             current.extend(event.position, &event.hash);
             oldest_unanchored.get_or_insert_with(Instant::now);
             if current.events % EVERY == 0 {
-                write(&mut conn, &current).await?;
+                write(&mut conn, &current, signer).await?;
                 anchored = current.clone();
                 oldest_unanchored = None;
             }
@@ -194,7 +318,7 @@ async fn term(
         }
         let due = oldest_unanchored.is_some_and(|since| since.elapsed() >= WITHIN);
         if current.events > anchored.events && (due || once.is_some()) {
-            write(&mut conn, &current).await?;
+            write(&mut conn, &current, signer).await?;
             anchored = current.clone();
             oldest_unanchored = None;
         }
@@ -210,9 +334,10 @@ pub fn with_task(
     server: platform::service::Server,
     pool: PgPool,
     store: Arc<dyn EventStore>,
+    signer: Option<Arc<AnchorSigner>>,
 ) -> platform::service::Server {
     server.with_task("anchors", move |stop| async move {
-        run(pool, store, stop.cancelled_owned()).await;
+        run(pool, store, signer, stop.cancelled_owned()).await;
         Ok(())
     })
 }

@@ -23,15 +23,18 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::anchor::{self, Anchor};
+use crate::anchor::{self, Anchor, AnchorVerifier};
 use crate::copy::{field, BinaryRows, CopyError, Row};
 
-/// Where to start.
-#[derive(Clone, Copy, Debug, Default)]
+/// Where to start, and whose signatures the anchors must carry.
+#[derive(Clone, Default)]
 pub struct Options {
     /// Resume after the anchor at this position (a previous run's verified checkpoint)
     /// instead of from the first event.
     pub from: Option<Position>,
+    /// Every anchor must be signed by this key (`--public-key`): then rewritten anchors show
+    /// too, not only a log that disagrees with its anchors.
+    pub signed_by: Option<std::sync::Arc<AnchorVerifier>>,
 }
 
 /// What kind of damage a problem shows.
@@ -53,6 +56,9 @@ pub enum ProblemKind {
     AnchoredEventMissing,
     /// The log ends before its newest anchor.
     Truncated,
+    /// The anchor is not signed by the key given to verify, or its signature does not match
+    /// its content: the anchor itself was written or rewritten by someone without the key.
+    AnchorSignature,
 }
 
 /// One finding.
@@ -190,6 +196,7 @@ struct Walk {
     /// The aggregate types seen (a handful).
     types: Vec<Bytes>,
     anchors: VecDeque<Anchor>,
+    signed_by: Option<std::sync::Arc<AnchorVerifier>>,
     /// Whether more anchors than `anchors` holds may follow, after `anchor_cursor`.
     more_anchors: bool,
     anchor_cursor: Position,
@@ -237,11 +244,33 @@ impl Walk {
         Ok(self.anchors.front().cloned())
     }
 
+    /// With a key to check against, reports an anchor that it did not sign.
+    fn check_signature(&mut self, anchor: &Anchor) {
+        let Some(detail) = self.signed_by.as_ref().and_then(|key| key.problem(anchor)) else {
+            return;
+        };
+        self.problem(Problem {
+            position: anchor.position,
+            kind: ProblemKind::AnchorSignature,
+            aggregate_type: None,
+            aggregate_id: None,
+            sequence: None,
+            detail,
+        });
+    }
+
     /// Compares the running state with the anchor at its position (just reached).
     fn compare(&mut self, anchor: Anchor) {
         self.report.anchors += 1;
+        self.check_signature(&anchor);
+        let trusted = self
+            .signed_by
+            .as_ref()
+            .is_none_or(|key| key.problem(&anchor).is_none());
         if anchor.events == self.running.events && anchor.chain == self.running.chain {
-            self.report.verified_anchor = Some(anchor.position);
+            if trusted {
+                self.report.verified_anchor = Some(anchor.position);
+            }
         } else {
             let since = self
                 .report
@@ -278,6 +307,7 @@ impl Walk {
             }
             self.anchors.pop_front();
             self.report.anchors += 1;
+            self.check_signature(&next);
             self.problem(Problem {
                 position: next.position,
                 kind: ProblemKind::AnchoredEventMissing,
@@ -345,6 +375,7 @@ impl Walk {
         while let Some(next) = self.next_anchor(conn).await? {
             self.anchors.pop_front();
             self.report.anchors += 1;
+            self.check_signature(&next);
             first_missing.get_or_insert(next.position);
             beyond = Some(next);
         }
@@ -460,9 +491,14 @@ pub async fn verify(
         chains: HashMap::new(),
         types: Vec::new(),
         anchors: VecDeque::new(),
+        signed_by: options.signed_by.clone(),
         more_anchors: true,
         anchor_cursor: running_start,
     };
+    if options.from.is_some() {
+        let from = walk.running.clone();
+        walk.check_signature(&from);
+    }
     let start = running_start;
     let statement = format!(
         "COPY (SELECT {COLUMNS} FROM events \

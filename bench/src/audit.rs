@@ -51,7 +51,7 @@ pub async fn generate_log(options: GenerateOptions) -> anyhow::Result<()> {
     let pool = platform::db::connect(&options.database_url, 4).await?;
     let generated = audit::generate::generate(&pool, options.events, &|_| {}).await?;
     let store = platform::store::PgEventStore::new(pool.clone());
-    audit::anchor::catch_up(&pool, &store).await?;
+    audit::anchor::catch_up(&pool, &store, None).await?;
     println!("{generated:?}");
     Ok(())
 }
@@ -78,7 +78,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .await?;
         eprintln!();
         let store = platform::store::PgEventStore::new(pool.clone());
-        let anchor = audit::anchor::catch_up(&pool, &store).await?;
+        let anchor = audit::anchor::catch_up(&pool, &store, None).await?;
         sqlx::query("VACUUM ANALYZE events").execute(&pool).await?;
         println!(
             "audit: {} events ({} users, {} meetings) generated through the domain in {:.1} s; \

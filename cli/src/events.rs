@@ -87,6 +87,10 @@ pub enum EventsCommand {
         /// Resume after this anchor (printed by an earlier run as verified).
         #[arg(long)]
         from: Option<Position>,
+        /// The public key (PEM) of MEETINGS_AUDIT_KEY_FILE: every anchor must carry its
+        /// signature, so anchors rewritten by someone without the key are found too.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
         /// The report as JSON (every finding with its position and kind).
         #[arg(long)]
         json: bool,
@@ -348,17 +352,31 @@ async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Fail
             eprintln!("exported {count} events");
             Ok(ExitCode::SUCCESS)
         }
-        EventsCommand::Verify { from, json } => {
+        EventsCommand::Verify {
+            from,
+            public_key,
+            json,
+        } => {
+            let signed_by = match public_key {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        Failure::usage(anyhow::anyhow!("cannot read {}: {e}", path.display()))
+                    })?;
+                    let key = audit::anchor::AnchorVerifier::from_pem(&text)
+                        .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+                    Some(Arc::new(key))
+                }
+                None => None,
+            };
             let bar = progress_bar(pool, "verified").await;
-            let report = audit::verify::verify(pool, audit::verify::Options { from }, &|n| {
-                bar.set_position(n)
-            })
-            .await
-            .map_err(|error| match error {
-                audit::verify::VerifyError::NoSuchAnchor(_) => Failure::usage(error),
-                audit::verify::VerifyError::Database(e) => database_failure(e),
-                other => Failure::problem(other),
-            })?;
+            let options = audit::verify::Options { from, signed_by };
+            let report = audit::verify::verify(pool, options, &|n| bar.set_position(n))
+                .await
+                .map_err(|error| match error {
+                    audit::verify::VerifyError::NoSuchAnchor(_) => Failure::usage(error),
+                    audit::verify::VerifyError::Database(e) => database_failure(e),
+                    other => Failure::problem(other),
+                })?;
             bar.finish_and_clear();
             if json {
                 print(

@@ -84,6 +84,8 @@ struct ServeArgs {
     gateway: realtime::GatewayArgs,
     #[command(flatten)]
     http: HttpLimits,
+    #[command(flatten)]
+    audit: audit::anchor::AuditSettings,
     /// Address to bind.
     #[arg(
         long = "listen",
@@ -167,6 +169,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.query.check(&args.http)?;
+    let anchor_signer = args.audit.signer()?;
     let configured = args.jwt.private_key_file.is_some()
         || args.jwt.has_secret()
         || !args.jwt.public_key_files.is_empty();
@@ -250,7 +253,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_limits(args.http.clone())
     .with_revocations(pool.clone(), &jwt);
-    let server = audit::anchor::with_task(server, pool.clone(), store.clone());
+    let server = audit::anchor::with_task(server, pool.clone(), store.clone(), anchor_signer);
     let server = command_service::with_tasks(server, &command_state, relay);
     let server = realtime::with_tasks(server, &gateway, gateway_source);
     let server = projector::with_task(server, pool, projection_source, &metrics);

@@ -45,7 +45,7 @@ async fn anchor(db: &TestDatabase) -> Position {
     let store = PgEventStore::new(db.pool.clone());
     let last = log(&db.pool).await.last().expect("a log").0;
     for _ in 0..600 {
-        let anchored = audit::anchor::catch_up(&db.pool, &store)
+        let anchored = audit::anchor::catch_up(&db.pool, &store, None)
             .await
             .unwrap()
             .expect("anchored")
@@ -434,4 +434,122 @@ async fn usage_and_connection_errors_exit_2() {
         code, 1,
         "an unknown aggregate is a finding, not a usage error"
     );
+}
+
+#[tokio::test]
+async fn signed_anchors_show_a_rewrite_that_recomputes_every_hash() {
+    use platform::store::{event_hash, EventStore, HashInput};
+
+    let db = TestDatabase::new().await;
+    audit::generate::generate(&db.pool, 1500, &|_| {})
+        .await
+        .unwrap();
+    let key = platform::auth::keys::generate_ed25519_pem();
+    let signer = audit::anchor::AnchorSigner::from_pem(&key).unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let last = log(&db.pool).await.last().unwrap().0;
+    let mut reached = None;
+    for _ in 0..600 {
+        reached = audit::anchor::catch_up(&db.pool, &store, Some(&signer))
+            .await
+            .unwrap()
+            .map(|a| a.position);
+        if reached == Some(last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(reached, Some(last));
+    let public = std::env::temp_dir().join(format!("anchor-{}.pub.pem", Uuid::new_v4()));
+    std::fs::write(&public, platform::auth::keys::public_pem(&key).unwrap()).unwrap();
+    let with_key = ["--public-key", public.to_str().unwrap()];
+    let (code, report) = verify(&db, &with_key);
+    assert_eq!(code, 0, "{report:#}");
+
+    // An attacker with the database but not the key rewrites a chat message and recomputes
+    // its aggregate's hash chain and every anchor, signing them with a key of their own.
+    let events = store.read_all(None, 1_000_000).await.unwrap();
+    let target = events
+        .iter()
+        .filter(|e| e.event_type == "ChatMessagePosted")
+        .nth(20)
+        .unwrap()
+        .clone();
+    let mut statements = vec![];
+    let mut rewritten = std::collections::HashMap::new();
+    let mut prev: Option<Vec<u8>> = None;
+    for event in events
+        .iter()
+        .filter(|e| e.aggregate_id == target.aggregate_id)
+    {
+        if event.sequence < target.sequence {
+            prev = Some(event.hash.clone());
+            continue;
+        }
+        let mut payload = event.payload.clone();
+        if event.sequence == target.sequence {
+            payload["text"] = "forged".into();
+        }
+        let metadata = serde_json::to_value(&event.metadata).unwrap();
+        let hash = event_hash(&HashInput {
+            prev_hash: prev.as_deref(),
+            aggregate_type: &event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            payload: &payload,
+            metadata: &metadata,
+            recorded_at: event.recorded_at,
+        });
+        statements.push(format!(
+            "UPDATE events SET payload = '{}'::jsonb, prev_hash = '\\x{}', hash = '\\x{}' WHERE {}",
+            payload.to_string().replace('\'', "''"),
+            hex(prev.as_deref().unwrap()),
+            hex(&hash),
+            where_event(event.position)
+        ));
+        rewritten.insert(event.position, hash.clone());
+        prev = Some(hash);
+    }
+    let forger =
+        audit::anchor::AnchorSigner::from_pem(&platform::auth::keys::generate_ed25519_pem())
+            .unwrap();
+    let positions = anchored(&db.pool).await;
+    let mut running = audit::anchor::Anchor::start();
+    statements.push("ALTER TABLE event_anchors DISABLE TRIGGER USER".into());
+    statements.push("DELETE FROM event_anchors".into());
+    for event in &events {
+        let hash = rewritten.get(&event.position).unwrap_or(&event.hash);
+        running.extend(event.position, hash);
+        if positions.contains(&event.position) {
+            let (key_id, signature) = forger.sign(&running);
+            statements.push(format!(
+                "INSERT INTO event_anchors (position, events, chain, key_id, signature) \
+                 VALUES ('{}', {}, '\\x{}', '{key_id}', '\\x{}')",
+                event.position,
+                running.events,
+                hex(&running.chain),
+                hex(&signature)
+            ));
+        }
+    }
+    statements.push("ALTER TABLE event_anchors ENABLE TRIGGER USER".into());
+    tamper(&db.pool, &statements).await;
+
+    // Without the key, the rewrite is consistent: this is what anchors alone cannot show.
+    let (code, report) = verify(&db, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    // With it, every rewritten anchor is named.
+    let (code, report) = verify(&db, &with_key);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    assert_eq!(found.len(), positions.len(), "{report:#}");
+    assert!(found.iter().all(|(kind, _)| kind == "anchor_signature"));
+    assert_eq!(report["verified_anchor"], Value::Null);
+    std::fs::remove_file(&public).ok();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

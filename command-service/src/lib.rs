@@ -60,6 +60,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[command(flatten)]
     pub http: HttpLimits,
+    #[command(flatten)]
+    pub audit: audit::anchor::AuditSettings,
     /// Address to bind.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -240,7 +242,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let server = Server::new("command-service", listener, router(state.clone(), metrics))
         .with_limits(settings.http.clone())
         .with_revocations(pool.clone(), &jwt);
-    let server = audit::anchor::with_task(server, pool, store);
+    let server = audit::anchor::with_task(server, pool, store, settings.audit.signer()?);
     Ok(with_tasks(server, &state, relay))
 }
 

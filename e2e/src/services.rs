@@ -20,6 +20,7 @@ pub fn command_settings(database_url: &str, max_connections: u32) -> command_ser
         limits: robot_limits(),
         nats: testing::without_nats(),
         http: HttpLimits::default(),
+        audit: audit::anchor::AuditSettings::default(),
         listen: testing::LISTEN,
     }
 }

@@ -71,6 +71,7 @@ async fn spawn(auth: AuthSettings, limits: LimitSettings) -> TestApp {
         limits,
         nats: testing::without_nats(),
         http: HttpLimits::default(),
+        audit: Default::default(),
         listen: testing::LISTEN,
     };
     TestApp {

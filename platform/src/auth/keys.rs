@@ -123,6 +123,14 @@ pub fn generate_ed25519_pem() -> String {
     pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()))
 }
 
+/// The raw Ed25519 public key of a PEM key, private (PKCS#8) or public (SPKI).
+pub fn ed25519_public(text: &str) -> anyhow::Result<[u8; 32]> {
+    ed25519_from_pem(text)?
+        .verifier
+        .public
+        .ok_or_else(|| anyhow::anyhow!("not an Ed25519 key"))
+}
+
 /// The public PEM (SPKI) of a private one: what the other services are given.
 pub fn public_pem(private_pem: &str) -> anyhow::Result<String> {
     let key = ed25519_from_pem(private_pem)?;
