@@ -263,7 +263,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     platform::leader::run_terms(shutdown, platform::leader::RETRY_DELAY, || async {
-        if let Err(error) = term(&pool, store.as_ref(), signer.as_deref(), None).await {
+        if let Err(error) = term(&pool, store.as_ref(), signer.as_deref(), false).await {
             tracing::warn!(
                 error = format!("{error:#}"),
                 "anchor task interrupted, resuming"
@@ -283,7 +283,7 @@ pub async fn catch_up(
     store: &dyn EventStore,
     signer: Option<&AnchorSigner>,
 ) -> anyhow::Result<Option<Anchor>> {
-    term(pool, store, signer, Some(())).await
+    term(pool, store, signer, true).await
 }
 
 /// One term as the active anchor task: from the newest anchor, link every event read, write
@@ -293,7 +293,7 @@ async fn term(
     pool: &PgPool,
     store: &dyn EventStore,
     signer: Option<&AnchorSigner>,
-    once: Option<()>,
+    once: bool,
 ) -> anyhow::Result<Option<Anchor>> {
     let Some(mut conn) = platform::leader::try_lead(pool, LOCK).await? else {
         return Ok(None);
@@ -317,12 +317,12 @@ async fn term(
             continue;
         }
         let due = oldest_unanchored.is_some_and(|since| since.elapsed() >= WITHIN);
-        if current.events > anchored.events && (due || once.is_some()) {
+        if current.events > anchored.events && (due || once) {
             write(&mut conn, &current, signer).await?;
             anchored = current.clone();
             oldest_unanchored = None;
         }
-        if once.is_some() {
+        if once {
             return Ok((anchored.events > 0).then_some(anchored));
         }
         tokio::time::sleep(POLL).await;

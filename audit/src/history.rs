@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::persist::EventUpcaster;
+use platform::bus::EventEnvelope;
 use platform::store::{EventStore, Position, StoreError, StoredEvent};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
@@ -46,7 +47,7 @@ fn micros<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S
 }
 
 impl Entry {
-    pub fn new(kind: Kind, event: &StoredEvent, upcasters: &[Box<dyn EventUpcaster>]) -> Self {
+    pub fn new(event: &StoredEvent, upcasters: &[Box<dyn EventUpcaster>]) -> Self {
         Self {
             position: event.position,
             aggregate_type: event.aggregate_type.clone(),
@@ -56,9 +57,9 @@ impl Entry {
             event_version: event.event_version.clone(),
             recorded_at: event.recorded_at,
             actor_id: event.metadata.actor_id,
-            summary: kind
-                .summary(event, upcasters)
-                .unwrap_or_else(|error| format!("undecodable: {error}")),
+            summary: EventEnvelope::from(event)
+                .decode(upcasters)
+                .map_or_else(|error| format!("undecodable: {error}"), |e| e.summary()),
             payload: event.payload.clone(),
             metadata: serde_json::to_value(&event.metadata).unwrap_or_default(),
             hash: hex::encode(&event.hash),
@@ -106,7 +107,7 @@ pub async fn page(
         },
         events: events
             .iter()
-            .map(|event| Entry::new(kind, event, upcasters))
+            .map(|event| Entry::new(event, upcasters))
             .collect(),
     })
 }

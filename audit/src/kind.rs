@@ -1,12 +1,9 @@
-//! The aggregate types of the log, and what the audit does with each one's events through
-//! the domain's own types and upcasters.
+//! The aggregate types of the log, as the audit commands and routes name them.
 
 use std::fmt;
 use std::str::FromStr;
 
-use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
-use platform::store::{decode_event, StoredEvent};
 
 /// `meeting` or `user`, as the `aggregate_type` column names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,27 +23,6 @@ impl Kind {
         match self {
             Kind::Meeting => domain::Meeting::TYPE,
             Kind::User => domain::User::TYPE,
-        }
-    }
-
-    /// The one-line summary of a stored event of this kind; the decoding error when the
-    /// event does not decode (an auditor still sees the raw payload).
-    pub fn summary(
-        self,
-        event: &StoredEvent,
-        upcasters: &[Box<dyn EventUpcaster>],
-    ) -> Result<String, String> {
-        let (event_type, version) = (event.event_type.as_str(), event.event_version.as_str());
-        let payload = event.payload.clone();
-        match self {
-            Kind::Meeting => {
-                decode_event::<domain::MeetingEvent>(event_type, version, payload, upcasters)
-                    .map(|e| e.summary())
-            }
-            Kind::User => {
-                decode_event::<domain::UserEvent>(event_type, version, payload, upcasters)
-                    .map(|e| e.summary())
-            }
         }
     }
 }

@@ -406,32 +406,21 @@ impl Walk {
         conn: &mut PgConnection,
         chunk: &[Checked],
     ) -> Result<(), sqlx::Error> {
-        let mut wanted: Vec<(String, Uuid, i64)> = Vec::new();
+        let (mut types, mut ids, mut sequences) = (Vec::new(), Vec::new(), Vec::new());
         let mut seen = std::collections::HashSet::new();
         for event in chunk {
             // Only an aggregate's first event in the chunk may continue a history from
             // before the starting point.
             let key = (self.type_index(&event.aggregate_type), event.aggregate_id);
             if seen.insert(key) && event.sequence > 1 && !self.chains.contains_key(&key) {
-                wanted.push((
-                    String::from_utf8_lossy(&event.aggregate_type).into_owned(),
-                    event.aggregate_id,
-                    event.sequence - 1,
-                ));
+                types.push(String::from_utf8_lossy(&event.aggregate_type).into_owned());
+                ids.push(event.aggregate_id);
+                sequences.push(event.sequence - 1);
             }
         }
-        if wanted.is_empty() {
+        if ids.is_empty() {
             return Ok(());
         }
-        let (types, ids, sequences): (Vec<_>, Vec<_>, Vec<_>) =
-            wanted
-                .into_iter()
-                .fold((vec![], vec![], vec![]), |mut acc, (t, i, s)| {
-                    acc.0.push(t);
-                    acc.1.push(i);
-                    acc.2.push(s);
-                    acc
-                });
         let rows: Vec<(String, Uuid, i64, Vec<u8>)> = sqlx::query_as(
             "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.hash \
              FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(t, id, s) \

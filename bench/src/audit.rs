@@ -163,18 +163,12 @@ async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<(f6
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
-    let status_file = format!("/proc/{}/status", child.id().context("no pid")?);
+    let pid = child.id().context("no pid")?.to_string();
     let mut peak = 0u64;
     let status = loop {
-        if let Ok(status) = std::fs::read_to_string(&status_file) {
-            if let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                peak = peak.max(kib);
-            }
+        // Gone once the child has exited: the last sample before that is the peak.
+        if let Ok(kib) = crate::cpu::status_kib(&pid, "VmHWM") {
+            peak = peak.max(kib);
         }
         tokio::select! {
             status = child.wait() => break status?,

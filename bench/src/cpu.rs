@@ -1,4 +1,5 @@
-//! Where the CPU went during a round, from `/proc` (Linux; elsewhere nothing is reported).
+//! Where the CPU went during a round, and a process's memory, from `/proc` (Linux; elsewhere
+//! nothing is reported).
 
 /// Shares of the whole machine (all cores) over an interval.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +79,16 @@ fn parse_process(stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// A `kB` field of a process's `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …), in KiB.
+pub fn status_kib(pid: &str, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
 }
 
 #[cfg(test)]

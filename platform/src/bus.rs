@@ -74,6 +74,14 @@ impl Decoded {
         };
         encoded.map(|(_, _, data)| data).map_err(|e| e.to_string())
     }
+
+    /// One line for an audit timeline (`meetings events history`).
+    pub fn summary(&self) -> String {
+        match self {
+            Decoded::User(event) => event.summary(),
+            Decoded::Meeting(event) => event.summary(),
+        }
+    }
 }
 
 impl From<StoredEvent> for EventEnvelope {

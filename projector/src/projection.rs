@@ -15,8 +15,7 @@ use crate::sql::documents;
 /// read-modify-write of the read models, and a projector that lost its connection cannot
 /// write without the lock.
 pub async fn lead(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
-    let key = format!("meetings-projector:{PROJECTION}");
-    let Some(mut connection) = platform::leader::try_lead(pool, &key).await? else {
+    let Some(mut connection) = platform::leader::try_lead(pool, &lock_key()).await? else {
         return Ok(None);
     };
     // A database migrated from before meeting documents existed has meetings without
@@ -26,19 +25,30 @@ pub async fn lead(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
     if rendered > 0 {
         tracing::info!(rendered, "rendered missing meeting documents");
     }
-    // Every statement of the projector looks rows up by key. Their plans are made once
-    // per connection (generic, cached), possibly while the tables are still small, and
-    // a plan made for a small table — scan it whole, hash it — stays in use as it grows:
-    // a batch's load went from 1 to 15 ms within a minute of `bench pipeline-lag`. So
-    // on this connection the planner may not scan a table or hash-join it at all.
+    key_lookup_plans(&mut connection).await?;
+    Ok(Some(connection))
+}
+
+/// Name of the projection's single-active lock: held by the active projector, and taken by
+/// a replay for its swap.
+pub fn lock_key() -> String {
+    format!("meetings-projector:{PROJECTION}")
+}
+
+/// Every statement of the projector looks rows up by key. Their plans are made once per
+/// connection (generic, cached), possibly while the tables are still small, and a plan made
+/// for a small table — scan it whole, hash it — stays in use as it grows: a batch's load
+/// went from 1 to 15 ms within a minute of `bench pipeline-lag`. So on a connection that
+/// applies batches the planner may not scan a table or hash-join it at all.
+pub async fn key_lookup_plans(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT set_config('enable_seqscan', 'off', false), \
                 set_config('enable_hashjoin', 'off', false), \
                 set_config('enable_mergejoin', 'off', false)",
     )
-    .execute(&mut connection)
+    .execute(connection)
     .await?;
-    Ok(Some(connection))
+    Ok(())
 }
 
 /// Records that the projection stopped, so readiness fails until an operator acts.

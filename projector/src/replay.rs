@@ -122,14 +122,12 @@ async fn build_and_swap(
     let mut shadow = pool.acquire().await?.detach();
     sqlx::query(&format!(
         "SELECT set_config('search_path', '{SHADOW}, pg_catalog', false), \
-                set_config('enable_seqscan', 'off', false), \
-                set_config('enable_hashjoin', 'off', false), \
-                set_config('enable_mergejoin', 'off', false), \
                 set_config('synchronous_commit', 'off', false), \
                 set_config('client_min_messages', 'warning', false)"
     ))
     .execute(&mut shadow)
     .await?;
+    crate::projection::key_lookup_plans(&mut shadow).await?;
     let mut builder = Builder {
         conn: shadow,
         upcasters: &upcasters,
@@ -366,7 +364,7 @@ fn retarget_index(definition: &str, target: &str) -> anyhow::Result<String> {
 /// Takes the projection's single-active lock, pre-empting the projector that holds it: its
 /// session ends (its open batch rolls back) and it stands by until the lock is free again.
 async fn take_projection_lock(pool: &PgPool) -> anyhow::Result<PgConnection> {
-    let key = format!("meetings-projector:{PROJECTION}");
+    let key = crate::projection::lock_key();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(conn) = platform::leader::try_lead(pool, &key).await? {

@@ -91,13 +91,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 /// VmRSS of a process in bytes.
 fn rss(pid: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib * 1024)
+    Ok(crate::cpu::status_kib(pid, "VmRSS")? * 1024)
 }
 
 fn mib(bytes: u64) -> String {
