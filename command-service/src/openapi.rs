@@ -31,7 +31,7 @@ use crate::AppState;
         users::change_profile, users::change_password, users::change_role, users::deactivate,
         meetings::schedule, meetings::update, meetings::invite, meetings::remove_attendee,
         meetings::respond, meetings::cancel, meetings::start, meetings::end,
-        meetings::post_message,
+        meetings::post_message, meetings::change_occurrence,
     ),
     components(schemas(
         platform::http::Problem, platform::http::error::ProblemFieldError,

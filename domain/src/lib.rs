@@ -15,8 +15,8 @@ pub mod validation;
 pub use common::*;
 pub use meeting::{
     Attendee, AttendeeSpec, Invitee, Meeting, MeetingCommand, MeetingEvent, MeetingServices,
-    MeetingStatus, Membership, MembershipError, Recurrence, ResponseStatus, ScheduleMeeting,
-    UserDirectory,
+    MeetingStatus, Membership, MembershipError, Occurrence, OccurrenceChange, Recurrence,
+    ResponseStatus, ScheduleMeeting, Series, UserDirectory,
 };
 pub use user::{validate_registration, User, UserCommand, UserEvent, Weekday, WorkingHours};
 pub use validation::*;

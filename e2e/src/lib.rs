@@ -173,6 +173,26 @@ impl Stack {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A query with a JSON body (free/busy, find-times) that must see at least `position`.
+    pub async fn query_post(
+        &self,
+        path: &str,
+        token: &str,
+        position: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let response = self
+            .queries
+            .request(reqwest::Method::POST, path, Some(token))
+            .header("X-Min-Position", position)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// The position of the newest committed event (see [`testing::committed_events`]).
     pub async fn store_head(&self) -> Position {
         testing::committed_events(self.store.as_ref(), &self.db.pool)

@@ -2,7 +2,10 @@
 //! change, `rm_meeting_documents`) and the query-service (which serves them as stored and
 //! describes them in its OpenAPI document).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
+use domain::{Occurrence, OccurrenceChange, Recurrence, Series};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -27,6 +30,21 @@ pub struct Attendee {
     /// The attendee's comment with their answer, when they gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Answers to single occurrences of a series, by the occurrence's original start
+    /// (extension of docs/api.md); absent when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    pub occurrence_responses: BTreeMap<DateTime<Utc>, String>,
+}
+
+/// One occurrence of a series that does not happen as the rule has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangedOccurrence {
+    /// Its original start (where the rule puts it): the name of the occurrence.
+    pub occurrence: DateTime<Utc>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub cancelled: bool,
 }
 
 /// A meeting as its participants see it (`GET /v1/meetings/{id}`, items of `GET /v1/meetings`).
@@ -50,6 +68,10 @@ pub struct Meeting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub recurrence: Option<serde_json::Value>,
+    /// Occurrences of the series moved or cancelled, by original start (extension of
+    /// docs/api.md); absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub occurrences: Vec<ChangedOccurrence>,
     /// Why the meeting was cancelled, when it was and a reason was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
@@ -57,6 +79,93 @@ pub struct Meeting {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What a person's agenda row holds about a series (`rm_agenda.series`): enough to expand it
+/// inside any window without another read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgendaSeries {
+    pub recurrence: Recurrence,
+    pub time_zone: String,
+    /// The first occurrence.
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Moved or cancelled occurrences, by original start.
+    #[serde(default)]
+    pub changes: BTreeMap<DateTime<Utc>, OccurrenceChange>,
+    /// The person's answers to single occurrences (their series answer is the row's).
+    #[serde(default)]
+    pub responses: BTreeMap<DateTime<Utc>, String>,
+}
+
+/// One occurrence in a person's calendar, with their answer to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonalOccurrence {
+    pub occurrence: Occurrence,
+    /// The answer to this occurrence, else to the series; `None` for the organizer.
+    pub response: Option<String>,
+}
+
+impl AgendaSeries {
+    /// The series (`None` if its stored rule no longer builds, which the domain never
+    /// records).
+    pub fn series(&self) -> Option<Series> {
+        Series::new(
+            self.starts_at,
+            self.ends_at,
+            &self.time_zone,
+            &self.recurrence,
+        )
+        .ok()
+    }
+
+    /// The occurrences overlapping `[from, to)`, with the answer of the person whose row this
+    /// is (`series_response` being their answer to the whole series). `Err(max)` when the
+    /// window holds more than `max` occurrences.
+    pub fn expand(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        series_response: Option<&str>,
+    ) -> Result<Vec<PersonalOccurrence>, usize> {
+        let Some(series) = self.series() else {
+            return Ok(Vec::new());
+        };
+        Ok(series
+            .between(from, to, &self.changes)?
+            .into_iter()
+            .map(|occurrence| PersonalOccurrence {
+                response: series_response.map(|series| {
+                    self.responses
+                        .get(&occurrence.original_start)
+                        .map_or(series, String::as_str)
+                        .to_owned()
+                }),
+                occurrence,
+            })
+            .collect())
+    }
+
+    /// The end of the series' last occurrence, moved ones included (`None`: open-ended), and
+    /// the earliest start any occurrence has: the bounds the agenda row is indexed by.
+    pub fn bounds(&self) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+        let earliest = self
+            .changes
+            .values()
+            .map(|c| c.starts_at)
+            .chain([self.starts_at])
+            .min()
+            .unwrap_or(self.starts_at);
+        let last = self.series().and_then(|s| s.last_end()).map(|end| {
+            self.changes
+                .values()
+                .map(|c| c.ends_at)
+                .chain([end])
+                .max()
+                .unwrap_or(end)
+        });
+        (earliest, last)
+    }
 }
 
 /// The order of [`Meeting::attendees`]: by display name ignoring case, then by id; attendees
@@ -82,6 +191,7 @@ mod tests {
             optional: false,
             response: "needs_action".into(),
             comment: None,
+            occurrence_responses: BTreeMap::new(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::Membership;
-use platform::views::{self, Attendee, Meeting, Person};
+use platform::views::{self, Attendee, ChangedOccurrence, Meeting, Person};
 use uuid::Uuid;
 
 use crate::rows::{AttendeeRow, MeetingRow};
@@ -37,6 +37,7 @@ pub fn render<'a>(
             optional: a.optional,
             response: a.response.clone(),
             comment: a.comment.clone(),
+            occurrence_responses: a.occurrence_responses.clone(),
         })
         .collect();
     views::sort_attendees(&mut people);
@@ -55,6 +56,16 @@ pub fn render<'a>(
         status: row.status.clone(),
         attendees: people,
         recurrence: row.recurrence.clone().filter(|r| !r.is_null()),
+        occurrences: row
+            .occurrences
+            .iter()
+            .map(|(occurrence, change)| ChangedOccurrence {
+                occurrence: as_stored(*occurrence),
+                starts_at: as_stored(change.starts_at),
+                ends_at: as_stored(change.ends_at),
+                cancelled: change.cancelled,
+            })
+            .collect(),
         cancel_reason: row.cancel_reason.clone(),
         version: row.version,
         created_at: as_stored(row.created_at),

@@ -1,7 +1,10 @@
 //! The rows of the read-model tables, as the projector loads, folds and writes them. Plain
 //! data: every other layer of the crate builds on these types.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
+use domain::OccurrenceChange;
 use uuid::Uuid;
 
 /// A row of `rm_users`.
@@ -33,6 +36,8 @@ pub struct MeetingRow {
     pub location: Option<String>,
     pub status: String,
     pub recurrence: Option<serde_json::Value>,
+    /// Moved or cancelled occurrences of a series, by original start.
+    pub occurrences: BTreeMap<DateTime<Utc>, OccurrenceChange>,
     pub cancel_reason: Option<String>,
     pub version: i64,
     pub position: String,
@@ -48,6 +53,8 @@ pub struct AttendeeRow {
     pub optional: bool,
     pub response: String,
     pub comment: Option<String>,
+    /// Answers to single occurrences of a series, by original start.
+    pub occurrence_responses: BTreeMap<DateTime<Utc>, String>,
 }
 
 /// A row of `rm_agenda`, derived from a meeting and one of its people.
@@ -61,6 +68,11 @@ pub struct AgendaRow {
     pub status: String,
     pub is_organizer: bool,
     pub my_response: Option<String>,
+    /// A series: what expands it (`platform::views::AgendaSeries`, as JSON); `starts_at` is
+    /// then the earliest any occurrence starts.
+    pub series: Option<serde_json::Value>,
+    /// The end of a bounded series' last occurrence (`None`: single meeting or open-ended).
+    pub series_ends_at: Option<DateTime<Utc>>,
 }
 
 /// A row of `rm_chat_messages`.

@@ -18,8 +18,6 @@ use uuid::Uuid;
 use platform::openapi::schemas::{
     Comment, Description, Instant, Location, MessageText, Reason, TimeZone, Title,
 };
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::RefOr;
 
 use super::{by_caller, fingerprint, patch::double_option, CommandHeaders};
 use crate::executor::{CommandMeta, CommandRequest};
@@ -29,6 +27,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/meetings", post(schedule))
         .route("/v1/meetings/{id}", patch(update))
+        .route(
+            "/v1/meetings/{id}/occurrences/{occurrence_start}",
+            patch(change_occurrence),
+        )
         .route("/v1/meetings/{id}/attendees", post(invite))
         .route(
             "/v1/meetings/{id}/attendees/{user_id}",
@@ -59,13 +61,19 @@ impl From<AttendeeBody> for AttendeeSpec {
     }
 }
 
-/// What a recurring series will be given as (not supported yet, see [`not_supported_yet`]).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The repetition of a series: an RFC 5545 rule read in the meeting's `time_zone`, whose first
+/// occurrence is the meeting's `starts_at`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecurrenceBody {
-    /// RFC 5545 RRULE value without the `RRULE:` prefix, e.g. `FREQ=WEEKLY;BYDAY=MO`.
+    /// RFC 5545 RRULE value without the `RRULE:` prefix, e.g. `FREQ=WEEKLY;BYDAY=MO`: FREQ
+    /// DAILY, WEEKLY, MONTHLY or YEARLY; COUNT at most 5,000; UNTIL in UTC (`…Z`); no
+    /// BYHOUR/BYMINUTE/BYSECOND (the start gives the time of day). At most 500 characters.
+    #[schema(example = "FREQ=WEEKLY;BYDAY=MO", max_length = 500)]
     pub rrule: String,
+    /// Original starts of occurrences left out (UTC), at most 1,000.
     #[serde(default)]
+    #[schema(value_type = Vec<Instant>, max_items = 1000)]
     pub exdates: Vec<DateTime<Utc>>,
 }
 
@@ -76,22 +84,6 @@ impl From<RecurrenceBody> for Recurrence {
             exdates: body.exdates,
         }
     }
-}
-
-/// A field reserved for recurring series, which are not built yet: only `null` (or leaving
-/// the field out) is accepted, anything else is 422.
-fn not_supported_yet() -> RefOr<Schema> {
-    Schema::Object(
-        ObjectBuilder::new()
-            .schema_type(Type::Null)
-            .description(Some(
-                "Recurring series are not supported yet: only `null` (or leaving the field \
-                 out) is accepted; a value is refused with 422 (docs/api.md describes what it \
-                 will take).",
-            ))
-            .build(),
-    )
-    .into()
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -116,7 +108,7 @@ pub struct ScheduleMeetingRequest {
     #[serde(default)]
     #[schema(max_items = 500)]
     pub attendees: Vec<AttendeeBody>,
-    #[schema(schema_with = not_supported_yet)]
+    /// Makes the meeting a series: `starts_at`/`ends_at` are its first occurrence.
     pub recurrence: Option<RecurrenceBody>,
 }
 
@@ -124,7 +116,7 @@ pub struct ScheduleMeetingRequest {
 #[utoipa::path(post, path = "/v1/meetings", tag = "meetings", request_body = ScheduleMeetingRequest,
     params(CommandHeaders), security(("bearer" = [])),
     responses((status = 201, body = crate::executor::CommandBody),
-        (status = 422, description = "invalid values, including rules between fields: ends_at not after starts_at or more than 24 hours later, an unknown, repeated or organizing attendee; or an Idempotency-Key used for another request", body = platform::http::Problem),
+        (status = 422, description = "invalid values, including rules between fields: ends_at not after starts_at or more than 24 hours later, an unknown, repeated or organizing attendee, a rule starts_at is not the first occurrence of; or an Idempotency-Key used for another request", body = platform::http::Problem),
         (status = 429, description = "the caller's commands, or the meetings an organizer may schedule a day, are used up; retry after `Retry-After` seconds", body = platform::http::Problem)))]
 pub async fn schedule(
     State(state): State<AppState>,
@@ -183,8 +175,15 @@ pub struct UpdateMeetingRequest {
     )]
     #[schema(value_type = Option<Location>)]
     pub location: Option<Option<String>>,
-    #[schema(schema_with = not_supported_yet)]
-    pub recurrence: Option<RecurrenceBody>,
+    /// A new rule (a single meeting becomes a series); `null` makes a series a single
+    /// meeting. Either drops the occurrences' own times, cancellations and answers.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<RecurrenceBody>)]
+    pub recurrence: Option<Option<RecurrenceBody>>,
 }
 
 /// Change details and/or reschedule (organizer or admin). Rescheduling resets responses.
@@ -202,12 +201,6 @@ pub async fn update(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateMeetingRequest>,
 ) -> Result<Response> {
-    if body.recurrence.is_some() {
-        return Err(ApiError::invalid(
-            "recurrence",
-            "recurring series are not supported yet",
-        ));
-    }
     let fingerprint = fingerprint("/v1/meetings/{id}", id, &body);
     let actor = caller.actor();
     let mut commands = vec![];
@@ -231,6 +224,13 @@ pub async fn update(
             ends_at: body.ends_at,
         });
     }
+    if let Some(recurrence) = body.recurrence {
+        // After a move, so the rule is checked against the new start.
+        commands.push(MeetingCommand::ChangeRecurrence {
+            actor,
+            recurrence: recurrence.map(Into::into),
+        });
+    }
     if commands.is_empty() {
         return Err(ApiError::invalid(
             "",
@@ -238,6 +238,63 @@ pub async fn update(
         ));
     }
     change(&state, &caller, &meta, id, fingerprint, commands).await
+}
+
+/// What to do with one occurrence of a series.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeOccurrenceRequest {
+    /// Its new start; given alone, the occurrence keeps its length.
+    #[schema(value_type = Option<Instant>)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Its new end: after the start, at most 24 hours later.
+    #[schema(value_type = Option<Instant>)]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// `true` calls this occurrence off (the series goes on); `false` puts a cancelled one
+    /// back on (with `starts_at`/`ends_at`, at a new time).
+    pub cancelled: Option<bool>,
+}
+
+/// Move, cancel or restore one occurrence of a series (organizer or admin). The occurrence is
+/// named by its original start in UTC, RFC 3339, percent-encoded
+/// (`2027-03-29T07:00:00Z`), as agenda items give it in `occurrence`.
+#[utoipa::path(patch, path = "/v1/meetings/{id}/occurrences/{occurrence_start}", tag = "meetings", request_body = ChangeOccurrenceRequest,
+    params(("id" = Uuid, Path, description = "meeting id"),
+        ("occurrence_start" = String, Path, description = "the occurrence's original start, RFC 3339"),
+        CommandHeaders), security(("bearer" = [])),
+    responses((status = 200, body = crate::executor::CommandBody),
+        (status = 403, description = "an attendee, not the organizer", body = P),
+        (status = 404, description = "unknown meeting (or not visible to the caller), not a series, or no such occurrence", body = P),
+        (status = 409, description = "the series is cancelled or ended, the occurrence is cancelled (send `cancelled: false` to put it back on), or 1,000 occurrences already changed", body = P),
+        (status = 422, description = "a malformed occurrence start, bad times, nothing to change, cancel and move at once, or an Idempotency-Key used for another request", body = P)))]
+pub async fn change_occurrence(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    meta: CommandMeta,
+    ApiPath((id, occurrence)): ApiPath<(Uuid, String)>,
+    ApiJson(body): ApiJson<ChangeOccurrenceRequest>,
+) -> Result<Response> {
+    let occurrence = DateTime::parse_from_rfc3339(&occurrence)
+        .map_err(|_| {
+            ApiError::invalid(
+                "occurrence_start",
+                "must be the occurrence's original start, RFC 3339 (2027-03-29T07:00:00Z)",
+            )
+        })?
+        .with_timezone(&Utc);
+    let fingerprint = fingerprint(
+        "/v1/meetings/{id}/occurrences/{occurrence_start}",
+        (id, occurrence),
+        &body,
+    );
+    let command = MeetingCommand::ChangeOccurrence {
+        actor: caller.actor(),
+        occurrence,
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        cancelled: body.cancelled,
+    };
+    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 /// Invite a registered user (organizer or admin).
@@ -292,8 +349,9 @@ pub struct RespondRequest {
     pub response: ResponseChoice,
     #[schema(value_type = Option<Comment>)]
     pub comment: Option<String>,
-    /// Will name one occurrence of a series (its original start).
-    #[schema(schema_with = not_supported_yet)]
+    /// Answers one occurrence of a series only (its original start); the series' answer
+    /// stays.
+    #[schema(value_type = Option<Instant>)]
     pub occurrence: Option<DateTime<Utc>>,
 }
 

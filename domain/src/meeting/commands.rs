@@ -66,7 +66,7 @@ pub struct ScheduleMeeting {
     pub location: Option<String>,
     /// Invited users (organizer excluded), at most 500.
     pub attendees: Vec<AttendeeSpec>,
-    /// Repetition rule; not supported yet.
+    /// Repetition rule of a series (read in `time_zone`; `starts_at` is its first occurrence).
     pub recurrence: Option<Recurrence>,
 }
 
@@ -97,6 +97,26 @@ pub enum MeetingCommand {
         starts_at: Option<DateTime<Utc>>,
         /// New end.
         ends_at: Option<DateTime<Utc>>,
+    },
+    /// Make the meeting a series, change its rule, or (`None`) make it a single meeting.
+    ChangeRecurrence {
+        /// Who asks.
+        actor: Actor,
+        /// The new rule.
+        recurrence: Option<Recurrence>,
+    },
+    /// Move, cancel or restore one occurrence of a series.
+    ChangeOccurrence {
+        /// Who asks.
+        actor: Actor,
+        /// The occurrence's original start.
+        occurrence: DateTime<Utc>,
+        /// New start (default: its current one).
+        starts_at: Option<DateTime<Utc>>,
+        /// New end (default: its current one).
+        ends_at: Option<DateTime<Utc>>,
+        /// `true` calls it off, `false` puts a cancelled one back on.
+        cancelled: Option<bool>,
     },
     /// Add one attendee.
     Invite {

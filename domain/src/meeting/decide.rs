@@ -9,12 +9,13 @@ use uuid::Uuid;
 
 use super::commands::{MeetingCommand, MeetingServices, ScheduleMeeting};
 use super::events::MeetingEvent;
+use super::recurrence::{validate_recurrence, Series, MAX_CHANGED_OCCURRENCES};
 use super::rules::{
     validate_attendees, validate_description, validate_location, validate_times, validate_title,
     MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_REASON_CHARS,
 };
 use super::state::Meeting;
-use super::values::{AttendeeSpec, MeetingStatus, ResponseStatus};
+use super::values::{AttendeeSpec, MeetingStatus, Recurrence, ResponseStatus};
 use crate::common::{Actor, DomainError, FieldError, Violations};
 use crate::validation::{validate_long_text, validate_optional_long_text, validate_time_zone};
 
@@ -42,6 +43,16 @@ impl Meeting {
                 starts_at,
                 ends_at,
             } => self.reschedule(actor, starts_at, ends_at),
+            MeetingCommand::ChangeRecurrence { actor, recurrence } => {
+                self.change_recurrence(actor, recurrence)
+            }
+            MeetingCommand::ChangeOccurrence {
+                actor,
+                occurrence,
+                starts_at,
+                ends_at,
+                cancelled,
+            } => self.change_occurrence(actor, occurrence, starts_at, ends_at, cancelled),
             MeetingCommand::Invite { actor, attendee } => {
                 self.invite(services, actor, attendee).await
             }
@@ -79,15 +90,19 @@ impl Meeting {
         let location = violations
             .check(validate_location(command.location.as_deref()))
             .flatten();
-        violations.check(validate_times(command.starts_at, command.ends_at));
+        let times = violations.check(validate_times(command.starts_at, command.ends_at));
         let time_zone = violations.check(validate_time_zone("time_zone", &command.time_zone));
         for error in validate_attendees(organizer_id, &command.attendees) {
             violations.push(error);
         }
-        if command.recurrence.is_some() {
-            violations.push(FieldError::new(
-                "recurrence",
-                "recurring series are not supported yet",
+        if let (Some(recurrence), Some(()), Some(time_zone)) =
+            (&command.recurrence, times, &time_zone)
+        {
+            violations.check(validate_recurrence(
+                command.starts_at,
+                command.ends_at,
+                time_zone,
+                recurrence,
             ));
         }
         violations.into_result()?;
@@ -142,6 +157,10 @@ impl Meeting {
             validate_time_zone("time_zone", &tz)
         });
         violations.into_result()?;
+        if let Some(recurrence) = &self.recurrence {
+            // The rule is read in the zone: it must still start the series there.
+            validate_recurrence(self.starts_at, self.ends_at, &new_time_zone, recurrence)?;
+        }
         if new_title == self.title
             && new_description == self.description
             && new_location == self.location
@@ -171,11 +190,88 @@ impl Meeting {
         if new_starts_at == self.starts_at && new_ends_at == self.ends_at {
             return Ok(None);
         }
+        if let Some(recurrence) = &self.recurrence {
+            validate_recurrence(new_starts_at, new_ends_at, &self.time_zone, recurrence)?;
+        }
         Ok(Some(MeetingEvent::MeetingRescheduled {
             starts_at: new_starts_at,
             ends_at: new_ends_at,
             previous_starts_at: self.starts_at,
             previous_ends_at: self.ends_at,
+        }))
+    }
+
+    fn change_recurrence(&self, actor: Actor, recurrence: Option<Recurrence>) -> Decision {
+        self.require_organizer(actor)?;
+        self.require_scheduled()?;
+        if let Some(recurrence) = &recurrence {
+            validate_recurrence(self.starts_at, self.ends_at, &self.time_zone, recurrence)?;
+        }
+        if recurrence == self.recurrence {
+            return Ok(None);
+        }
+        Ok(Some(MeetingEvent::RecurrenceChanged { recurrence }))
+    }
+
+    fn change_occurrence(
+        &self,
+        actor: Actor,
+        occurrence: DateTime<Utc>,
+        starts_at: Option<DateTime<Utc>>,
+        ends_at: Option<DateTime<Utc>>,
+        cancelled: Option<bool>,
+    ) -> Decision {
+        self.require_organizer(actor)?;
+        self.require_open()?;
+        let series: Series = self
+            .series()
+            .ok_or_else(|| DomainError::not_found("the meeting is not recurring"))?;
+        if !series.is_occurrence(occurrence) {
+            return Err(DomainError::not_found("no such occurrence"));
+        }
+        let current = self.occurrence_changes.get(&occurrence);
+        if current.is_none() && self.occurrence_changes.len() >= MAX_CHANGED_OCCURRENCES {
+            return Err(DomainError::conflict(format!(
+                "at most {MAX_CHANGED_OCCURRENCES} occurrences of a series have their own \
+                 time or cancellation; split the series"
+            )));
+        }
+        let (now_starts, now_ends, now_cancelled) = match current {
+            Some(change) => (change.starts_at, change.ends_at, change.cancelled),
+            None => (occurrence, occurrence + series.duration(), false),
+        };
+        let moves = starts_at.is_some() || ends_at.is_some();
+        if cancelled == Some(true) {
+            if moves {
+                return Err(DomainError::invalid(
+                    "cancelled",
+                    "cancel an occurrence or move it, not both",
+                ));
+            }
+            return Ok((!now_cancelled).then_some(MeetingEvent::OccurrenceCancelled { occurrence }));
+        }
+        // A new start alone moves the occurrence, keeping its length.
+        let new_starts = starts_at.unwrap_or(now_starts);
+        let new_ends = ends_at.unwrap_or(new_starts + (now_ends - now_starts));
+        validate_times(new_starts, new_ends)?;
+        if now_cancelled && cancelled != Some(false) {
+            return Err(DomainError::conflict(
+                "the occurrence is cancelled; send \"cancelled\": false to put it back on",
+            ));
+        }
+        if !moves && cancelled.is_none() {
+            return Err(DomainError::invalid(
+                "",
+                "nothing to change: send starts_at, ends_at or cancelled",
+            ));
+        }
+        if !now_cancelled && new_starts == now_starts && new_ends == now_ends {
+            return Ok(None);
+        }
+        Ok(Some(MeetingEvent::OccurrenceRescheduled {
+            occurrence,
+            starts_at: new_starts,
+            ends_at: new_ends,
         }))
     }
 
@@ -224,11 +320,25 @@ impl Meeting {
                 MAX_COMMENT_CHARS,
             ))
             .flatten();
-        if occurrence.is_some() && self.recurrence.is_none() {
-            violations.push(FieldError::new(
-                "occurrence",
-                "the meeting is not recurring",
-            ));
+        if let Some(occurrence) = occurrence {
+            match self.series() {
+                None => violations.push(FieldError::new(
+                    "occurrence",
+                    "the meeting is not recurring",
+                )),
+                Some(series) if !series.is_occurrence(occurrence) => violations.push(
+                    FieldError::new("occurrence", "not an occurrence of the series"),
+                ),
+                Some(_) => {
+                    if self
+                        .occurrence_changes
+                        .get(&occurrence)
+                        .is_some_and(|c| c.cancelled)
+                    {
+                        return Err(DomainError::conflict("the occurrence is cancelled"));
+                    }
+                }
+            }
         }
         violations.into_result()?;
         Ok(Some(MeetingEvent::AttendeeResponded {

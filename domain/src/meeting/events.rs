@@ -15,8 +15,7 @@ pub const MEETING_EVENT_VERSION: &str = "1.0";
 /// Facts recorded about a meeting, serialized with serde's default external
 /// tagging (`{"VariantName": {...}}`).
 ///
-/// Per-occurrence events (`OccurrenceRescheduled`, `OccurrenceCancelled`)
-/// will be added together with recurrence support.
+/// Events of one occurrence of a series name it by its original start (`occurrence`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MeetingEvent {
     /// The meeting was created.
@@ -39,7 +38,7 @@ pub enum MeetingEvent {
         location: Option<String>,
         /// Initial attendees.
         attendees: Vec<AttendeeSpec>,
-        /// Repetition rule (always `None` until recurrence is supported).
+        /// Repetition rule of a series; `None` for a single meeting.
         recurrence: Option<Recurrence>,
     },
     /// Details changed; carries the full new details.
@@ -63,6 +62,27 @@ pub enum MeetingEvent {
         previous_starts_at: DateTime<Utc>,
         /// End before the change.
         previous_ends_at: DateTime<Utc>,
+    },
+    /// The repetition rule changed: a single meeting became a series, a series got another
+    /// rule or exdates, or (`None`) became a single meeting. Every occurrence's own time,
+    /// cancellation and answers are dropped: they named the old occurrences.
+    RecurrenceChanged {
+        /// The rule after the change.
+        recurrence: Option<Recurrence>,
+    },
+    /// One occurrence of a series got its own time (or, cancelled before, is back on).
+    OccurrenceRescheduled {
+        /// The occurrence's original start (where the rule puts it).
+        occurrence: DateTime<Utc>,
+        /// Its start now.
+        starts_at: DateTime<Utc>,
+        /// Its end now.
+        ends_at: DateTime<Utc>,
+    },
+    /// One occurrence of a series was called off; the series goes on.
+    OccurrenceCancelled {
+        /// The occurrence's original start.
+        occurrence: DateTime<Utc>,
     },
     /// A user was invited.
     AttendeeInvited {
@@ -121,6 +141,9 @@ impl DomainEvent for MeetingEvent {
             MeetingEvent::MeetingScheduled { .. } => "MeetingScheduled",
             MeetingEvent::MeetingDetailsUpdated { .. } => "MeetingDetailsUpdated",
             MeetingEvent::MeetingRescheduled { .. } => "MeetingRescheduled",
+            MeetingEvent::RecurrenceChanged { .. } => "RecurrenceChanged",
+            MeetingEvent::OccurrenceRescheduled { .. } => "OccurrenceRescheduled",
+            MeetingEvent::OccurrenceCancelled { .. } => "OccurrenceCancelled",
             MeetingEvent::AttendeeInvited { .. } => "AttendeeInvited",
             MeetingEvent::AttendeeRemoved { .. } => "AttendeeRemoved",
             MeetingEvent::AttendeeResponded { .. } => "AttendeeResponded",
@@ -151,12 +174,17 @@ impl MeetingEvent {
                 time_zone,
                 attendees,
                 organizer_id,
+                recurrence,
                 ..
             } => format!(
-                "scheduled {} for {} – {} ({time_zone}) by organizer {organizer_id}, {} attendee(s)",
+                "scheduled {} for {} – {} ({time_zone}){} by organizer {organizer_id}, {} attendee(s)",
                 q(title),
                 starts_at.to_rfc3339(),
                 ends_at.to_rfc3339(),
+                match recurrence {
+                    Some(r) => format!(", repeating {}", q(&r.rrule)),
+                    None => String::new(),
+                },
                 attendees.len()
             ),
             MeetingEvent::MeetingDetailsUpdated {
@@ -173,6 +201,27 @@ impl MeetingEvent {
                 starts_at.to_rfc3339(),
                 ends_at.to_rfc3339()
             ),
+            MeetingEvent::RecurrenceChanged { recurrence } => match recurrence {
+                Some(r) => format!(
+                    "repeats {} with {} excluded date(s)",
+                    q(&r.rrule),
+                    r.exdates.len()
+                ),
+                None => "no longer repeats".to_string(),
+            },
+            MeetingEvent::OccurrenceRescheduled {
+                occurrence,
+                starts_at,
+                ends_at,
+            } => format!(
+                "occurrence {} moved to {} – {}",
+                occurrence.to_rfc3339(),
+                starts_at.to_rfc3339(),
+                ends_at.to_rfc3339()
+            ),
+            MeetingEvent::OccurrenceCancelled { occurrence } => {
+                format!("occurrence {} cancelled", occurrence.to_rfc3339())
+            }
             MeetingEvent::AttendeeInvited { user_id, optional } => format!(
                 "invited {user_id}{}",
                 if *optional { " (optional)" } else { "" }

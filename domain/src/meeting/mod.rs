@@ -3,6 +3,7 @@
 //!
 //! One job per module, each depending only on those listed before it:
 //! - `values`: status, attendees, answers, recurrence;
+//! - `recurrence`: a series' rule in its time zone, expanded into occurrences ([`Series`]);
 //! - `events`: the stored facts ([`MeetingEvent`]);
 //! - `membership`: who belongs to a meeting ([`Membership`]), folded from the events;
 //! - `commands`: what can be asked ([`MeetingCommand`]) and the services asked to decide;
@@ -18,6 +19,7 @@ mod commands;
 mod decide;
 mod events;
 mod membership;
+mod recurrence;
 mod rules;
 mod state;
 mod values;
@@ -28,6 +30,10 @@ mod tests;
 pub use commands::{MeetingCommand, MeetingServices, ScheduleMeeting, UserDirectory};
 pub use events::{MeetingEvent, MEETING_EVENT_VERSION};
 pub use membership::{Invitee, Membership, MembershipError};
+pub use recurrence::{
+    validate_recurrence, Occurrence, OccurrenceChange, Series, MAX_CHANGED_OCCURRENCES, MAX_COUNT,
+    MAX_EXDATES, MAX_EXPANDED, MAX_RRULE_CHARS,
+};
 pub use rules::{
     MAX_ATTENDEES, MAX_COMMENT_CHARS, MAX_DESCRIPTION_CHARS, MAX_DURATION_HOURS,
     MAX_LOCATION_CHARS, MAX_MESSAGE_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS,
@@ -80,6 +86,7 @@ impl Aggregate for Meeting {
                 self.location = location;
                 self.status = MeetingStatus::Scheduled;
                 self.recurrence = recurrence;
+                self.occurrence_changes.clear();
             }
             MeetingEvent::MeetingDetailsUpdated {
                 title,
@@ -97,11 +104,49 @@ impl Aggregate for Meeting {
             } => {
                 self.starts_at = starts_at;
                 self.ends_at = ends_at;
+                // A moved series starts over: its occurrences' own times and cancellations
+                // named the old ones.
+                self.occurrence_changes.clear();
                 // A moved meeting needs a fresh answer from everyone.
                 for attendee in self.membership.attendees_mut() {
                     attendee.response = ResponseStatus::NeedsAction;
                 }
             }
+            MeetingEvent::RecurrenceChanged { recurrence } => {
+                self.recurrence = recurrence;
+                self.occurrence_changes.clear();
+            }
+            MeetingEvent::OccurrenceRescheduled {
+                occurrence,
+                starts_at,
+                ends_at,
+            } => {
+                self.occurrence_changes.insert(
+                    occurrence,
+                    OccurrenceChange {
+                        starts_at,
+                        ends_at,
+                        cancelled: false,
+                    },
+                );
+            }
+            MeetingEvent::OccurrenceCancelled { occurrence } => {
+                let duration = self.ends_at - self.starts_at;
+                self.occurrence_changes
+                    .entry(occurrence)
+                    .or_insert(OccurrenceChange {
+                        starts_at: occurrence,
+                        ends_at: occurrence + duration,
+                        cancelled: true,
+                    })
+                    .cancelled = true;
+            }
+            // An answer for one occurrence leaves the series' answer as it is (the read
+            // models keep it; no rule depends on it).
+            MeetingEvent::AttendeeResponded {
+                occurrence: Some(_),
+                ..
+            } => {}
             MeetingEvent::AttendeeResponded {
                 user_id,
                 response,

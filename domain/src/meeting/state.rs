@@ -2,11 +2,14 @@
 //! visible to the sibling modules that fold events into them (`mod.rs`) and decide on them
 //! (`rules.rs`, `decide.rs`); everybody else reads through the accessors.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::membership::Membership;
+use super::recurrence::{OccurrenceChange, Series};
 use super::values::{Attendee, MeetingStatus, Recurrence};
 
 /// A meeting, rebuilt from its [`MeetingEvent`](super::MeetingEvent)s.
@@ -23,6 +26,9 @@ pub struct Meeting {
     pub(super) location: Option<String>,
     pub(super) status: MeetingStatus,
     pub(super) recurrence: Option<Recurrence>,
+    /// Occurrences of the series moved or cancelled, by original start.
+    #[serde(default)]
+    pub(super) occurrence_changes: BTreeMap<DateTime<Utc>, OccurrenceChange>,
 }
 
 impl Meeting {
@@ -89,6 +95,18 @@ impl Meeting {
     /// Repetition rule, if any.
     pub fn recurrence(&self) -> Option<&Recurrence> {
         self.recurrence.as_ref()
+    }
+
+    /// Occurrences of the series moved or cancelled, by original start.
+    pub fn occurrence_changes(&self) -> &BTreeMap<DateTime<Utc>, OccurrenceChange> {
+        &self.occurrence_changes
+    }
+
+    /// The series the recurrence rule makes, `None` for a single meeting. The rule was
+    /// checked when recorded, so it builds (`None` too if a stored one no longer does).
+    pub fn series(&self) -> Option<Series> {
+        let recurrence = self.recurrence.as_ref()?;
+        Series::new(self.starts_at, self.ends_at, &self.time_zone, recurrence).ok()
     }
 
     /// The attendee entry of `user_id`, if invited.

@@ -434,17 +434,274 @@ fn schedule_reports_directory_outage_as_unavailable() {
         .then_expect_error(DomainError::Unavailable("directory down".into()));
 }
 
+/// A weekly series: Mondays 10:00 UTC (11:00 in Berlin), the first on 2030-01-07.
+fn weekly() -> Recurrence {
+    Recurrence {
+        rrule: "FREQ=WEEKLY;BYDAY=MO".into(),
+        exdates: vec![],
+    }
+}
+
+fn scheduled_series() -> MeetingEvent {
+    match scheduled() {
+        MeetingEvent::MeetingScheduled {
+            meeting_id,
+            organizer_id,
+            title,
+            description,
+            starts_at,
+            ends_at,
+            time_zone,
+            location,
+            attendees,
+            ..
+        } => MeetingEvent::MeetingScheduled {
+            meeting_id,
+            organizer_id,
+            title,
+            description,
+            starts_at,
+            ends_at,
+            time_zone,
+            location,
+            attendees,
+            recurrence: Some(weekly()),
+        },
+        _ => unreachable!(),
+    }
+}
+
+/// The n-th Monday occurrence (0 = the first) at 10:00 UTC.
+fn week(n: i64) -> DateTime<Utc> {
+    t(10, 0) + Duration::weeks(n)
+}
+
+fn change_occurrence(
+    occurrence: DateTime<Utc>,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    cancelled: Option<bool>,
+) -> MeetingCommand {
+    MeetingCommand::ChangeOccurrence {
+        actor: organizer(),
+        occurrence,
+        starts_at,
+        ends_at,
+        cancelled,
+    }
+}
+
 #[test]
-fn schedule_rejects_recurrence_until_it_is_supported() {
+fn schedule_records_a_series_whose_rule_starts_at_its_start() {
+    expect_events(
+        vec![],
+        schedule(|s| s.recurrence = Some(weekly())),
+        vec![scheduled_series()],
+    );
+}
+
+#[test]
+fn schedule_refuses_a_rule_its_start_is_no_occurrence_of() {
     expect_error(
         vec![],
         schedule(|s| {
             s.recurrence = Some(Recurrence {
-                rrule: "FREQ=WEEKLY".into(),
+                rrule: "FREQ=WEEKLY;BYDAY=TU".into(),
                 exdates: vec![],
             })
         }),
-        invalid(&[("recurrence", "recurring series are not supported yet")]),
+        invalid(&[(
+            "recurrence.rrule",
+            "starts_at must be an occurrence of the rule (its first one), in the meeting's time zone",
+        )]),
+    );
+    assert_eq!(
+        rejected_fields(
+            vec![],
+            schedule(|s| {
+                s.recurrence = Some(Recurrence {
+                    rrule: "FREQ=MINUTELY".into(),
+                    exdates: vec![],
+                })
+            })
+        ),
+        vec!["recurrence.rrule"]
+    );
+}
+
+#[test]
+fn one_occurrence_moves_and_the_series_keeps_its_time() {
+    expect_events(
+        vec![scheduled_series()],
+        change_occurrence(week(2), Some(week(2) + Duration::hours(3)), None, None),
+        vec![MeetingEvent::OccurrenceRescheduled {
+            occurrence: week(2),
+            starts_at: week(2) + Duration::hours(3),
+            ends_at: week(2) + Duration::hours(4),
+        }],
+    );
+}
+
+#[test]
+fn one_occurrence_is_cancelled_once_and_can_be_put_back_on() {
+    let cancelled_one = MeetingEvent::OccurrenceCancelled {
+        occurrence: week(1),
+    };
+    expect_events(
+        vec![scheduled_series()],
+        change_occurrence(week(1), None, None, Some(true)),
+        vec![cancelled_one.clone()],
+    );
+    // Again: nothing new.
+    expect_events(
+        vec![scheduled_series(), cancelled_one.clone()],
+        change_occurrence(week(1), None, None, Some(true)),
+        vec![],
+    );
+    // Moving a cancelled one needs it put back on explicitly.
+    expect_error(
+        vec![scheduled_series(), cancelled_one.clone()],
+        change_occurrence(week(1), Some(week(1) + Duration::hours(1)), None, None),
+        DomainError::conflict(
+            "the occurrence is cancelled; send \"cancelled\": false to put it back on",
+        ),
+    );
+    expect_events(
+        vec![scheduled_series(), cancelled_one],
+        change_occurrence(week(1), None, None, Some(false)),
+        vec![MeetingEvent::OccurrenceRescheduled {
+            occurrence: week(1),
+            starts_at: week(1),
+            ends_at: week(1) + Duration::hours(1),
+        }],
+    );
+}
+
+#[test]
+fn only_real_occurrences_of_a_series_can_change() {
+    // Not on the rule (a Tuesday), before the first, and a single meeting.
+    for occurrence in [week(1) + Duration::days(1), week(-1)] {
+        expect_error(
+            vec![scheduled_series()],
+            change_occurrence(occurrence, None, None, Some(true)),
+            DomainError::not_found("no such occurrence"),
+        );
+    }
+    expect_error(
+        vec![scheduled()],
+        change_occurrence(week(0), None, None, Some(true)),
+        DomainError::not_found("the meeting is not recurring"),
+    );
+    expect_error(
+        vec![scheduled_series()],
+        change_occurrence(week(1), Some(week(1)), Some(week(1)), None),
+        invalid(&[("ends_at", "must be after starts_at")]),
+    );
+    expect_error(
+        vec![scheduled_series()],
+        change_occurrence(week(1), Some(week(1)), None, Some(true)),
+        invalid(&[("cancelled", "cancel an occurrence or move it, not both")]),
+    );
+    assert_organizer_only(|actor| MeetingCommand::ChangeOccurrence {
+        actor,
+        occurrence: week(1),
+        starts_at: None,
+        ends_at: None,
+        cancelled: Some(true),
+    });
+}
+
+#[test]
+fn an_attendee_answers_one_occurrence_but_not_a_cancelled_or_unknown_one() {
+    expect_events(
+        vec![scheduled_series()],
+        respond(attendee(), ResponseStatus::Declined, None, Some(week(3))),
+        vec![MeetingEvent::AttendeeResponded {
+            user_id: ATT,
+            response: ResponseStatus::Declined,
+            comment: None,
+            occurrence: Some(week(3)),
+        }],
+    );
+    expect_error(
+        vec![scheduled_series()],
+        respond(attendee(), ResponseStatus::Declined, None, Some(t(10, 30))),
+        invalid(&[("occurrence", "not an occurrence of the series")]),
+    );
+    expect_error(
+        vec![
+            scheduled_series(),
+            MeetingEvent::OccurrenceCancelled {
+                occurrence: week(3),
+            },
+        ],
+        respond(attendee(), ResponseStatus::Accepted, None, Some(week(3))),
+        DomainError::conflict("the occurrence is cancelled"),
+    );
+}
+
+#[test]
+fn the_rule_changes_and_the_occurrence_changes_go() {
+    let daily = Recurrence {
+        rrule: "FREQ=DAILY;COUNT=5".into(),
+        exdates: vec![],
+    };
+    expect_events(
+        vec![scheduled()],
+        MeetingCommand::ChangeRecurrence {
+            actor: organizer(),
+            recurrence: Some(daily.clone()),
+        },
+        vec![MeetingEvent::RecurrenceChanged {
+            recurrence: Some(daily.clone()),
+        }],
+    );
+    expect_events(
+        vec![scheduled_series()],
+        MeetingCommand::ChangeRecurrence {
+            actor: organizer(),
+            recurrence: Some(weekly()),
+        },
+        vec![],
+    );
+    let mut meeting = Meeting::default();
+    meeting.apply(scheduled_series());
+    meeting.apply(MeetingEvent::OccurrenceCancelled {
+        occurrence: week(1),
+    });
+    meeting.apply(MeetingEvent::RecurrenceChanged {
+        recurrence: Some(daily),
+    });
+    assert!(meeting.occurrence_changes().is_empty());
+    assert_rejected_when_closed(MeetingCommand::ChangeRecurrence {
+        actor: organizer(),
+        recurrence: None,
+    });
+}
+
+#[test]
+fn moving_the_whole_series_forgets_the_changes_of_its_old_occurrences() {
+    let mut meeting = Meeting::default();
+    meeting.apply(scheduled_series());
+    meeting.apply(MeetingEvent::OccurrenceCancelled {
+        occurrence: week(1),
+    });
+    assert_eq!(meeting.occurrence_changes().len(), 1);
+    meeting.apply(MeetingEvent::MeetingRescheduled {
+        starts_at: week(0) + Duration::hours(1),
+        ends_at: week(0) + Duration::hours(2),
+        previous_starts_at: week(0),
+        previous_ends_at: week(0) + Duration::hours(1),
+    });
+    assert!(meeting.occurrence_changes().is_empty());
+    // Moving the series to a day its rule does not produce is refused.
+    expect_error(
+        vec![scheduled_series()],
+        reschedule(organizer(), Some(week(0) + Duration::days(1)), Some(week(0) + Duration::days(1) + Duration::hours(1))),
+        invalid(&[(
+            "recurrence.rrule",
+            "starts_at must be an occurrence of the rule (its first one), in the meeting's time zone",
+        )]),
     );
 }
 
@@ -474,7 +731,6 @@ fn schedule_reports_every_bad_field_at_once() {
             "time_zone",
             "attendees[0].user_id",
             "attendees[2].user_id",
-            "recurrence",
         ]
     );
 }

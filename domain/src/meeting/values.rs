@@ -94,10 +94,8 @@ impl Attendee {
     }
 }
 
-/// Repetition rule of a meeting series (RFC 5545 RRULE plus excluded dates).
-///
-/// Carried in the events for forward compatibility; scheduling a recurring
-/// series is rejected until recurrence support lands.
+/// Repetition rule of a meeting series (RFC 5545 RRULE plus excluded dates), read in the
+/// meeting's time zone: see [`Series`](super::Series).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recurrence {
     /// RFC 5545 recurrence rule, e.g. `FREQ=WEEKLY;BYDAY=MO`.

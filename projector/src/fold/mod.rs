@@ -10,8 +10,9 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use domain::{MeetingEvent, Membership, ResponseStatus, UserEvent};
+use domain::{MeetingEvent, Membership, OccurrenceChange, Recurrence, ResponseStatus, UserEvent};
 use platform::bus::EventEnvelope;
+use platform::views::AgendaSeries;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
@@ -38,15 +39,37 @@ struct MeetingState {
 impl MeetingState {
     fn agenda_row(&self, user_id: Uuid) -> AgendaRow {
         let attendee = self.attendees.get(&user_id);
+        let series = self
+            .row
+            .recurrence
+            .as_ref()
+            .and_then(|r| serde_json::from_value::<Recurrence>(r.clone()).ok())
+            .map(|recurrence| AgendaSeries {
+                recurrence,
+                time_zone: self.row.time_zone.clone(),
+                starts_at: self.row.starts_at,
+                ends_at: self.row.ends_at,
+                changes: self.row.occurrences.clone(),
+                responses: attendee
+                    .map(|a| a.occurrence_responses.clone())
+                    .unwrap_or_default(),
+            });
+        let (starts_at, series_ends_at) = match &series {
+            Some(series) => series.bounds(),
+            None => (self.row.starts_at, None),
+        };
         AgendaRow {
             user_id,
             meeting_id: self.row.id,
-            starts_at: self.row.starts_at,
+            starts_at,
             ends_at: self.row.ends_at,
             title: self.row.title.clone(),
             status: self.row.status.clone(),
             is_organizer: user_id == self.row.organizer_id,
             my_response: attendee.map(|a| a.response.clone()),
+            series: series
+                .map(|s| serde_json::to_value(s).expect("BUG: an agenda series serializes")),
+            series_ends_at,
         }
     }
 }
@@ -297,6 +320,7 @@ impl Fold {
                     recurrence: recurrence
                         .as_ref()
                         .map(|r| serde_json::to_value(r).expect("BUG: recurrence serializes")),
+                    occurrences: BTreeMap::new(),
                     cancel_reason: None,
                     version: event.sequence,
                     position: event.position.to_string(),
@@ -348,11 +372,57 @@ impl Fold {
             } => {
                 meeting.row.starts_at = *starts_at;
                 meeting.row.ends_at = *ends_at;
+                // A moved series starts over (as the aggregate does): its occurrences' own
+                // times, cancellations and answers named the old ones.
+                meeting.row.occurrences.clear();
                 // A new time asks every attendee again (as the aggregate does).
                 for attendee in meeting.attendees.values_mut() {
                     attendee.response = ResponseStatus::NeedsAction.as_str().to_owned();
+                    attendee.occurrence_responses.clear();
                     meeting.touched.insert(attendee.user_id);
                 }
+                meeting.agenda_all = true;
+            }
+            MeetingEvent::RecurrenceChanged { recurrence } => {
+                meeting.row.recurrence = recurrence
+                    .as_ref()
+                    .map(|r| serde_json::to_value(r).expect("BUG: recurrence serializes"));
+                meeting.row.occurrences.clear();
+                for attendee in meeting.attendees.values_mut() {
+                    if !attendee.occurrence_responses.is_empty() {
+                        attendee.occurrence_responses.clear();
+                        meeting.touched.insert(attendee.user_id);
+                    }
+                }
+                meeting.agenda_all = true;
+            }
+            MeetingEvent::OccurrenceRescheduled {
+                occurrence,
+                starts_at,
+                ends_at,
+            } => {
+                meeting.row.occurrences.insert(
+                    *occurrence,
+                    OccurrenceChange {
+                        starts_at: *starts_at,
+                        ends_at: *ends_at,
+                        cancelled: false,
+                    },
+                );
+                meeting.agenda_all = true;
+            }
+            MeetingEvent::OccurrenceCancelled { occurrence } => {
+                let duration = meeting.row.ends_at - meeting.row.starts_at;
+                meeting
+                    .row
+                    .occurrences
+                    .entry(*occurrence)
+                    .or_insert(OccurrenceChange {
+                        starts_at: *occurrence,
+                        ends_at: *occurrence + duration,
+                        cancelled: true,
+                    })
+                    .cancelled = true;
                 meeting.agenda_all = true;
             }
             MeetingEvent::AttendeeInvited { user_id, optional } => {
@@ -369,14 +439,24 @@ impl Fold {
                 user_id,
                 response,
                 comment,
-                ..
+                occurrence,
             } => {
                 let attendee = meeting
                     .attendees
                     .get_mut(user_id)
                     .expect("BUG: every attendee of the membership has a row");
-                attendee.response = response.as_str().to_owned();
-                attendee.comment = comment.clone();
+                match occurrence {
+                    // One occurrence: the series' answer and comment stay.
+                    Some(occurrence) => {
+                        attendee
+                            .occurrence_responses
+                            .insert(*occurrence, response.as_str().to_owned());
+                    }
+                    None => {
+                        attendee.response = response.as_str().to_owned();
+                        attendee.comment = comment.clone();
+                    }
+                }
                 meeting.touched.insert(*user_id);
             }
             MeetingEvent::MeetingCancelled { reason } => {
@@ -470,6 +550,7 @@ fn new_attendee(meeting_id: Uuid, user_id: Uuid, optional: bool) -> AttendeeRow 
         optional,
         response: ResponseStatus::NeedsAction.as_str().to_owned(),
         comment: None,
+        occurrence_responses: BTreeMap::new(),
     }
 }
 

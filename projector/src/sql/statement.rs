@@ -142,6 +142,13 @@ pub(crate) fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
     value.map(serde_json::Value::to_string)
 }
 
+/// A map as JSON text (`{}` when empty), for a `NOT NULL` `jsonb` column.
+pub(crate) fn json_map<K: serde::Serialize + Ord, V: serde::Serialize>(
+    map: &std::collections::BTreeMap<K, V>,
+) -> String {
+    serde_json::to_string(map).expect("BUG: a map with string-like keys serializes")
+}
+
 /// `{id,id,...}`: a `uuid[]` literal, for a `text` column cast to `uuid[]` row by row,
 /// because PostgreSQL arrays of arrays must be rectangular and the rows' lists differ in
 /// length.

@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::documents;
-use super::statement::{json_text, Part, Statement};
+use super::statement::{json_map, json_text, Part, Statement};
 use crate::fold::Writes;
 
 /// Where the projection stands after a batch; it commits in the same statement as the rows.
@@ -85,18 +85,18 @@ static USERS: Part<Batch> = Part {
 static MEETINGS: Part<Batch> = Part {
     name: "meetings",
     sql: "INSERT INTO rm_meetings (id, organizer_id, title, description, starts_at, ends_at, \
-                                   time_zone, location, status, recurrence, cancel_reason, \
-                                   version, position, created_at, updated_at) \
+                                   time_zone, location, status, recurrence, occurrences, \
+                                   cancel_reason, version, position, created_at, updated_at) \
           SELECT id, organizer_id, title, description, starts_at, ends_at, time_zone, \
-                 location, status, recurrence::jsonb, cancel_reason, version, position, \
-                 created_at, updated_at \
+                 location, status, recurrence::jsonb, occurrences::jsonb, cancel_reason, \
+                 version, position, created_at, updated_at \
           FROM {rows} \
           ON CONFLICT (id) DO UPDATE SET organizer_id = EXCLUDED.organizer_id, \
              title = EXCLUDED.title, description = EXCLUDED.description, \
              starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, \
              time_zone = EXCLUDED.time_zone, location = EXCLUDED.location, \
              status = EXCLUDED.status, recurrence = EXCLUDED.recurrence, \
-             cancel_reason = EXCLUDED.cancel_reason, version = EXCLUDED.version, \
+             occurrences = EXCLUDED.occurrences, cancel_reason = EXCLUDED.cancel_reason, version = EXCLUDED.version, \
              position = EXCLUDED.position, created_at = EXCLUDED.created_at, \
              updated_at = EXCLUDED.updated_at",
     columns: &[
@@ -110,6 +110,7 @@ static MEETINGS: Part<Batch> = Part {
         ("location", "text"),
         ("status", "text"),
         ("recurrence", "text"),
+        ("occurrences", "text"),
         ("cancel_reason", "text"),
         ("version", "bigint"),
         ("position", "text"),
@@ -129,6 +130,7 @@ static MEETINGS: Part<Batch> = Part {
         binder.column(rows, |r| r.location.as_deref())?;
         binder.column(rows, |r| r.status.as_str())?;
         binder.column(rows, |r| json_text(r.recurrence.as_ref()))?;
+        binder.column(rows, |r| json_map(&r.occurrences))?;
         binder.column(rows, |r| r.cancel_reason.as_deref())?;
         binder.column(rows, |r| r.version)?;
         binder.column(rows, |r| r.position.as_str())?;
@@ -170,16 +172,20 @@ static REMOVED_AGENDA: Part<Batch> = Part {
 
 static ATTENDEES: Part<Batch> = Part {
     name: "attendees",
-    sql: "INSERT INTO rm_meeting_attendees (meeting_id, user_id, optional, response, comment) \
-          SELECT * FROM {rows} \
+    sql: "INSERT INTO rm_meeting_attendees (meeting_id, user_id, optional, response, comment, \
+                                            occurrence_responses) \
+          SELECT meeting_id, user_id, optional, response, comment, occurrence_responses::jsonb \
+          FROM {rows} \
           ON CONFLICT (meeting_id, user_id) DO UPDATE SET optional = EXCLUDED.optional, \
-             response = EXCLUDED.response, comment = EXCLUDED.comment",
+             response = EXCLUDED.response, comment = EXCLUDED.comment, \
+             occurrence_responses = EXCLUDED.occurrence_responses",
     columns: &[
         ("meeting_id", "uuid"),
         ("user_id", "uuid"),
         ("optional", "bool"),
         ("response", "text"),
         ("comment", "text"),
+        ("occurrence_responses", "text"),
     ],
     scalars: &[],
     bind: |batch, binder| {
@@ -188,18 +194,22 @@ static ATTENDEES: Part<Batch> = Part {
         binder.column(rows, |r| r.user_id)?;
         binder.column(rows, |r| r.optional)?;
         binder.column(rows, |r| r.response.as_str())?;
-        binder.column(rows, |r| r.comment.as_deref())
+        binder.column(rows, |r| r.comment.as_deref())?;
+        binder.column(rows, |r| json_map(&r.occurrence_responses))
     },
 };
 
 static AGENDA: Part<Batch> = Part {
     name: "agenda",
     sql: "INSERT INTO rm_agenda (user_id, meeting_id, starts_at, ends_at, title, status, \
-                                 is_organizer, my_response) \
-          SELECT * FROM {rows} \
+                                 is_organizer, my_response, series, series_ends_at) \
+          SELECT user_id, meeting_id, starts_at, ends_at, title, status, is_organizer, \
+                 my_response, series::jsonb, series_ends_at \
+          FROM {rows} \
           ON CONFLICT (user_id, meeting_id) DO UPDATE SET starts_at = EXCLUDED.starts_at, \
              ends_at = EXCLUDED.ends_at, title = EXCLUDED.title, status = EXCLUDED.status, \
-             is_organizer = EXCLUDED.is_organizer, my_response = EXCLUDED.my_response",
+             is_organizer = EXCLUDED.is_organizer, my_response = EXCLUDED.my_response, \
+             series = EXCLUDED.series, series_ends_at = EXCLUDED.series_ends_at",
     columns: &[
         ("user_id", "uuid"),
         ("meeting_id", "uuid"),
@@ -209,6 +219,8 @@ static AGENDA: Part<Batch> = Part {
         ("status", "text"),
         ("is_organizer", "bool"),
         ("my_response", "text"),
+        ("series", "text"),
+        ("series_ends_at", "timestamptz"),
     ],
     scalars: &[],
     bind: |batch, binder| {
@@ -220,7 +232,9 @@ static AGENDA: Part<Batch> = Part {
         binder.column(rows, |r| r.title.as_str())?;
         binder.column(rows, |r| r.status.as_str())?;
         binder.column(rows, |r| r.is_organizer)?;
-        binder.column(rows, |r| r.my_response.as_deref())
+        binder.column(rows, |r| r.my_response.as_deref())?;
+        binder.column(rows, |r| json_text(r.series.as_ref()))?;
+        binder.column(rows, |r| r.series_ends_at)
     },
 };
 

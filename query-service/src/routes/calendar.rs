@@ -1,5 +1,6 @@
 //! The caller's agenda, free/busy and find-times, all read from `rm_agenda` (one row per meeting
-//! and participant, indexed by `(user_id, starts_at)`).
+//! and participant, indexed by `(user_id, starts_at)`). A series is one row per participant
+//! too, expanded here into its occurrences inside the asked range (`AgendaSeries`).
 //!
 //! Every range query bounds the index scan on both sides: `starts_at < to` and, because a
 //! meeting lasts at most 24 hours (domain rule), `starts_at >= from - 24 h`; `ends_at > from`
@@ -14,6 +15,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiJson, ApiQuery, Result};
+use platform::views::AgendaSeries;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
@@ -58,20 +60,26 @@ pub struct AgendaQuery {
     pub to: Option<String>,
 }
 
-/// One meeting in the caller's agenda.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+/// One meeting, or one occurrence of a series, in the caller's agenda.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AgendaItem {
     pub meeting_id: Uuid,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub title: String,
-    /// `scheduled`, `in_progress`, `ended` or `cancelled` (cancelled meetings stay listed).
+    /// `scheduled`, `in_progress`, `ended` or `cancelled` (cancelled meetings and cancelled
+    /// occurrences stay listed).
     pub status: String,
-    /// The caller's answer (`needs_action`, `accepted`, `declined`, `tentative`); `null` when
-    /// the caller organizes the meeting.
+    /// The caller's answer (`needs_action`, `accepted`, `declined`, `tentative`) — to this
+    /// occurrence when they answered it alone; `null` when the caller organizes the meeting.
     pub my_response: Option<String>,
     /// Whether the caller organizes the meeting (extension of docs/api.md).
     pub is_organizer: bool,
+    /// An occurrence of a series: its original start, which names it in
+    /// `PATCH /v1/meetings/{id}/occurrences/{occurrence_start}` and in responses (extension
+    /// of docs/api.md); absent for a single meeting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<DateTime<Utc>>,
 }
 
 /// The caller's agenda.
@@ -80,14 +88,121 @@ pub struct Agenda {
     pub items: Vec<AgendaItem>,
 }
 
+/// A row of `rm_agenda` as the range queries read it.
+#[derive(Debug, sqlx::FromRow)]
+struct AgendaRow {
+    user_id: Uuid,
+    meeting_id: Uuid,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    title: String,
+    status: String,
+    my_response: Option<String>,
+    is_organizer: bool,
+    series: Option<sqlx::types::Json<AgendaSeries>>,
+}
+
+/// The agenda rows of `user_ids` that can overlap `[from, to)` — single meetings by the range
+/// index (see the module's note), series by the partial index, each row's bounds checked —
+/// at most `limit` + 1 of them. `extra` narrows both (free/busy leaves cancelled ones out).
+async fn agenda_rows(
+    pool: &PgPool,
+    user_ids: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    extra: &str,
+    limit: i64,
+) -> Result<Vec<AgendaRow>> {
+    let columns = "user_id, meeting_id, starts_at, ends_at, title, status, my_response, \
+                   is_organizer, series";
+    let rows = sqlx::query_as(&format!(
+        "(SELECT {columns} FROM rm_agenda
+          WHERE user_id = ANY($1) AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
+            AND series IS NULL {extra}
+          LIMIT $5)
+         UNION ALL
+         (SELECT {columns} FROM rm_agenda
+          WHERE user_id = ANY($1) AND series IS NOT NULL AND starts_at < $3
+            AND (series_ends_at IS NULL OR series_ends_at > $4) {extra}
+          LIMIT $5)"
+    ))
+    .bind(user_ids)
+    .bind(from - Duration::hours(MAX_MEETING_HOURS))
+    .bind(to)
+    .bind(from)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// Expands the rows into the items of `[from, to)`: a single meeting as it is, a series as
+/// its occurrences in the window (each with the answer the row's person gave it). `Err` when
+/// there are more than `limit`.
+fn expand(
+    rows: Vec<AgendaRow>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Uuid, AgendaItem)>> {
+    let mut items = Vec::new();
+    for row in rows {
+        match &row.series {
+            None => items.push((
+                row.user_id,
+                AgendaItem {
+                    meeting_id: row.meeting_id,
+                    starts_at: row.starts_at,
+                    ends_at: row.ends_at,
+                    title: row.title,
+                    status: row.status,
+                    my_response: row.my_response,
+                    is_organizer: row.is_organizer,
+                    occurrence: None,
+                },
+            )),
+            Some(series) => {
+                let occurrences = series
+                    .expand(from, to, row.my_response.as_deref())
+                    .map_err(|_| too_many("to", limit))?;
+                for o in occurrences {
+                    items.push((
+                        row.user_id,
+                        AgendaItem {
+                            meeting_id: row.meeting_id,
+                            starts_at: o.occurrence.starts_at,
+                            ends_at: o.occurrence.ends_at,
+                            title: row.title.clone(),
+                            status: if o.occurrence.cancelled {
+                                "cancelled".to_owned()
+                            } else {
+                                row.status.clone()
+                            },
+                            my_response: o.response,
+                            is_organizer: row.is_organizer,
+                            occurrence: Some(o.occurrence.original_start),
+                        },
+                    ));
+                }
+            }
+        }
+        if items.len() as i64 > limit {
+            return Err(too_many("to", limit));
+        }
+    }
+    Ok(items)
+}
+
 /// Meetings the caller organizes or attends that overlap `[from, to)`, ordered by start (then
-/// meeting id). Not paginated: the range is bounded (366 days, 5,000 meetings) instead. A series appears once,
-/// at its first occurrence (occurrences are not expanded yet).
+/// meeting id), with every series expanded into its occurrences inside the range — each in
+/// the series' own time zone, so a weekly 09:00 Berlin meeting stays at 09:00 there across
+/// daylight-saving changes. Not paginated: the range is bounded (366 days, 5,000 items)
+/// instead.
 #[utoipa::path(get, path = "/v1/me/agenda", tag = "calendar", security(("bearer" = [])), params(AgendaQuery),
     responses(
         (status = 200, body = Agenda),
         (status = 401, body = platform::http::Problem),
-        (status = 422, description = "from/to missing or malformed or outside 1900–9999, to not after from, range over 366 days, or over 5,000 meetings in it", body = platform::http::Problem)))]
+        (status = 422, description = "from/to missing or malformed or outside 1900–9999, to not after from, range over 366 days, or over 5,000 meetings and occurrences in it", body = platform::http::Problem)))]
 pub async fn agenda(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -96,56 +211,58 @@ pub async fn agenda(
     let from = params::required_time("from", query.from.as_deref())?;
     let to = params::required_time("to", query.to.as_deref())?;
     params::range(from, to, Duration::days(MAX_AGENDA_DAYS))?;
-    let items: Vec<AgendaItem> = sqlx::query_as(
-        "SELECT meeting_id, starts_at, ends_at, title, status, my_response, is_organizer
-         FROM rm_agenda
-         WHERE user_id = $1 AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
-         ORDER BY starts_at, meeting_id
-         LIMIT $5",
+    let rows = agenda_rows(
+        &state.pool,
+        &[caller.user_id],
+        from,
+        to,
+        "",
+        MAX_AGENDA_ITEMS,
     )
-    .bind(caller.user_id)
-    .bind(from - Duration::hours(MAX_MEETING_HOURS))
-    .bind(to)
-    .bind(from)
-    .bind(MAX_AGENDA_ITEMS + 1)
-    .fetch_all(&state.pool)
     .await?;
-    if items.len() as i64 > MAX_AGENDA_ITEMS {
+    if rows.len() as i64 > MAX_AGENDA_ITEMS {
         return Err(too_many("to", MAX_AGENDA_ITEMS));
     }
+    let mut items: Vec<AgendaItem> = expand(rows, from, to, MAX_AGENDA_ITEMS)?
+        .into_iter()
+        .map(|(_, item)| item)
+        .collect();
+    items.sort_by_key(|i| (i.starts_at, i.meeting_id));
     Ok(Json(Agenda { items }))
 }
 
-/// Busy intervals of `user_ids` overlapping `[from, to)`: meetings not cancelled that the user
-/// organizes or has not declined. Unmerged and unclipped.
+/// Busy intervals of `user_ids` overlapping `[from, to)`: meetings and occurrences not
+/// cancelled that the user organizes or has not declined. Unmerged and unclipped.
 async fn busy_rows(
     pool: &PgPool,
     user_ids: &[Uuid],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<BTreeMap<Uuid, Vec<Interval>>> {
-    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT user_id, starts_at, ends_at FROM rm_agenda
-         WHERE user_id = ANY($1) AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
-           AND status <> 'cancelled' AND my_response IS DISTINCT FROM 'declined'
-         LIMIT $5",
+    // A series declined as a whole may still have occurrences accepted one by one: the
+    // series' answer is not filtered in SQL.
+    let rows = agenda_rows(
+        pool,
+        user_ids,
+        from,
+        to,
+        "AND status <> 'cancelled' \
+         AND (series IS NOT NULL OR my_response IS DISTINCT FROM 'declined')",
+        MAX_BUSY_ROWS,
     )
-    .bind(user_ids)
-    .bind(from - Duration::hours(MAX_MEETING_HOURS))
-    .bind(to)
-    .bind(from)
-    .bind(MAX_BUSY_ROWS + 1)
-    .fetch_all(pool)
     .await?;
     if rows.len() as i64 > MAX_BUSY_ROWS {
         return Err(too_many("to", MAX_BUSY_ROWS));
     }
     let mut busy: BTreeMap<Uuid, Vec<Interval>> =
         user_ids.iter().map(|id| (*id, Vec::new())).collect();
-    for (user_id, starts_at, ends_at) in rows {
+    for (user_id, item) in expand(rows, from, to, MAX_BUSY_ROWS)? {
+        if item.status == "cancelled" || item.my_response.as_deref() == Some("declined") {
+            continue;
+        }
         busy.entry(user_id)
             .or_default()
-            .push(Interval::new(starts_at, ends_at));
+            .push(Interval::new(item.starts_at, item.ends_at));
     }
     Ok(busy)
 }

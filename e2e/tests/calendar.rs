@@ -1,0 +1,282 @@
+//! Recurring series through the whole system: commands → event store → NATS → projector →
+//! query API and websocket. Daylight-saving changes in three zones, and series edits (one
+//! occurrence moved, one cancelled, one answered) seen the same way by the agenda, free/busy,
+//! `/v1/changes` and the websocket.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Timelike, Utc};
+use e2e::ws::{authed, next, subscribe};
+use e2e::{nats_url, Stack};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn items(agenda: &Value) -> &Vec<Value> {
+    agenda["items"].as_array().expect("agenda items")
+}
+
+/// Schedules a weekly series (`first` is its first start, one hour long) organized by
+/// `token`'s user with `attendee`; its id and the position of the schedule.
+async fn weekly(
+    stack: &Stack,
+    token: &str,
+    attendee: uuid::Uuid,
+    zone: &str,
+    first: &str,
+    rule: &str,
+) -> (String, String) {
+    let start = utc(first);
+    let (status, body) = stack
+        .command(
+            Method::POST,
+            "/v1/meetings",
+            token,
+            json!({
+                "title": "Weekly sync",
+                "starts_at": start,
+                "ends_at": start + chrono::Duration::hours(1),
+                "time_zone": zone,
+                "attendees": [{"user_id": attendee}],
+                "recurrence": {"rrule": rule},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["position"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn weekly_series_keep_their_local_time_across_both_dst_changes_in_three_zones() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (_, alice_token, _) = stack.user("Alice").await;
+    // zone, first Monday 09:00 local (in UTC), the UTC hours 09:00 local takes over the year
+    for (zone, first, hours) in [
+        ("Europe/Berlin", "2027-01-04T08:00:00Z", [7, 8]),
+        ("America/New_York", "2027-01-04T14:00:00Z", [13, 14]),
+        ("Australia/Sydney", "2027-01-03T22:00:00Z", [22, 23]),
+    ] {
+        // An attendee of this series alone, so free/busy shows only it.
+        let (bob, bob_token, _) = stack.user("Bob").await;
+        let (meeting, position) =
+            weekly(&stack, &alice_token, bob, zone, first, "FREQ=WEEKLY").await;
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        let (status, agenda) = stack
+            .query(
+                "/v1/me/agenda?from=2027-01-01T00:00:00Z&to=2028-01-01T00:00:00Z",
+                &bob_token,
+                &position,
+            )
+            .await;
+        assert_eq!(status, 200, "{agenda}");
+        let occurrences: Vec<&Value> = items(&agenda)
+            .iter()
+            .filter(|i| i["meeting_id"] == meeting.as_str())
+            .collect();
+        assert_eq!(occurrences.len(), 52, "{zone}");
+        let mut utc_hours = BTreeSet::new();
+        for item in &occurrences {
+            let start = utc(item["starts_at"].as_str().unwrap());
+            let local = start.with_timezone(&tz);
+            assert_eq!((local.hour(), local.minute()), (9, 0), "{zone}: {item}");
+            assert_eq!(item["occurrence"], item["starts_at"], "{zone}: not moved");
+            utc_hours.insert(start.hour());
+        }
+        assert_eq!(
+            utc_hours.into_iter().collect::<Vec<_>>(),
+            hours,
+            "{zone}: both offsets of the year are crossed"
+        );
+
+        // Free/busy says the same for the weeks around each change.
+        let (status, busy) = stack
+            .query_post(
+                "/v1/freebusy",
+                &alice_token,
+                &position,
+                json!({"user_ids": [bob], "from": "2027-03-01T00:00:00Z", "to": "2027-05-01T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{busy}");
+        for interval in busy["users"][bob.to_string()].as_array().unwrap() {
+            let local = utc(interval["starts_at"].as_str().unwrap()).with_timezone(&tz);
+            assert_eq!((local.hour(), local.minute()), (9, 0), "{zone}: {interval}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn series_edits_agree_in_agenda_freebusy_changes_and_websocket() {
+    let stack = Stack::start(nats_url(), true).await;
+    let (realtime, _gateway) = stack.start_realtime().await;
+    let (_, alice_token, _) = stack.user("Alice").await;
+    let (bob, bob_token, _) = stack.user("Bob").await;
+    // Mondays 09:00 Berlin from 2027-03-15; Berlin moves to summer time on 2027-03-28.
+    let (meeting, _) = weekly(
+        &stack,
+        &alice_token,
+        bob,
+        "Europe/Berlin",
+        "2027-03-15T08:00:00Z",
+        "FREQ=WEEKLY;BYDAY=MO;COUNT=10",
+    )
+    .await;
+    let mut ws = authed(&realtime, &bob_token).await;
+    assert_eq!(
+        subscribe(&mut ws, &format!("meeting:{meeting}"), None).await["type"],
+        "subscribed"
+    );
+
+    let moved = "2027-03-29T07:00:00Z"; // summer time already: 09:00 is 07:00 UTC
+    let cancelled = "2027-04-05T07:00:00Z";
+    let declined = "2027-04-12T07:00:00Z";
+    let (status, body) = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/meetings/{meeting}/occurrences/{moved}"),
+            &alice_token,
+            json!({"starts_at": "2027-03-30T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/meetings/{meeting}/occurrences/{cancelled}"),
+            &alice_token,
+            json!({"cancelled": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = stack
+        .command(
+            Method::POST,
+            &format!("/v1/meetings/{meeting}/response"),
+            &bob_token,
+            json!({"response": "declined", "occurrence": declined}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let last = body["position"].as_str().unwrap().to_owned();
+    // Not an occurrence: 404; the attendee cannot move one: 403.
+    let (status, _) = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/meetings/{meeting}/occurrences/2027-03-30T07:00:00Z"),
+            &alice_token,
+            json!({"cancelled": true}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/meetings/{meeting}/occurrences/{moved}"),
+            &bob_token,
+            json!({"cancelled": true}),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Agenda: ten occurrences, the moved one where it is now (named by its original start).
+    let (status, agenda) = stack
+        .query(
+            "/v1/me/agenda?from=2027-03-01T00:00:00Z&to=2027-06-01T00:00:00Z",
+            &bob_token,
+            &last,
+        )
+        .await;
+    assert_eq!(status, 200, "{agenda}");
+    let items = items(&agenda);
+    assert_eq!(items.len(), 10, "{agenda}");
+    let by_occurrence = |occurrence: &str| {
+        items
+            .iter()
+            .find(|i| i["occurrence"] == occurrence)
+            .unwrap_or_else(|| panic!("{occurrence} in {agenda}"))
+    };
+    assert_eq!(by_occurrence(moved)["starts_at"], "2027-03-30T12:00:00Z");
+    assert_eq!(by_occurrence(moved)["ends_at"], "2027-03-30T13:00:00Z");
+    assert_eq!(by_occurrence(cancelled)["status"], "cancelled");
+    assert_eq!(by_occurrence(declined)["my_response"], "declined");
+    assert_eq!(
+        by_occurrence("2027-04-19T07:00:00Z")["my_response"],
+        "needs_action"
+    );
+    assert!(items.iter().all(|i| i["starts_at"] != moved));
+
+    // Free/busy: the moved one at its new time, neither the cancelled nor the declined one.
+    let (status, busy) = stack
+        .query_post(
+            "/v1/freebusy",
+            &alice_token,
+            &last,
+            json!({"user_ids": [bob], "from": "2027-03-01T00:00:00Z", "to": "2027-05-30T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{busy}");
+    let starts: Vec<&str> = busy["users"][bob.to_string()]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["starts_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 8, "{busy}");
+    assert!(starts.contains(&"2027-03-30T12:00:00Z"));
+    for gone in [moved, cancelled, declined] {
+        assert!(!starts.contains(&gone), "{gone} in {busy}");
+    }
+
+    // The meeting document lists the changed occurrences and Bob's answer to one.
+    let (_, document) = stack
+        .query(&format!("/v1/meetings/{meeting}"), &bob_token, &last)
+        .await;
+    assert_eq!(
+        document["recurrence"]["rrule"],
+        "FREQ=WEEKLY;BYDAY=MO;COUNT=10"
+    );
+    assert_eq!(document["occurrences"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        document["attendees"][0]["occurrence_responses"][declined],
+        "declined"
+    );
+
+    // /v1/changes and the websocket carry the same three facts, in the same order.
+    let (_, changes) = stack.query("/v1/changes", &bob_token, &last).await;
+    let changed: Vec<(String, Value)> = changes["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["aggregate_id"] == meeting.as_str())
+        .map(|e| (e["type"].as_str().unwrap().to_owned(), e["data"].clone()))
+        .skip(1)
+        .collect();
+    let mut live = Vec::new();
+    while live.len() < 3 {
+        let frame = next(&mut ws).await;
+        if frame["type"] == "event" {
+            live.push((
+                frame["event"]["type"].as_str().unwrap().to_owned(),
+                frame["event"]["data"].clone(),
+            ));
+        }
+    }
+    assert_eq!(changed, live);
+    let kinds: Vec<&str> = live.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "OccurrenceRescheduled",
+            "OccurrenceCancelled",
+            "AttendeeResponded"
+        ]
+    );
+}
