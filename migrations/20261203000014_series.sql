@@ -5,6 +5,8 @@
 -- to expand it inside the asked window (rule, zone, changes, the person's own answers), and
 -- `starts_at` .. `series_ends_at` bound where its occurrences can be (NULL: open-ended).
 ALTER TABLE rm_meetings ADD COLUMN occurrences jsonb NOT NULL DEFAULT '{}';
+-- iCalendar SEQUENCE: how many significant changes (time, rule, zone, cancellations).
+ALTER TABLE rm_meetings ADD COLUMN sequence bigint NOT NULL DEFAULT 0;
 ALTER TABLE rm_meeting_attendees ADD COLUMN occurrence_responses jsonb NOT NULL DEFAULT '{}';
 ALTER TABLE rm_agenda ADD COLUMN series jsonb;
 ALTER TABLE rm_agenda ADD COLUMN series_ends_at timestamptz;

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod ical;
 pub mod leader;
 pub mod metrics;
 pub mod openapi;

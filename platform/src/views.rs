@@ -77,6 +77,10 @@ pub struct Meeting {
     pub cancel_reason: Option<String>,
     /// The aggregate's version; also the `ETag` and the `If-Match` of commands.
     pub version: i64,
+    /// iCalendar `SEQUENCE`: raised by every significant change (time, rule, time zone, an
+    /// occurrence moved or cancelled, the meeting cancelled) — extension of docs/api.md.
+    #[serde(default)]
+    pub sequence: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -68,6 +68,7 @@ pub fn render<'a>(
             .collect(),
         cancel_reason: row.cancel_reason.clone(),
         version: row.version,
+        sequence: row.sequence,
         created_at: as_stored(row.created_at),
         updated_at: as_stored(row.updated_at),
     };

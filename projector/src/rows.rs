@@ -38,6 +38,8 @@ pub struct MeetingRow {
     pub recurrence: Option<serde_json::Value>,
     /// Moved or cancelled occurrences of a series, by original start.
     pub occurrences: BTreeMap<DateTime<Utc>, OccurrenceChange>,
+    /// iCalendar `SEQUENCE`: significant changes so far.
+    pub sequence: i64,
     pub cancel_reason: Option<String>,
     pub version: i64,
     pub position: String,

@@ -321,6 +321,7 @@ impl Fold {
                         .as_ref()
                         .map(|r| serde_json::to_value(r).expect("BUG: recurrence serializes")),
                     occurrences: BTreeMap::new(),
+                    sequence: 0,
                     cancel_reason: None,
                     version: event.sequence,
                     position: event.position.to_string(),
@@ -353,6 +354,9 @@ impl Fold {
         meeting.row.version = event.sequence;
         meeting.row.position = event.position.to_string();
         meeting.row.updated_at = event.recorded_at;
+        if significant(decoded, &meeting.row) {
+            meeting.row.sequence += 1;
+        }
         match decoded {
             MeetingEvent::MeetingScheduled { .. } => unreachable!("handled above"),
             MeetingEvent::MeetingDetailsUpdated {
@@ -540,6 +544,20 @@ impl Fold {
             }
         }
         writes
+    }
+}
+
+/// Whether `event` changes what makes a calendar entry (RFC 5545 §3.8.7.4: start, end, rule,
+/// status — and the zone the times are read in): calendar apps then take it as a new version.
+fn significant(event: &MeetingEvent, row: &MeetingRow) -> bool {
+    match event {
+        MeetingEvent::MeetingRescheduled { .. }
+        | MeetingEvent::RecurrenceChanged { .. }
+        | MeetingEvent::OccurrenceRescheduled { .. }
+        | MeetingEvent::OccurrenceCancelled { .. }
+        | MeetingEvent::MeetingCancelled { .. } => true,
+        MeetingEvent::MeetingDetailsUpdated { time_zone, .. } => *time_zone != row.time_zone,
+        _ => false,
     }
 }
 

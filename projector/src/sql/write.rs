@@ -86,17 +86,19 @@ static MEETINGS: Part<Batch> = Part {
     name: "meetings",
     sql: "INSERT INTO rm_meetings (id, organizer_id, title, description, starts_at, ends_at, \
                                    time_zone, location, status, recurrence, occurrences, \
-                                   cancel_reason, version, position, created_at, updated_at) \
+                                   sequence, cancel_reason, version, position, created_at, \
+                                   updated_at) \
           SELECT id, organizer_id, title, description, starts_at, ends_at, time_zone, \
-                 location, status, recurrence::jsonb, occurrences::jsonb, cancel_reason, \
-                 version, position, created_at, updated_at \
+                 location, status, recurrence::jsonb, occurrences::jsonb, sequence, \
+                 cancel_reason, version, position, created_at, updated_at \
           FROM {rows} \
           ON CONFLICT (id) DO UPDATE SET organizer_id = EXCLUDED.organizer_id, \
              title = EXCLUDED.title, description = EXCLUDED.description, \
              starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, \
              time_zone = EXCLUDED.time_zone, location = EXCLUDED.location, \
              status = EXCLUDED.status, recurrence = EXCLUDED.recurrence, \
-             occurrences = EXCLUDED.occurrences, cancel_reason = EXCLUDED.cancel_reason, version = EXCLUDED.version, \
+             occurrences = EXCLUDED.occurrences, sequence = EXCLUDED.sequence, \
+             cancel_reason = EXCLUDED.cancel_reason, version = EXCLUDED.version, \
              position = EXCLUDED.position, created_at = EXCLUDED.created_at, \
              updated_at = EXCLUDED.updated_at",
     columns: &[
@@ -111,6 +113,7 @@ static MEETINGS: Part<Batch> = Part {
         ("status", "text"),
         ("recurrence", "text"),
         ("occurrences", "text"),
+        ("sequence", "bigint"),
         ("cancel_reason", "text"),
         ("version", "bigint"),
         ("position", "text"),
@@ -131,6 +134,7 @@ static MEETINGS: Part<Batch> = Part {
         binder.column(rows, |r| r.status.as_str())?;
         binder.column(rows, |r| json_text(r.recurrence.as_ref()))?;
         binder.column(rows, |r| json_map(&r.occurrences))?;
+        binder.column(rows, |r| r.sequence)?;
         binder.column(rows, |r| r.cancel_reason.as_deref())?;
         binder.column(rows, |r| r.version)?;
         binder.column(rows, |r| r.position.as_str())?;
