@@ -282,3 +282,246 @@ async fn series_edits_agree_in_agenda_freebusy_changes_and_websocket() {
         ]
     );
 }
+
+/// The occurrences an independent (Python) parser finds in `ics` inside `[from, to)`.
+fn expand_elsewhere(ics: &str, from: &str, to: &str) -> Vec<Value> {
+    let dir = std::env::temp_dir().join(format!("meetings-ics-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("calendar.ics");
+    std::fs::write(&file, ics).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ics/expand.py");
+    let output = std::process::Command::new("python3")
+        .args([script, file.to_str().unwrap(), from, to])
+        .output()
+        .expect("python3 runs (.ci/run installs icalendar and recurring-ical-events)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success(),
+        "the Python parser refused the calendar (pip install icalendar==6.3.1 \
+         recurring-ical-events==3.8.0): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_feed_expands_in_an_independent_parser_to_the_agenda_and_its_address_can_be_revoked() {
+    let stack = Stack::start(nats_url(), true).await;
+    let alice = stack.commands.sign_up("Alice").await.unwrap();
+    let bob = stack.commands.sign_up("Zoë Ünal, «Bob»").await.unwrap();
+    let mut crowd = vec![json!({"user_id": bob.id})];
+    for i in 0..6 {
+        let other = stack.commands.sign_up(&format!("Guest {i}")).await.unwrap();
+        crowd.push(json!({"user_id": other.id, "optional": i % 2 == 0}));
+    }
+    // A Berlin series across the spring change, a New York series with an excluded date,
+    // and a single meeting with long non-ASCII text that must be folded.
+    let series = [
+        (
+            "Europe/Berlin",
+            "2027-03-15T08:00:00Z",
+            "FREQ=WEEKLY;BYDAY=MO;COUNT=10",
+            vec![],
+        ),
+        (
+            "America/New_York",
+            "2027-03-10T14:00:00Z",
+            "FREQ=WEEKLY;BYDAY=WE",
+            vec!["2027-03-17T13:00:00Z"],
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (zone, first, rule, exdates) in &series {
+        let start = utc(first);
+        let (status, body) = stack
+            .command(
+                Method::POST,
+                "/v1/meetings",
+                &alice.token,
+                json!({
+                    "title": format!("Série hebdomadaire — {zone}"),
+                    "description": "Ordre du jour: «revue», ✓ décisions; suivi, notes\nligne deux",
+                    "starts_at": start,
+                    "ends_at": start + chrono::Duration::minutes(45),
+                    "time_zone": zone,
+                    "location": "Salle Zoë, 3ᵉ étage",
+                    "attendees": crowd,
+                    "recurrence": {"rrule": rule, "exdates": exdates},
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = stack
+        .command(
+            Method::POST,
+            "/v1/meetings",
+            &alice.token,
+            json!({
+                "title": "Ünïcödé ".repeat(20).trim(),
+                "description": "Ωμέγα 日本語 ".repeat(40),
+                "starts_at": "2027-04-01T15:00:00Z",
+                "ends_at": "2027-04-01T16:30:00Z",
+                "time_zone": "Australia/Sydney",
+                "attendees": [{"user_id": bob.id}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let berlin = &ids[0];
+    for (path, token, body) in [
+        (
+            format!("/v1/meetings/{berlin}/occurrences/2027-03-29T07:00:00Z"),
+            &alice.token,
+            json!({"starts_at": "2027-03-30T12:00:00Z", "ends_at": "2027-03-30T13:30:00Z"}),
+        ),
+        (
+            format!("/v1/meetings/{berlin}/occurrences/2027-04-05T07:00:00Z"),
+            &alice.token,
+            json!({"cancelled": true}),
+        ),
+    ] {
+        let (status, answer) = stack.command(Method::PATCH, &path, token, body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, answer) = stack
+        .command(
+            Method::POST,
+            &format!("/v1/meetings/{berlin}/response"),
+            &bob.token,
+            json!({"response": "declined", "occurrence": "2027-04-12T07:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let last = answer["position"].as_str().unwrap().to_owned();
+
+    let (from, to) = ("2027-03-01T00:00:00Z", "2027-06-01T00:00:00Z");
+    let (_, agenda) = stack
+        .query(
+            &format!("/v1/me/agenda?from={from}&to={to}"),
+            &bob.token,
+            &last,
+        )
+        .await;
+    let (status, feed) = stack.query("/v1/calendar/feed", &bob.token, &last).await;
+    assert_eq!(status, 200, "{feed}");
+    let url = feed["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&stack.queries.base), "{url}");
+    let response = stack.queries.client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/calendar"));
+    let etag = response.headers()["etag"].clone();
+    let ics = response.text().await.unwrap();
+
+    // RFC 5545 framing: CRLF only, at most 75 octets a line.
+    assert!(!ics.replace("\r\n", "").contains('\n'), "bare LF");
+    for line in ics.split("\r\n") {
+        assert!(line.len() <= 75, "{} octets: {line}", line.len());
+    }
+    assert!(ics.contains("BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin"));
+    assert!(ics.contains("TZID:America/New_York") && ics.contains("TZID:Australia/Sydney"));
+
+    // The independent parser finds what the agenda lists: same meetings, times, status,
+    // and Bob's answer to each occurrence.
+    let mut parsed: Vec<(String, String, String, String, String)> =
+        expand_elsewhere(&ics, from, to)
+            .into_iter()
+            .map(|o| {
+                let partstat = o["partstat"][format!("mailto:{}", bob.email)]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                (
+                    o["uid"]
+                        .as_str()
+                        .unwrap()
+                        .split('@')
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    o["start"].as_str().unwrap().to_owned(),
+                    o["end"].as_str().unwrap().to_owned(),
+                    o["status"].as_str().unwrap().to_owned(),
+                    partstat,
+                )
+            })
+            .collect();
+    let mut listed: Vec<(String, String, String, String, String)> = items(&agenda)
+        .iter()
+        .map(|i| {
+            (
+                i["meeting_id"].as_str().unwrap().to_owned(),
+                i["starts_at"].as_str().unwrap().to_owned(),
+                i["ends_at"].as_str().unwrap().to_owned(),
+                if i["status"] == "cancelled" {
+                    "CANCELLED"
+                } else {
+                    "CONFIRMED"
+                }
+                .to_owned(),
+                i["my_response"]
+                    .as_str()
+                    .unwrap()
+                    .to_uppercase()
+                    .replace('_', "-"),
+            )
+        })
+        .collect();
+    parsed.sort();
+    listed.sort();
+    // Ten Berlin Mondays, eleven New York Wednesdays (one excluded), one single meeting.
+    assert_eq!(listed.len(), 10 + 11 + 1, "{agenda}");
+    assert_eq!(parsed, listed);
+
+    // Unchanged: 304. One meeting alone: its organizer reads it, a stranger does not.
+    let again = stack
+        .queries
+        .client
+        .get(&url)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let (_, stranger, _) = stack.user("Mallory").await;
+    for (token, expected) in [(&alice.token, 200), (&stranger, 404)] {
+        let response = stack
+            .queries
+            .get_at(&format!("/v1/meetings/{berlin}.ics"), Some(token), &last)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected);
+    }
+
+    // Rotation: the old address is gone at once, the new one works, without logging in.
+    let rotated = stack
+        .queries
+        .post_json("/v1/calendar/feed/rotate", Some(&bob.token), json!({}))
+        .await;
+    let new_url = rotated["url"].as_str().unwrap();
+    assert_ne!(new_url, url);
+    let old = stack.queries.client.get(&url).send().await.unwrap();
+    assert_eq!(old.status(), 404);
+    let new = stack.queries.client.get(new_url).send().await.unwrap();
+    assert_eq!(new.status(), 200);
+    let unknown = stack
+        .queries
+        .client
+        .get(format!(
+            "{}/v1/calendar/feeds/not-a-token.ics",
+            stack.queries.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}

@@ -60,6 +60,30 @@ pub struct QueryArgs {
     /// Most meeting reads that arrive together and share one statement (1: each its own).
     #[arg(long = "read-batch", env = "MEETINGS_READ_BATCH", default_value_t = documents::DEFAULT_MAX_BATCH, value_parser = parse_read_batch)]
     pub read_batch: usize,
+    /// Base of the absolute URLs handed out (the calendar feed's), e.g.
+    /// `https://meetings.example.com`; unset: from the request's `Host`.
+    #[arg(long = "public-url", env = "MEETINGS_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// An `http(s)://host[:port][/path]` base without a trailing slash, query or fragment.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(['?', '#', ' ', '@']) =>
+        {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(format!(
+            "`{text}` is not an http(s) base URL such as https://meetings.example.com"
+        )),
+    }
 }
 
 impl QueryArgs {
@@ -82,6 +106,7 @@ impl Default for QueryArgs {
         Self {
             min_position_wait: DEFAULT_MIN_POSITION_WAIT,
             read_batch: documents::DEFAULT_MAX_BATCH,
+            public_url: None,
         }
     }
 }
@@ -107,6 +132,8 @@ pub struct AppState {
     pub min_position_wait: Duration,
     /// Meeting documents, read in batches of what arrives together.
     pub documents: documents::DocumentReader,
+    /// `MEETINGS_PUBLIC_URL`: base of absolute URLs (else the request's `Host`).
+    pub public_url: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -119,6 +146,7 @@ impl AppState {
             pool,
             jwt,
             min_position_wait: args.min_position_wait,
+            public_url: args.public_url.as_deref().map(Arc::from),
         }
     }
 }
@@ -218,6 +246,24 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_urls_are_http_bases() {
+        assert_eq!(
+            parse_public_url("https://meetings.example.com/").as_deref(),
+            Ok("https://meetings.example.com")
+        );
+        assert!(parse_public_url("http://localhost:8080/cal").is_ok());
+        for bad in [
+            "meetings.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/?a=b",
+            "https:///x",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn read_batches_are_one_to_a_thousand() {

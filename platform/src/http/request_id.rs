@@ -72,6 +72,22 @@ fn sane_header(request: &Request, name: &HeaderName) -> Option<Arc<str>> {
         .map(Arc::from)
 }
 
+/// Path segments that are secrets (a calendar feed's token is its only credential): logs show
+/// the route's shape instead.
+const SECRET_PATHS: [&str; 1] = ["/v1/calendar/feeds/"];
+
+/// `path` as logs may show it: the secret segment of a secret-bearing path replaced.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in SECRET_PATHS {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if !rest.is_empty() {
+                return std::borrow::Cow::Owned(format!("{prefix}[redacted]"));
+            }
+        }
+    }
+    std::borrow::Cow::Borrowed(path)
+}
+
 /// Middleware: resolves the id, runs the rest of the stack inside its scope and span, echoes it.
 pub async fn request_id_middleware(mut request: Request, next: Next) -> Response {
     let id = match sane_header(&request, &X_REQUEST_ID) {
@@ -87,7 +103,7 @@ pub async fn request_id_middleware(mut request: Request, next: Next) -> Response
         request_id = %id,
         correlation_id = id.correlation_id(),
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %loggable_path(request.uri().path()),
     );
     let header = HeaderValue::from_str(id.as_str()).expect("BUG: sane ids are valid headers");
     let mut response = CURRENT.scope(id, next.run(request)).instrument(span).await;
@@ -114,6 +130,16 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feed_tokens_never_reach_the_logs() {
+        assert_eq!(
+            loggable_path("/v1/calendar/feeds/s3cr3t-t0ken.ics"),
+            "/v1/calendar/feeds/[redacted]"
+        );
+        assert_eq!(loggable_path("/v1/calendar/feed"), "/v1/calendar/feed");
+        assert_eq!(loggable_path("/v1/meetings/1.ics"), "/v1/meetings/1.ics");
+    }
 
     #[test]
     fn sane_ids_are_short_visible_ascii() {

@@ -81,9 +81,22 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 pub async fn get_one(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    // `{id}.ics` shares the route: the router matches whole segments only.
+    let (id, ics) = match id.strip_suffix(".ics") {
+        Some(id) => (id, true),
+        None => (id.as_str(), false),
+    };
+    let id: Uuid = id.parse().map_err(|e| {
+        ApiError::BadRequest(format!(
+            "invalid path parameter: cannot parse `{id}` as a meeting id (UUID): {e}"
+        ))
+    })?;
+    if ics {
+        return super::ical::meeting_ics(&state, &caller, id, &headers).await;
+    }
     // The document was rendered when the meeting last changed: a read is one primary-key
     // lookup, no join or aggregation per request, and lookups that arrive together share a
     // statement (crate::documents; BENCHMARKS.md, get-meeting).

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod calendar;
 pub mod changes;
+pub mod ical;
 pub mod meetings;
 pub mod users;
 
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .merge(meetings::router())
         .merge(calendar::router())
         .merge(changes::router())
+        .merge(ical::router())
 }
 
 /// Whether the caller is an administrator (role from the verified token).

@@ -1,0 +1,315 @@
+//! iCalendar out: one meeting as `text/calendar` (`GET /v1/meetings/{id}.ics`), and each user's
+//! subscription feed at a secret, revocable address (`GET /v1/calendar/feed`,
+//! `POST /v1/calendar/feed/rotate`, `GET /v1/calendar/feeds/{token}.ics` without auth).
+//!
+//! Both render the meeting documents the JSON API serves (`platform::ical`), with `DTSTAMP` at
+//! each meeting's last change, so the same read models give the same bytes and the `ETag` (a
+//! hash of them) only changes when the calendar does.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use platform::auth::AuthUser;
+use platform::http::{ApiError, ApiPath, Result};
+use platform::ical::{self, Method};
+use platform::views::Meeting;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{is_admin, meeting_not_found};
+use crate::AppState;
+
+/// Most meetings one feed lists (the most recent by start; older ones are left out).
+pub const MAX_FEED_MEETINGS: i64 = 2_000;
+/// How far back a feed reaches: meetings (or series) that ended longer ago are left out.
+pub const FEED_HISTORY_DAYS: i64 = 180;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/calendar/feed", get(feed))
+        .route("/v1/calendar/feed/rotate", post(rotate))
+        .route("/v1/calendar/feeds/{token}", get(feed_ics))
+}
+
+/// The address of a feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedUrl {
+    /// Absolute URL to subscribe to in a calendar app; anyone holding it reads the feed, so
+    /// treat it like a password (rotate it when it leaked).
+    pub url: String,
+}
+
+/// One meeting as iCalendar (`METHOD:PUBLISH`), for the same callers as its JSON: organizer,
+/// attendees, admins; 404 to anyone else. `ETag`/`If-None-Match` as for the feed.
+#[utoipa::path(get, path = "/v1/meetings/{id}.ics", tag = "calendar", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "meeting id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the client has")),
+    responses(
+        (status = 200, description = "RFC 5545 calendar with the meeting (a series with its overridden occurrences)", content_type = "text/calendar", body = String),
+        (status = 304, description = "the client's copy (If-None-Match) is current"),
+        (status = 400, description = "the id is not a UUID", body = platform::http::Problem),
+        (status = 401, body = platform::http::Problem),
+        (status = 404, description = "unknown, or not visible to the caller", body = platform::http::Problem)))]
+pub async fn meeting_ics(
+    state: &AppState,
+    caller: &AuthUser,
+    id: Uuid,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let document = state
+        .documents
+        .get(id, caller.user_id, is_admin(caller))
+        .await?
+        .ok_or_else(meeting_not_found)?;
+    let meeting: Meeting = serde_json::from_str(&document.body)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable meeting document: {e}")))?;
+    let body = render(&state.pool, std::slice::from_ref(&meeting), None, state).await?;
+    Ok(calendar_response(body, headers, "meeting.ics"))
+}
+
+/// The caller's feed address, made on first use. Calendar apps poll it without logging in.
+#[utoipa::path(get, path = "/v1/calendar/feed", tag = "calendar", security(("bearer" = [])),
+    responses(
+        (status = 200, body = FeedUrl),
+        (status = 401, body = platform::http::Problem)))]
+pub async fn feed(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+) -> Result<Json<FeedUrl>> {
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT token FROM calendar_feeds WHERE user_id = $1")
+            .bind(caller.user_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let token = match existing {
+        Some(token) => token,
+        None => {
+            let token = new_token();
+            // Two first calls at once: the first one's token wins, the other reads it.
+            sqlx::query(
+                "INSERT INTO calendar_feeds (user_id, token_hash, token) VALUES ($1, $2, $3)
+                 ON CONFLICT (user_id) DO NOTHING",
+            )
+            .bind(caller.user_id)
+            .bind(hash(&token))
+            .bind(&token)
+            .execute(&state.pool)
+            .await?;
+            sqlx::query_scalar("SELECT token FROM calendar_feeds WHERE user_id = $1")
+                .bind(caller.user_id)
+                .fetch_one(&state.pool)
+                .await?
+        }
+    };
+    Ok(Json(FeedUrl {
+        url: feed_url(&state, &headers, &token)?,
+    }))
+}
+
+/// Revokes the caller's feed address (it answers 404 from now on) and answers a new one.
+#[utoipa::path(post, path = "/v1/calendar/feed/rotate", tag = "calendar", security(("bearer" = [])),
+    responses(
+        (status = 200, body = FeedUrl),
+        (status = 401, body = platform::http::Problem)))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+) -> Result<Json<FeedUrl>> {
+    let token = new_token();
+    sqlx::query(
+        "INSERT INTO calendar_feeds (user_id, token_hash, token) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE SET token_hash = EXCLUDED.token_hash,
+            token = EXCLUDED.token, created_at = now()",
+    )
+    .bind(caller.user_id)
+    .bind(hash(&token))
+    .bind(&token)
+    .execute(&state.pool)
+    .await?;
+    Ok(Json(FeedUrl {
+        url: feed_url(&state, &headers, &token)?,
+    }))
+}
+
+/// A user's meetings as an iCalendar feed, for calendar apps: no login, the token in the path
+/// is the credential (never logged). Unknown, revoked or malformed tokens, and deactivated
+/// users' feeds, are 404. Lists the meetings and series the user organizes or attends that
+/// ended at most 180 days ago (at most 2,000, the latest first); `ETag`/`If-None-Match`.
+#[utoipa::path(get, path = "/v1/calendar/feeds/{token}.ics", tag = "calendar",
+    params(("token" = String, Path, description = "the secret of the feed's address"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the client has")),
+    responses(
+        (status = 200, description = "RFC 5545 calendar", content_type = "text/calendar", body = String),
+        (status = 304, description = "the client's copy (If-None-Match) is current"),
+        (status = 404, description = "unknown or revoked token", body = platform::http::Problem)))]
+pub async fn feed_ics(
+    State(state): State<AppState>,
+    ApiPath(file): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let unknown = || ApiError::NotFound("no such calendar feed".into());
+    let token = file.strip_suffix(".ics").ok_or_else(unknown)?;
+    if token.is_empty() || token.len() > 64 {
+        return Err(unknown());
+    }
+    let owner: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT f.user_id, u.display_name FROM calendar_feeds f
+         JOIN rm_users u ON u.id = f.user_id AND u.active
+         WHERE f.token_hash = $1",
+    )
+    .bind(hash(token))
+    .fetch_optional(&state.pool)
+    .await?;
+    let (user_id, name) = owner.ok_or_else(unknown)?;
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT d.body::text FROM rm_agenda a
+         JOIN rm_meeting_documents d ON d.meeting_id = a.meeting_id
+         WHERE a.user_id = $1
+           AND (CASE WHEN a.series IS NULL THEN a.ends_at ELSE a.series_ends_at END
+                > now() - make_interval(days => $2)
+                OR (a.series IS NOT NULL AND a.series_ends_at IS NULL))
+         ORDER BY a.starts_at DESC, a.meeting_id
+         LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(FEED_HISTORY_DAYS as i32)
+    .bind(MAX_FEED_MEETINGS)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut meetings = bodies
+        .iter()
+        .map(|body| serde_json::from_str::<Meeting>(body))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable meeting document: {e}")))?;
+    meetings.sort_by_key(|m| (m.starts_at, m.id));
+    let body = render(&state.pool, &meetings, Some(&name), &state).await?;
+    Ok(calendar_response(body, &headers, "meetings.ics"))
+}
+
+/// The calendar of `meetings`, with the e-mail addresses of their people.
+async fn render(
+    pool: &PgPool,
+    meetings: &[Meeting],
+    name: Option<&str>,
+    state: &AppState,
+) -> Result<String> {
+    let people: Vec<Uuid> = meetings
+        .iter()
+        .flat_map(|m| std::iter::once(m.organizer.id).chain(m.attendees.iter().map(|a| a.user_id)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let emails: HashMap<Uuid, String> =
+        sqlx::query_as::<_, (Uuid, String)>("SELECT id, email FROM rm_users WHERE id = ANY($1)")
+            .bind(&people)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    let stamp = meetings
+        .iter()
+        .map(|m| m.updated_at)
+        .max()
+        .unwrap_or_default();
+    let domain = uid_domain(state);
+    Ok(ical::calendar(
+        meetings,
+        Method::Publish,
+        &ical::Context {
+            emails: &emails,
+            uid_domain: &domain,
+            name: name.map(|n| format!("{n} — meetings")).as_deref(),
+            stamp,
+        },
+    ))
+}
+
+/// The host part of `UID`s: the public URL's host, else `meetings` (stable across restarts
+/// and instances, so calendar apps recognise a meeting they have seen).
+fn uid_domain(state: &AppState) -> String {
+    state
+        .public_url
+        .as_deref()
+        .and_then(|url| url.split("://").nth(1))
+        .map(|rest| rest.split(['/', ':']).next().unwrap_or(rest).to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "meetings".to_owned())
+}
+
+/// `text/calendar` with a strong `ETag` over the bytes; 304 when `If-None-Match` names it.
+fn calendar_response(body: String, headers: &HeaderMap, filename: &str) -> Response {
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(body.as_bytes())[..16])
+    );
+    let etag_header = HeaderValue::from_str(&etag).expect("BUG: a quoted hex string is a header");
+    let current = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag);
+    if current {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/calendar; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&format!("inline; filename=\"{filename}\""))
+                    .expect("BUG: a plain file name is a header"),
+            ),
+            (header::ETAG, etag_header),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// 32 random bytes, URL-safe base64 (43 characters).
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// `<public URL or http://Host>/v1/calendar/feeds/<token>.ics`.
+fn feed_url(state: &AppState, headers: &HeaderMap, token: &str) -> Result<String> {
+    let base = match &state.public_url {
+        Some(base) => base.to_string(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "no Host header to build the feed's address from (set MEETINGS_PUBLIC_URL)"
+                            .into(),
+                    )
+                })?;
+            format!("http://{host}")
+        }
+    };
+    Ok(format!("{base}/v1/calendar/feeds/{token}.ics"))
+}
