@@ -9,6 +9,7 @@
 
 mod agenda;
 mod audit;
+mod calendar;
 mod compare;
 mod cpu;
 mod database;
@@ -48,6 +49,9 @@ enum Command {
     /// `meetings events export | verify | replay` (child processes) on a log generated
     /// through the domain, each against a raw COPY scan of the same log.
     Audit(audit::Options),
+    /// GET /v1/me/agenda over a year with recurring series, and the iCalendar feed, each
+    /// beside the SQL it runs.
+    Calendar(calendar::Options),
     /// Appends a log generated through the domain to an existing database (for profiling).
     GenerateLog(audit::GenerateOptions),
     /// The websocket gateway (child process): memory per connection, fan-out to one meeting,
@@ -66,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::ScheduleMeeting(options) => runtime.block_on(schedule::run(options)),
         Command::PipelineLag(options) => runtime.block_on(pipeline::run(options)),
         Command::GetMeeting(options) => runtime.block_on(get_meeting::run(options)),
+        Command::Calendar(options) => runtime.block_on(calendar::run(options)),
         Command::Agenda(options) => runtime.block_on(agenda::run(options)),
         Command::Realtime(options) => runtime.block_on(realtime::run(options)),
         Command::Audit(options) => runtime.block_on(audit::run(options)),

@@ -172,6 +172,46 @@ impl AgendaSeries {
     }
 }
 
+/// Serializes a UTC time as RFC 3339 exactly as chrono does (`2027-01-04T08:00:00Z`, with a
+/// fraction only when there is one), about twice as fast for whole seconds: a year's agenda
+/// writes tens of thousands of them (`serialize_with`).
+pub fn utc_time<S: serde::Serializer>(
+    time: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use chrono::{Datelike, Timelike};
+    let year = time.year();
+    if time.nanosecond() != 0 || !(0..=9999).contains(&year) {
+        return time.serialize(serializer);
+    }
+    let mut text = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, value: u32, width: usize| {
+        let mut value = value;
+        for i in (0..width).rev() {
+            text[at + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, year as u32, 4);
+    put(5, time.month(), 2);
+    put(8, time.day(), 2);
+    put(11, time.hour(), 2);
+    put(14, time.minute(), 2);
+    put(17, time.second(), 2);
+    serializer.serialize_str(std::str::from_utf8(&text).expect("BUG: ASCII digits"))
+}
+
+/// [`utc_time`] for an optional time (`null` when absent).
+pub fn optional_utc_time<S: serde::Serializer>(
+    time: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => utc_time(time, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// The order of [`Meeting::attendees`]: by display name ignoring case, then by id; attendees
 /// whose name is unknown come last.
 pub fn sort_attendees(attendees: &mut [Attendee]) {
@@ -187,6 +227,26 @@ pub fn sort_attendees(attendees: &mut [Attendee]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_serialize_as_chrono_does() {
+        #[derive(Serialize)]
+        struct Fast(#[serde(serialize_with = "utc_time")] DateTime<Utc>);
+        for text in [
+            "2027-01-04T08:00:00Z",
+            "1900-02-28T23:59:59Z",
+            "9999-12-31T00:00:01Z",
+            "2027-03-28T01:00:00.123456Z",
+            "2027-03-28T01:00:00.5Z",
+        ] {
+            let time: DateTime<Utc> = text.parse().unwrap();
+            assert_eq!(
+                serde_json::to_string(&Fast(time)).unwrap(),
+                serde_json::to_string(&time).unwrap(),
+                "{text}"
+            );
+        }
+    }
 
     fn attendee(id: u128, name: Option<&str>) -> Attendee {
         Attendee {

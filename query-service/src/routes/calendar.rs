@@ -41,9 +41,12 @@ pub const MAX_FREEBUSY_DAYS: i64 = 90;
 pub const MAX_FIND_TIMES_DAYS: i64 = 31;
 /// Most users in one free/busy or find-times request.
 pub const MAX_USERS: usize = 100;
-/// Most meetings one agenda answer lists: a range holding more is refused (422) and asked
-/// again shorter, so no answer is unbounded.
-pub const MAX_AGENDA_ITEMS: i64 = 5_000;
+/// Most meetings and series one agenda request reads: a range holding more is refused (422)
+/// and asked again shorter, so no answer is unbounded.
+pub const MAX_AGENDA_ROWS: i64 = 5_000;
+/// Most items (meetings and occurrences) one agenda answer lists: a year of 200 weekly series
+/// is 10,400.
+pub const MAX_AGENDA_ITEMS: i64 = 20_000;
 /// Most busy meetings one free/busy or find-times request may cover, all users together.
 pub const MAX_BUSY_ROWS: i64 = 20_000;
 /// Longest meeting (domain rule), used as the lower index bound of range scans.
@@ -64,7 +67,9 @@ pub struct AgendaQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgendaItem {
     pub meeting_id: Uuid,
+    #[serde(serialize_with = "platform::views::utc_time")]
     pub starts_at: DateTime<Utc>,
+    #[serde(serialize_with = "platform::views::utc_time")]
     pub ends_at: DateTime<Utc>,
     pub title: String,
     /// `scheduled`, `in_progress`, `ended` or `cancelled` (cancelled meetings and cancelled
@@ -78,7 +83,10 @@ pub struct AgendaItem {
     /// An occurrence of a series: its original start, which names it in
     /// `PATCH /v1/meetings/{id}/occurrences/{occurrence_start}` and in responses (extension
     /// of docs/api.md); absent for a single meeting.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "platform::views::optional_utc_time"
+    )]
     pub occurrence: Option<DateTime<Utc>>,
 }
 
@@ -196,13 +204,13 @@ fn expand(
 /// Meetings the caller organizes or attends that overlap `[from, to)`, ordered by start (then
 /// meeting id), with every series expanded into its occurrences inside the range — each in
 /// the series' own time zone, so a weekly 09:00 Berlin meeting stays at 09:00 there across
-/// daylight-saving changes. Not paginated: the range is bounded (366 days, 5,000 items)
-/// instead.
+/// daylight-saving changes. Not paginated: the range is bounded instead (366 days, 5,000
+/// meetings and series, 20,000 items).
 #[utoipa::path(get, path = "/v1/me/agenda", tag = "calendar", security(("bearer" = [])), params(AgendaQuery),
     responses(
         (status = 200, body = Agenda),
         (status = 401, body = platform::http::Problem),
-        (status = 422, description = "from/to missing or malformed or outside 1900–9999, to not after from, range over 366 days, or over 5,000 meetings and occurrences in it", body = platform::http::Problem)))]
+        (status = 422, description = "from/to missing or malformed or outside 1900–9999, to not after from, range over 366 days, over 5,000 meetings and series or 20,000 items (occurrences included) in it", body = platform::http::Problem)))]
 pub async fn agenda(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -217,11 +225,11 @@ pub async fn agenda(
         from,
         to,
         "",
-        MAX_AGENDA_ITEMS,
+        MAX_AGENDA_ROWS,
     )
     .await?;
-    if rows.len() as i64 > MAX_AGENDA_ITEMS {
-        return Err(too_many("to", MAX_AGENDA_ITEMS));
+    if rows.len() as i64 > MAX_AGENDA_ROWS {
+        return Err(too_many("to", MAX_AGENDA_ROWS));
     }
     let mut items: Vec<AgendaItem> = expand(rows, from, to, MAX_AGENDA_ITEMS)?
         .into_iter()

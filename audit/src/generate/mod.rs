@@ -21,6 +21,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+mod calendar;
+pub use calendar::{generate_calendar, CalendarLog};
+
 /// Events of one generated meeting.
 pub const EVENTS_PER_MEETING: u64 = 21;
 
@@ -33,7 +36,7 @@ pub struct Generated {
 }
 
 /// Everyone is a registered user: the generator invites only users it registered.
-struct EveryoneExists;
+pub(crate) struct EveryoneExists;
 
 #[async_trait::async_trait]
 impl UserDirectory for EveryoneExists {
@@ -43,7 +46,7 @@ impl UserDirectory for EveryoneExists {
 }
 
 /// One event ready to insert.
-struct Row {
+pub(crate) struct Row {
     aggregate_type: &'static str,
     aggregate_id: Uuid,
     sequence: i64,
@@ -58,16 +61,16 @@ struct Row {
 }
 
 /// An aggregate being generated: its state, version and last hash, and its new rows.
-struct Stream<A: Aggregate> {
+pub(crate) struct Stream<A: Aggregate> {
     id: Uuid,
     aggregate: A,
     version: i64,
     last_hash: Option<Vec<u8>>,
-    rows: Vec<Row>,
+    pub(crate) rows: Vec<Row>,
 }
 
 impl<A: Aggregate> Stream<A> {
-    fn new(id: Uuid) -> Self {
+    pub(crate) fn new(id: Uuid) -> Self {
         Self {
             id,
             aggregate: A::default(),
@@ -77,7 +80,7 @@ impl<A: Aggregate> Stream<A> {
         }
     }
 
-    async fn run(
+    pub(crate) async fn run(
         &mut self,
         command: A::Command,
         services: &A::Services,
@@ -141,10 +144,10 @@ impl<A: Aggregate> Stream<A> {
 }
 
 /// Synthetic time: one millisecond per event from a fixed start.
-struct Clock(DateTime<Utc>);
+pub(crate) struct Clock(pub(crate) DateTime<Utc>);
 
 impl Clock {
-    fn tick(&mut self) -> DateTime<Utc> {
+    pub(crate) fn tick(&mut self) -> DateTime<Utc> {
         self.0 += Duration::milliseconds(1);
         self.0
     }
@@ -306,7 +309,7 @@ pub async fn generate(
 
 /// Inserts the rows of several aggregates interleaved (the first event of each, then the
 /// second of each, …), a few thousand per statement; answers how many.
-async fn write(pool: &PgPool, streams: Vec<Vec<Row>>) -> anyhow::Result<u64> {
+pub(crate) async fn write(pool: &PgPool, streams: Vec<Vec<Row>>) -> anyhow::Result<u64> {
     let mut iterators: Vec<_> = streams.into_iter().map(Vec::into_iter).collect();
     let mut interleaved = Vec::new();
     loop {
