@@ -130,17 +130,11 @@ impl Aggregate for Meeting {
                     },
                 );
             }
-            MeetingEvent::OccurrenceCancelled { occurrence } => {
-                let duration = self.ends_at - self.starts_at;
-                self.occurrence_changes
-                    .entry(occurrence)
-                    .or_insert(OccurrenceChange {
-                        starts_at: occurrence,
-                        ends_at: occurrence + duration,
-                        cancelled: true,
-                    })
-                    .cancelled = true;
-            }
+            MeetingEvent::OccurrenceCancelled { occurrence } => OccurrenceChange::cancel(
+                &mut self.occurrence_changes,
+                occurrence,
+                self.ends_at - self.starts_at,
+            ),
             // An answer for one occurrence leaves the series' answer as it is (the read
             // models keep it; no rule depends on it).
             MeetingEvent::AttendeeResponded {

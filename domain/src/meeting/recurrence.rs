@@ -41,6 +41,25 @@ pub struct OccurrenceChange {
     pub cancelled: bool,
 }
 
+impl OccurrenceChange {
+    /// Marks `occurrence` cancelled in `changes`: where it was moved to if it was, else at the
+    /// rule's time, `length` long. The one rule both the aggregate and the read models fold.
+    pub fn cancel(
+        changes: &mut BTreeMap<DateTime<Utc>, OccurrenceChange>,
+        occurrence: DateTime<Utc>,
+        length: Duration,
+    ) {
+        changes
+            .entry(occurrence)
+            .or_insert(OccurrenceChange {
+                starts_at: occurrence,
+                ends_at: occurrence + length,
+                cancelled: true,
+            })
+            .cancelled = true;
+    }
+}
+
 /// One occurrence of a series, as the calendar shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Occurrence {

@@ -6,7 +6,7 @@
 //! The input is the meeting document the query side serves (`views::Meeting`), so the JSON
 //! and the calendar forms of a meeting cannot disagree.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Utc};
@@ -169,9 +169,23 @@ fn vevents(out: &mut Lines, meeting: &Meeting, method: Method, context: &Context
     out.line("STATUS", &[], status(cancelled_all, &meeting.status));
     out.line("END", &[], "VEVENT");
 
+    // One component per occurrence that is not as the rule has it: moved or cancelled, or
+    // answered alone (at the rule's time, to carry the answer).
+    let length = meeting.ends_at - meeting.starts_at;
+    let mut overrides: BTreeMap<DateTime<Utc>, (DateTime<Utc>, DateTime<Utc>, bool)> = meeting
+        .attendees
+        .iter()
+        .flat_map(|a| a.occurrence_responses.keys())
+        .map(|o| (*o, (*o, *o + length, false)))
+        .collect();
     for changed in &meeting.occurrences {
+        overrides.insert(
+            changed.occurrence,
+            (changed.starts_at, changed.ends_at, changed.cancelled),
+        );
+    }
+    for (occurrence, (starts_at, ends_at, cancelled)) in overrides {
         out.line("BEGIN", &[], "VEVENT");
-        let occurrence = changed.occurrence;
         common(out, &|series, user| {
             meeting
                 .attendees
@@ -181,62 +195,15 @@ fn vevents(out: &mut Lines, meeting: &Meeting, method: Method, context: &Context
                 .cloned()
                 .unwrap_or_else(|| series.to_owned())
         });
-        out.line(
-            "RECURRENCE-ID",
-            &[("TZID", zone.into())],
-            &local(tz, occurrence),
-        );
-        out.line(
-            "DTSTART",
-            &[("TZID", zone.into())],
-            &local(tz, changed.starts_at),
-        );
-        out.line(
-            "DTEND",
-            &[("TZID", zone.into())],
-            &local(tz, changed.ends_at),
-        );
+        let tzid = [("TZID", zone.to_owned())];
+        out.line("RECURRENCE-ID", &tzid, &local(tz, occurrence));
+        out.line("DTSTART", &tzid, &local(tz, starts_at));
+        out.line("DTEND", &tzid, &local(tz, ends_at));
         out.line(
             "STATUS",
             &[],
-            status(cancelled_all || changed.cancelled, &meeting.status),
+            status(cancelled_all || cancelled, &meeting.status),
         );
-        out.line("END", &[], "VEVENT");
-    }
-    // Occurrences answered alone, not otherwise changed: their own component carries the
-    // answer (at the rule's time).
-    let changed: BTreeSet<DateTime<Utc>> =
-        meeting.occurrences.iter().map(|o| o.occurrence).collect();
-    let answered: BTreeSet<DateTime<Utc>> = meeting
-        .attendees
-        .iter()
-        .flat_map(|a| a.occurrence_responses.keys().copied())
-        .filter(|o| !changed.contains(o))
-        .collect();
-    let length = meeting.ends_at - meeting.starts_at;
-    for occurrence in answered {
-        out.line("BEGIN", &[], "VEVENT");
-        common(out, &|series, user| {
-            meeting
-                .attendees
-                .iter()
-                .find(|a| a.user_id == user)
-                .and_then(|a| a.occurrence_responses.get(&occurrence))
-                .cloned()
-                .unwrap_or_else(|| series.to_owned())
-        });
-        out.line(
-            "RECURRENCE-ID",
-            &[("TZID", zone.into())],
-            &local(tz, occurrence),
-        );
-        out.line("DTSTART", &[("TZID", zone.into())], &local(tz, occurrence));
-        out.line(
-            "DTEND",
-            &[("TZID", zone.into())],
-            &local(tz, occurrence + length),
-        );
-        out.line("STATUS", &[], status(cancelled_all, &meeting.status));
         out.line("END", &[], "VEVENT");
     }
 }

@@ -416,17 +416,11 @@ impl Fold {
                 meeting.agenda_all = true;
             }
             MeetingEvent::OccurrenceCancelled { occurrence } => {
-                let duration = meeting.row.ends_at - meeting.row.starts_at;
-                meeting
-                    .row
-                    .occurrences
-                    .entry(*occurrence)
-                    .or_insert(OccurrenceChange {
-                        starts_at: *occurrence,
-                        ends_at: *occurrence + duration,
-                        cancelled: true,
-                    })
-                    .cancelled = true;
+                OccurrenceChange::cancel(
+                    &mut meeting.row.occurrences,
+                    *occurrence,
+                    meeting.row.ends_at - meeting.row.starts_at,
+                );
                 meeting.agenda_all = true;
             }
             MeetingEvent::AttendeeInvited { user_id, optional } => {
