@@ -254,14 +254,7 @@ fn calendar_response(body: String, headers: &HeaderMap, filename: &str) -> Respo
         hex::encode(&Sha256::digest(body.as_bytes())[..16])
     );
     let etag_header = HeaderValue::from_str(&etag).expect("BUG: a quoted hex string is a header");
-    let current = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag);
-    if current {
+    if super::not_modified(headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response();
     }
     (

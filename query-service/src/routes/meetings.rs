@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{can_see_meeting, is_admin, meeting_not_found, next_page, VISIBLE_TO_CALLER};
+use super::{
+    can_see_meeting, is_admin, meeting_not_found, next_page, not_modified, VISIBLE_TO_CALLER,
+};
 use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit, SearchText};
 use crate::AppState;
 use platform::openapi::schemas::{OptionalInstant, OptionalPosition};
@@ -54,17 +56,6 @@ fn json_body(body: String) -> Response {
         body,
     )
         .into_response()
-}
-
-/// Whether `If-None-Match` names the current version (`*`, and weak tags, match too).
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// One meeting, with `ETag: "<version>"`. `If-None-Match` with the current ETag answers 304

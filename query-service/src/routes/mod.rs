@@ -70,3 +70,14 @@ pub fn next_page<T>(
 pub fn meeting_not_found() -> ApiError {
     ApiError::NotFound("no such meeting".into())
 }
+
+/// Whether `If-None-Match` names the current version (`*`, and weak tags, match too).
+pub fn not_modified(headers: &axum::http::HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
