@@ -16,7 +16,7 @@ pub use common::*;
 pub use meeting::{
     Attendee, AttendeeSpec, Invitee, Meeting, MeetingCommand, MeetingEvent, MeetingServices,
     MeetingStatus, Membership, MembershipError, Occurrence, OccurrenceChange, Recurrence,
-    ResponseStatus, ScheduleMeeting, Series, UserDirectory,
+    ResponseStatus, ScheduleMeeting, Series, SeriesChanges, UserDirectory,
 };
 pub use user::{validate_registration, User, UserCommand, UserEvent, Weekday, WorkingHours};
 pub use validation::*;

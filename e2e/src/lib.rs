@@ -6,6 +6,7 @@
 //! and projector run as tasks that a test can kill (abort, no graceful shutdown) and start
 //! again, to inject crashes at arbitrary points.
 
+pub mod calendar;
 mod own_nats;
 pub mod services;
 pub mod ws;

@@ -5,54 +5,12 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::Timelike;
+use e2e::calendar::{agenda_occurrences, feed_occurrences, items, utc, weekly};
 use e2e::ws::{authed, next, subscribe};
 use e2e::{nats_url, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn items(agenda: &Value) -> &Vec<Value> {
-    agenda["items"].as_array().expect("agenda items")
-}
-
-/// Schedules a weekly series (`first` is its first start, one hour long) organized by
-/// `token`'s user with `attendee`; its id and the position of the schedule.
-async fn weekly(
-    stack: &Stack,
-    token: &str,
-    attendee: uuid::Uuid,
-    zone: &str,
-    first: &str,
-    rule: &str,
-) -> (String, String) {
-    let start = utc(first);
-    let (status, body) = stack
-        .command(
-            Method::POST,
-            "/v1/meetings",
-            token,
-            json!({
-                "title": "Weekly sync",
-                "starts_at": start,
-                "ends_at": start + chrono::Duration::hours(1),
-                "time_zone": zone,
-                "attendees": [{"user_id": attendee}],
-                "recurrence": {"rrule": rule},
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        body["id"].as_str().unwrap().to_owned(),
-        body["position"].as_str().unwrap().to_owned(),
-    )
-}
 
 #[tokio::test]
 async fn weekly_series_keep_their_local_time_across_both_dst_changes_in_three_zones() {
@@ -283,31 +241,6 @@ async fn series_edits_agree_in_agenda_freebusy_changes_and_websocket() {
     );
 }
 
-/// The occurrences an independent (Python) parser finds in `ics` inside `[from, to)`.
-fn expand_elsewhere(ics: &str, from: &str, to: &str) -> Vec<Value> {
-    let dir = std::env::temp_dir().join(format!("meetings-ics-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("calendar.ics");
-    std::fs::write(&file, ics).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ics/expand.py");
-    let output = std::process::Command::new("python3")
-        .args([script, file.to_str().unwrap(), from, to])
-        .output()
-        .expect("python3 runs (.ci/run installs icalendar and recurring-ical-events)");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        output.status.success(),
-        "the Python parser refused the calendar (pip install icalendar==6.3.1 \
-         recurring-ical-events==3.8.0): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn the_feed_expands_in_an_independent_parser_to_the_agenda_and_its_address_can_be_revoked() {
     let stack = Stack::start(nats_url(), true).await;
@@ -431,50 +364,8 @@ async fn the_feed_expands_in_an_independent_parser_to_the_agenda_and_its_address
 
     // The independent parser finds what the agenda lists: same meetings, times, status,
     // and Bob's answer to each occurrence.
-    let mut parsed: Vec<(String, String, String, String, String)> =
-        expand_elsewhere(&ics, from, to)
-            .into_iter()
-            .map(|o| {
-                let partstat = o["partstat"][format!("mailto:{}", bob.email)]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned();
-                (
-                    o["uid"]
-                        .as_str()
-                        .unwrap()
-                        .split('@')
-                        .next()
-                        .unwrap()
-                        .to_owned(),
-                    o["start"].as_str().unwrap().to_owned(),
-                    o["end"].as_str().unwrap().to_owned(),
-                    o["status"].as_str().unwrap().to_owned(),
-                    partstat,
-                )
-            })
-            .collect();
-    let mut listed: Vec<(String, String, String, String, String)> = items(&agenda)
-        .iter()
-        .map(|i| {
-            (
-                i["meeting_id"].as_str().unwrap().to_owned(),
-                i["starts_at"].as_str().unwrap().to_owned(),
-                i["ends_at"].as_str().unwrap().to_owned(),
-                if i["status"] == "cancelled" {
-                    "CANCELLED"
-                } else {
-                    "CONFIRMED"
-                }
-                .to_owned(),
-                i["my_response"]
-                    .as_str()
-                    .unwrap()
-                    .to_uppercase()
-                    .replace('_', "-"),
-            )
-        })
-        .collect();
+    let mut parsed = feed_occurrences(&ics, from, to, &bob.email);
+    let mut listed = agenda_occurrences(&agenda);
     parsed.sort();
     listed.sort();
     // Ten Berlin Mondays, eleven New York Wednesdays (one excluded), one single meeting.

@@ -74,6 +74,46 @@ async fn a_second_append_at_the_same_sequence_is_a_concurrency_error() {
 }
 
 #[tokio::test]
+async fn commits_together_land_all_or_none() {
+    let db = TestDatabase::new().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let (old, new, taken) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let first = store.commit(commit(old, 0, None, &["A"])).await.unwrap();
+    store.commit(commit(taken, 0, None, &["X"])).await.unwrap();
+
+    // The second commit conflicts: the first one's event is not kept either.
+    let error = store
+        .commit_together(vec![
+            commit(old, 1, Some(first.last_hash.clone()), &["B"]),
+            commit(taken, 0, None, &["Y"]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Concurrency), "{error:?}");
+    assert_eq!(store.load("meeting", old).await.unwrap().len(), 1);
+    assert_eq!(store.load("meeting", taken).await.unwrap().len(), 1);
+
+    // Without a conflict both land, in order, in one transaction.
+    let outcomes = store
+        .commit_together(vec![
+            commit(old, 1, Some(first.last_hash), &["B"]),
+            commit(new, 0, None, &["C", "D"]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes.iter().map(|o| o.version).collect::<Vec<_>>(),
+        [2, 2]
+    );
+    assert!(outcomes[1].position > outcomes[0].position);
+    assert_eq!(
+        outcomes[0].position.transaction_id,
+        outcomes[1].position.transaction_id
+    );
+    assert_eq!(store.load("meeting", new).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn the_hash_chain_recomputes_from_what_was_read_back() {
     let db = TestDatabase::new().await;
     let store = PgEventStore::new(db.pool.clone());

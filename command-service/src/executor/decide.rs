@@ -28,7 +28,7 @@ use super::response::CommandResponse;
 
 /// How many decisions a command gets before answering 409: the cache's guess, if any, counts
 /// as one, and so does every race lost to another writer.
-const MAX_DECISIONS: usize = 8;
+pub(super) const MAX_DECISIONS: usize = 8;
 
 /// How far the state a decision is made on can be trusted.
 #[derive(Debug, Clone, Copy)]
@@ -168,18 +168,10 @@ where
                 return Decision::Stale { expected };
             }
         }
-        let sink = EventSink::<A>::default();
-        for command in self.request.commands.iter().cloned() {
-            // The sink applies each event to the aggregate, so later commands see it.
-            if let Err(error) = state.aggregate.handle(command, self.services, &sink).await {
-                return Decision::Refused(error);
-            }
-        }
-        let events = sink.collect().await;
-        if events.is_empty() {
-            Decision::Unchanged
-        } else {
-            Decision::Changed(events)
+        match decide_commands(state, self.request.commands.iter().cloned(), self.services).await {
+            Err(error) => Decision::Refused(error),
+            Ok(events) if events.is_empty() => Decision::Unchanged,
+            Ok(events) => Decision::Changed(events),
         }
     }
 
@@ -194,7 +186,7 @@ where
             aggregate_id: self.request.aggregate_id,
             expected_sequence: state.version,
             prev_hash: state.last_hash.take(),
-            events: self.new_events(&events)?,
+            events: new_events(&self.request, &events)?,
             side_effects: self.request.side_effects.clone(),
             idempotency: self.idempotency.record(),
         };
@@ -236,31 +228,6 @@ where
         }
     }
 
-    /// The events as appended, with the request's audit metadata.
-    fn new_events(&self, events: &[A::Event]) -> Result<Vec<NewEvent>, StoreError> {
-        let meta = self.request.meta;
-        let recorded_at = Utc::now();
-        events
-            .iter()
-            .map(|event| {
-                let (event_type, event_version, payload) = encode_event(event)?;
-                Ok(NewEvent {
-                    event_type,
-                    event_version,
-                    payload,
-                    metadata: EventMetadata {
-                        event_id: Uuid::now_v7(),
-                        actor_id: self.request.actor_id,
-                        request_id: meta.request_id.to_string(),
-                        correlation_id: meta.request_id.correlation_id().to_string(),
-                        causation_id: meta.request_id.to_string(),
-                    },
-                    recorded_at,
-                })
-            })
-            .collect()
-    }
-
     /// The position of the aggregate's event at `version`, for a command that changed nothing.
     async fn current_outcome(&self, version: i64) -> Result<CommitOutcome, ApiError> {
         let id = self.request.aggregate_id;
@@ -286,4 +253,47 @@ where
         }
         .into_response()
     }
+}
+
+/// Runs `commands` on `state` as one decision: the events they record, already applied to
+/// `state` (later commands see the earlier ones' events), or the first refusal.
+pub(super) async fn decide_commands<A: Aggregate>(
+    state: &mut AggregateState<A>,
+    commands: impl IntoIterator<Item = A::Command>,
+    services: &A::Services,
+) -> Result<Vec<A::Event>, A::Error> {
+    let sink = EventSink::<A>::default();
+    for command in commands {
+        // The sink applies each event to the aggregate, so later commands see it.
+        state.aggregate.handle(command, services, &sink).await?;
+    }
+    Ok(sink.collect().await)
+}
+
+/// The events as appended, with the request's audit metadata.
+pub(super) fn new_events<A: Aggregate>(
+    request: &CommandRequest<'_, A>,
+    events: &[A::Event],
+) -> Result<Vec<NewEvent>, StoreError> {
+    let meta = request.meta;
+    let recorded_at = Utc::now();
+    events
+        .iter()
+        .map(|event| {
+            let (event_type, event_version, payload) = encode_event(event)?;
+            Ok(NewEvent {
+                event_type,
+                event_version,
+                payload,
+                metadata: EventMetadata {
+                    event_id: Uuid::now_v7(),
+                    actor_id: request.actor_id,
+                    request_id: meta.request_id.to_string(),
+                    correlation_id: meta.request_id.correlation_id().to_string(),
+                    causation_id: meta.request_id.to_string(),
+                },
+                recorded_at,
+            })
+        })
+        .collect()
 }

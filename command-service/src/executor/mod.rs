@@ -11,6 +11,7 @@ mod decide;
 mod idempotency;
 mod request;
 mod response;
+mod together;
 mod turns;
 
 use std::sync::Arc;

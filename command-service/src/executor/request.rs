@@ -119,6 +119,12 @@ impl<'a, A: Aggregate> CommandRequest<'a, A> {
         self
     }
 
+    /// Answers with `Location: location` (the aggregate a command created beside its own).
+    pub fn located(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+
     /// Names the posted chat message in the response body.
     pub fn posting(mut self, message_id: Uuid) -> Self {
         self.message_id = Some(message_id);

@@ -27,10 +27,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/meetings", post(schedule))
         .route("/v1/meetings/{id}", patch(update))
-        .route(
-            "/v1/meetings/{id}/occurrences/{occurrence_start}",
-            patch(change_occurrence),
-        )
         .route("/v1/meetings/{id}/attendees", post(invite))
         .route(
             "/v1/meetings/{id}/attendees/{user_id}",
@@ -238,63 +234,6 @@ pub async fn update(
         ));
     }
     change(&state, &caller, &meta, id, fingerprint, commands).await
-}
-
-/// What to do with one occurrence of a series.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeOccurrenceRequest {
-    /// Its new start; given alone, the occurrence keeps its length.
-    #[schema(value_type = Option<Instant>)]
-    pub starts_at: Option<DateTime<Utc>>,
-    /// Its new end: after the start, at most 24 hours later.
-    #[schema(value_type = Option<Instant>)]
-    pub ends_at: Option<DateTime<Utc>>,
-    /// `true` calls this occurrence off (the series goes on); `false` puts a cancelled one
-    /// back on (with `starts_at`/`ends_at`, at a new time).
-    pub cancelled: Option<bool>,
-}
-
-/// Move, cancel or restore one occurrence of a series (organizer or admin). The occurrence is
-/// named by its original start in UTC, RFC 3339, percent-encoded
-/// (`2027-03-29T07:00:00Z`), as agenda items give it in `occurrence`.
-#[utoipa::path(patch, path = "/v1/meetings/{id}/occurrences/{occurrence_start}", tag = "meetings", request_body = ChangeOccurrenceRequest,
-    params(("id" = Uuid, Path, description = "meeting id"),
-        ("occurrence_start" = String, Path, description = "the occurrence's original start, RFC 3339"),
-        CommandHeaders), security(("bearer" = [])),
-    responses((status = 200, body = crate::executor::CommandBody),
-        (status = 403, description = "an attendee, not the organizer", body = P),
-        (status = 404, description = "unknown meeting (or not visible to the caller), not a series, or no such occurrence", body = P),
-        (status = 409, description = "the series is cancelled or ended, the occurrence is cancelled (send `cancelled: false` to put it back on), or 1,000 occurrences already changed", body = P),
-        (status = 422, description = "a malformed occurrence start, bad times, nothing to change, cancel and move at once, or an Idempotency-Key used for another request", body = P)))]
-pub async fn change_occurrence(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    meta: CommandMeta,
-    ApiPath((id, occurrence)): ApiPath<(Uuid, String)>,
-    ApiJson(body): ApiJson<ChangeOccurrenceRequest>,
-) -> Result<Response> {
-    let occurrence = DateTime::parse_from_rfc3339(&occurrence)
-        .map_err(|_| {
-            ApiError::invalid(
-                "occurrence_start",
-                "must be the occurrence's original start, RFC 3339 (2027-03-29T07:00:00Z)",
-            )
-        })?
-        .with_timezone(&Utc);
-    let fingerprint = fingerprint(
-        "/v1/meetings/{id}/occurrences/{occurrence_start}",
-        (id, occurrence),
-        &body,
-    );
-    let command = MeetingCommand::ChangeOccurrence {
-        actor: caller.actor(),
-        occurrence,
-        starts_at: body.starts_at,
-        ends_at: body.ends_at,
-        cancelled: body.cancelled,
-    };
-    change(&state, &caller, &meta, id, fingerprint, vec![command]).await
 }
 
 /// Invite a registered user (organizer or admin).
@@ -529,7 +468,7 @@ async fn transition(
 }
 
 /// A change to an existing meeting: 200, no `Location`.
-async fn change(
+pub(super) async fn change(
     state: &AppState,
     caller: &AuthUser,
     meta: &CommandMeta,
@@ -544,7 +483,10 @@ async fn change(
     .await
 }
 
-async fn execute(state: &AppState, request: CommandRequest<'_, Meeting>) -> Result<Response> {
+pub(super) async fn execute(
+    state: &AppState,
+    request: CommandRequest<'_, Meeting>,
+) -> Result<Response> {
     let services = &state.meeting_services;
     state.executor.execute::<Meeting>(services, request).await
 }

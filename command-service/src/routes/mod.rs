@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod meetings;
+pub mod series;
 pub mod users;
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(meetings::router())
+        .merge(series::router())
 }
 
 /// The headers every command accepts (docs/api.md "Common"), read by

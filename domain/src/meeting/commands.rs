@@ -118,6 +118,16 @@ pub enum MeetingCommand {
         /// `true` calls it off, `false` puts a cancelled one back on.
         cancelled: Option<bool>,
     },
+    /// "This and following": end the series just before `occurrence`; the series
+    /// `continued_as` (see [`Meeting::continuation`](super::Meeting::continuation)) carries on.
+    SplitSeries {
+        /// Who asks.
+        actor: Actor,
+        /// Original start of the first occurrence of the new series.
+        occurrence: DateTime<Utc>,
+        /// Id of the new series.
+        continued_as: Uuid,
+    },
     /// Add one attendee.
     Invite {
         /// Who asks.

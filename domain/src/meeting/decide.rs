@@ -53,6 +53,11 @@ impl Meeting {
                 ends_at,
                 cancelled,
             } => self.change_occurrence(actor, occurrence, starts_at, ends_at, cancelled),
+            MeetingCommand::SplitSeries {
+                actor,
+                occurrence,
+                continued_as,
+            } => self.split_series(actor, occurrence, continued_as),
             MeetingCommand::Invite { actor, attendee } => {
                 self.invite(services, actor, attendee).await
             }
@@ -272,6 +277,21 @@ impl Meeting {
             occurrence,
             starts_at: new_starts,
             ends_at: new_ends,
+        }))
+    }
+
+    fn split_series(
+        &self,
+        actor: Actor,
+        occurrence: DateTime<Utc>,
+        continued_as: Uuid,
+    ) -> Decision {
+        let (series, recurrence) = self.series_to_split(actor, occurrence)?;
+        let (before, _) = series.split(recurrence, occurrence)?;
+        Ok(Some(MeetingEvent::SeriesSplit {
+            occurrence,
+            continued_as,
+            recurrence: before,
         }))
     }
 

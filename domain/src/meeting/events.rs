@@ -84,6 +84,17 @@ pub enum MeetingEvent {
         /// The occurrence's original start.
         occurrence: DateTime<Utc>,
     },
+    /// "This and following": the series ends just before `occurrence`, and the new series
+    /// `continued_as` carries on from it (scheduled in the same transaction). The changes
+    /// of occurrences from `occurrence` on went with it.
+    SeriesSplit {
+        /// The original start of the first occurrence that moved to the new series.
+        occurrence: DateTime<Utc>,
+        /// The meeting that continues the series.
+        continued_as: Uuid,
+        /// This series' rule after the split: ending before `occurrence`.
+        recurrence: Recurrence,
+    },
     /// A user was invited.
     AttendeeInvited {
         /// The new attendee.
@@ -144,6 +155,7 @@ impl DomainEvent for MeetingEvent {
             MeetingEvent::RecurrenceChanged { .. } => "RecurrenceChanged",
             MeetingEvent::OccurrenceRescheduled { .. } => "OccurrenceRescheduled",
             MeetingEvent::OccurrenceCancelled { .. } => "OccurrenceCancelled",
+            MeetingEvent::SeriesSplit { .. } => "SeriesSplit",
             MeetingEvent::AttendeeInvited { .. } => "AttendeeInvited",
             MeetingEvent::AttendeeRemoved { .. } => "AttendeeRemoved",
             MeetingEvent::AttendeeResponded { .. } => "AttendeeResponded",
@@ -222,6 +234,15 @@ impl MeetingEvent {
             MeetingEvent::OccurrenceCancelled { occurrence } => {
                 format!("occurrence {} cancelled", occurrence.to_rfc3339())
             }
+            MeetingEvent::SeriesSplit {
+                occurrence,
+                continued_as,
+                recurrence,
+            } => format!(
+                "split: repeats {} until before {}, continued by meeting {continued_as}",
+                q(&recurrence.rrule),
+                occurrence.to_rfc3339()
+            ),
             MeetingEvent::AttendeeInvited { user_id, optional } => format!(
                 "invited {user_id}{}",
                 if *optional { " (optional)" } else { "" }

@@ -10,12 +10,14 @@
 //! - `state`: the [`Meeting`] as its events left it, and its accessors;
 //! - `rules`: limits, input validation, and the existence → access → status checks;
 //! - `decide`: each command's decision;
+//! - `continuation`: the new series a "this and following" edit starts;
 //! - this file: the `Aggregate` wiring (decide, record, apply) and the public names.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
 mod commands;
+mod continuation;
 mod decide;
 mod events;
 mod membership;
@@ -28,6 +30,7 @@ mod values;
 mod tests;
 
 pub use commands::{MeetingCommand, MeetingServices, ScheduleMeeting, UserDirectory};
+pub use continuation::SeriesChanges;
 pub use events::{MeetingEvent, MEETING_EVENT_VERSION};
 pub use membership::{Invitee, Membership, MembershipError};
 pub use recurrence::{
@@ -129,6 +132,15 @@ impl Aggregate for Meeting {
                         cancelled: false,
                     },
                 );
+            }
+            MeetingEvent::SeriesSplit {
+                occurrence,
+                recurrence,
+                ..
+            } => {
+                self.recurrence = Some(recurrence);
+                self.occurrence_changes
+                    .retain(|original, _| *original < occurrence);
             }
             MeetingEvent::OccurrenceCancelled { occurrence } => OccurrenceChange::cancel(
                 &mut self.occurrence_changes,

@@ -1747,3 +1747,193 @@ fn stored_event_json_is_pinned() {
         assert_eq!(serde_json::from_str::<MeetingEvent>(json).unwrap(), event);
     }
 }
+
+const CONTINUED: Uuid = Uuid::from_u128(2000);
+
+fn split_at(actor: Actor, occurrence: DateTime<Utc>) -> MeetingCommand {
+    MeetingCommand::SplitSeries {
+        actor,
+        occurrence,
+        continued_as: CONTINUED,
+    }
+}
+
+#[test]
+fn splitting_a_series_ends_it_before_the_occurrence_and_drops_later_changes() {
+    let moved_before = MeetingEvent::OccurrenceRescheduled {
+        occurrence: week(1),
+        starts_at: week(1) + Duration::hours(2),
+        ends_at: week(1) + Duration::hours(3),
+    };
+    let cancelled_after = MeetingEvent::OccurrenceCancelled {
+        occurrence: week(3),
+    };
+    let history = vec![scheduled_series(), moved_before, cancelled_after];
+    let split = MeetingEvent::SeriesSplit {
+        occurrence: week(2),
+        continued_as: CONTINUED,
+        recurrence: Recurrence {
+            rrule: "FREQ=WEEKLY;BYDAY=MO;UNTIL=20300121T095959Z".into(),
+            exdates: vec![],
+        },
+    };
+    expect_events(
+        history.clone(),
+        split_at(organizer(), week(2)),
+        vec![split.clone()],
+    );
+    let mut meeting = Meeting::default();
+    for event in history.into_iter().chain([split]) {
+        meeting.apply(event);
+    }
+    assert_eq!(
+        meeting
+            .occurrence_changes()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [week(1)]
+    );
+    // An admin may split too.
+    assert!(run(vec![scheduled_series()], split_at(admin(), week(2))).is_ok());
+}
+
+#[test]
+fn a_split_is_refused_at_the_first_occurrence_off_the_rule_and_to_others() {
+    expect_error(
+        vec![scheduled_series()],
+        split_at(organizer(), week(0)),
+        DomainError::invalid(
+            "occurrence_start",
+            "this is the series' first occurrence: change the whole series with \
+             PATCH /v1/meetings/{id}",
+        ),
+    );
+    expect_error(
+        vec![scheduled_series()],
+        split_at(organizer(), week(2) + Duration::hours(1)),
+        DomainError::not_found("no such occurrence"),
+    );
+    expect_error(
+        vec![scheduled()],
+        split_at(organizer(), week(2)),
+        DomainError::not_found("the meeting is not recurring"),
+    );
+    assert_organizer_only(|actor| split_at(actor, week(2)));
+    assert_rejected_when_closed(split_at(organizer(), week(2)));
+}
+
+fn series_with_answers() -> Meeting {
+    let mut meeting = Meeting::default();
+    for event in [
+        scheduled_series(),
+        MeetingEvent::OccurrenceCancelled {
+            occurrence: week(3),
+        },
+        MeetingEvent::OccurrenceRescheduled {
+            occurrence: week(1),
+            starts_at: week(1) + Duration::hours(1),
+            ends_at: week(1) + Duration::hours(2),
+        },
+        MeetingEvent::AttendeeResponded {
+            user_id: ATT,
+            response: ResponseStatus::Accepted,
+            comment: Some("see you".into()),
+            occurrence: None,
+        },
+    ] {
+        meeting.apply(event);
+    }
+    meeting
+}
+
+#[test]
+fn the_continuation_carries_details_later_changes_and_answers_when_the_times_stay() {
+    let commands = series_with_answers()
+        .continuation(
+            organizer(),
+            week(2),
+            CONTINUED,
+            SeriesChanges {
+                title: Some("Planning, new room".into()),
+                ..Default::default()
+            },
+            &[OPT],
+        )
+        .unwrap();
+    assert_eq!(
+        commands,
+        [
+            MeetingCommand::Schedule(ScheduleMeeting {
+                meeting_id: CONTINUED,
+                actor: organizer(),
+                title: "Planning, new room".into(),
+                description: Some("Agenda".into()),
+                starts_at: week(2),
+                ends_at: week(2) + Duration::hours(1),
+                time_zone: "Europe/Berlin".into(),
+                location: Some("Room 1".into()),
+                // The deactivated optional attendee is not invited again.
+                attendees: vec![spec(ATT, false)],
+                recurrence: Some(weekly()),
+            }),
+            MeetingCommand::ChangeOccurrence {
+                actor: organizer(),
+                occurrence: week(3),
+                starts_at: None,
+                ends_at: None,
+                cancelled: Some(true),
+            },
+            MeetingCommand::Respond {
+                actor: attendee(),
+                response: ResponseStatus::Accepted,
+                comment: Some("see you".into()),
+                occurrence: None,
+            },
+        ]
+    );
+    // The commands schedule a valid meeting.
+    let mut created = Meeting::default();
+    for command in commands {
+        if let Some(event) = futures_block(created.decide(command, &services())).unwrap() {
+            created.apply(event);
+        }
+    }
+    assert_eq!(
+        created.attendee(ATT).unwrap().response,
+        ResponseStatus::Accepted
+    );
+    assert!(created.occurrence_changes()[&week(3)].cancelled);
+}
+
+#[test]
+fn the_continuation_starts_afresh_when_the_times_change() {
+    let commands = series_with_answers()
+        .continuation(
+            admin(),
+            week(2),
+            CONTINUED,
+            SeriesChanges {
+                starts_at: Some(week(2) + Duration::hours(2)),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+    let [MeetingCommand::Schedule(schedule)] = commands.as_slice() else {
+        panic!("only the schedule: {commands:?}");
+    };
+    // Organized by the organizer even when an admin splits; the length is kept.
+    assert_eq!(schedule.actor, organizer());
+    assert_eq!(schedule.starts_at, week(2) + Duration::hours(2));
+    assert_eq!(schedule.ends_at, week(2) + Duration::hours(3));
+}
+
+/// Runs a future to completion on this thread (the directory of [`services`] answers at
+/// once).
+fn futures_block<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}

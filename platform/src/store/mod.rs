@@ -246,6 +246,12 @@ pub trait EventStore: Send + Sync {
     /// Appends atomically, with side effects and idempotency record, or not at all.
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;
 
+    /// Appends to several aggregates in one transaction, all or nothing (a series split into
+    /// two). Each commit is checked against its own expected sequence; the outcomes come in
+    /// the commits' order, the last one holding the highest position.
+    async fn commit_together(&self, commits: Vec<Commit>)
+        -> Result<Vec<CommitOutcome>, StoreError>;
+
     /// Events after `after` in global order, never past a still-running transaction
     /// (docs/architecture.md, guarantee 3). Used by the relay, the audit CLI and tests.
     async fn read_all(

@@ -203,6 +203,44 @@ where
     })
 }
 
+/// One commit's events, side effects and idempotency record inside `tx`.
+async fn commit_in(
+    tx: &mut Transaction<'_, Postgres>,
+    commit: &Commit,
+    rows: Rows,
+) -> Result<CommitOutcome, StoreError> {
+    let outcome = insert_events(&mut **tx, commit, rows).await?;
+    for effect in &commit.side_effects {
+        apply_side_effect(tx, effect).await?;
+    }
+    if let Some(key) = &commit.idempotency {
+        let mut body = json!({
+            "id": outcome.aggregate_id,
+            "version": outcome.version,
+            "position": outcome.position,
+        });
+        if let Some(message_id) = key.message_id {
+            body["message_id"] = json!(message_id);
+        }
+        sqlx::query(
+            "INSERT INTO idempotency_keys \
+             (principal, key, request_hash, status, response, etag, location) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.principal)
+        .bind(&key.key)
+        .bind(&key.request_hash)
+        .bind(i16::try_from(key.status).unwrap_or(200))
+        .bind(body)
+        .bind(format!("\"{}\"", outcome.version))
+        .bind(&key.location)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(outcome)
+}
+
 async fn apply_side_effect(
     tx: &mut Transaction<'_, Postgres>,
     effect: &SideEffect,
@@ -415,37 +453,26 @@ impl EventStore for PgEventStore {
             return insert_events(&self.pool, &commit, rows).await;
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let outcome = insert_events(&mut *tx, &commit, rows).await?;
-        for effect in &commit.side_effects {
-            apply_side_effect(&mut tx, effect).await?;
-        }
-        if let Some(key) = &commit.idempotency {
-            let mut body = json!({
-                "id": outcome.aggregate_id,
-                "version": outcome.version,
-                "position": outcome.position,
-            });
-            if let Some(message_id) = key.message_id {
-                body["message_id"] = json!(message_id);
-            }
-            sqlx::query(
-                "INSERT INTO idempotency_keys \
-                 (principal, key, request_hash, status, response, etag, location) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&key.principal)
-            .bind(&key.key)
-            .bind(&key.request_hash)
-            .bind(i16::try_from(key.status).unwrap_or(200))
-            .bind(body)
-            .bind(format!("\"{}\"", outcome.version))
-            .bind(&key.location)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        }
+        let outcome = commit_in(&mut tx, &commit, rows).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(outcome)
+    }
+
+    async fn commit_together(
+        &self,
+        commits: Vec<Commit>,
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
+        if commits.iter().any(|c| c.events.is_empty()) {
+            return Err(StoreError::Other(anyhow::anyhow!("BUG: empty commit")));
+        }
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut outcomes = Vec::with_capacity(commits.len());
+        for commit in &commits {
+            let rows = rows(commit)?;
+            outcomes.push(commit_in(&mut tx, commit, rows).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
     }
 
     async fn read_all(

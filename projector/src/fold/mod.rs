@@ -5,14 +5,14 @@
 //! never from the clock, so a rebuild from the event store produces identical rows.
 
 mod decode;
+mod meeting;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use domain::{MeetingEvent, Membership, OccurrenceChange, Recurrence, ResponseStatus, UserEvent};
+use domain::{MeetingEvent, Membership, OccurrenceChange, ResponseStatus, UserEvent};
 use platform::bus::EventEnvelope;
-use platform::views::AgendaSeries;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
@@ -20,59 +20,7 @@ use crate::render::{self, Document};
 use crate::rows::{AgendaRow, AttendeeRow, ChangeRow, ChatRow, MeetingRow, UserRow};
 
 pub use decode::{decode, Decoded, Touched};
-
-/// A meeting as the batch sees it, with what the batch changed.
-#[derive(Debug, Clone)]
-struct MeetingState {
-    row: MeetingRow,
-    /// Who belongs to the meeting: which events fit it, who sees them, whose agenda and name
-    /// it has. Its attendees are the keys of `attendees`.
-    membership: Membership,
-    attendees: BTreeMap<Uuid, AttendeeRow>,
-    /// Attendees added, changed or removed: their attendee and agenda rows are rewritten.
-    touched: BTreeSet<Uuid>,
-    /// Whether every agenda row of the meeting must be rewritten (its time, title or status
-    /// changed).
-    agenda_all: bool,
-}
-
-impl MeetingState {
-    fn agenda_row(&self, user_id: Uuid) -> AgendaRow {
-        let attendee = self.attendees.get(&user_id);
-        let series = self
-            .row
-            .recurrence
-            .as_ref()
-            .and_then(|r| serde_json::from_value::<Recurrence>(r.clone()).ok())
-            .map(|recurrence| AgendaSeries {
-                recurrence,
-                time_zone: self.row.time_zone.clone(),
-                starts_at: self.row.starts_at,
-                ends_at: self.row.ends_at,
-                changes: self.row.occurrences.clone(),
-                responses: attendee
-                    .map(|a| a.occurrence_responses.clone())
-                    .unwrap_or_default(),
-            });
-        let (starts_at, series_ends_at) = match &series {
-            Some(series) => series.bounds(),
-            None => (self.row.starts_at, None),
-        };
-        AgendaRow {
-            user_id,
-            meeting_id: self.row.id,
-            starts_at,
-            ends_at: self.row.ends_at,
-            title: self.row.title.clone(),
-            status: self.row.status.clone(),
-            is_organizer: user_id == self.row.organizer_id,
-            my_response: attendee.map(|a| a.response.clone()),
-            series: series
-                .map(|s| serde_json::to_value(s).expect("BUG: an agenda series serializes")),
-            series_ends_at,
-        }
-    }
-}
+use meeting::MeetingState;
 
 /// The rows a batch writes, computed by [`Fold`].
 #[derive(Debug, Default, PartialEq)]
@@ -392,12 +340,23 @@ impl Fold {
                     .as_ref()
                     .map(|r| serde_json::to_value(r).expect("BUG: recurrence serializes"));
                 meeting.row.occurrences.clear();
-                for attendee in meeting.attendees.values_mut() {
-                    if !attendee.occurrence_responses.is_empty() {
-                        attendee.occurrence_responses.clear();
-                        meeting.touched.insert(attendee.user_id);
-                    }
-                }
+                meeting.keep_occurrence_answers(|_| false);
+                meeting.agenda_all = true;
+            }
+            MeetingEvent::SeriesSplit {
+                occurrence,
+                recurrence,
+                ..
+            } => {
+                // The occurrences from the split on, with their changes and answers, belong
+                // to the new series now (its own events bring them there).
+                meeting.row.recurrence =
+                    Some(serde_json::to_value(recurrence).expect("BUG: recurrence serializes"));
+                meeting
+                    .row
+                    .occurrences
+                    .retain(|original, _| original < occurrence);
+                meeting.keep_occurrence_answers(|original| original < occurrence);
                 meeting.agenda_all = true;
             }
             MeetingEvent::OccurrenceRescheduled {
@@ -547,6 +506,7 @@ fn significant(event: &MeetingEvent, row: &MeetingRow) -> bool {
     match event {
         MeetingEvent::MeetingRescheduled { .. }
         | MeetingEvent::RecurrenceChanged { .. }
+        | MeetingEvent::SeriesSplit { .. }
         | MeetingEvent::OccurrenceRescheduled { .. }
         | MeetingEvent::OccurrenceCancelled { .. }
         | MeetingEvent::MeetingCancelled { .. } => true,

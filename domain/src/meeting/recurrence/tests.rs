@@ -1,0 +1,305 @@
+//! Expansion, daylight-saving and split tests of [`Series`].
+use super::*;
+use chrono::{NaiveDate, NaiveTime};
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn weekly(zone: &str, first: &str, rule: &str) -> Series {
+    let start = utc(first);
+    Series::new(
+        start,
+        start + Duration::hours(1),
+        zone,
+        &Recurrence {
+            rrule: rule.into(),
+            exdates: vec![],
+        },
+    )
+    .unwrap()
+}
+
+fn local_times(series: &Series, zone: &str, from: &str, to: &str) -> Vec<NaiveTime> {
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    series
+        .between(utc(from), utc(to), &BTreeMap::new())
+        .unwrap()
+        .iter()
+        .map(|o| o.starts_at.with_timezone(&tz).time())
+        .collect()
+}
+
+/// Weekly 09:00 across both transitions of a zone: the local time holds, the UTC instant
+/// moves by the zone's offset change.
+fn stays_at_nine(zone: &str, first: &str, from: &str, to: &str, utc_hours: &[u32]) {
+    let series = weekly(zone, first, "FREQ=WEEKLY");
+    let nine = NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+    let times = local_times(&series, zone, from, to);
+    assert!(times.len() >= 40, "{zone}: {}", times.len());
+    assert!(times.iter().all(|t| *t == nine), "{zone}: {times:?}");
+    let mut seen: Vec<u32> = series
+        .between(utc(from), utc(to), &BTreeMap::new())
+        .unwrap()
+        .iter()
+        .map(|o| chrono::Timelike::hour(&o.starts_at))
+        .collect();
+    seen.dedup();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, utc_hours, "{zone}: UTC hours");
+}
+
+#[test]
+fn a_weekly_berlin_meeting_stays_at_nine_across_both_dst_changes() {
+    // CET (UTC+1) in winter, CEST (UTC+2) from 2027-03-28 to 2027-10-31.
+    stays_at_nine(
+        "Europe/Berlin",
+        "2027-01-04T08:00:00Z",
+        "2027-01-01T00:00:00Z",
+        "2027-12-31T00:00:00Z",
+        &[7, 8],
+    );
+}
+
+#[test]
+fn a_weekly_new_york_meeting_stays_at_nine_across_both_dst_changes() {
+    // EST (UTC-5), EDT (UTC-4) from 2027-03-14 to 2027-11-07.
+    stays_at_nine(
+        "America/New_York",
+        "2027-01-04T14:00:00Z",
+        "2027-01-01T00:00:00Z",
+        "2027-12-31T00:00:00Z",
+        &[13, 14],
+    );
+}
+
+#[test]
+fn a_weekly_sydney_meeting_stays_at_nine_across_both_dst_changes() {
+    // AEDT (UTC+11) in the southern summer, AEST (UTC+10) from 2027-04-04 to 2027-10-03.
+    stays_at_nine(
+        "Australia/Sydney",
+        "2027-01-03T22:00:00Z",
+        "2027-01-01T00:00:00Z",
+        "2027-12-31T00:00:00Z",
+        &[22, 23],
+    );
+}
+
+#[test]
+fn the_occurrences_around_the_berlin_spring_change_move_by_one_hour_in_utc() {
+    let series = weekly(
+        "Europe/Berlin",
+        "2027-03-22T08:00:00Z",
+        "FREQ=WEEKLY;COUNT=3",
+    );
+    let starts: Vec<_> = series
+        .between(
+            utc("2027-03-01T00:00:00Z"),
+            utc("2027-05-01T00:00:00Z"),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|o| o.starts_at)
+        .collect();
+    assert_eq!(
+        starts,
+        vec![
+            utc("2027-03-22T08:00:00Z"),
+            utc("2027-03-29T07:00:00Z"),
+            utc("2027-04-05T07:00:00Z")
+        ]
+    );
+    assert_eq!(series.last_end(), Some(utc("2027-04-05T08:00:00Z")));
+}
+
+#[test]
+fn moved_and_cancelled_occurrences_show_where_they_are_now() {
+    let series = weekly("UTC", "2027-01-04T09:00:00Z", "FREQ=WEEKLY;BYDAY=MO");
+    let mut changes = BTreeMap::new();
+    // The second Monday moves to Wednesday (outside the natural slot), the third is off.
+    changes.insert(
+        utc("2027-01-11T09:00:00Z"),
+        OccurrenceChange {
+            starts_at: utc("2027-01-13T15:00:00Z"),
+            ends_at: utc("2027-01-13T16:00:00Z"),
+            cancelled: false,
+        },
+    );
+    changes.insert(
+        utc("2027-01-18T09:00:00Z"),
+        OccurrenceChange {
+            starts_at: utc("2027-01-18T09:00:00Z"),
+            ends_at: utc("2027-01-18T10:00:00Z"),
+            cancelled: true,
+        },
+    );
+    let found = series
+        .between(
+            utc("2027-01-12T00:00:00Z"),
+            utc("2027-01-19T00:00:00Z"),
+            &changes,
+        )
+        .unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].original_start, utc("2027-01-11T09:00:00Z"));
+    assert_eq!(found[0].starts_at, utc("2027-01-13T15:00:00Z"));
+    assert!(found[0].changed && !found[0].cancelled);
+    assert!(found[1].cancelled);
+    // The moved one is no longer on its original Monday.
+    let monday = series
+        .between(
+            utc("2027-01-11T00:00:00Z"),
+            utc("2027-01-12T00:00:00Z"),
+            &changes,
+        )
+        .unwrap();
+    assert!(monday.is_empty(), "{monday:?}");
+}
+
+#[test]
+fn exdates_remove_occurrences_and_open_ended_rules_stay_unbounded() {
+    let start = utc("2027-01-04T09:00:00Z");
+    let series = Series::new(
+        start,
+        start + Duration::minutes(30),
+        "UTC",
+        &Recurrence {
+            rrule: "FREQ=DAILY".into(),
+            exdates: vec![utc("2027-01-05T09:00:00Z")],
+        },
+    )
+    .unwrap();
+    assert!(!series.is_bounded());
+    assert_eq!(series.last_end(), None);
+    assert!(!series.is_occurrence(utc("2027-01-05T09:00:00Z")));
+    assert!(series.is_occurrence(utc("2027-01-06T09:00:00Z")));
+    assert!(!series.is_occurrence(utc("2027-01-06T09:30:00Z")));
+    let days = series
+        .between(start, utc("2027-01-08T00:00:00Z"), &BTreeMap::new())
+        .unwrap();
+    let dates: Vec<NaiveDate> = days.iter().map(|o| o.starts_at.date_naive()).collect();
+    assert_eq!(
+        dates,
+        ["2027-01-04", "2027-01-06", "2027-01-07"].map(|d| d.parse::<NaiveDate>().unwrap())
+    );
+}
+
+#[test]
+fn a_window_far_into_an_open_series_is_bounded_and_answers() {
+    let series = weekly("Europe/Berlin", "2027-01-04T08:00:00Z", "FREQ=DAILY");
+    let found = series
+        .between(
+            utc("2040-06-01T00:00:00Z"),
+            utc("2040-06-08T00:00:00Z"),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+    assert_eq!(found.len(), 7);
+    assert!(series
+        .between(
+            utc("2027-01-01T00:00:00Z"),
+            utc("2060-01-01T00:00:00Z"),
+            &BTreeMap::new()
+        )
+        .is_err());
+}
+
+#[test]
+fn rules_that_cannot_make_a_calendar_series_are_refused_with_the_reason() {
+    let start = utc("2027-01-04T09:00:00Z"); // a Monday
+    let refuse = |rule: &str| {
+        Series::new(
+            start,
+            start + Duration::hours(1),
+            "UTC",
+            &Recurrence {
+                rrule: rule.into(),
+                exdates: vec![],
+            },
+        )
+        .unwrap_err()
+        .message
+    };
+    assert!(refuse("FREQ=HOURLY").contains("FREQ"));
+    assert!(refuse("RRULE:FREQ=DAILY").contains("prefix"));
+    assert!(refuse("FREQ=DAILY;COUNT=100000").contains("COUNT"));
+    assert!(refuse("FREQ=WEEKLY;BYDAY=TU").contains("first"));
+    assert!(refuse("FREQ=DAILY;BYHOUR=9,10").contains("BYHOUR"));
+    assert!(!refuse("FREQ=SOMETIMES").is_empty());
+    assert!(!refuse("").is_empty());
+    assert!(refuse(&"FREQ=DAILY;".repeat(100)).contains("characters"));
+}
+
+#[test]
+fn a_split_shares_out_count_and_exdates_and_keeps_the_local_time() {
+    // Sydney, Mondays 09:00 from 2027-03-01; daylight saving ends on 2027-04-04
+    // (09:00 is 22:00 UTC the day before, then 23:00 UTC).
+    let start = utc("2027-02-28T22:00:00Z");
+    let recurrence = Recurrence {
+        rrule: "FREQ=WEEKLY;BYDAY=MO;COUNT=10".into(),
+        exdates: vec![utc("2027-03-07T22:00:00Z"), utc("2027-04-25T23:00:00Z")],
+    };
+    let zone = "Australia/Sydney";
+    let series = Series::new(start, start + Duration::hours(1), zone, &recurrence).unwrap();
+    let at = utc("2027-04-11T23:00:00Z"); // the seventh instance, after the change
+    let (before, after) = series.split(&recurrence, at).unwrap();
+    assert_eq!(before.rrule, "FREQ=WEEKLY;BYDAY=MO;UNTIL=20270411T225959Z");
+    assert_eq!(before.exdates, [utc("2027-03-07T22:00:00Z")]);
+    // Six instances before `at`, the excluded one among them: four are left.
+    assert_eq!(after.rrule, "FREQ=WEEKLY;BYDAY=MO;COUNT=4");
+    assert_eq!(after.exdates, [utc("2027-04-25T23:00:00Z")]);
+
+    let first = Series::new(start, start + Duration::hours(1), zone, &before).unwrap();
+    let rest = Series::new(at, at + Duration::hours(1), zone, &after).unwrap();
+    let window = (utc("2027-01-01T00:00:00Z"), utc("2028-01-01T00:00:00Z"));
+    let starts = |s: &Series| -> Vec<DateTime<Utc>> {
+        s.between(window.0, window.1, &BTreeMap::new())
+            .unwrap()
+            .iter()
+            .map(|o| o.starts_at)
+            .collect()
+    };
+    let whole = starts(&series);
+    let mut joined = starts(&first);
+    joined.extend(starts(&rest));
+    assert_eq!(joined, whole, "the two halves are the whole series");
+    assert_eq!(whole.len(), 8);
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    assert!(whole
+        .iter()
+        .all(|at| at.with_timezone(&tz).time() == NaiveTime::from_hms_opt(9, 0, 0).unwrap()));
+}
+
+#[test]
+fn a_split_keeps_until_with_the_later_part_and_refuses_the_first_occurrence() {
+    let series = weekly(
+        "UTC",
+        "2027-01-04T10:00:00Z",
+        "FREQ=WEEKLY;UNTIL=20270301T100000Z",
+    );
+    let recurrence = Recurrence {
+        rrule: "FREQ=WEEKLY;UNTIL=20270301T100000Z".into(),
+        exdates: vec![],
+    };
+    let (before, after) = series
+        .split(&recurrence, utc("2027-02-01T10:00:00Z"))
+        .unwrap();
+    assert_eq!(before.rrule, "FREQ=WEEKLY;UNTIL=20270201T095959Z");
+    assert_eq!(after.rrule, "FREQ=WEEKLY;UNTIL=20270301T100000Z");
+    for not_a_split in [
+        "2027-01-04T10:00:00Z",
+        "2027-02-02T10:00:00Z",
+        "2027-03-08T10:00:00Z",
+    ] {
+        assert_eq!(
+            series
+                .split(&recurrence, utc(not_a_split))
+                .unwrap_err()
+                .field,
+            "occurrence_start",
+            "{not_a_split}"
+        );
+    }
+}
