@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 use platform::openapi::schemas::POSITION_PATTERN;
 use platform::openapi::{operations_mut, BearerAuth, NotNullParameters, ProblemResponses};
 
-use crate::routes::{admin, calendar, changes, ical, meetings, users};
+use crate::routes::{admin, calendar, changes, ical, invitations, meetings, users};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -30,7 +30,7 @@ use crate::AppState;
         users::me, users::user, users::directory,
         meetings::get_one, meetings::list, meetings::messages,
         calendar::agenda, calendar::freebusy, calendar::find_times,
-        ical::meeting_ics, ical::feed, ical::rotate, ical::feed_ics,
+        ical::meeting_ics, ical::feed, ical::rotate, ical::feed_ics, invitations::invitation,
         changes::changes,
         admin::history,
     ),

@@ -31,7 +31,8 @@ pub enum Method {
 }
 
 impl Method {
-    fn as_str(self) -> &'static str {
+    /// The name iCalendar and MIME (`text/calendar; method=…`) use.
+    pub fn as_str(self) -> &'static str {
         match self {
             Method::Publish => "PUBLISH",
             Method::Request => "REQUEST",

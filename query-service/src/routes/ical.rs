@@ -72,8 +72,20 @@ pub async fn meeting_ics(
         .ok_or_else(meeting_not_found)?;
     let meeting: Meeting = serde_json::from_str(&document.body)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable meeting document: {e}")))?;
-    let body = render(&state.pool, std::slice::from_ref(&meeting), None, state).await?;
-    Ok(calendar_response(body, headers, "meeting.ics"))
+    let body = render(
+        &state.pool,
+        std::slice::from_ref(&meeting),
+        None,
+        Method::Publish,
+        state,
+    )
+    .await?;
+    Ok(calendar_response(
+        body,
+        headers,
+        "meeting.ics",
+        Method::Publish,
+    ))
 }
 
 /// The caller's feed address, made on first use. Calendar apps poll it without logging in.
@@ -193,15 +205,21 @@ pub async fn feed_ics(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable meeting document: {e}")))?;
     meetings.sort_by_key(|m| (m.starts_at, m.id));
-    let body = render(&state.pool, &meetings, Some(&name), &state).await?;
-    Ok(calendar_response(body, &headers, "meetings.ics"))
+    let body = render(&state.pool, &meetings, Some(&name), Method::Publish, &state).await?;
+    Ok(calendar_response(
+        body,
+        &headers,
+        "meetings.ics",
+        Method::Publish,
+    ))
 }
 
 /// The calendar of `meetings`, with the e-mail addresses of their people.
-async fn render(
+pub(super) async fn render(
     pool: &PgPool,
     meetings: &[Meeting],
     name: Option<&str>,
+    method: Method,
     state: &AppState,
 ) -> Result<String> {
     let people: Vec<Uuid> = meetings
@@ -225,7 +243,7 @@ async fn render(
     let domain = uid_domain(state);
     Ok(ical::calendar(
         meetings,
-        Method::Publish,
+        method,
         &ical::Context {
             emails: &emails,
             uid_domain: &domain,
@@ -247,8 +265,14 @@ fn uid_domain(state: &AppState) -> String {
         .unwrap_or_else(|| "meetings".to_owned())
 }
 
-/// `text/calendar` with a strong `ETag` over the bytes; 304 when `If-None-Match` names it.
-fn calendar_response(body: String, headers: &HeaderMap, filename: &str) -> Response {
+/// `text/calendar` (with its iTIP `method`) and a strong `ETag` over the bytes; 304 when
+/// `If-None-Match` names it.
+pub(super) fn calendar_response(
+    body: String,
+    headers: &HeaderMap,
+    filename: &str,
+    method: Method,
+) -> Response {
     let etag = format!(
         "\"{}\"",
         hex::encode(&Sha256::digest(body.as_bytes())[..16])
@@ -261,7 +285,15 @@ fn calendar_response(body: String, headers: &HeaderMap, filename: &str) -> Respo
         [
             (
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/calendar; charset=utf-8"),
+                // iMIP (RFC 6047) names the method of an invitation; feeds stay plain.
+                match method {
+                    Method::Publish => HeaderValue::from_static("text/calendar; charset=utf-8"),
+                    other => HeaderValue::from_str(&format!(
+                        "text/calendar; charset=utf-8; method={}",
+                        other.as_str()
+                    ))
+                    .expect("BUG: a method name is a header"),
+                },
             ),
             (
                 header::CONTENT_DISPOSITION,

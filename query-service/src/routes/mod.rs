@@ -5,6 +5,7 @@ pub mod admin;
 pub mod calendar;
 pub mod changes;
 pub mod ical;
+pub mod invitations;
 pub mod meetings;
 pub mod users;
 
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(calendar::router())
         .merge(changes::router())
         .merge(ical::router())
+        .merge(invitations::router())
 }
 
 /// Whether the caller is an administrator (role from the verified token).
