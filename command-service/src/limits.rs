@@ -9,8 +9,10 @@
 //! quiet long enough to have a full bucket again are dropped by [`Limits::forget_idle`], so
 //! memory follows the active callers, not everyone ever seen.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
@@ -89,10 +91,29 @@ fn spread(n: NonZeroU32, period: Duration) -> Quota {
 /// The buckets of one process.
 pub struct Limits {
     commands: DefaultKeyedRateLimiter<Uuid>,
+    command_burst: NonZeroU32,
     meetings: DefaultKeyedRateLimiter<Uuid>,
     chat: DefaultKeyedRateLimiter<Uuid>,
     registrations: DefaultKeyedRateLimiter<String>,
     trusted_proxies: Vec<IpNet>,
+    /// Users with an import running: one at a time each.
+    imports: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+/// A running import of one user; ends when dropped.
+#[derive(Debug)]
+pub struct ImportTurn {
+    imports: Arc<Mutex<HashSet<Uuid>>>,
+    user: Uuid,
+}
+
+impl Drop for ImportTurn {
+    fn drop(&mut self) {
+        self.imports
+            .lock()
+            .expect("BUG: imports lock poisoned")
+            .remove(&self.user);
+    }
 }
 
 impl Limits {
@@ -106,17 +127,53 @@ impl Limits {
                 Duration::from_secs(86_400),
             )),
             chat: RateLimiter::keyed(spread(settings.chat_per_minute, Duration::from_secs(60))),
+            command_burst: settings.command_burst,
             registrations: RateLimiter::keyed(spread(
                 settings.registrations_per_hour,
                 Duration::from_secs(3_600),
             )),
             trusted_proxies: settings.trusted_proxies.clone(),
+            imports: Arc::default(),
         }
     }
 
     /// One command of `user`.
     pub fn command(&self, user: Uuid) -> Result<(), ApiError> {
         take(&self.commands, &user, "too many commands: slow down")
+    }
+
+    /// An import of `meetings` meetings by `user`: one at a time per user, and one command
+    /// for every ten meetings, taken at once (at most a whole burst).
+    pub fn import(&self, user: Uuid, meetings: usize) -> Result<ImportTurn, ApiError> {
+        if !self
+            .imports
+            .lock()
+            .expect("BUG: imports lock poisoned")
+            .insert(user)
+        {
+            return Err(ApiError::TooManyRequests {
+                detail: "an import of yours is still running".into(),
+                retry_after: 1,
+            });
+        }
+        // From here on, dropping the turn ends the import, refused or not.
+        let turn = ImportTurn {
+            imports: self.imports.clone(),
+            user,
+        };
+        let cost = u32::try_from(meetings.div_ceil(10).max(1)).unwrap_or(u32::MAX);
+        let cost = NonZeroU32::new(cost.min(self.command_burst.get())).unwrap_or(nonzero(1));
+        match self.commands.check_key_n(&user, cost) {
+            Ok(Ok(())) => Ok(turn),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(ApiError::TooManyRequests {
+                    detail: "too many commands: slow down".into(),
+                    retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                })
+            }
+            Err(_) => unreachable!("BUG: the cost is capped at the burst"),
+        }
     }
 
     /// One more meeting scheduled by `organizer`.
@@ -234,6 +291,22 @@ mod tests {
         }
         assert_eq!(retry_after(limits.command(ann).unwrap_err()), 1);
         limits.command(ben).unwrap();
+    }
+
+    #[test]
+    fn one_import_at_a_time_per_user_paying_a_command_per_ten_meetings() {
+        let limits = Limits::new(&settings());
+        let (ann, ben) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        // Twenty meetings cost two of Ann's three commands.
+        let turn = limits.import(ann, 20).unwrap();
+        assert_eq!(retry_after(limits.import(ann, 1).unwrap_err()), 1);
+        limits.import(ben, 5).unwrap();
+        drop(turn);
+        // A thousand meetings cost at most a whole burst; Ann has one command left.
+        let wait = retry_after(limits.import(ann, 1_000).unwrap_err());
+        assert!((2..=3).contains(&wait), "{wait}");
+        let _turn = limits.import(ann, 3).unwrap();
+        assert!(limits.command(ann).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use platform::openapi::{
     operations_mut, BearerAuth, NotNullParameters, OptionalBodies, ProblemResponses,
 };
 
-use crate::routes::{auth, meetings, series, users};
+use crate::routes::{auth, import, meetings, series, users};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -31,7 +31,7 @@ use crate::AppState;
         users::change_profile, users::change_password, users::change_role, users::deactivate,
         meetings::schedule, meetings::update, meetings::invite, meetings::remove_attendee,
         meetings::respond, meetings::cancel, meetings::start, meetings::end,
-        meetings::post_message, series::change_occurrence, series::split,
+        meetings::post_message, series::change_occurrence, series::split, import::import,
     ),
     components(schemas(
         platform::http::Problem, platform::http::error::ProblemFieldError,

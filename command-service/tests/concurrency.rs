@@ -231,6 +231,7 @@ async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_over
                 location: None,
                 message_id: None,
                 fresh_id: true,
+                charged: false,
             },
         )
         .await;
@@ -305,6 +306,7 @@ async fn a_cached_aggregate_never_hides_what_another_replica_appended() {
             location: None,
             message_id: None,
             fresh_id: false,
+            charged: false,
         };
         let executor = executor.clone();
         let services = &services;
@@ -376,6 +378,7 @@ async fn a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_t
                 location: None,
                 message_id: None,
                 fresh_id: false,
+                charged: false,
             };
             let response = executor.execute::<Meeting>(services, request).await?;
             let etag = response.headers()["etag"].to_str().unwrap().to_owned();

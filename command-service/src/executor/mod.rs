@@ -97,7 +97,7 @@ impl Executor {
             return Ok(replayed);
         }
         // A replay above costs nothing; a new command counts against its user's bucket.
-        if let Some(actor) = request.actor_id {
+        if let (Some(actor), false) = (request.actor_id, request.charged) {
             self.limits.command(actor)?;
         }
         // A new aggregate's id was made by this request: nobody else can be writing it.

@@ -84,6 +84,9 @@ pub struct CommandRequest<'a, A: Aggregate> {
     /// first attempt skips loading them. Should the id exist after all, the append conflicts
     /// and the retry loads and decides properly.
     pub fresh_id: bool,
+    /// The caller's command bucket was charged for this command already (one import pays for
+    /// its meetings up front).
+    pub charged: bool,
 }
 
 impl<'a, A: Aggregate> CommandRequest<'a, A> {
@@ -107,6 +110,7 @@ impl<'a, A: Aggregate> CommandRequest<'a, A> {
             location: None,
             message_id: None,
             fresh_id: false,
+            charged: false,
         }
     }
 
@@ -122,6 +126,12 @@ impl<'a, A: Aggregate> CommandRequest<'a, A> {
     /// Answers with `Location: location` (the aggregate a command created beside its own).
     pub fn located(mut self, location: String) -> Self {
         self.location = Some(location);
+        self
+    }
+
+    /// The caller was charged for the command already.
+    pub fn charged(mut self) -> Self {
+        self.charged = true;
         self
     }
 

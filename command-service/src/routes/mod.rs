@@ -1,6 +1,7 @@
 //! HTTP routes of the command side, one module per resource.
 
 pub mod auth;
+pub mod import;
 pub mod meetings;
 pub mod series;
 pub mod users;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(meetings::router())
         .merge(series::router())
+        .merge(import::router())
 }
 
 /// The headers every command accepts (docs/api.md "Common"), read by

@@ -123,16 +123,13 @@ impl Aggregate for Meeting {
                 occurrence,
                 starts_at,
                 ends_at,
-            } => {
-                self.occurrence_changes.insert(
-                    occurrence,
-                    OccurrenceChange {
-                        starts_at,
-                        ends_at,
-                        cancelled: false,
-                    },
-                );
-            }
+            } => OccurrenceChange::reschedule(
+                &mut self.occurrence_changes,
+                occurrence,
+                starts_at,
+                ends_at,
+                self.ends_at - self.starts_at,
+            ),
             MeetingEvent::SeriesSplit {
                 occurrence,
                 recurrence,

@@ -1937,3 +1937,30 @@ fn futures_block<F: std::future::Future>(future: F) -> F::Output {
         .unwrap()
         .block_on(future)
 }
+
+#[test]
+fn an_occurrence_moved_back_where_the_rule_has_it_is_no_longer_changed() {
+    let mut meeting = Meeting::default();
+    for event in [
+        scheduled_series(),
+        MeetingEvent::OccurrenceRescheduled {
+            occurrence: week(1),
+            starts_at: week(1) + Duration::hours(3),
+            ends_at: week(1) + Duration::hours(4),
+        },
+        MeetingEvent::OccurrenceCancelled {
+            occurrence: week(2),
+        },
+    ] {
+        meeting.apply(event);
+    }
+    assert_eq!(meeting.occurrence_changes().len(), 2);
+    for back in [week(1), week(2)] {
+        meeting.apply(MeetingEvent::OccurrenceRescheduled {
+            occurrence: back,
+            starts_at: back,
+            ends_at: back + Duration::hours(1),
+        });
+    }
+    assert!(meeting.occurrence_changes().is_empty());
+}

@@ -15,7 +15,12 @@ use uuid::Uuid;
 
 use crate::views::Meeting;
 
+mod read;
 mod timezone;
+pub use read::{
+    read, FileError, ImportProblem, ImportedCalendar, ImportedMeeting, ImportedOccurrence,
+    MAX_IMPORT_EVENTS,
+};
 use timezone::vtimezone;
 
 /// Longest content line, in octets, before folding (RFC 5545 §3.1).

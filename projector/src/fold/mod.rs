@@ -364,13 +364,12 @@ impl Fold {
                 starts_at,
                 ends_at,
             } => {
-                meeting.row.occurrences.insert(
+                OccurrenceChange::reschedule(
+                    &mut meeting.row.occurrences,
                     *occurrence,
-                    OccurrenceChange {
-                        starts_at: *starts_at,
-                        ends_at: *ends_at,
-                        cancelled: false,
-                    },
+                    *starts_at,
+                    *ends_at,
+                    meeting.row.ends_at - meeting.row.starts_at,
                 );
                 meeting.agenda_all = true;
             }

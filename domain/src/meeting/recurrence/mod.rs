@@ -60,6 +60,32 @@ impl OccurrenceChange {
     }
 }
 
+impl OccurrenceChange {
+    /// Puts `occurrence` at `starts_at`–`ends_at` in `changes` (on again if it was
+    /// cancelled); back where the rule has it (`length` long from its original start), it is
+    /// no longer a change at all. The one rule both the aggregate and the read models fold.
+    pub fn reschedule(
+        changes: &mut BTreeMap<DateTime<Utc>, OccurrenceChange>,
+        occurrence: DateTime<Utc>,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        length: Duration,
+    ) {
+        if starts_at == occurrence && ends_at == occurrence + length {
+            changes.remove(&occurrence);
+        } else {
+            changes.insert(
+                occurrence,
+                OccurrenceChange {
+                    starts_at,
+                    ends_at,
+                    cancelled: false,
+                },
+            );
+        }
+    }
+}
+
 /// One occurrence of a series, as the calendar shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Occurrence {
