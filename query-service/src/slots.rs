@@ -108,6 +108,9 @@ pub struct Suggestion {
     pub ends_at: DateTime<Utc>,
     /// Free participants, in the order they were given.
     pub available: Vec<Uuid>,
+    /// Those of `available` for whom the slot lies inside their working hours in their own
+    /// time zone (or who have none).
+    pub in_working_hours: Vec<Uuid>,
 }
 
 /// The first grid point at or after `t`.
@@ -124,8 +127,8 @@ pub fn grid_ceil(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Candidate slots of `duration` on the 15-minute grid inside `[from, to]`, ranked by how many
-/// participants are free (everyone free first), earlier first among equals; at most
-/// [`MAX_SUGGESTIONS`]. Slots where nobody is free are never suggested. With
+/// participants are free (everyone free first), then by how many of them it suits in their
+/// own working hours and time zone, earlier first among equals; at most [`MAX_SUGGESTIONS`]. Slots where nobody is free are never suggested. With
 /// `working_hours_only`, a slot must lie inside the working hours of every participant that
 /// has them.
 pub fn find_times(
@@ -140,30 +143,29 @@ pub fn find_times(
     let mut start = grid_ceil(from);
     while start + duration <= to {
         let end = start + duration;
-        let in_hours = !working_hours_only
-            || participants.iter().all(|p| {
-                p.working_hours
-                    .as_ref()
-                    .is_none_or(|hours| hours.contains(start, end))
-            });
-        if in_hours {
-            let available: Vec<Uuid> = participants
+        let suits = |p: &Participant| {
+            p.working_hours
+                .as_ref()
+                .is_none_or(|hours| hours.contains(start, end))
+        };
+        if !working_hours_only || participants.iter().all(suits) {
+            let free: Vec<&Participant> = participants
                 .iter()
                 .filter(|p| !overlaps(&p.busy, start, end))
-                .map(|p| p.id)
                 .collect();
-            if !available.is_empty() {
+            if !free.is_empty() {
                 candidates.push(Suggestion {
                     starts_at: start,
                     ends_at: end,
-                    available,
+                    available: free.iter().map(|p| p.id).collect(),
+                    in_working_hours: free.iter().filter(|p| suits(p)).map(|p| p.id).collect(),
                 });
             }
         }
         start += step;
     }
     // Stable: among equally good slots the earlier one stays first.
-    candidates.sort_by_key(|s| std::cmp::Reverse(s.available.len()));
+    candidates.sort_by_key(|s| std::cmp::Reverse((s.available.len(), s.in_working_hours.len())));
     candidates.truncate(MAX_SUGGESTIONS);
     candidates
 }
@@ -293,6 +295,52 @@ mod tests {
         );
         assert_eq!(suggestions.len(), MAX_SUGGESTIONS);
         assert_eq!(suggestions[0].starts_at, t(1, 0, 0));
+    }
+
+    #[test]
+    fn among_slots_everyone_is_free_for_those_inside_each_ones_working_hours_rank_first() {
+        // Monday 2027-03-01: Berlin (UTC+1) works 09–17, New York (UTC−5) 09–17: both are at
+        // work from 14:00 to 16:00 UTC only.
+        let hours = |zone: &str| {
+            LocalHours::from_profile(
+                zone,
+                &domain::WorkingHours {
+                    days: vec![domain::Weekday::Mon],
+                    start: "09:00".into(),
+                    end: "17:00".into(),
+                },
+            )
+        };
+        let berlin = Participant {
+            id: id(1),
+            busy: vec![],
+            working_hours: hours("Europe/Berlin"),
+        };
+        let new_york = Participant {
+            id: id(2),
+            busy: vec![],
+            working_hours: hours("America/New_York"),
+        };
+        let suggestions = find_times(
+            &[berlin, new_york],
+            Duration::hours(1),
+            t(1, 6, 0),
+            t(1, 22, 0),
+            false,
+        );
+        let both: Vec<DateTime<Utc>> = suggestions
+            .iter()
+            .take_while(|s| s.in_working_hours.len() == 2)
+            .map(|s| s.starts_at)
+            .collect();
+        // 14:00, 14:15 … 15:00 start a one-hour slot inside both working days.
+        assert_eq!(both.len(), 5, "{suggestions:?}");
+        assert_eq!(both[0], t(1, 14, 0));
+        assert_eq!(*both.last().unwrap(), t(1, 15, 0));
+        // Then the slots inside one of them, earliest first: Berlin's morning.
+        assert_eq!(suggestions[5].starts_at, t(1, 8, 0));
+        assert_eq!(suggestions[5].in_working_hours, [id(1)]);
+        assert!(suggestions.iter().all(|s| s.available.len() == 2));
     }
 
     #[test]

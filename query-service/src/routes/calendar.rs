@@ -390,6 +390,9 @@ pub struct Suggestion {
     pub ends_at: DateTime<Utc>,
     /// The requested users who are free then, in request order.
     pub available: Vec<Uuid>,
+    /// Those of `available` for whom the slot lies inside their working hours, in their own
+    /// time zone (users without working hours count as always at work). Extension.
+    pub in_working_hours: Vec<Uuid>,
 }
 
 /// Suggested times, best first.
@@ -399,7 +402,8 @@ pub struct FindTimes {
 }
 
 /// Candidate slots of `duration_minutes` starting on the quarter-hour (UTC grid) within
-/// `[from, to]`, ranked by how many of the users are free (all free first), earlier first among
+/// `[from, to]`, ranked by how many of the users are free (all free first), then by how many
+/// of those it suits inside their working hours in their own time zone, earlier first among
 /// equals; at most 20, and never a slot where nobody is free. Users without working hours
 /// count as always available; with `working_hours_only` a slot must lie within one working day
 /// of every user who has working hours.
@@ -468,6 +472,7 @@ pub async fn find_times(
                 starts_at: s.starts_at,
                 ends_at: s.ends_at,
                 available: s.available,
+                in_working_hours: s.in_working_hours,
             })
             .collect(),
     }))

@@ -9,13 +9,16 @@
 //! not it was moved since. Expansion is always bounded: by a window, or by the rule's own
 //! `COUNT`/`UNTIL`; an open-ended rule is never expanded without a window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rrule::{Frequency, RRule, RRuleSet, Tz, Unvalidated};
 use serde::{Deserialize, Serialize};
 
 use super::values::Recurrence;
+use plain::Plain;
+
+mod plain;
 use crate::common::FieldError;
 
 /// Longest rule text accepted.
@@ -106,6 +109,9 @@ pub struct Series {
     rule: RRule,
     duration: Duration,
     starts_at: DateTime<Utc>,
+    /// The same rule by date arithmetic, when it is a plain daily or weekly one.
+    plain: Option<Plain>,
+    exdates: BTreeSet<DateTime<Utc>>,
 }
 
 impl Series {
@@ -165,6 +171,8 @@ impl Series {
             set = set.exdate(exdate.with_timezone(&Tz::UTC));
         }
         let series = Series {
+            plain: Plain::of(&rule, starts_at, zone),
+            exdates: recurrence.exdates.iter().copied().collect(),
             set,
             rule,
             duration: ends_at - starts_at,
@@ -184,13 +192,20 @@ impl Series {
     /// The natural occurrence starts (rule minus exdates), from the first, bounded by the
     /// rule's own end and the crate's loop limit; `until` stops the walk early.
     fn natural(&self, until: Option<DateTime<Utc>>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
-        let mut iter = (&self.set.clone().limit()).into_iter();
+        let mut iter: Box<dyn Iterator<Item = DateTime<Utc>> + '_> = match &self.plain {
+            Some(plain) => Box::new(plain.starts().filter(|s| !self.exdates.contains(s))),
+            None => Box::new(
+                (&self.set.clone().limit())
+                    .into_iter()
+                    .map(|start| start.with_timezone(&Utc)),
+            ),
+        };
         let mut taken = 0usize;
         std::iter::from_fn(move || {
             if taken >= MAX_COUNT as usize * 20 {
                 return None;
             }
-            let next = iter.next()?.with_timezone(&Utc);
+            let next = iter.next()?;
             taken += 1;
             match until {
                 Some(until) if next >= until => None,

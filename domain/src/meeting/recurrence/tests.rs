@@ -303,3 +303,79 @@ fn a_split_keeps_until_with_the_later_part_and_refuses_the_first_occurrence() {
         );
     }
 }
+
+/// Plain daily and weekly rules expand by date arithmetic: the same starts as the `rrule`
+/// crate, over random zones (daylight-saving gaps and folds, half-hour and 45-minute offsets),
+/// times, intervals, weekdays, week starts and ends.
+#[test]
+fn plain_rules_expand_exactly_as_the_rrule_crate_does() {
+    let zones = [
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Sydney",
+        "UTC",
+        "Asia/Kolkata",
+        "Pacific/Chatham",
+        "America/St_Johns",
+    ];
+    let times = [
+        "00:30", "02:30", "09:00", "23:45", "01:59", "03:00", "02:00",
+    ];
+    let days = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"];
+    let mut seed = 0x5eed_u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let mut compared = 0;
+    for _ in 0..600 {
+        let zone: chrono_tz::Tz = zones[next(7) as usize].parse().unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + Duration::days(next(900) as i64);
+        let time = NaiveTime::parse_from_str(times[next(7) as usize], "%H:%M").unwrap();
+        let Some(start) = zone.from_local_datetime(&date.and_time(time)).earliest() else {
+            continue;
+        };
+        let start = start.with_timezone(&Utc);
+        let mut rule = format!(
+            "FREQ={};INTERVAL={}",
+            if next(2) == 0 { "DAILY" } else { "WEEKLY" },
+            1 + next(3)
+        );
+        let mask = next(128);
+        let chosen: Vec<&str> = (0..7)
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| days[i])
+            .collect();
+        if !chosen.is_empty() {
+            rule.push_str(&format!(";BYDAY={}", chosen.join(",")));
+        }
+        rule.push_str(&format!(";WKST={}", ["MO", "SU", "WE"][next(3) as usize]));
+        match next(3) {
+            0 => rule.push_str(&format!(";COUNT={}", 1 + next(60))),
+            1 => rule.push_str(&format!(
+                ";UNTIL={}",
+                (start + Duration::days(next(400) as i64)).format("%Y%m%dT%H%M%SZ")
+            )),
+            _ => {}
+        }
+        let dt_start = start.with_timezone(&Tz::Tz(zone));
+        let validated = rule
+            .parse::<RRule<Unvalidated>>()
+            .unwrap()
+            .validate(dt_start)
+            .unwrap();
+        let plain = plain::Plain::of(&validated, start, zone).expect("a plain rule");
+        let set = RRuleSet::new(dt_start).rrule(validated);
+        let general: Vec<DateTime<Utc>> = (&set)
+            .into_iter()
+            .take(200)
+            .map(|d| d.with_timezone(&Utc))
+            .collect();
+        let fast: Vec<DateTime<Utc>> = plain.starts().take(200).collect();
+        assert_eq!(fast, general, "{rule} from {start} in {zone}");
+        compared += 1;
+    }
+    assert!(compared > 500, "{compared}");
+}
