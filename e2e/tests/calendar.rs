@@ -1,12 +1,12 @@
 //! Recurring series through the whole system: commands → event store → NATS → projector →
 //! query API and websocket. Daylight-saving changes in three zones, and series edits (one
 //! occurrence moved, one cancelled, one answered) seen the same way by the agenda, free/busy,
-//! `/v1/changes` and the websocket.
+//! the feed, `/v1/changes` and the websocket.
 
 use std::collections::BTreeSet;
 
 use chrono::Timelike;
-use e2e::calendar::{agenda_occurrences, feed_occurrences, items, utc, weekly};
+use e2e::calendar::{agenda_occurrences, expand_elsewhere, feed_occurrences, items, utc, weekly};
 use e2e::ws::{authed, next, subscribe};
 use e2e::{nats_url, Stack};
 use reqwest::Method;
@@ -68,15 +68,41 @@ async fn weekly_series_keep_their_local_time_across_both_dst_changes_in_three_zo
             let local = utc(interval["starts_at"].as_str().unwrap()).with_timezone(&tz);
             assert_eq!((local.hour(), local.minute()), (9, 0), "{zone}: {interval}");
         }
+
+        // The .ics, expanded by the independent parser, has the agenda's 52 starts.
+        let ics = stack
+            .queries
+            .get_at(
+                &format!("/v1/meetings/{meeting}.ics"),
+                Some(&bob_token),
+                &position,
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let parsed: Vec<String> =
+            expand_elsewhere(&ics, "2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z")
+                .iter()
+                .map(|o| o["start"].as_str().unwrap().to_owned())
+                .collect();
+        let listed: Vec<String> = occurrences
+            .iter()
+            .map(|i| i["starts_at"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(parsed, listed, "{zone}");
     }
 }
 
 #[tokio::test]
-async fn series_edits_agree_in_agenda_freebusy_changes_and_websocket() {
+async fn series_edits_agree_in_agenda_freebusy_feed_changes_and_websocket() {
     let stack = Stack::start(nats_url(), true).await;
     let (realtime, _gateway) = stack.start_realtime().await;
     let (_, alice_token, _) = stack.user("Alice").await;
-    let (bob, bob_token, _) = stack.user("Bob").await;
+    let bob_user = stack.commands.sign_up("Bob").await.unwrap();
+    let (bob, bob_token) = (bob_user.id, bob_user.token.clone());
     // Mondays 09:00 Berlin from 2027-03-15; Berlin moves to summer time on 2027-03-28.
     let (meeting, _) = weekly(
         &stack,
@@ -170,6 +196,29 @@ async fn series_edits_agree_in_agenda_freebusy_changes_and_websocket() {
         "needs_action"
     );
     assert!(items.iter().all(|i| i["starts_at"] != moved));
+
+    // Bob's feed, expanded by the independent parser, says what the agenda says.
+    let (_, feed) = stack.query("/v1/calendar/feed", &bob_token, &last).await;
+    let ics = stack
+        .queries
+        .client
+        .get(feed["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut parsed = feed_occurrences(
+        &ics,
+        "2027-03-01T00:00:00Z",
+        "2027-06-01T00:00:00Z",
+        &bob_user.email,
+    );
+    let mut listed = agenda_occurrences(&agenda);
+    parsed.sort();
+    listed.sort();
+    assert_eq!(parsed, listed);
 
     // Free/busy: the moved one at its new time, neither the cancelled nor the declined one.
     let (status, busy) = stack

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use domain::{Occurrence, OccurrenceChange, Recurrence, Series};
+use domain::{OccurrenceChange, Recurrence, Series};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -102,14 +102,6 @@ pub struct AgendaSeries {
     pub responses: BTreeMap<DateTime<Utc>, String>,
 }
 
-/// One occurrence in a person's calendar, with their answer to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PersonalOccurrence {
-    pub occurrence: Occurrence,
-    /// The answer to this occurrence, else to the series; `None` for the organizer.
-    pub response: Option<String>,
-}
-
 impl AgendaSeries {
     /// The series (`None` if its stored rule no longer builds, which the domain never
     /// records).
@@ -123,31 +115,15 @@ impl AgendaSeries {
         .ok()
     }
 
-    /// The occurrences overlapping `[from, to)`, with the answer of the person whose row this
-    /// is (`series_response` being their answer to the whole series). `Err(max)` when the
-    /// window holds more than `max` occurrences.
-    pub fn expand(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        series_response: Option<&str>,
-    ) -> Result<Vec<PersonalOccurrence>, usize> {
-        let Some(series) = self.series() else {
-            return Ok(Vec::new());
-        };
-        Ok(series
-            .between(from, to, &self.changes)?
-            .into_iter()
-            .map(|occurrence| PersonalOccurrence {
-                response: series_response.map(|series| {
-                    self.responses
-                        .get(&occurrence.original_start)
-                        .map_or(series, String::as_str)
-                        .to_owned()
-                }),
-                occurrence,
-            })
-            .collect())
+    /// The answer of the person whose row this is to the occurrence named `original`: their
+    /// answer to it alone if they gave one, else `series_response`, their answer to the
+    /// series (`None` for the organizer, who does not answer).
+    pub fn response_to<'a>(
+        &'a self,
+        original: &DateTime<Utc>,
+        series_response: Option<&'a str>,
+    ) -> Option<&'a str> {
+        series_response.map(|series| self.responses.get(original).map_or(series, String::as_str))
     }
 
     /// The end of the series' last occurrence, moved ones included (`None`: open-ended), and
@@ -179,10 +155,21 @@ pub fn utc_time<S: serde::Serializer>(
     time: &DateTime<Utc>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
+    match rfc3339_utc(time) {
+        Some(text) => {
+            serializer.serialize_str(std::str::from_utf8(&text).expect("BUG: ASCII digits"))
+        }
+        None => time.serialize(serializer),
+    }
+}
+
+/// `time` as `YYYY-MM-DDTHH:MM:SSZ` when it is a whole second of the years 0–9999 (else
+/// `None`: chrono's own form, with a fraction, applies).
+pub fn rfc3339_utc(time: &DateTime<Utc>) -> Option<[u8; 20]> {
     use chrono::{Datelike, Timelike};
     let year = time.year();
     if time.nanosecond() != 0 || !(0..=9999).contains(&year) {
-        return time.serialize(serializer);
+        return None;
     }
     let mut text = *b"0000-00-00T00:00:00Z";
     let mut put = |at: usize, value: u32, width: usize| {
@@ -198,7 +185,7 @@ pub fn utc_time<S: serde::Serializer>(
     put(11, time.hour(), 2);
     put(14, time.minute(), 2);
     put(17, time.second(), 2);
-    serializer.serialize_str(std::str::from_utf8(&text).expect("BUG: ASCII digits"))
+    Some(text)
 }
 
 /// [`utc_time`] for an optional time (`null` when absent).

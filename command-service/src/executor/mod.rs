@@ -3,8 +3,9 @@
 //!
 //! One job a module: what a handler asks for (`request`), how it is answered (`response`),
 //! the aggregates this process knows (`cache`), one command at a time per aggregate
-//! (`turns`), `Idempotency-Key` records and replays (`idempotency`), and the decision loop
-//! (`decide`). This module ties them together.
+//! (`turns`), `Idempotency-Key` records and replays (`idempotency`), the decision loop
+//! (`decide`), and the rare command that creates a second aggregate in the same transaction
+//! (`together`). This module ties them together.
 
 mod cache;
 mod decide;

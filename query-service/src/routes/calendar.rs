@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
@@ -20,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+
+mod render;
+
+use render::{agenda_json, Entry};
 
 use crate::params;
 use crate::slots::{self, Interval, LocalHours, Participant};
@@ -144,61 +150,52 @@ async fn agenda_rows(
     Ok(rows)
 }
 
-/// Expands the rows into the items of `[from, to)`: a single meeting as it is, a series as
+/// Expands the rows into the entries of `[from, to)`: a single meeting as it is, a series as
 /// its occurrences in the window (each with the answer the row's person gave it). `Err` when
 /// there are more than `limit`.
 fn expand(
-    rows: Vec<AgendaRow>,
+    rows: &[AgendaRow],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(Uuid, AgendaItem)>> {
-    let mut items = Vec::new();
+) -> Result<Vec<Entry<'_>>> {
+    let mut entries = Vec::new();
     for row in rows {
         match &row.series {
-            None => items.push((
-                row.user_id,
-                AgendaItem {
-                    meeting_id: row.meeting_id,
-                    starts_at: row.starts_at,
-                    ends_at: row.ends_at,
-                    title: row.title,
-                    status: row.status,
-                    my_response: row.my_response,
-                    is_organizer: row.is_organizer,
-                    occurrence: None,
-                },
-            )),
+            None => entries.push(Entry {
+                row,
+                starts_at: row.starts_at,
+                ends_at: row.ends_at,
+                cancelled: false,
+                response: row.my_response.as_deref(),
+                occurrence: None,
+            }),
             Some(series) => {
-                let occurrences = series
-                    .expand(from, to, row.my_response.as_deref())
+                let Some(rule) = series.series() else {
+                    continue;
+                };
+                let occurrences = rule
+                    .between(from, to, &series.changes)
                     .map_err(|_| too_many("to", limit))?;
                 for o in occurrences {
-                    items.push((
-                        row.user_id,
-                        AgendaItem {
-                            meeting_id: row.meeting_id,
-                            starts_at: o.occurrence.starts_at,
-                            ends_at: o.occurrence.ends_at,
-                            title: row.title.clone(),
-                            status: if o.occurrence.cancelled {
-                                "cancelled".to_owned()
-                            } else {
-                                row.status.clone()
-                            },
-                            my_response: o.response,
-                            is_organizer: row.is_organizer,
-                            occurrence: Some(o.occurrence.original_start),
-                        },
-                    ));
+                    let response =
+                        series.response_to(&o.original_start, row.my_response.as_deref());
+                    entries.push(Entry {
+                        row,
+                        starts_at: o.starts_at,
+                        ends_at: o.ends_at,
+                        cancelled: o.cancelled,
+                        response,
+                        occurrence: Some(o.original_start),
+                    });
                 }
             }
         }
-        if items.len() as i64 > limit {
+        if entries.len() as i64 > limit {
             return Err(too_many("to", limit));
         }
     }
-    Ok(items)
+    Ok(entries)
 }
 
 /// Meetings the caller organizes or attends that overlap `[from, to)`, ordered by start (then
@@ -215,7 +212,7 @@ pub async fn agenda(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<AgendaQuery>,
-) -> Result<Json<Agenda>> {
+) -> Result<Response> {
     let from = params::required_time("from", query.from.as_deref())?;
     let to = params::required_time("to", query.to.as_deref())?;
     params::range(from, to, Duration::days(MAX_AGENDA_DAYS))?;
@@ -231,12 +228,18 @@ pub async fn agenda(
     if rows.len() as i64 > MAX_AGENDA_ROWS {
         return Err(too_many("to", MAX_AGENDA_ROWS));
     }
-    let mut items: Vec<AgendaItem> = expand(rows, from, to, MAX_AGENDA_ITEMS)?
-        .into_iter()
-        .map(|(_, item)| item)
-        .collect();
-    items.sort_by_key(|i| (i.starts_at, i.meeting_id));
-    Ok(Json(Agenda { items }))
+    let mut entries = expand(&rows, from, to, MAX_AGENDA_ITEMS)?;
+    // Unique keys (an occurrence is named by its original start), so an unstable sort is
+    // still one order.
+    entries.sort_unstable_by_key(|e| (e.starts_at, e.row.meeting_id, e.occurrence));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        agenda_json(&entries),
+    )
+        .into_response())
 }
 
 /// Busy intervals of `user_ids` overlapping `[from, to)`: meetings and occurrences not
@@ -264,13 +267,13 @@ async fn busy_rows(
     }
     let mut busy: BTreeMap<Uuid, Vec<Interval>> =
         user_ids.iter().map(|id| (*id, Vec::new())).collect();
-    for (user_id, item) in expand(rows, from, to, MAX_BUSY_ROWS)? {
-        if item.status == "cancelled" || item.my_response.as_deref() == Some("declined") {
+    for entry in expand(&rows, from, to, MAX_BUSY_ROWS)? {
+        if entry.status() == "cancelled" || entry.response == Some("declined") {
             continue;
         }
-        busy.entry(user_id)
+        busy.entry(entry.row.user_id)
             .or_default()
-            .push(Interval::new(item.starts_at, item.ends_at));
+            .push(Interval::new(entry.starts_at, entry.ends_at));
     }
     Ok(busy)
 }
