@@ -130,3 +130,44 @@ pub fn agenda_occurrences(agenda: &Value) -> Vec<Seen> {
         })
         .collect()
 }
+
+/// The feed of `token`'s user as a calendar app reads it (by its secret address, without
+/// logging in), once the read models are at `position`.
+pub async fn feed_text(stack: &Stack, token: &str, position: &str) -> String {
+    let (status, feed) = stack.query("/v1/calendar/feed", token, position).await;
+    assert_eq!(status, 200, "{feed}");
+    stack
+        .queries
+        .client
+        .get(feed["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Applies `PATCH /v1/meetings/{meeting}/occurrences/{occurrence}` with each body, as
+/// `token`'s user; the position of the last one.
+pub async fn change_occurrences(
+    stack: &Stack,
+    token: &str,
+    meeting: &str,
+    changes: &[(&str, Value)],
+) -> String {
+    let mut position = String::new();
+    for (occurrence, body) in changes {
+        let (status, answer) = stack
+            .command(
+                Method::PATCH,
+                &format!("/v1/meetings/{meeting}/occurrences/{occurrence}"),
+                token,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, 200, "{occurrence}: {answer}");
+        position = answer["position"].as_str().unwrap().to_owned();
+    }
+    position
+}

@@ -6,7 +6,10 @@
 use std::collections::BTreeSet;
 
 use chrono::Timelike;
-use e2e::calendar::{agenda_occurrences, expand_elsewhere, feed_occurrences, items, utc, weekly};
+use e2e::calendar::{
+    agenda_occurrences, change_occurrences, expand_elsewhere, feed_occurrences, feed_text, items,
+    utc, weekly,
+};
 use e2e::ws::{authed, next, subscribe};
 use e2e::{nats_url, Stack};
 use reqwest::Method;
@@ -122,24 +125,16 @@ async fn series_edits_agree_in_agenda_freebusy_feed_changes_and_websocket() {
     let moved = "2027-03-29T07:00:00Z"; // summer time already: 09:00 is 07:00 UTC
     let cancelled = "2027-04-05T07:00:00Z";
     let declined = "2027-04-12T07:00:00Z";
-    let (status, body) = stack
-        .command(
-            Method::PATCH,
-            &format!("/v1/meetings/{meeting}/occurrences/{moved}"),
-            &alice_token,
-            json!({"starts_at": "2027-03-30T12:00:00Z"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = stack
-        .command(
-            Method::PATCH,
-            &format!("/v1/meetings/{meeting}/occurrences/{cancelled}"),
-            &alice_token,
-            json!({"cancelled": true}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    change_occurrences(
+        &stack,
+        &alice_token,
+        &meeting,
+        &[
+            (moved, json!({"starts_at": "2027-03-30T12:00:00Z"})),
+            (cancelled, json!({"cancelled": true})),
+        ],
+    )
+    .await;
     let (status, body) = stack
         .command(
             Method::POST,
@@ -198,17 +193,7 @@ async fn series_edits_agree_in_agenda_freebusy_feed_changes_and_websocket() {
     assert!(items.iter().all(|i| i["starts_at"] != moved));
 
     // Bob's feed, expanded by the independent parser, says what the agenda says.
-    let (_, feed) = stack.query("/v1/calendar/feed", &bob_token, &last).await;
-    let ics = stack
-        .queries
-        .client
-        .get(feed["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ics = feed_text(&stack, &bob_token, &last).await;
     let mut parsed = feed_occurrences(
         &ics,
         "2027-03-01T00:00:00Z",

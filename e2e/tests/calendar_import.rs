@@ -2,7 +2,7 @@
 //! another user's calendar as the same meetings (and again changes nothing), an edited file
 //! updates them, and broken files are refused component by component, never half a meeting.
 
-use e2e::calendar::{feed_occurrences, utc};
+use e2e::calendar::{change_occurrences, feed_occurrences, feed_text, utc};
 use e2e::{nats_url, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -19,22 +19,6 @@ async fn import(stack: &Stack, token: &str, ics: &str) -> (u16, Value) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// The feed of `token`'s user, read at `position`.
-async fn feed(stack: &Stack, token: &str, position: &str) -> String {
-    let (status, feed) = stack.query("/v1/calendar/feed", token, position).await;
-    assert_eq!(status, 200, "{feed}");
-    stack
-        .queries
-        .client
-        .get(feed["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// What must survive a round trip of a meeting document (ids, organizer, versions and
@@ -108,33 +92,27 @@ async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
         "time_zone": "Australia/Sydney", "attendees": [{"user_id": carol.id}],
     }))
     .await;
-    for (occurrence, body) in [
-        (
-            "2027-03-29T07:00:00Z",
-            json!({"starts_at": "2027-03-30T12:00:00Z"}),
-        ),
-        ("2027-04-05T07:00:00Z", json!({"cancelled": true})),
-    ] {
-        let (status, answer) = stack
-            .command(
-                Method::PATCH,
-                &format!("/v1/meetings/{berlin}/occurrences/{occurrence}"),
-                &alice,
-                body,
-            )
-            .await;
-        assert_eq!(status, 200, "{answer}");
-    }
-    let (_, answer) = stack
-        .command(
-            Method::PATCH,
-            &format!("/v1/meetings/{new_york}/occurrences/2027-03-10T14:00:00Z"),
-            &alice,
-            json!({"cancelled": true}),
-        )
-        .await;
-    let written = answer["position"].as_str().unwrap().to_owned();
-    let ics = feed(&stack, &alice, &written).await;
+    change_occurrences(
+        &stack,
+        &alice,
+        &berlin,
+        &[
+            (
+                "2027-03-29T07:00:00Z",
+                json!({"starts_at": "2027-03-30T12:00:00Z"}),
+            ),
+            ("2027-04-05T07:00:00Z", json!({"cancelled": true})),
+        ],
+    )
+    .await;
+    let written = change_occurrences(
+        &stack,
+        &alice,
+        &new_york,
+        &[("2027-03-10T14:00:00Z", json!({"cancelled": true}))],
+    )
+    .await;
+    let ics = feed_text(&stack, &alice, &written).await;
 
     // Dave imports Alice's feed: three meetings of his own, as hers are.
     let (status, result) = import(&stack, &dave.token, &ics).await;
@@ -165,7 +143,7 @@ async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
     let (from, to) = ("2027-02-01T00:00:00Z", "2027-06-01T00:00:00Z");
     let theirs = feed_occurrences(&ics, from, to, &bob.email);
     let mine = feed_occurrences(
-        &feed(&stack, &dave.token, &position).await,
+        &feed_text(&stack, &dave.token, &position).await,
         from,
         to,
         &bob.email,

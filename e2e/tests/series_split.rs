@@ -3,7 +3,9 @@
 //! `/v1/changes` and the websocket all see the same two series afterwards, with the later
 //! occurrences' own times, cancellations and answers carried over.
 
-use e2e::calendar::{agenda_occurrences, feed_occurrences, items, weekly};
+use e2e::calendar::{
+    agenda_occurrences, change_occurrences, feed_occurrences, feed_text, items, weekly,
+};
 use e2e::ws::{authed, next, subscribe};
 use e2e::{nats_url, Stack};
 use reqwest::Method;
@@ -25,27 +27,22 @@ async fn splitting_a_series_agrees_in_agenda_feed_changes_and_websocket() {
         "FREQ=WEEKLY;BYDAY=MO;COUNT=10",
     )
     .await;
-    let edits = [
-        // Before the split point: stays with the old series.
-        ("2027-03-22T08:00:00Z", json!({"cancelled": true})),
-        // After it: go with the new series.
-        (
-            "2027-04-19T07:00:00Z",
-            json!({"starts_at": "2027-04-20T10:00:00Z"}),
-        ),
-        ("2027-04-26T07:00:00Z", json!({"cancelled": true})),
-    ];
-    for (occurrence, body) in edits {
-        let (status, answer) = stack
-            .command(
-                Method::PATCH,
-                &format!("/v1/meetings/{series}/occurrences/{occurrence}"),
-                &alice_token,
-                body,
-            )
-            .await;
-        assert_eq!(status, 200, "{answer}");
-    }
+    change_occurrences(
+        &stack,
+        &alice_token,
+        &series,
+        &[
+            // Before the split point: stays with the old series.
+            ("2027-03-22T08:00:00Z", json!({"cancelled": true})),
+            // After it: go with the new series.
+            (
+                "2027-04-19T07:00:00Z",
+                json!({"starts_at": "2027-04-20T10:00:00Z"}),
+            ),
+            ("2027-04-26T07:00:00Z", json!({"cancelled": true})),
+        ],
+    )
+    .await;
     let (status, answer) = stack
         .command(
             Method::POST,
@@ -173,18 +170,7 @@ async fn splitting_a_series_agrees_in_agenda_feed_changes_and_websocket() {
     assert_eq!(document["organizer"]["display_name"], "Alice");
 
     // Bob's feed, read by the independent parser, lists exactly the agenda's occurrences.
-    let (status, feed) = stack.query("/v1/calendar/feed", &bob.token, &last).await;
-    assert_eq!(status, 200, "{feed}");
-    let ics = stack
-        .queries
-        .client
-        .get(feed["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ics = feed_text(&stack, &bob.token, &last).await;
     let mut parsed = feed_occurrences(&ics, from, to, &bob.email);
     let mut listed = agenda_occurrences(&agenda);
     parsed.sort();

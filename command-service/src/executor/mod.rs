@@ -83,6 +83,22 @@ impl Executor {
         Idempotency::of(request).recorded(&*self.store).await
     }
 
+    /// The recorded answer when `request` is a retry; else charges its caller for a new
+    /// command (a replay costs nothing).
+    async fn admit<A: Aggregate>(
+        &self,
+        request: &CommandRequest<'_, A>,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Response>, ApiError> {
+        if let Some(replayed) = idempotency.recorded(&*self.store).await? {
+            return Ok(Some(replayed));
+        }
+        if let (Some(actor), false) = (request.actor_id, request.charged) {
+            self.limits.command(actor)?;
+        }
+        Ok(None)
+    }
+
     /// Runs the commands as one atomic decision and answers like `docs/api.md` says.
     pub async fn execute<A>(
         &self,
@@ -94,12 +110,8 @@ impl Executor {
         A::Command: Clone,
     {
         let idempotency = Idempotency::of(&request);
-        if let Some(replayed) = idempotency.recorded(&*self.store).await? {
+        if let Some(replayed) = self.admit(&request, &idempotency).await? {
             return Ok(replayed);
-        }
-        // A replay above costs nothing; a new command counts against its user's bucket.
-        if let (Some(actor), false) = (request.actor_id, request.charged) {
-            self.limits.command(actor)?;
         }
         // A new aggregate's id was made by this request: nobody else can be writing it.
         let _turn = if request.fresh_id {

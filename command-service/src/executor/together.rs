@@ -37,11 +37,8 @@ impl Executor {
         A::Command: Clone,
     {
         let idempotency = Idempotency::of(&request);
-        if let Some(replayed) = idempotency.recorded(&*self.store).await? {
+        if let Some(replayed) = self.admit(&request, &idempotency).await? {
             return Ok(replayed);
-        }
-        if let Some(actor) = request.actor_id {
-            self.limits.command(actor)?;
         }
         let _turn = self.turns.take(request.aggregate_id).await;
         for attempt in 0..MAX_DECISIONS {
