@@ -251,7 +251,7 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
     let fixtures = [
         ("occurrence-off-the-rule.ics", 4, "no such occurrence"),
         ("all-day.ics", 4, "all-day"),
-        ("windows-zone.ics", 4, "unknown time zone"),
+        ("unknown-zone.ics", 4, "unknown time zone"),
         ("hourly-rule.ics", 4, "FREQ"),
         ("too-long.ics", 4, "24 hours"),
         ("no-colon.ics", 4, "unreadable event"),
@@ -318,7 +318,34 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
     let (status, problem) = import(&stack, &token, &huge).await;
     assert_eq!(status, 413, "{problem}");
     assert!(problem["request_id"].is_string(), "{problem}");
-    // Nothing but the good event was ever written.
+    // Outlook names its zones the Windows way: read by CLDR's table.
+    let outlook = "BEGIN:VCALENDAR\r\nMETHOD:PUBLISH\r\nPRODID:Microsoft Exchange Server 2010\r\n\
+        VERSION:2.0\r\nBEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time\r\nBEGIN:STANDARD\r\n\
+        DTSTART:16010101T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\n\
+        RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=10\r\nEND:STANDARD\r\nBEGIN:DAYLIGHT\r\n\
+        DTSTART:16010101T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n\
+        RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=3\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+        BEGIN:VEVENT\r\nUID:040000008200E00074C5B7101A82E00800000000@outlook\r\n\
+        SUMMARY;LANGUAGE=de-DE:Jour fixe\r\n\
+        DTSTART;TZID=W. Europe Standard Time:20270705T090000\r\n\
+        DTEND;TZID=W. Europe Standard Time:20270705T093000\r\n\
+        RRULE:FREQ=WEEKLY;UNTIL=20270830T070000Z;INTERVAL=1;BYDAY=MO;WKST=MO\r\n\
+        END:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (status, result) = import(&stack, &token, outlook).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["errors"], json!([]), "{result}");
+    let created = ids(&result, "created");
+    let (_, document) = stack
+        .query(
+            &format!("/v1/meetings/{}", created[0]),
+            &token,
+            result["position"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(document["time_zone"], "Europe/Berlin", "{document}");
+    assert_eq!(document["starts_at"], "2027-07-05T07:00:00Z", "{document}");
+
+    // Nothing but the good event and Outlook's series was ever written.
     let (_, meetings) = stack
         .query(
             "/v1/meetings?from=2027-01-01T00:00:00Z&to=2028-01-01T00:00:00Z",
@@ -328,7 +355,7 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
         .await;
     assert_eq!(
         meetings["items"].as_array().map(Vec::len),
-        Some(1),
+        Some(2),
         "{meetings}"
     );
 }

@@ -5,7 +5,8 @@
 //! that one broken component does not hide the others and every error names the line its
 //! component starts on (in the file as sent, before unfolding). What the meetings of this
 //! product cannot hold is refused per component with a message saying so: all-day events,
-//! floating times, zones that are no IANA names, `RDATE`, `RANGE=THISANDFUTURE`.
+//! floating times, zones that are neither IANA nor Windows names, `RDATE`,
+//! `RANGE=THISANDFUTURE`.
 
 use std::collections::BTreeMap;
 
@@ -457,10 +458,16 @@ fn date_time_value(
     Ok((local.with_timezone(&Utc), zone))
 }
 
-/// An IANA zone from a `TZID`, also in the `/vendor/…/Europe/Berlin` form some producers use.
+/// An IANA zone from a `TZID`: an IANA name, also in the `/vendor/…/Europe/Berlin` form some
+/// producers use, or a Windows zone name as Outlook and Exchange write them (`W. Europe
+/// Standard Time`), mapped by CLDR's table to its world-wide default zone.
 fn zone(tzid: &str) -> Result<Tz, String> {
     let tzid = tzid.trim();
     if let Ok(zone) = tzid.parse::<Tz>() {
+        return Ok(zone);
+    }
+    if let Some(zone) = localzone::win_zone_to_iana(tzid, Some("001")).and_then(|z| z.parse().ok())
+    {
         return Ok(zone);
     }
     let parts: Vec<&str> = tzid.split('/').collect();

@@ -121,7 +121,7 @@ fn each_broken_event_is_reported_with_its_line_and_the_good_ones_are_read() {
         ("BEGIN:VEVENT\r\nUID:no-start\r\nSUMMARY:x\r\nDTEND:20270301T100000Z\r\nEND:VEVENT\r\n", Some("no-start"), "DTSTART is missing"),
         ("BEGIN:VEVENT\r\nUID:all-day\r\nDTSTART;VALUE=DATE:20270301\r\nDTEND;VALUE=DATE:20270302\r\nSUMMARY:x\r\nEND:VEVENT\r\n", Some("all-day"), "all-day"),
         ("BEGIN:VEVENT\r\nUID:floating\r\nDTSTART:20270301T090000\r\nDTEND:20270301T100000\r\nSUMMARY:x\r\nEND:VEVENT\r\n", Some("floating"), "floating"),
-        ("BEGIN:VEVENT\r\nUID:zone\r\nDTSTART;TZID=W. Europe Standard Time:20270301T090000\r\nDTEND;TZID=W. Europe Standard Time:20270301T100000\r\nSUMMARY:x\r\nEND:VEVENT\r\n", Some("zone"), "unknown time zone"),
+        ("BEGIN:VEVENT\r\nUID:zone\r\nDTSTART;TZID=Mars/Olympus Mons:20270301T090000\r\nDTEND;TZID=Mars/Olympus Mons:20270301T100000\r\nSUMMARY:x\r\nEND:VEVENT\r\n", Some("zone"), "unknown time zone"),
         ("BEGIN:VEVENT\r\nUID:unreadable\r\nthis line has no colon\r\nEND:VEVENT\r\n", Some("unreadable"), "unreadable event"),
         ("BEGIN:VEVENT\r\nDTSTART:20270301T090000Z\r\nDTEND:20270301T100000Z\r\nSUMMARY:x\r\nEND:VEVENT\r\n", None, "UID is missing"),
         ("BEGIN:VEVENT\r\nUID:rdate\r\nDTSTART:20270301T090000Z\r\nDTEND:20270301T100000Z\r\nRDATE:20270302T090000Z\r\nSUMMARY:x\r\nEND:VEVENT\r\n", Some("rdate"), "RDATE"),
