@@ -386,6 +386,12 @@ fn event(component: &Component<'_>, line: usize, uid: &str) -> Result<Event, Str
         if !attendees.iter().any(|(e, _)| *e == email) {
             attendees.push((email, optional));
         }
+        if attendees.len() > domain::meeting::MAX_ATTENDEES {
+            return Err(format!(
+                "more than {} attendees: a meeting has at most that many",
+                domain::meeting::MAX_ATTENDEES
+            ));
+        }
     }
     Ok(Event::Master(Box::new(ImportedMeeting {
         uid: uid.to_owned(),

@@ -154,6 +154,23 @@ fn each_broken_event_is_reported_with_its_line_and_the_good_ones_are_read() {
 }
 
 #[test]
+fn an_event_with_more_attendees_than_a_meeting_may_have_is_refused() {
+    let crowd: String = (0..=domain::meeting::MAX_ATTENDEES)
+        .map(|i| format!("ATTENDEE:mailto:guest{i}@example.com\r\n"))
+        .collect();
+    let read = read(&calendar(
+        &SERIES.replace("END:VEVENT", &format!("{crowd}END:VEVENT")),
+    ))
+    .unwrap();
+    assert_eq!(read.meetings, []);
+    assert!(
+        read.errors[0].message.contains("attendees"),
+        "{:?}",
+        read.errors
+    );
+}
+
+#[test]
 fn a_bad_occurrence_refuses_its_whole_series() {
     let bad = MOVED.replace("DURATION:PT1H30M", "DURATION:soon");
     let read = read(&calendar(&format!("{SERIES}{bad}"))).unwrap();
