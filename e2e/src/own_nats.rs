@@ -11,6 +11,8 @@ pub struct OwnNats {
     pub port: u16,
     store: PathBuf,
     child: Option<Child>,
+    /// A configuration file and the environment it reads (passwords), if any.
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 impl OwnNats {
@@ -21,6 +23,25 @@ impl OwnNats {
             port,
             store,
             child: None,
+            config: None,
+        };
+        nats.spawn().await;
+        nats
+    }
+
+    /// A server reading `config` (the repository's `nats.conf`, say) with `env` set, on its
+    /// own port, monitoring port and store.
+    pub async fn with_config(config: PathBuf, env: &[(&str, &str)]) -> Self {
+        let mut nats = Self {
+            port: free_port(),
+            store: std::env::temp_dir().join(format!("meetings-nats-{}", Uuid::new_v4())),
+            child: None,
+            config: Some((
+                config,
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )),
         };
         nats.spawn().await;
         nats
@@ -38,16 +59,30 @@ impl OwnNats {
                 "nats-server".into()
             }
         });
-        let child = Command::new(&binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
+        let mut command = Command::new(&binary);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        match &self.config {
+            Some((config, env)) => {
+                // The file's own store directory, pointed at this server's.
+                let text = std::fs::read_to_string(config).expect("the NATS configuration");
+                let text = text.replace(
+                    "store_dir: /data/jetstream",
+                    &format!("store_dir: \"{}\"", self.store.display()),
+                );
+                std::fs::create_dir_all(&self.store).unwrap();
+                let copy = self.store.join("nats.conf");
+                std::fs::write(&copy, text).unwrap();
+                command
+                    .arg("-c")
+                    .arg(copy)
+                    .args(["-m", &free_port().to_string()])
+                    .envs(env.iter().map(|(k, v)| (k, v)));
+            }
+            None => {
+                command.arg("-js").arg("-sd").arg(&self.store);
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

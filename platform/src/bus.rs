@@ -207,15 +207,56 @@ impl StreamName {
     }
 }
 
-/// Connects to NATS with retries on reconnect and a name that shows up in monitoring.
+/// Connects to NATS with retries on reconnect and a name that shows up in monitoring. The URL
+/// may carry the service's credentials (`nats://relay:secret@nats:4222`, see `nats.conf`).
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+    let (address, options) = options(url);
+    options
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(&address)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url} (MEETINGS_NATS_URL): {e}"))
+        .map_err(|e| {
+            anyhow::anyhow!("cannot connect to NATS at {address} (MEETINGS_NATS_URL): {e}")
+        })
+}
+
+/// The address of `url` without its credentials (safe to log) and the client options that
+/// carry them: async-nats does not take them from the URL.
+pub fn options(url: &str) -> (String, async_nats::ConnectOptions) {
+    let (address, credentials) = split_credentials(url);
+    let options = match credentials {
+        Some((user, password)) => {
+            async_nats::ConnectOptions::new().user_and_password(user, password)
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    (address, options)
+}
+
+/// `scheme://user:password@host…` as (`scheme://host…`, the percent-decoded user and
+/// password); a URL without them as it is.
+fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_owned(), None);
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (
+        format!("{scheme}{host}{path}"),
+        Some((decode(user), decode(password))),
+    )
 }
 
 /// The messages of `stream` in stream order through an ordered consumer (ephemeral, no acks;
@@ -371,5 +412,32 @@ impl EventBus for JetStreamBus {
             }
         }
         (acknowledged, send_error)
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::split_credentials;
+
+    #[test]
+    fn credentials_leave_the_url_and_are_decoded() {
+        assert_eq!(
+            split_credentials("nats://relay:s%40cr%3At@nats:4222"),
+            (
+                "nats://nats:4222".to_owned(),
+                Some(("relay".to_owned(), "s@cr:t".to_owned()))
+            )
+        );
+        assert_eq!(
+            split_credentials("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".to_owned(), None)
+        );
+        assert_eq!(
+            split_credentials("tls://u:p@host:4222/x@y"),
+            (
+                "tls://host:4222/x@y".to_owned(),
+                Some(("u".to_owned(), "p".to_owned()))
+            )
+        );
     }
 }

@@ -151,15 +151,32 @@ impl JwtSettings {
 }
 
 /// Where events are fanned out (read side). Unset: no relay runs in this process.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct NatsSettings {
-    /// `nats://host:port`.
+    /// `nats://host:port`, with the service's NATS user when the server asks for one:
+    /// `nats://relay:<password>@host:port` (see `nats.conf`).
     #[arg(long = "nats-url", env = "MEETINGS_NATS_URL")]
     pub nats_url: Option<String>,
 
     /// JetStream stream; its subjects are `<name lower-cased>.<aggregate_type>.<aggregate_id>`.
     #[arg(long = "stream", env = "MEETINGS_STREAM", default_value = "EVENTS")]
     pub stream: String,
+}
+
+/// Without the password the URL may carry.
+impl fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field(
+                "nats_url",
+                &self
+                    .nats_url
+                    .as_deref()
+                    .map(|url| crate::bus::options(url).0),
+            )
+            .field("stream", &self.stream)
+            .finish()
+    }
 }
 
 /// Log line format.
@@ -325,6 +342,15 @@ mod tests {
     fn secrets_do_not_print_themselves() {
         let secret = Secret::new("x".repeat(40));
         assert!(!format!("{secret:?}").contains("xxx"));
+        let nats = NatsSettings {
+            nats_url: Some("nats://relay:hunter2@nats:4222".into()),
+            stream: "EVENTS".into(),
+        };
+        let printed = format!("{nats:?}");
+        assert!(
+            !printed.contains("hunter2") && printed.contains("nats://nats:4222"),
+            "{printed}"
+        );
     }
 
     #[test]

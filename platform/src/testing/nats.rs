@@ -16,12 +16,13 @@ pub fn nats_url() -> String {
 
 /// Connects without retrying, so a missing server is reported at once.
 pub async fn connect_nats(url: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+    let (address, options) = crate::bus::options(url);
+    options
         .connection_timeout(Duration::from_secs(3))
-        .connect(url)
+        .connect(&address)
         .await
         .with_context(|| {
-            format!("cannot connect to NATS with JetStream at {url} (start it: see README)")
+            format!("cannot connect to NATS with JetStream at {address} (start it: see README)")
         })
 }
 
