@@ -225,7 +225,13 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
 /// The address of `url` without its credentials (safe to log) and the client options that
 /// carry them: async-nats does not take them from the URL.
 pub fn options(url: &str) -> (String, async_nats::ConnectOptions) {
-    let (address, credentials) = split_credentials(url);
+    // A cluster is a comma-separated list of servers, each of which may carry them.
+    let (addresses, credentials): (Vec<String>, Vec<_>) = url
+        .split(',')
+        .map(|server| split_credentials(server.trim()))
+        .unzip();
+    let address = addresses.join(",");
+    let credentials = credentials.into_iter().flatten().next();
     let options = match credentials {
         Some((user, password)) => {
             async_nats::ConnectOptions::new().user_and_password(user, password)
@@ -432,6 +438,8 @@ mod credential_tests {
             split_credentials("nats://127.0.0.1:4222"),
             ("nats://127.0.0.1:4222".to_owned(), None)
         );
+        let (address, _) = super::options("nats://u:p@a:4222, nats://u:p@b:4222");
+        assert_eq!(address, "nats://a:4222,nats://b:4222");
         assert_eq!(
             split_credentials("tls://u:p@host:4222/x@y"),
             (
