@@ -318,6 +318,17 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
     let (status, problem) = import(&stack, &token, &huge).await;
     assert_eq!(status, 413, "{problem}");
     assert!(problem["request_id"].is_string(), "{problem}");
+    // Small, but more events than one import takes: 413 too, before anything is looked at.
+    let many = format!(
+        "BEGIN:VCALENDAR\r\n{}END:VCALENDAR\r\n",
+        "BEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\n".repeat(1_001)
+    );
+    let (status, problem) = import(&stack, &token, &many).await;
+    assert_eq!(status, 413, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("1000 events"),
+        "{problem}"
+    );
     // Outlook names its zones the Windows way: read by CLDR's table.
     let outlook = "BEGIN:VCALENDAR\r\nMETHOD:PUBLISH\r\nPRODID:Microsoft Exchange Server 2010\r\n\
         VERSION:2.0\r\nBEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time\r\nBEGIN:STANDARD\r\n\

@@ -124,9 +124,9 @@ pub async fn import(
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::invalid("", "the calendar must be UTF-8 text"))?;
     let calendar = ical::read(text).map_err(|error| match error {
-        ical::FileError::TooManyEvents(_) => ApiError::PayloadTooLarge {
-            limit: MAX_IMPORT_BYTES,
-        },
+        too_many @ ical::FileError::TooManyEvents(_) => {
+            ApiError::TooManyParts(too_many.to_string())
+        }
         other => ApiError::invalid("", other.to_string()),
     })?;
     let _turn = state
