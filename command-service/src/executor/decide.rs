@@ -66,7 +66,14 @@ enum Step<A: Aggregate> {
     /// Another writer appended first: back off, then load and decide again.
     Retry,
     /// The answer.
-    Done(Response),
+    Done(Answer),
+}
+
+/// How a command ended well: with the outcome of its commit (or of the unchanged state), or
+/// with the answer recorded for an earlier copy of it.
+pub enum Answer {
+    Committed(CommitOutcome),
+    Replayed(Response),
 }
 
 /// One command on its way through the loop.
@@ -86,6 +93,15 @@ where
 {
     /// Runs the loop to its answer.
     pub(super) async fn answer(self) -> Result<Response, ApiError> {
+        let answer = self.outcome().await?;
+        Ok(match answer {
+            Answer::Committed(outcome) => self.success(outcome),
+            Answer::Replayed(response) => response,
+        })
+    }
+
+    /// Runs the loop to its end.
+    pub(super) async fn outcome(&self) -> Result<Answer, ApiError> {
         let mut decisions = 0;
         let mut step = self.start();
         loop {
@@ -113,7 +129,7 @@ where
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
                     Step::Load
                 }
-                Step::Done(response) => return Ok(response),
+                Step::Done(answer) => return Ok(answer),
             };
         }
     }
@@ -143,7 +159,7 @@ where
             (Decision::Stale { expected }, Basis::Known) => {
                 // A retry whose first copy succeeded moved the version itself.
                 match self.idempotency.recorded(self.store).await? {
-                    Some(replayed) => Step::Done(replayed),
+                    Some(replayed) => Step::Done(Answer::Replayed(replayed)),
                     None => {
                         return Err(ApiError::PreconditionFailed(format!(
                             "If-Match \"{expected}\" is stale: the current version is \"{}\"",
@@ -156,7 +172,7 @@ where
             // Nothing changed: answer with the current version, append nothing.
             (Decision::Unchanged, Basis::Known) => {
                 let outcome = self.current_outcome(state.version).await?;
-                Step::Done(self.success(outcome))
+                Step::Done(Answer::Committed(outcome))
             }
         })
     }
@@ -198,7 +214,7 @@ where
                 state.last_hash = Some(outcome.last_hash.clone());
                 snapshot::after_commit(self.store, self.request.aggregate_id, before, &state).await;
                 self.cache.put(self.request.aggregate_id, state);
-                return Ok(Step::Done(self.success(outcome)));
+                return Ok(Step::Done(Answer::Committed(outcome)));
             }
             Err(error) => error,
         };
@@ -210,7 +226,7 @@ where
         );
         if twin_may_have_won {
             if let Some(replayed) = self.idempotency.recorded(self.store).await? {
-                return Ok(Step::Done(replayed));
+                return Ok(Step::Done(Answer::Replayed(replayed)));
             }
         }
         match error {

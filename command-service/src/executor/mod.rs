@@ -33,6 +33,7 @@ pub use response::{CommandBody, CommandResponse};
 
 use crate::limits::{LimitSettings, Limits};
 use cache::AggregateCache;
+pub use decide::Answer;
 use decide::Run;
 use idempotency::Idempotency;
 use turns::Turns;
@@ -109,26 +110,67 @@ impl Executor {
         A: Aggregate<Error = DomainError> + Clone + 'static,
         A::Command: Clone,
     {
+        let run = match self.prepare(services, request).await? {
+            Ok(run) => run,
+            Err(replayed) => return Ok(replayed),
+        };
+        let _turn = self.turn(&run.request).await;
+        run.answer().await
+    }
+
+    /// [`Executor::execute`] for a caller that answers itself (an import of many meetings):
+    /// the commit's outcome instead of the HTTP answer.
+    pub async fn execute_for_outcome<A>(
+        &self,
+        services: &A::Services,
+        request: CommandRequest<'_, A>,
+    ) -> Result<Answer, ApiError>
+    where
+        A: Aggregate<Error = DomainError> + Clone + 'static,
+        A::Command: Clone,
+    {
+        let run = match self.prepare(services, request).await? {
+            Ok(run) => run,
+            Err(replayed) => return Ok(Answer::Replayed(replayed)),
+        };
+        let _turn = self.turn(&run.request).await;
+        run.outcome().await
+    }
+
+    /// The run of `request`, or the recorded answer when it is a retry.
+    async fn prepare<'a, A>(
+        &'a self,
+        services: &'a A::Services,
+        request: CommandRequest<'a, A>,
+    ) -> Result<Result<Run<'a, A>, Response>, ApiError>
+    where
+        A: Aggregate<Error = DomainError> + Clone + 'static,
+        A::Command: Clone,
+    {
         let idempotency = Idempotency::of(&request);
         if let Some(replayed) = self.admit(&request, &idempotency).await? {
-            return Ok(replayed);
+            return Ok(Err(replayed));
         }
-        // A new aggregate's id was made by this request: nobody else can be writing it.
-        let _turn = if request.fresh_id {
-            None
-        } else {
-            Some(self.turns.take(request.aggregate_id).await)
-        };
-        Run {
+        Ok(Ok(Run {
             store: &*self.store,
             upcasters: &self.upcasters,
             cache: &self.cache,
             services,
             request,
             idempotency,
+        }))
+    }
+
+    /// The aggregate's turn in this process; none for an id this request generated (nobody
+    /// else can be writing it).
+    async fn turn<A: Aggregate>(
+        &self,
+        request: &CommandRequest<'_, A>,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match request.fresh_id {
+            true => None,
+            false => Some(self.turns.take(request.aggregate_id).await),
         }
-        .answer()
-        .await
     }
 }
 

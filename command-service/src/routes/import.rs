@@ -28,13 +28,13 @@ use domain::{
 use platform::auth::AuthUser;
 use platform::http::{ApiError, Result};
 use platform::ical::{self, ImportProblem, ImportedMeeting};
-use platform::store::Position;
+use platform::store::{AggregateState, Position};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::by_caller;
-use crate::executor::CommandMeta;
+use crate::executor::{Answer, CommandMeta};
 use crate::AppState;
 
 /// Largest calendar file accepted.
@@ -230,13 +230,12 @@ impl Importer<'_> {
     }
 
     async fn write(&mut self, meeting: ImportedMeeting) -> Result<Done> {
-        let Some(id) = self.target(&meeting.uid).await? else {
+        let Some((id, current)) = self.target(&meeting.uid).await? else {
             return Ok(Done::Skipped(
                 "you attend this meeting here already: it is in your calendar".into(),
             ));
         };
         let attendees = self.attendees(&meeting).await?;
-        let current = self.state.executor.load::<Meeting>(id).await?;
         let actor = self.caller.actor();
         let fingerprint = (
             "/v1/calendar/import",
@@ -270,37 +269,43 @@ impl Importer<'_> {
             }
             by_caller(self.caller, self.meta, id, fingerprint, commands)
         };
-        let response = super::meetings::execute(self.state, request.charged()).await?;
-        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
-            .await
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable command answer: {e}")))?;
-        let answer: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable command answer: {e}")))?;
-        if answer["version"].as_i64() == Some(current.version) {
+        let services = &self.state.meeting_services;
+        let outcome = match self
+            .state
+            .executor
+            .execute_for_outcome::<Meeting>(services, request.charged())
+            .await?
+        {
+            Answer::Committed(outcome) => outcome,
+            // The meetings' requests carry no idempotency key: nothing to replay.
+            Answer::Replayed(_) => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "BUG: an import's command was replayed"
+                )))
+            }
+        };
+        if outcome.version == current.version {
             return Ok(Done::Unchanged(id));
         }
-        let position = answer["position"]
-            .as_str()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no position in {answer}")))?;
         Ok(Done::Written {
             id,
             created,
-            position,
+            position: outcome.position,
         })
     }
 
-    /// The meeting a `UID` names for the caller; `None` when it is a meeting of this product
-    /// the caller attends (it is in their calendar already).
-    async fn target(&self, uid: &str) -> Result<Option<Uuid>> {
+    /// The meeting a `UID` names for the caller, as it stands; `None` when it is a meeting of
+    /// this product the caller attends (it is in their calendar already).
+    async fn target(&self, uid: &str) -> Result<Option<(Uuid, AggregateState<Meeting>)>> {
         let ours = uid
             .split_once('@')
             .and_then(|(id, _)| Uuid::parse_str(id).ok());
         if let Some(id) = ours {
-            let meeting = self.state.executor.load::<Meeting>(id).await?.aggregate;
+            let state = self.state.executor.load::<Meeting>(id).await?;
+            let meeting = &state.aggregate;
             if meeting.exists() {
                 if meeting.organizer_id() == self.caller.user_id || self.caller.actor().is_admin() {
-                    return Ok(Some(id));
+                    return Ok(Some((id, state)));
                 }
                 if meeting.is_attendee(self.caller.user_id) {
                     return Ok(None);
@@ -308,7 +313,8 @@ impl Importer<'_> {
             }
         }
         let name = format!("{}\n{uid}", self.caller.user_id);
-        Ok(Some(Uuid::new_v5(&IMPORT_NAMESPACE, name.as_bytes())))
+        let id = Uuid::new_v5(&IMPORT_NAMESPACE, name.as_bytes());
+        Ok(Some((id, self.state.executor.load::<Meeting>(id).await?)))
     }
 
     /// The file's attendees who are active users here (the caller aside); the others are
@@ -364,13 +370,20 @@ fn changes(
             }],
         };
     }
-    let mut commands = vec![MeetingCommand::UpdateDetails {
-        actor,
-        title: Some(file.title.clone()),
-        description: Some(file.description.clone()),
-        location: Some(file.location.clone()),
-        time_zone: Some(file.time_zone.clone()),
-    }];
+    let mut commands = vec![];
+    let details_same = current.title() == file.title
+        && current.description() == file.description.as_deref()
+        && current.location() == file.location.as_deref()
+        && current.time_zone() == file.time_zone;
+    if !details_same {
+        commands.push(MeetingCommand::UpdateDetails {
+            actor,
+            title: Some(file.title.clone()),
+            description: Some(file.description.clone()),
+            location: Some(file.location.clone()),
+            time_zone: Some(file.time_zone.clone()),
+        });
+    }
     let moved = current.starts_at() != file.starts_at || current.ends_at() != file.ends_at;
     let mut changed_now = current.occurrence_changes().clone();
     if moved {
@@ -410,15 +423,6 @@ fn changes(
         if !current.is_attendee(attendee.user_id) {
             commands.push(MeetingCommand::Invite { actor, attendee });
         }
-    }
-    // Only commands that change something: the aggregate answers the rest with no event,
-    // but `UpdateDetails` alone must not count as a change.
-    let details_same = current.title() == file.title
-        && current.description() == file.description.as_deref()
-        && current.location() == file.location.as_deref()
-        && current.time_zone() == file.time_zone;
-    if details_same {
-        commands.remove(0);
     }
     commands
 }
