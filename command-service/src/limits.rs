@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
+use governor::clock::QuantaInstant;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 use ipnet::IpNet;
 use platform::http::ApiError;
 use uuid::Uuid;
@@ -165,13 +166,7 @@ impl Limits {
         let cost = NonZeroU32::new(cost.min(self.command_burst.get())).unwrap_or(nonzero(1));
         match self.commands.check_key_n(&user, cost) {
             Ok(Ok(())) => Ok(turn),
-            Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Err(ApiError::TooManyRequests {
-                    detail: "too many commands: slow down".into(),
-                    retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-                })
-            }
+            Ok(Err(not_until)) => Err(refusal(&not_until, "too many commands: slow down")),
             Err(_) => unreachable!("BUG: the cost is capped at the burst"),
         }
     }
@@ -250,14 +245,19 @@ fn take<K>(limiter: &DefaultKeyedRateLimiter<K>, key: &K, detail: &str) -> Resul
 where
     K: std::hash::Hash + Eq + Clone,
 {
-    limiter.check_key(key).map_err(|not_until| {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        ApiError::TooManyRequests {
-            detail: detail.to_owned(),
-            // Whole seconds, rounded up: retrying at the announced time succeeds.
-            retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-        }
-    })
+    limiter
+        .check_key(key)
+        .map_err(|not_until| refusal(&not_until, detail))
+}
+
+/// 429 with the wait until the bucket has what was asked.
+fn refusal(not_until: &NotUntil<QuantaInstant>, detail: &str) -> ApiError {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    ApiError::TooManyRequests {
+        detail: detail.to_owned(),
+        // Whole seconds, rounded up: retrying at the announced time succeeds.
+        retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+    }
 }
 
 #[cfg(test)]
