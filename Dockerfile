@@ -12,3 +12,5 @@ COPY --from=build /src/target/release/meetings /src/target/release/command-servi
      /src/target/release/realtime /usr/local/bin/
 USER meetings
 ENV MEETINGS_LOG_FORMAT=json
+# command-service, query-service, realtime, projector; `meetings serve` (docs/api.md).
+EXPOSE 8081 8082 8083 8084 8080

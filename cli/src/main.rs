@@ -86,7 +86,7 @@ struct ServeArgs {
     http: HttpLimits,
     #[command(flatten)]
     audit: audit::anchor::AuditSettings,
-    /// Address to bind.
+    /// Address to bind, `host:port` such as `127.0.0.1:8080`.
     #[arg(
         long = "listen",
         env = "MEETINGS_LISTEN",
@@ -193,6 +193,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     platform::db::migrate(&pool).await?;
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
     let metrics = Metrics::new();
+    metrics.observe_pool(&pool);
     let stream = platform::bus::StreamName::new(&args.nats.stream)?;
 
     // Events reach the read models and websockets through NATS when configured, else
@@ -205,6 +206,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // Separate connections: the projector's pulls never queue behind websocket traffic.
             let projector_client = platform::bus::connect(url, "meetings-projector").await?;
             let client = platform::bus::connect(url, "meetings").await?;
+            metrics.observe_nats("meetings-projector", &projector_client);
+            metrics.observe_nats("meetings", &client);
             (
                 Some(relay),
                 EventSource::Stream(async_nats::jetstream::new(projector_client), stream.clone()),
@@ -226,6 +229,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.gateway.allowed_origins.clone(),
         realtime::connection::Limits::default(),
     );
+    gateway.metrics.register(&metrics);
 
     let command_state = AppState::new(
         store.clone(),
@@ -233,7 +237,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         jwt.clone(),
         args.auth,
     )
-    .with_limits(&args.limits);
+    .with_limits(&args.limits)
+    .with_metrics(&metrics);
     let query_state = query_service::AppState::from_args(pool.clone(), jwt.clone(), &args.query);
     let mut checks = command_service::readiness_checks(&command_state);
     checks.extend(query_service::readiness_checks(&query_state));
@@ -244,6 +249,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .merge(realtime::api_router(gateway.clone()))
         .merge(platform::openapi::router(openapi))
         .merge(platform::http::health::router(checks, metrics.clone()));
+    let breaker = platform::breaker::DatabaseBreaker::new(pool.clone());
+    let router = platform::breaker::protect(router, &breaker, &metrics);
     let router = platform::http::finish_router(router, metrics.clone());
 
     let server = Server::new(

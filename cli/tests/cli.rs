@@ -64,6 +64,7 @@ async fn promote_names_unknown_emails_and_promotes_known_ones() {
                     request_id: "test".into(),
                     correlation_id: "test".into(),
                     causation_id: "test".into(),
+                    traceparent: None,
                 },
                 recorded_at: chrono::Utc::now(),
             }],
@@ -173,6 +174,21 @@ async fn serve_runs_commands_queries_and_the_projector_in_one_process() {
     ))
     .await
     .unwrap();
+    // Schedule only once the gateway has confirmed the subscription: a command answered before
+    // that would be history, not a live push, and this test is about the live path.
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_ne!(frame["type"], "error", "{frame}");
+                if frame["type"] == "subscribed" {
+                    break;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("websocket before subscribed: {other:?}"),
+        }
+    }
 
     let scheduled: serde_json::Value = api
         .post(

@@ -22,6 +22,7 @@ use clap::Args;
 use cqrs_es::persist::EventUpcaster;
 use domain::{MeetingServices, UserDirectory};
 use platform::auth::JwtKeys;
+use platform::breaker::DatabaseBreaker;
 use platform::bus::StreamName;
 use platform::config::{
     parse_duration, DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings,
@@ -62,7 +63,7 @@ pub struct Settings {
     pub http: HttpLimits,
     #[command(flatten)]
     pub audit: audit::anchor::AuditSettings,
-    /// Address to bind.
+    /// Address to bind, `host:port` such as `0.0.0.0:8081`.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 }
@@ -163,6 +164,13 @@ impl AppState {
         self
     }
 
+    /// The same state, counting its commands and timing its appends in `metrics` (once per
+    /// process).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.executor = self.executor.with_metrics(metrics);
+        self
+    }
+
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.executor.store
     }
@@ -203,12 +211,13 @@ pub fn readiness_checks(state: &AppState) -> Vec<Arc<dyn ReadinessCheck>> {
 }
 
 /// The complete HTTP application: API routes, OpenAPI, health, metrics, error fallbacks.
-pub fn router(state: AppState, metrics: Metrics) -> Router {
+pub fn router(state: AppState, metrics: Metrics, breaker: &DatabaseBreaker) -> Router {
     let checks = readiness_checks(&state);
     let api = routes::router()
         .merge(openapi::router())
         .with_state(state)
         .merge(health::router(checks, metrics.clone()));
+    let api = platform::breaker::protect(api, breaker, &metrics);
     platform::http::finish_router(api, metrics)
 }
 
@@ -220,6 +229,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let pool = platform::service::connect_migrated(&settings.database).await?;
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
     let metrics = Metrics::new();
+    metrics.observe_pool(&pool);
     let relay = match &settings.nats.nats_url {
         Some(url) => Some(
             start_relay(url, &settings.nats.stream, pool.clone())
@@ -237,11 +247,16 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         jwt.clone(),
         settings.auth.clone(),
     )
-    .with_limits(&settings.limits);
+    .with_limits(&settings.limits)
+    .with_metrics(&metrics);
     let listener = platform::service::bind(settings.listen).await?;
-    let server = Server::new("command-service", listener, router(state.clone(), metrics))
-        .with_limits(settings.http.clone())
-        .with_revocations(pool.clone(), &jwt);
+    let server = Server::new(
+        "command-service",
+        listener,
+        router(state.clone(), metrics, &DatabaseBreaker::new(pool.clone())),
+    )
+    .with_limits(settings.http.clone())
+    .with_revocations(pool.clone(), &jwt);
     let server = audit::anchor::with_task(server, pool, store, settings.audit.signer()?);
     Ok(with_tasks(server, &state, relay))
 }

@@ -7,6 +7,7 @@
 //! checkpoint. Standbys try to take the lock every `standby_interval`.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ pub struct RelayMetrics {
     pub round_seconds: Histogram,
     /// Events per such round.
     pub round_events: Histogram,
+    /// Age of the oldest event not yet published when the last round began: 0 when it found
+    /// nothing to publish, and on a standby.
+    pub lag_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Default for RelayMetrics {
@@ -70,6 +74,7 @@ impl Default for RelayMetrics {
             active: Gauge::default(),
             round_seconds: seconds_histogram(),
             round_events: size_histogram(),
+            lag_seconds: Gauge::default(),
         }
     }
 }
@@ -102,6 +107,11 @@ impl RelayMetrics {
                 "Events per round that found events",
                 self.round_events.clone(),
             );
+            registry.register(
+                "relay_lag_seconds",
+                "Age of the oldest event not yet published when the active relay's last round began (0: caught up, or standby)",
+                self.lag_seconds.clone(),
+            );
         });
     }
 }
@@ -121,6 +131,8 @@ pub struct Relay {
     settings: RelaySettings,
     state: watch::Sender<RelayState>,
     metrics: RelayMetrics,
+    /// The NATS connection the bus publishes on, when it is JetStream (its state is exported).
+    nats: Option<async_nats::Client>,
 }
 
 impl Relay {
@@ -139,12 +151,16 @@ impl Relay {
             settings,
             state: watch::channel(RelayState::Standby).0,
             metrics: RelayMetrics::default(),
+            nats: None,
         }
     }
 
-    /// Reports into the process's metrics registry.
+    /// Reports into the process's metrics registry (and the state of its NATS connection).
     pub fn with_metrics(self, metrics: &platform::metrics::Metrics) -> Self {
         self.metrics.register(metrics);
+        if let Some(client) = &self.nats {
+            metrics.observe_nats("meetings-relay", client);
+        }
         self
     }
 
@@ -155,13 +171,17 @@ impl Relay {
         stream: StreamName,
         settings: RelaySettings,
     ) -> Self {
-        Self::new(
-            pool.clone(),
-            Arc::new(PgEventStore::new(pool)),
-            Arc::new(JetStreamBus::new(js, stream.clone())),
-            stream,
-            settings,
-        )
+        let client = js.client();
+        Self {
+            nats: Some(client),
+            ..Self::new(
+                pool.clone(),
+                Arc::new(PgEventStore::new(pool)),
+                Arc::new(JetStreamBus::new(js, stream.clone())),
+                stream,
+                settings,
+            )
+        }
     }
 
     pub fn state(&self) -> watch::Receiver<RelayState> {
@@ -175,6 +195,7 @@ impl Relay {
             let outcome = self.lead_once().await;
             self.state.send_replace(RelayState::Standby);
             self.metrics.active.set(0);
+            self.metrics.lag_seconds.set(0.0);
             if let Err(error) = outcome {
                 tracing::warn!(error = format!("{error:#}"), "relay stepped down");
             }
@@ -226,6 +247,13 @@ impl Relay {
         loop {
             let started = std::time::Instant::now();
             let events = tail.read().await?;
+            self.metrics
+                .lag_seconds
+                .set(events.first().map_or(0.0, |oldest| {
+                    (chrono::Utc::now() - oldest.recorded_at)
+                        .to_std()
+                        .map_or(0.0, |age| age.as_secs_f64())
+                }));
             if events.is_empty() {
                 if saved != position {
                     self.save_checkpoint(lock, position).await?;
@@ -252,7 +280,11 @@ impl Relay {
                     .round_seconds
                     .observe(started.elapsed().as_secs_f64());
                 self.metrics.round_events.observe(acknowledged as f64);
-                tracing::debug!(events = acknowledged, %position, "relayed");
+                for event in &events[..acknowledged] {
+                    event
+                        .metadata
+                        .log_stage("published", &event.event_type, event.position);
+                }
             }
             // Continue after what the bus acknowledged, which may be less than was read.
             tail.seek(position);

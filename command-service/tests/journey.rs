@@ -198,3 +198,19 @@ async fn health_readiness_and_metrics_answer() {
     );
     assert!(metrics.contains("route=\"/readyz\""), "{metrics}");
 }
+
+#[tokio::test]
+async fn commands_appends_and_the_pool_are_in_the_metrics() {
+    let app = spawn_app().await;
+    app.user("Ada").await;
+    let metrics = app.get_text("/metrics", None).await;
+    for expected in [
+        "meetings_commands_total{aggregate=\"user\",command=\"/v1/auth/register\",outcome=\"committed\"} 1",
+        "meetings_event_store_append_seconds_count 1",
+        "# TYPE meetings_db_pool_connections gauge",
+        "# TYPE meetings_db_pool_idle_connections gauge",
+        "meetings_db_pool_max_connections 20",
+    ] {
+        assert!(metrics.contains(expected), "no `{expected}` in\n{metrics}");
+    }
+}

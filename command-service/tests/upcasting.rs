@@ -43,6 +43,7 @@ async fn a_user_registered_with_a_version_1_event_logs_in_and_changes_profile() 
                     request_id: "legacy".into(),
                     correlation_id: "legacy".into(),
                     causation_id: "legacy".into(),
+                    traceparent: None,
                 },
                 recorded_at: chrono::Utc::now(),
             }],

@@ -8,6 +8,8 @@
 
 pub mod calendar;
 mod own_nats;
+pub mod own_postgres;
+pub mod processes;
 pub mod services;
 pub mod ws;
 

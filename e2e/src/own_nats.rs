@@ -103,10 +103,21 @@ impl OwnNats {
 
     /// Kills the server (SIGKILL) and starts it again on the same port and store.
     pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Kills the server (SIGKILL): it is down until [`Self::start_again`].
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().ok();
             child.wait().ok();
         }
+    }
+
+    /// Starts the stopped server again on the same port and store.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
         self.spawn().await;
     }
 }

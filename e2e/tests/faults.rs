@@ -73,6 +73,7 @@ fn metadata() -> EventMetadata {
         request_id: "fault-test".into(),
         correlation_id: "fault-test".into(),
         causation_id: "fault-test".into(),
+        traceparent: None,
     }
 }
 

@@ -33,6 +33,7 @@ async fn an_unapplicable_event_stops_the_projection_and_fails_readiness() {
                     request_id: "bad".into(),
                     correlation_id: "bad".into(),
                     causation_id: "bad".into(),
+                    traceparent: None,
                 },
                 recorded_at: chrono::Utc::now(),
             }],

@@ -77,6 +77,7 @@ async fn burst_padded(stack: &Stack, meeting: Uuid, author: Uuid, count: usize, 
                         request_id: "burst".into(),
                         correlation_id: "burst".into(),
                         causation_id: "burst".into(),
+                        traceparent: None,
                     },
                     recorded_at: chrono::Utc::now(),
                 }

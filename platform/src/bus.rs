@@ -127,6 +127,8 @@ pub mod headers {
     pub const REQUEST_ID: &str = "Meetings-Request-Id";
     pub const CORRELATION_ID: &str = "Meetings-Correlation-Id";
     pub const CAUSATION_ID: &str = "Meetings-Causation-Id";
+    /// W3C trace context, under the name its specification gives it.
+    pub const TRACEPARENT: &str = "traceparent";
 }
 
 /// Publishes events and waits for the bus to have stored each one.
@@ -386,6 +388,9 @@ impl EventBus for JetStreamBus {
                 event.metadata.correlation_id.as_str(),
             );
             headers.insert(headers::CAUSATION_ID, event.metadata.causation_id.as_str());
+            if let Some(traceparent) = &event.metadata.traceparent {
+                headers.insert(headers::TRACEPARENT, traceparent.as_str());
+            }
             let message = jetstream::message::PublishMessage::build()
                 .payload(payload.into())
                 .headers(headers)

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+pub mod startup;
+
 /// Where the event store and read models live.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseSettings {

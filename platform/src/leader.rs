@@ -33,7 +33,12 @@ pub async fn try_lead(pool: &PgPool, key: &str) -> Result<Option<PgConnection>, 
     }
 }
 
-/// Runs `term` again and again, with `pause` between two terms, until `shutdown` (then
+/// `delay` ± 25 %, so that replicas retrying the same dependency do not do it in lockstep.
+pub fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(rand::random::<f64>() * 0.5 + 0.75)
+}
+
+/// Runs `term` again and again, with `pause` (± 25 %) between two terms, until `shutdown` (then
 /// `None`) or until a term answers [`ControlFlow::Break`] (then its value). A term answers
 /// `Continue` when it ended and may be retried: it lost its connection, or another replica
 /// leads. `shutdown` also interrupts a running term or pause.
@@ -56,7 +61,7 @@ where
         }
         tokio::select! {
             () = &mut shutdown => return None,
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(jittered(pause)) => {}
         }
     }
 }
@@ -64,6 +69,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_within_a_quarter_either_way() {
+        for _ in 0..1_000 {
+            let d = jittered(Duration::from_millis(400));
+            assert!(
+                d >= Duration::from_millis(300) && d <= Duration::from_millis(500),
+                "{d:?}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn terms_repeat_after_the_pause_until_one_breaks() {

@@ -6,6 +6,7 @@
 //! are interchangeable without touching handlers.
 
 pub mod auth;
+pub mod breaker;
 pub mod bus;
 pub mod config;
 pub mod db;

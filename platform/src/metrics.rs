@@ -1,5 +1,6 @@
 //! Prometheus metrics (prometheus-client): one registry per process, HTTP metrics labelled by
-//! route template (never the raw URI, which would explode cardinality).
+//! route template (never the raw URI, which would explode cardinality), and the state of the
+//! process's connections (database pool, NATS), read at each scrape.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -7,11 +8,15 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
+use sqlx::PgPool;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -26,12 +31,110 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// The NATS connection a sample is about: the name it was opened with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NatsLabels {
+    pub client: String,
+}
+
 /// The process's registry and the metrics every service shares.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
+    connections: Arc<Connections>,
+}
+
+/// The connections whose state is exported, read when scraped (no task keeps them current).
+#[derive(Debug, Default)]
+struct Connections {
+    pool: Mutex<Option<PgPool>>,
+    nats: Mutex<Vec<(&'static str, async_nats::Client)>>,
+}
+
+/// Writes [`Connections`] at each scrape: one family per metric, however many NATS
+/// connections a process has (`meetings serve` has three). Help texts end with a period, as
+/// the registry writes those of registered metrics.
+#[derive(Debug)]
+struct ConnectionsCollector(Arc<Connections>);
+
+impl Collector for ConnectionsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let pool = self
+            .0
+            .pool
+            .lock()
+            .expect("BUG: metrics pool poisoned")
+            .clone();
+        if let Some(pool) = pool {
+            let size = i64::from(pool.size());
+            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+            let max = i64::from(pool.options().get_max_connections());
+            for (name, help, value) in [
+                (
+                    "db_pool_connections",
+                    "Open connections of the PostgreSQL pool, in use or idle.",
+                    size,
+                ),
+                (
+                    "db_pool_idle_connections",
+                    "Open connections of the PostgreSQL pool that are idle.",
+                    idle,
+                ),
+                (
+                    "db_pool_max_connections",
+                    "Most connections the PostgreSQL pool opens \
+                     (MEETINGS_DATABASE_MAX_CONNECTIONS).",
+                    max,
+                ),
+            ] {
+                let gauge = ConstGauge::new(value);
+                let family =
+                    encoder.encode_descriptor(name, help, None, ConstGauge::<i64>::TYPE)?;
+                gauge.encode(family)?;
+            }
+        }
+        let nats = self
+            .0
+            .nats
+            .lock()
+            .expect("BUG: metrics NATS clients poisoned")
+            .clone();
+        if nats.is_empty() {
+            return Ok(());
+        }
+        let labels: Vec<NatsLabels> = nats
+            .iter()
+            .map(|(name, _)| NatsLabels {
+                client: (*name).to_string(),
+            })
+            .collect();
+        let mut family = encoder.encode_descriptor(
+            "nats_connected",
+            "1 while the NATS connection is established, 0 while it is (re)connecting.",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        for ((_, client), labels) in nats.iter().zip(&labels) {
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            ConstGauge::new(i64::from(connected)).encode(family.encode_family(labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "nats_connects",
+            "Times the NATS connection was established, the first time included.",
+            None,
+            ConstCounter::<u64>::TYPE,
+        )?;
+        for ((_, client), labels) in nats.iter().zip(&labels) {
+            let connects = client
+                .statistics()
+                .connects
+                .load(std::sync::atomic::Ordering::Relaxed);
+            ConstCounter::new(connects).encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Metrics {
@@ -67,11 +170,35 @@ impl Metrics {
             "HTTP request latency, by route template",
             http_duration.clone(),
         );
+        let connections = Arc::new(Connections::default());
+        registry.register_collector(Box::new(ConnectionsCollector(connections.clone())));
         Self {
             registry: Arc::new(Mutex::new(registry)),
             http_requests,
             http_duration,
+            connections,
         }
+    }
+
+    /// Exports the size of `pool` (`meetings_db_pool_connections`, `…_idle_connections`,
+    /// `…_max_connections`), read at each scrape. A process has one pool; a second call
+    /// replaces the first.
+    pub fn observe_pool(&self, pool: &PgPool) {
+        *self
+            .connections
+            .pool
+            .lock()
+            .expect("BUG: metrics pool poisoned") = Some(pool.clone());
+    }
+
+    /// Exports the state of the NATS connection `client` (`meetings_nats_connected`,
+    /// `meetings_nats_connects_total`) labelled `client="<name>"`, read at each scrape.
+    pub fn observe_nats(&self, name: &'static str, client: &async_nats::Client) {
+        self.connections
+            .nats
+            .lock()
+            .expect("BUG: metrics NATS clients poisoned")
+            .push((name, client.clone()));
     }
 
     /// Lets a component register its own metrics in the process registry.
@@ -142,6 +269,83 @@ pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sample lines of `text` that start with `name` (labels included).
+    fn samples<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && line.starts_with(name))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_pool_is_read_when_scraped() {
+        let metrics = Metrics::new();
+        assert!(samples(&metrics.encode(), "meetings_db_pool").is_empty());
+        // A lazy pool opens no connection: its size is 0 of the configured 7.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(7)
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        metrics.observe_pool(&pool);
+        let text = metrics.encode();
+        assert_eq!(
+            samples(&text, "meetings_db_pool_connections"),
+            ["meetings_db_pool_connections 0"]
+        );
+        assert_eq!(
+            samples(&text, "meetings_db_pool_idle_connections"),
+            ["meetings_db_pool_idle_connections 0"]
+        );
+        assert_eq!(
+            samples(&text, "meetings_db_pool_max_connections"),
+            ["meetings_db_pool_max_connections 7"]
+        );
+        assert!(
+            text.contains("# HELP meetings_db_pool_connections "),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE meetings_db_pool_max_connections gauge"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn nats_connections_share_one_family_each() {
+        let metrics = Metrics::new();
+        // Nothing listens on port 1: the clients keep trying, never connected.
+        let connect = || {
+            async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect("nats://127.0.0.1:1")
+        };
+        let (relay, projector) = (connect().await.unwrap(), connect().await.unwrap());
+        metrics.observe_nats("meetings-relay", &relay);
+        metrics.observe_nats("meetings-projector", &projector);
+        let text = metrics.encode();
+        assert_eq!(
+            samples(&text, "meetings_nats_connected"),
+            [
+                "meetings_nats_connected{client=\"meetings-relay\"} 0",
+                "meetings_nats_connected{client=\"meetings-projector\"} 0"
+            ],
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE meetings_nats_connected gauge").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            samples(&text, "meetings_nats_connects_total").len(),
+            2,
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE meetings_nats_connects counter"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn invented_methods_share_one_label() {

@@ -21,13 +21,21 @@ use crate::bus::StreamName;
 use crate::config::{DatabaseSettings, HttpLimits, LogSettings, NatsSettings};
 
 /// The whole `main` of a service binary, so all of them start and stop the same way:
-/// settings from flags and `MEETINGS_*` variables, logging, then `build` (the same call tests
-/// make) served until SIGTERM or Ctrl-C.
+/// settings from flags and `MEETINGS_*` variables (or `--print-config`: print them, secrets
+/// redacted, and exit), logging, then `build` (the same call tests make) served until SIGTERM
+/// or Ctrl-C.
 pub fn main<S: clap::Parser>(
     log: impl FnOnce(&S) -> &LogSettings,
     build: impl AsyncFnOnce(&S) -> anyhow::Result<Server>,
 ) -> anyhow::Result<()> {
-    let settings = S::parse();
+    let settings = match crate::config::startup::parse_from::<S, _, _>(std::env::args_os()) {
+        Ok(crate::config::startup::Startup::Run(settings)) => settings,
+        Ok(crate::config::startup::Startup::Print(config)) => {
+            print!("{config}");
+            return Ok(());
+        }
+        Err(error) => error.exit(),
+    };
     crate::telemetry::init(log(&settings).log_format);
     tokio::runtime::Runtime::new()?.block_on(async {
         build(&settings)

@@ -22,8 +22,10 @@ pub fn init(format: Option<LogFormat>) {
             .with(
                 fmt::layer()
                     .json()
-                    .with_current_span(true)
-                    .with_span_list(false),
+                    // Every enclosing span's fields, not only the innermost's: a line from
+                    // deep inside a request still carries its request and correlation ids.
+                    .with_current_span(false)
+                    .with_span_list(true),
             )
             .try_init(),
         LogFormat::Text => registry.with(fmt::layer()).try_init(),

@@ -20,6 +20,7 @@ fn event(kind: &str) -> NewEvent {
             request_id: "req".into(),
             correlation_id: "corr".into(),
             causation_id: "cause".into(),
+            traceparent: None,
         },
         recorded_at: Utc::now(),
     }

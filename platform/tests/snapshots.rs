@@ -24,6 +24,7 @@ fn new_event(event: &UserEvent) -> NewEvent {
             request_id: "req".into(),
             correlation_id: "req".into(),
             causation_id: "req".into(),
+            traceparent: None,
         },
         recorded_at: Utc::now(),
     }

@@ -58,7 +58,7 @@ pub struct Settings {
     pub log: LogSettings,
     #[command(flatten)]
     pub http: HttpLimits,
-    /// Address of /healthz, /readyz and /metrics.
+    /// Address of /healthz, /readyz and /metrics, `host:port` such as `0.0.0.0:8084`.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 }
@@ -92,13 +92,15 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let pool = platform::service::connect_migrated(&settings.database).await?;
     let (client, stream) =
         platform::service::connect_nats(&settings.nats, "meetings-projector").await?;
-    let source = EventSource::Stream(async_nats::jetstream::new(client), stream);
     let metrics = Metrics::new();
+    metrics.observe_pool(&pool);
+    metrics.observe_nats("meetings-projector", &client);
+    let source = EventSource::Stream(async_nats::jetstream::new(client.clone()), stream);
     let listener = platform::service::bind(settings.listen).await?;
     let server = Server::new(
         "projector health endpoints",
         listener,
-        health_router(pool.clone(), metrics.clone()),
+        health_router(pool.clone(), Some(client.clone()), metrics.clone()),
     )
     .with_limits(settings.http.clone());
     Ok(with_task(server, pool, source, &metrics))
@@ -153,9 +155,17 @@ pub fn new_projector(
     }
 }
 
-/// `/healthz`, `/readyz`, `/metrics` of the projector.
-pub fn health_router(pool: PgPool, metrics: Metrics) -> axum::Router {
-    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(ProjectionReady(pool))];
+/// `/healthz`, `/readyz`, `/metrics` of the projector (ready only while connected to `nats`,
+/// when it consumes from NATS).
+pub fn health_router(
+    pool: PgPool,
+    nats: Option<async_nats::Client>,
+    metrics: Metrics,
+) -> axum::Router {
+    let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(ProjectionReady(pool))];
+    if let Some(client) = nats {
+        checks.push(Arc::new(health::NatsReady(client)));
+    }
     platform::http::finish_router(health::router(checks, metrics.clone()), metrics)
 }
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::ops::ControlFlow;
+use std::sync::atomic::AtomicU64;
 
 use cqrs_es::persist::EventUpcaster;
 use platform::bus::EventEnvelope;
@@ -30,6 +31,9 @@ pub struct ProjectorMetrics {
     pub batch_events: Histogram,
     /// 1 while the projection is stopped on an event it cannot apply.
     pub failed: Gauge,
+    /// Age of the last event of the last committed batch when it committed: how far the read
+    /// models trailed the event store then.
+    pub lag_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Default for ProjectorMetrics {
@@ -41,6 +45,7 @@ impl Default for ProjectorMetrics {
             batch_seconds: seconds_histogram(),
             batch_events: size_histogram(),
             failed: Gauge::default(),
+            lag_seconds: Gauge::default(),
         }
     }
 }
@@ -78,6 +83,11 @@ impl ProjectorMetrics {
                 "1 while the projection is stopped on an event it cannot apply",
                 self.failed.clone(),
             );
+            registry.register(
+                "projector_lag_seconds",
+                "Age of the newest event of the last committed batch when it committed (event recorded to read models updated)",
+                self.lag_seconds.clone(),
+            );
         });
     }
 }
@@ -101,6 +111,17 @@ pub(crate) async fn apply_counted(
     metrics.applied.inc_by(outcome.applied as u64);
     metrics.duplicates.inc_by(outcome.duplicates as u64);
     metrics.batches.inc();
+    if let Some(newest) = envelopes.last() {
+        let age = (chrono::Utc::now() - newest.recorded_at).to_std();
+        metrics
+            .lag_seconds
+            .set(age.map_or(0.0, |age| age.as_secs_f64()));
+    }
+    for envelope in envelopes {
+        envelope
+            .metadata
+            .log_stage("projected", &envelope.event_type, envelope.position);
+    }
     Ok(outcome)
 }
 

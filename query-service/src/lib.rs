@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use axum::Router;
 use platform::auth::JwtKeys;
+use platform::breaker::DatabaseBreaker;
 use platform::config::{parse_duration, DatabaseSettings, HttpLimits, JwtSettings, LogSettings};
 use platform::http::health::{self, PostgresReady, ReadinessCheck};
 use platform::metrics::Metrics;
@@ -43,7 +44,7 @@ pub struct Settings {
     pub log: LogSettings,
     #[command(flatten)]
     pub http: HttpLimits,
-    /// Address to bind.
+    /// Address to bind, `host:port` such as `0.0.0.0:8082`.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -222,9 +223,11 @@ pub fn readiness_checks(state: &AppState) -> Vec<Arc<dyn ReadinessCheck>> {
 /// health, metrics, error fallbacks.
 pub fn router(state: AppState, metrics: Metrics) -> Router {
     let checks = readiness_checks(&state);
+    let breaker = DatabaseBreaker::new(state.pool.clone());
     let api = api_router(state.clone(), &metrics)
         .merge(openapi::router().with_state(state))
         .merge(health::router(checks, metrics.clone()));
+    let api = platform::breaker::protect(api, &breaker, &metrics);
     platform::http::finish_router(api, metrics)
 }
 
@@ -236,8 +239,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let pool = platform::service::connect_migrated(&settings.database).await?;
     let state = AppState::from_args(pool.clone(), jwt.clone(), &settings.query);
     let listener = platform::service::bind(settings.listen).await?;
+    let metrics = Metrics::new();
+    metrics.observe_pool(&pool);
     Ok(
-        Server::new("query-service", listener, router(state, Metrics::new()))
+        Server::new("query-service", listener, router(state, metrics))
             .with_limits(settings.http.clone())
             .with_revocations(pool, &jwt),
     )

@@ -257,6 +257,9 @@ impl Hub {
     pub async fn dispatch(&self, event: &EventEnvelope) {
         let (data, decoded) = self.upcast(event);
         let audience = self.audience(event, decoded.as_ref()).await;
+        event
+            .metadata
+            .log_stage("dispatched", &event.event_type, event.position);
         let event = EventEnvelope {
             data,
             ..event.clone()

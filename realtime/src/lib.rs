@@ -56,6 +56,7 @@ pub struct Settings {
     pub log: LogSettings,
     #[command(flatten)]
     pub http: HttpLimits,
+    /// Address to bind, `host:port` such as `0.0.0.0:8083`.
     #[arg(long = "listen", env = "MEETINGS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -85,11 +86,16 @@ pub fn api_router(shared: Arc<Shared>) -> Router {
 
 /// The gateway's HTTP surface: `/v1/ws`, health, metrics.
 pub fn router(shared: Arc<Shared>, metrics: Metrics) -> Router {
-    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+    let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![
         Arc::new(PostgresReady(shared.pool.clone())),
         Arc::new(HubStarted(shared.hub.clone())),
     ];
+    if let Some(client) = &shared.bus {
+        checks.push(Arc::new(health::NatsReady(client.clone())));
+    }
+    let breaker = platform::breaker::DatabaseBreaker::new(shared.pool.clone());
     let api = api_router(shared).merge(health::router(checks, metrics.clone()));
+    let api = platform::breaker::protect(api, &breaker, &metrics);
     platform::http::finish_router(api, metrics)
 }
 
@@ -147,6 +153,17 @@ async fn upgrade(
 ) -> Response {
     if !origin_allowed(&headers, &shared.allowed_origins) {
         return ApiError::Forbidden("this origin may not open websockets".into()).into_response();
+    }
+    // Without the stream a socket would hear nothing live: refuse it at once, so that the
+    // client retries (with `since`, it then misses nothing) instead of waiting on a dead line.
+    // Sockets already open stay open: the consumer resumes where it stopped.
+    // (`Pending` is the first connection still under way: sockets then wait for the hub to
+    // start, as they always did.)
+    if shared.bus.as_ref().is_some_and(|client| {
+        client.connection_state() == async_nats::connection::State::Disconnected
+    }) {
+        return ApiError::unavailable("the event stream is unavailable, retry shortly")
+            .into_response();
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -300,7 +317,11 @@ pub fn assemble(
         allowed_origins,
         limits,
     );
-    let server = Server::new("realtime", listener, router(shared.clone(), Metrics::new()))
+    let metrics = Metrics::new();
+    metrics.observe_pool(&pool);
+    metrics.observe_nats("meetings-realtime", &client);
+    shared.metrics.register(&metrics);
+    let server = Server::new("realtime", listener, router(shared.clone(), metrics))
         .with_revocations(pool, &jwt);
     with_tasks(
         server,
@@ -328,10 +349,45 @@ pub fn with_tasks(server: Server, shared: &Shared, source: EventSource) -> Serve
         }
     };
     let presence = shared.presence.clone();
-    server.with_task("presence", move |stop| async move {
+    let server = server.with_task("presence", move |stop| async move {
         presence.run(stop.cancelled_owned()).await;
         Ok(())
+    });
+    let (presence, sockets, closing) = (
+        shared.presence.clone(),
+        shared.sockets.clone(),
+        shared.shutdown.clone(),
+    );
+    server.with_task("websocket drain", move |stop| async move {
+        stop.cancelled().await;
+        drain(closing, &sockets).await;
+        presence.depart().await;
+        Ok(())
     })
+}
+
+/// How long a stopping gateway waits for its sockets' close handshakes.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes every socket with 1001 and waits (at most [`DRAIN_TIMEOUT`]) until they are gone,
+/// each having left its channels.
+async fn drain(
+    closing: tokio_util::sync::CancellationToken,
+    sockets: &tokio::sync::watch::Sender<usize>,
+) {
+    let open = *sockets.borrow();
+    closing.cancel();
+    let mut count = sockets.subscribe();
+    if tokio::time::timeout(DRAIN_TIMEOUT, count.wait_for(|n| *n == 0))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = *sockets.borrow(),
+            "sockets still open after the drain timeout"
+        );
+    }
+    tracing::info!(closed = open, "websockets closed (1001) for shutdown");
 }
 
 #[cfg(test)]

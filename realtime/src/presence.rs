@@ -258,6 +258,31 @@ impl Presence {
         self.announce_differences(changes);
     }
 
+    /// Tells the other instances that nobody is present here any more (a full announcement of
+    /// nothing), and waits until NATS has it: sent when the instance stops, after its sockets
+    /// closed, so that others show the leaves at once instead of after `expiry`.
+    pub async fn depart(&self) {
+        let Some((client, subject)) = &self.nats else {
+            return;
+        };
+        let announcement = Announcement {
+            instance: self.instance,
+            meetings: HashMap::new(),
+            full: true,
+        };
+        let payload = serde_json::to_vec(&announcement).expect("BUG: announcements serialize");
+        let sent = async {
+            client.publish(subject.clone(), payload.into()).await.ok();
+            client.flush().await.ok();
+        };
+        if tokio::time::timeout(Duration::from_secs(2), sent)
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not announce the departure; others will expire this instance");
+        }
+    }
+
     /// Listens to other instances and sends heartbeats until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);

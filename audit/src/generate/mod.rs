@@ -113,6 +113,7 @@ impl<A: Aggregate> Stream<A> {
             request_id: request.clone(),
             correlation_id: request.clone(),
             causation_id: request,
+            traceparent: None,
         })?;
         self.version += 1;
         let hash = event_hash(&HashInput {

@@ -6,6 +6,7 @@
 //! decision is re-made, so nothing is overwritten); with `If-Match` the client asked for a
 //! specific version and gets 412 instead. After a few lost races the answer is 409.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use super::cache::AggregateCache;
 use super::idempotency::Idempotency;
+use super::metrics::{CommandMetrics, Outcome};
 use super::request::CommandRequest;
 use super::response::CommandResponse;
 
@@ -81,6 +83,9 @@ pub(super) struct Run<'a, A: Aggregate> {
     pub(super) store: &'a dyn EventStore,
     pub(super) upcasters: &'a [Box<dyn EventUpcaster>],
     pub(super) cache: &'a AggregateCache,
+    pub(super) metrics: &'a CommandMetrics,
+    /// Set once the commands' events are appended (`committed`, not `unchanged`).
+    pub(super) appended: AtomicBool,
     pub(super) services: &'a A::Services,
     pub(super) request: CommandRequest<'a, A>,
     pub(super) idempotency: Idempotency,
@@ -100,8 +105,22 @@ where
         })
     }
 
-    /// Runs the loop to its end.
+    /// Runs the loop to its end, and counts how it ended.
     pub(super) async fn outcome(&self) -> Result<Answer, ApiError> {
+        let answer = self.steps().await;
+        let outcome = match &answer {
+            Ok(Answer::Replayed(_)) => Outcome::Replayed,
+            Ok(Answer::Committed(_)) if self.appended.load(Ordering::Relaxed) => Outcome::Committed,
+            Ok(Answer::Committed(_)) => Outcome::Unchanged,
+            Err(error) => Outcome::of_error(error),
+        };
+        self.metrics
+            .count(A::TYPE, self.request.fingerprint.0, outcome);
+        answer
+    }
+
+    /// The steps of the loop, from the first decision to the answer.
+    async fn steps(&self) -> Result<Answer, ApiError> {
         let mut decisions = 0;
         let mut step = self.start();
         loop {
@@ -206,8 +225,9 @@ where
             side_effects: self.request.side_effects.clone(),
             idempotency: self.idempotency.record(),
         };
-        let error = match self.store.commit(commit).await {
+        let error = match self.metrics.timed_append(self.store.commit(commit)).await {
             Ok(outcome) => {
+                self.appended.store(true, Ordering::Relaxed);
                 // The state after the commit (the events are applied already), so the
                 // aggregate's next command needs no read at all.
                 state.version = outcome.version;
@@ -307,6 +327,7 @@ pub(super) fn new_events<A: Aggregate>(
                     request_id: meta.request_id.to_string(),
                     correlation_id: meta.request_id.correlation_id().to_string(),
                     causation_id: meta.request_id.to_string(),
+                    traceparent: Some(meta.request_id.traceparent().to_string()),
                 },
                 recorded_at,
             })

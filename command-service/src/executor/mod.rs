@@ -5,11 +5,12 @@
 //! the aggregates this process knows (`cache`), one command at a time per aggregate
 //! (`turns`), `Idempotency-Key` records and replays (`idempotency`), the decision loop
 //! (`decide`), and the rare command that creates a second aggregate in the same transaction
-//! (`together`). This module ties them together.
+//! (`together`); what they count (`metrics`). This module ties them together.
 
 mod cache;
 mod decide;
 mod idempotency;
+pub mod metrics;
 mod request;
 mod response;
 mod together;
@@ -36,6 +37,7 @@ use cache::AggregateCache;
 pub use decide::Answer;
 use decide::Run;
 use idempotency::Idempotency;
+use metrics::{CommandMetrics, Outcome};
 use turns::Turns;
 
 /// Shared dependencies of the executor.
@@ -46,6 +48,7 @@ pub struct Executor {
     cache: AggregateCache,
     turns: Turns,
     limits: Arc<Limits>,
+    metrics: CommandMetrics,
 }
 
 impl Executor {
@@ -56,7 +59,15 @@ impl Executor {
             cache: AggregateCache::default(),
             turns: Turns::default(),
             limits: Arc::new(Limits::new(&LimitSettings::default())),
+            metrics: CommandMetrics::default(),
         }
+    }
+
+    /// The same executor, counting commands and timing appends in `metrics` (once per
+    /// process: `meetings_commands_total`, `meetings_event_store_append_seconds`).
+    pub fn with_metrics(self, metrics: &platform::metrics::Metrics) -> Self {
+        self.metrics.register(metrics);
+        self
     }
 
     /// The same executor, counting each user's commands in `limits`.
@@ -148,13 +159,24 @@ impl Executor {
         A::Command: Clone,
     {
         let idempotency = Idempotency::of(&request);
-        if let Some(replayed) = self.admit(&request, &idempotency).await? {
-            return Ok(Err(replayed));
+        let count = |outcome| self.metrics.count(A::TYPE, request.fingerprint.0, outcome);
+        match self.admit(&request, &idempotency).await {
+            Ok(None) => {}
+            Ok(Some(replayed)) => {
+                count(Outcome::Replayed);
+                return Ok(Err(replayed));
+            }
+            Err(error) => {
+                count(Outcome::of_error(&error));
+                return Err(error);
+            }
         }
         Ok(Ok(Run {
             store: &*self.store,
             upcasters: &self.upcasters,
             cache: &self.cache,
+            metrics: &self.metrics,
+            appended: Default::default(),
             services,
             request,
             idempotency,

@@ -15,7 +15,8 @@ use platform::store::{AggregateState, Commit, StoreError};
 use uuid::Uuid;
 
 use super::decide::{decide_commands, new_events, MAX_DECISIONS};
-use super::idempotency::Idempotency;
+use super::idempotency::{Idempotency, IDEMPOTENT_REPLAYED};
+use super::metrics::Outcome;
 use super::request::CommandRequest;
 use super::response::CommandResponse;
 use super::Executor;
@@ -26,6 +27,34 @@ impl Executor {
     /// `request`'s commands). Answered with the new aggregate's outcome (its `Location`, the
     /// transaction's last position).
     pub async fn execute_with_new<A>(
+        &self,
+        services: &A::Services,
+        request: CommandRequest<'_, A>,
+        new_id: Uuid,
+        new_commands: impl Fn(&A) -> Result<Vec<A::Command>, DomainError>,
+    ) -> Result<Response, ApiError>
+    where
+        A: Aggregate<Error = DomainError> + Clone + 'static,
+        A::Command: Clone,
+    {
+        let command = request.fingerprint.0;
+        let answer = self
+            .split_off(services, request, new_id, new_commands)
+            .await;
+        let outcome = match &answer {
+            // It never answers "unchanged": a success appended, unless it is a replay.
+            Ok(response) if response.headers().contains_key(&IDEMPOTENT_REPLAYED) => {
+                Outcome::Replayed
+            }
+            Ok(_) => Outcome::Committed,
+            Err(error) => Outcome::of_error(error),
+        };
+        self.metrics.count(A::TYPE, command, outcome);
+        answer
+    }
+
+    /// [`Executor::execute_with_new`] without counting it.
+    async fn split_off<A>(
         &self,
         services: &A::Services,
         request: CommandRequest<'_, A>,
@@ -84,7 +113,11 @@ impl Executor {
                     idempotency: idempotency.record(),
                 },
             ];
-            let error = match self.store.commit_together(commits).await {
+            let error = match self
+                .metrics
+                .timed_append(self.store.commit_together(commits))
+                .await
+            {
                 Ok(outcomes) => {
                     for (mut state, outcome) in [state, created].into_iter().zip(&outcomes) {
                         state.version = outcome.version;

@@ -56,7 +56,12 @@ pub enum ApiError {
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after: u64 },
     #[error("{detail}")]
-    Unavailable { detail: String, retry_after: u64 },
+    Unavailable {
+        detail: String,
+        retry_after: u64,
+        /// The database looked unreachable: the breaker checks it ([`crate::breaker`]).
+        database: bool,
+    },
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -96,6 +101,16 @@ impl ApiError {
         ApiError::Unavailable {
             detail: detail.into(),
             retry_after: RETRY_AFTER_SECONDS,
+            database: false,
+        }
+    }
+
+    /// 503 because PostgreSQL failed or is known to be down.
+    pub fn database_unavailable() -> Self {
+        ApiError::Unavailable {
+            detail: "the database is unavailable, retry shortly".into(),
+            retry_after: RETRY_AFTER_SECONDS,
+            database: true,
         }
     }
 
@@ -163,7 +178,12 @@ impl From<DomainError> for ApiError {
             DomainError::Conflict(detail) => ApiError::Conflict(detail),
             DomainError::Unavailable(detail) => {
                 tracing::warn!(%detail, "dependency unavailable");
-                ApiError::unavailable("a dependency is unavailable, retry shortly")
+                // The domain's dependencies (the directory) live in the database.
+                ApiError::Unavailable {
+                    detail: "a dependency is unavailable, retry shortly".into(),
+                    retry_after: RETRY_AFTER_SECONDS,
+                    database: true,
+                }
             }
         }
     }
@@ -175,7 +195,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
-                ApiError::unavailable("the database is unavailable, retry shortly")
+                ApiError::database_unavailable()
             }
             StoreError::Duplicate(what) => {
                 ApiError::Conflict(format!("{what} is already registered"))
@@ -208,6 +228,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let database_failed = matches!(self, ApiError::Unavailable { database: true, .. });
         let (errors, retry_after) = match self {
             ApiError::Validation { errors, .. } => (errors, None),
             ApiError::TooManyRequests { retry_after, .. }
@@ -239,6 +260,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"meetings\""),
             );
+        }
+        if database_failed {
+            response
+                .extensions_mut()
+                .insert(crate::breaker::DatabaseFailed);
         }
         response
     }

@@ -57,11 +57,19 @@ async fn readyz(State(state): State<HealthState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
+    let mut response = (
         status,
         Json(json!({"status": if ready {"ready"} else {"not ready"}, "checks": results})),
     )
-        .into_response()
+        .into_response();
+    if !ready {
+        // Like every 503 here: when to ask again.
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from(super::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
 
 async fn metrics_text(State(state): State<HealthState>) -> Response {
@@ -89,6 +97,24 @@ impl ReadinessCheck for PostgresReady {
             Ok(true) => Ok(()),
             Ok(false) => Err("migrations not applied (run `meetings migrate`)".into()),
             Err(error) => Err(format!("unreachable: {error}")),
+        }
+    }
+}
+
+/// Readiness of the NATS connection: connected now (the client reconnects by itself, with
+/// backoff, while the server is away).
+pub struct NatsReady(pub async_nats::Client);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for NatsReady {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match self.0.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(format!("not connected ({state})")),
         }
     }
 }

@@ -38,6 +38,29 @@ pub struct EventMetadata {
     pub correlation_id: String,
     /// What caused this event: the request id of a command; an event id for reactions.
     pub causation_id: String,
+    /// The W3C trace context of the request that caused it. Absent in events recorded before
+    /// it was kept (and so outside their hashes: an absent field is not written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+impl EventMetadata {
+    /// Logs one line for `event` at a stage of its way (published, projected, delivered) with
+    /// the ids that tie it to the request that caused it, so a grep on the correlation id
+    /// finds the action in every service.
+    pub fn log_stage(&self, stage: &'static str, event_type: &str, position: Position) {
+        tracing::info!(
+            stage,
+            event_type,
+            %position,
+            event_id = %self.event_id,
+            request_id = self.request_id.as_str(),
+            correlation_id = self.correlation_id.as_str(),
+            causation_id = self.causation_id.as_str(),
+            traceparent = self.traceparent.as_deref().unwrap_or(""),
+            "event {stage}"
+        );
+    }
 }
 
 /// An event ready to append, already serialized.

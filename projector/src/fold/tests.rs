@@ -37,6 +37,7 @@ fn meeting_event(sequence: i64, event: MeetingEvent) -> (EventEnvelope, Decoded)
             request_id: "r".to_owned(),
             correlation_id: "c".to_owned(),
             causation_id: "c".to_owned(),
+            traceparent: None,
         },
     };
     (envelope, Decoded::Meeting(event))

@@ -41,6 +41,7 @@ impl History {
                 request_id: format!("req-{n}"),
                 correlation_id: format!("req-{n}"),
                 causation_id: format!("req-{n}"),
+                traceparent: None,
             },
         });
     }

@@ -30,6 +30,9 @@ pub enum Close {
     /// Nothing, not even a pong, arrived within the idle timeout.
     #[error("idle")]
     Idle,
+    /// The instance is stopping (SIGTERM): reconnect, with `since`, to another one.
+    #[error("the server is shutting down: reconnect with `since`")]
+    ShuttingDown,
     #[error(transparent)]
     Capacity(#[from] CapacityError),
 }
@@ -39,7 +42,7 @@ impl Close {
         match self {
             Close::AuthTimeout => AUTH_TIMEOUT,
             Close::BadToken | Close::NotAuth | Close::Expired | Close::Revoked => BAD_AUTH,
-            Close::Idle => GOING_AWAY,
+            Close::Idle | Close::ShuttingDown => GOING_AWAY,
             Close::Capacity(CapacityError::MessageTooLarge) => TOO_BIG,
             Close::Capacity(CapacityError::SlowConsumer | CapacityError::Flooding) => TOO_SLOW,
         }
@@ -102,6 +105,7 @@ mod tests {
             (Close::Expired, 4401),
             (Close::Revoked, 4401),
             (Close::Idle, 1001),
+            (Close::ShuttingDown, 1001),
             (CapacityError::MessageTooLarge.into(), 1009),
             (CapacityError::SlowConsumer.into(), 4429),
             (CapacityError::Flooding.into(), 4429),

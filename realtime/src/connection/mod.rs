@@ -6,11 +6,13 @@
 //! - [`replay`]: what a resume with `since` missed.
 //! - [`limits`]: tuning, the flood limit, and the capacity errors that close a connection.
 //! - [`close`]: the close codes and why a connection ends.
+//! - [`metrics`]: open connections and why they ended.
 //! - [`shared`]: what all connections of a gateway share.
 
 pub mod close;
 mod handshake;
 mod limits;
+pub mod metrics;
 mod replay;
 mod session;
 pub mod shared;
@@ -40,6 +42,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one upgraded socket until it closes.
 pub async fn serve(socket: WebSocket, shared: Arc<Shared>) {
+    let metrics = shared.metrics.clone();
+    let _open = metrics.opened();
+    let _counted = shared::CountedSocket::new(&shared.sockets);
     let (mut sink, mut stream) = socket.split();
     let limits = &shared.limits;
     let accepted =
@@ -61,6 +66,7 @@ pub async fn serve(socket: WebSocket, shared: Arc<Shared>) {
         }
         Err(ending) => ending,
     };
+    metrics.ended(&ending);
     finish(sink, stream, ending).await;
 }
 
@@ -85,11 +91,13 @@ impl Connection<'_> {
         ping_interval: Duration,
     ) -> Ending {
         let too_slow = self.session.too_slow();
+        let shutdown = self.session.shutdown();
         let mut revocations = self.session.revocations();
         let mut ping = tokio::time::interval(ping_interval);
         ping.tick().await;
         let ending = loop {
             let step = tokio::select! {
+                () = shutdown.cancelled() => Err(close::Close::ShuttingDown.into()),
                 () = too_slow.cancelled() => Err(CapacityError::SlowConsumer.into()),
                 // Read every turn: a renewal moves it.
                 () = tokio::time::sleep_until(self.session.expires_at()) => {

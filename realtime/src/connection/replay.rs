@@ -99,6 +99,7 @@ impl ChangeRow {
                 request_id: String::new(),
                 correlation_id: String::new(),
                 causation_id: String::new(),
+                traceparent: None,
             },
         })
     }

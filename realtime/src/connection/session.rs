@@ -83,6 +83,11 @@ impl Session {
         self.subscriber.too_slow.clone()
     }
 
+    /// Cancelled when the instance stops.
+    pub(super) fn shutdown(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
     /// The frame a queued message becomes, if it is still to be sent.
     pub(super) fn outbound(&mut self, outbound: Outbound) -> Option<Message> {
         match outbound {

@@ -9,6 +9,7 @@ use platform::store::{EventStore, PgEventStore};
 use sqlx::PgPool;
 
 use super::limits::Limits;
+use super::metrics::ConnectionMetrics;
 use crate::hub::Hub;
 use crate::presence::Presence;
 
@@ -21,6 +22,30 @@ pub struct Shared {
     pub pool: PgPool,
     pub limits: Limits,
     pub allowed_origins: Vec<String>,
+    /// The NATS connection live events arrive on (`None`: fed in-process from the store).
+    pub bus: Option<async_nats::Client>,
+    /// Open connections and how they ended; registered by whoever hosts the gateway.
+    pub metrics: ConnectionMetrics,
+    /// Cancelled when the process stops: every socket closes with 1001.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Sockets being served, so that a stop waits for their close frames.
+    pub sockets: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Counts a socket in [`Shared::sockets`] while it lives.
+pub(super) struct CountedSocket(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl CountedSocket {
+    pub(super) fn new(sockets: &Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        sockets.send_modify(|n| *n += 1);
+        Self(sockets.clone())
+    }
+}
+
+impl Drop for CountedSocket {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// Builds the shared state of a gateway (hub, presence) for a process that hosts it.
@@ -33,6 +58,7 @@ pub fn shared(
 ) -> Arc<Shared> {
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
     let hub = Arc::new(Hub::new(store.clone()));
+    let bus = nats.as_ref().map(|(client, _)| client.clone());
     let presence = Arc::new(Presence::new(
         hub.clone(),
         nats.map(|(client, stream)| (client, format!("{}-presence", stream.prefix()))),
@@ -47,5 +73,9 @@ pub fn shared(
         pool,
         limits,
         allowed_origins,
+        bus,
+        metrics: ConnectionMetrics::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        sockets: Arc::new(tokio::sync::watch::Sender::new(0)),
     })
 }
