@@ -13,6 +13,7 @@ mod calendar;
 mod compare;
 mod cpu;
 mod database;
+mod directory;
 mod get_meeting;
 mod load;
 mod pgbench;
@@ -46,6 +47,8 @@ enum Command {
     GetMeeting(get_meeting::Options),
     /// GET /v1/me/agenda latency for one-week windows against pgbench running the same SQL.
     Agenda(agenda::Options),
+    /// GET /v1/users?q= latency over 100,000 users against pgbench running the same SQL.
+    Directory(directory::Options),
     /// `meetings events export | verify | replay` (child processes) on a log generated
     /// through the domain, each against a raw COPY scan of the same log.
     Audit(audit::Options),
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::GetMeeting(options) => runtime.block_on(get_meeting::run(options)),
         Command::Calendar(options) => runtime.block_on(calendar::run(options)),
         Command::Agenda(options) => runtime.block_on(agenda::run(options)),
+        Command::Directory(options) => runtime.block_on(directory::run(options)),
         Command::Realtime(options) => runtime.block_on(realtime::run(options)),
         Command::Audit(options) => runtime.block_on(audit::run(options)),
         Command::GenerateLog(options) => runtime.block_on(audit::generate_log(options)),

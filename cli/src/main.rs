@@ -2,6 +2,7 @@
 //! administration, and the audit commands (`meetings events …`, in [`events`]).
 
 mod events;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -251,6 +252,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .merge(platform::http::health::router(checks, metrics.clone()));
     let breaker = platform::breaker::DatabaseBreaker::new(pool.clone());
     let router = platform::breaker::protect(router, &breaker, &metrics);
+    // The browser client, outside the breaker: it loads (and says the API is down) even
+    // while the database is unreachable.
+    let router = router.merge(web::router());
     let router = platform::http::finish_router(router, metrics.clone());
 
     let server = Server::new(

@@ -16,6 +16,7 @@ pub mod leader;
 pub mod metrics;
 pub mod openapi;
 pub mod projection;
+pub mod search;
 pub mod service;
 pub mod shutdown;
 pub mod store;

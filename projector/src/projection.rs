@@ -95,7 +95,7 @@ pub async fn status(pool: &PgPool) -> Result<(Option<Position>, Option<String>),
 pub async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "TRUNCATE rm_users, rm_meetings, rm_meeting_attendees, rm_meeting_documents, rm_agenda, \
+        "TRUNCATE rm_users, rm_user_prefixes, rm_meetings, rm_meeting_attendees, rm_meeting_documents, rm_agenda, \
          rm_chat_messages, rm_changes",
     )
     .execute(&mut *tx)

@@ -44,6 +44,7 @@ pub const TABLES: &[&str] = &[
     "projection_checkpoints",
     "projection_sequences",
     "rm_users",
+    "rm_user_prefixes",
     "rm_meetings",
     "rm_meeting_attendees",
     "rm_meeting_documents",

@@ -81,6 +81,67 @@ async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_ski
 }
 
 #[tokio::test]
+async fn the_directory_finds_any_word_of_a_name_whatever_its_accents_and_case() {
+    let app = spawn_app().await;
+    let me = app.user("Me").await;
+    let ada = app.user("Ada Lovelace").await;
+    let zoe = app.user("Zoë Ørsted-Åberg").await;
+    let plain = app.user("Zoe Plain").await;
+    let long = app.user("Hubert Wolfeschlegelsteinhausenbergerdorff").await;
+    let search = |q: &str| {
+        let path = format!("/v1/users?q={}", q.replace(' ', "%20"));
+        let (app, token) = (&app, me.token.clone());
+        async move { ids(&app.get_json(&path, Some(&token)).await, "id") }
+    };
+    let (ada, zoe, plain, long) = (
+        ada.id.to_string(),
+        zoe.id.to_string(),
+        plain.id.to_string(),
+        long.id.to_string(),
+    );
+    assert_eq!(search("lovelace").await, [ada.as_str()], "a later word");
+    assert_eq!(search("LOVE").await, [ada.as_str()], "its start, any case");
+    assert_eq!(search("l").await, [ada.as_str()], "one letter");
+    assert_eq!(
+        search("love ada").await,
+        [ada.as_str()],
+        "every word, any order"
+    );
+    assert!(search("ada x").await.is_empty(), "every word must match");
+    assert!(
+        search("velace").await.is_empty(),
+        "starts only, not the middle"
+    );
+    // Ordered by the lower-cased name as stored: "zoe plain" < "zoë ørsted…".
+    assert_eq!(
+        search("zoe").await,
+        [plain.as_str(), zoe.as_str()],
+        "Zoë by zoe"
+    );
+    assert_eq!(
+        search("zoë").await,
+        [plain.as_str(), zoe.as_str()],
+        "zoe by zoë"
+    );
+    assert_eq!(search("orsted").await, [zoe.as_str()], "Ø folds to o");
+    assert_eq!(search("aberg").await, [zoe.as_str()], "after a hyphen");
+    assert_eq!(
+        search("ada.love").await,
+        [ada.as_str()],
+        "the email's start"
+    );
+    assert_eq!(
+        search("wolfeschlegelsteinhausenberger").await,
+        [long.as_str()],
+        "a word longer than the indexed prefixes"
+    );
+    assert!(
+        search("wolfeschlegelsteinhausenbergerX").await.is_empty(),
+        "checked whole beyond the indexed prefixes"
+    );
+}
+
+#[tokio::test]
 async fn directory_pages_cover_everyone_exactly_once() {
     let app = spawn_app().await;
     let me = app.user("Zed").await;

@@ -42,16 +42,19 @@ pub struct Batch {
 static USERS: Part<Batch> = Part {
     name: "users",
     sql: "INSERT INTO rm_users (id, email, email_key, display_name, time_zone, role, \
-                                working_hours, active, version, created_at, updated_at) \
+                                working_hours, active, version, created_at, updated_at, \
+                                search_words) \
           SELECT id, email, email_key, display_name, time_zone, role, working_hours::jsonb, \
-                 active, version, created_at, updated_at \
+                 active, version, created_at, updated_at, search_words \
           FROM {rows} \
           ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, \
              email_key = EXCLUDED.email_key, display_name = EXCLUDED.display_name, \
+             search_words = EXCLUDED.search_words, \
              time_zone = EXCLUDED.time_zone, role = EXCLUDED.role, \
              working_hours = EXCLUDED.working_hours, active = EXCLUDED.active, \
              version = EXCLUDED.version, created_at = EXCLUDED.created_at, \
-             updated_at = EXCLUDED.updated_at",
+             updated_at = EXCLUDED.updated_at \
+          RETURNING id, lower(display_name) AS sort_name, active, search_prefixes",
     columns: &[
         ("id", "uuid"),
         ("email", "text"),
@@ -64,6 +67,7 @@ static USERS: Part<Batch> = Part {
         ("version", "bigint"),
         ("created_at", "timestamptz"),
         ("updated_at", "timestamptz"),
+        ("search_words", "text"),
     ],
     scalars: &[],
     bind: |batch, binder| {
@@ -78,8 +82,35 @@ static USERS: Part<Batch> = Part {
         binder.column(rows, |r| r.active)?;
         binder.column(rows, |r| r.version)?;
         binder.column(rows, |r| r.created_at)?;
-        binder.column(rows, |r| r.updated_at)
+        binder.column(rows, |r| r.updated_at)?;
+        binder.column(rows, |r| {
+            platform::search::user_words(&r.display_name, &r.email)
+        })
     },
+};
+
+/// The directory's prefix rows of the users written: those of the new name and words added,
+/// the others (an old name's, a deactivated user's) removed.
+static USER_PREFIXES: Part<Batch> = Part {
+    name: "user_prefixes",
+    sql: "INSERT INTO rm_user_prefixes (prefix, sort_name, user_id) \
+          SELECT DISTINCT p, u.sort_name, u.id FROM users u, unnest(u.search_prefixes) p \
+          WHERE u.active \
+          ON CONFLICT DO NOTHING",
+    columns: &[],
+    scalars: &[],
+    bind: |_, _| Ok(()),
+};
+
+static STALE_USER_PREFIXES: Part<Batch> = Part {
+    name: "stale_user_prefixes",
+    sql: "DELETE FROM rm_user_prefixes t USING users u \
+          WHERE t.user_id = u.id \
+            AND NOT (u.active AND t.sort_name = u.sort_name \
+                     AND t.prefix = ANY (u.search_prefixes))",
+    columns: &[],
+    scalars: &[],
+    bind: |_, _| Ok(()),
 };
 
 static MEETINGS: Part<Batch> = Part {
@@ -382,6 +413,8 @@ static WRITE: LazyLock<Statement<Batch>> = LazyLock::new(|| {
     Statement::new(
         &[
             &USERS,
+            &USER_PREFIXES,
+            &STALE_USER_PREFIXES,
             &MEETINGS,
             &REMOVED,
             &REMOVED_ATTENDEES,

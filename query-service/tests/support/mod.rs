@@ -151,8 +151,9 @@ impl TestApp {
         );
         sqlx::query(
             "INSERT INTO rm_users (id, email, email_key, display_name, time_zone, role,
-                                   working_hours, active, version, created_at, updated_at)
-             VALUES ($1, $2, lower($2), $3, $4, $5, $6, true, 1, now(), now())",
+                                   working_hours, active, version, created_at, updated_at,
+                                   search_words)
+             VALUES ($1, $2, lower($2), $3, $4, $5, $6, true, 1, now(), now(), $7)",
         )
         .bind(id)
         .bind(&email)
@@ -160,9 +161,20 @@ impl TestApp {
         .bind(time_zone)
         .bind(role.as_str())
         .bind(working_hours)
+        .bind(platform::search::user_words(display_name, &email))
         .execute(&self.db.pool)
         .await
         .expect("insert rm_users");
+        // The directory's prefix rows, as the projector writes them with the user.
+        sqlx::query(
+            "INSERT INTO rm_user_prefixes (prefix, sort_name, user_id)
+             SELECT DISTINCT p, lower(display_name), id FROM rm_users, unnest(search_prefixes) p
+             WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.db.pool)
+        .await
+        .expect("insert rm_user_prefixes");
         TestUser {
             id,
             email,

@@ -1,0 +1,233 @@
+// @ts-check
+/**
+ * A meeting: details, attendees and their responses, respond / cancel / start / end, live
+ * chat and who is here. Follows `meeting:<id>`: events refresh the details and append chat;
+ * after a reconnect the subscription resumes where it stopped, a `reset` refetches.
+ */
+
+import { h, replace, toast } from '../dom.js';
+import * as api from '../api.js';
+import * as live from '../live.js';
+import { rangeLabel, timeLabel } from '../time.js';
+import { formError, showError } from '../forms.js';
+
+/**
+ * @typedef {{user_id: string, display_name: string, optional: boolean, response: string}} Attendee
+ * @typedef {{id: string, title: string, description?: string | null, organizer: {id: string, display_name: string}, starts_at: string, ends_at: string, time_zone: string, location?: string | null, status: string, attendees: Attendee[], version: number}} Meeting
+ * @typedef {{message_id: string, author_id: string, text: string, posted_at: string}} Message
+ */
+
+const RESPONSE_LABELS = /** @type {Record<string, string>} */ ({
+  accepted: 'Accepted', declined: 'Declined', tentative: 'Maybe', needs_action: 'Not answered', pending: 'Not answered',
+});
+
+/**
+ * @param {HTMLElement} main
+ * @param {{me: {id: string, time_zone: string}}} context
+ * @param {string} meetingId
+ * @returns {() => void}
+ */
+export function meetingPage(main, { me }, meetingId) {
+  const zone = me.time_zone;
+  /** @type {Meeting | null} */
+  let meeting = null;
+  /** @type {Map<string, Message>} */
+  const messages = new Map();
+  /** @type {Set<string>} */
+  let present = new Set();
+  let disposed = false;
+  let historyLoaded = false;
+
+  const details = h('section', { class: 'card', 'aria-labelledby': 'meeting-title' }, h('p', { role: 'status' }, 'Loading…'));
+  const presence = h('ul', { class: 'presence', 'aria-label': 'Here now' });
+  const chatLog = h('ol', { class: 'chat-log', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0' });
+  const chatInput = h('textarea', { id: 'chat-input', rows: 2, maxlength: 4000, required: true, 'aria-describedby': 'chat-input-error' });
+  const chatForm = h('form', { class: 'chat-form', novalidate: true },
+    formError(),
+    h('label', { for: 'chat-input' }, 'Message'),
+    chatInput,
+    h('p', { class: 'error', id: 'chat-input-error', 'data-error-for': 'text' }),
+    h('button', { type: 'submit', class: 'primary' }, 'Send'));
+  const chat = h('section', { class: 'card chat', 'aria-labelledby': 'chat-title' },
+    h('h2', { id: 'chat-title' }, 'Chat'),
+    h('h3', { class: 'small' }, 'Here now'),
+    presence,
+    chatLog,
+    chatForm);
+  main.replaceChildren(h('div', { class: 'meeting-layout' }, details, chat));
+
+  /** @param {string} userId */
+  function nameOf(userId) {
+    if (userId === me.id) return 'You';
+    if (!meeting) return 'Someone';
+    if (meeting.organizer.id === userId) return meeting.organizer.display_name;
+    return meeting.attendees.find((a) => a.user_id === userId)?.display_name ?? 'Someone';
+  }
+
+  async function loadMeeting() {
+    try {
+      const fresh = /** @type {Meeting} */ (await api.get(`/v1/meetings/${meetingId}`));
+      if (disposed) return;
+      meeting = fresh;
+      renderDetails();
+      renderPresence();
+      renderChat();
+    } catch (error) {
+      if (disposed) return;
+      replace(details, h('h1', { id: 'meeting-title' }, 'Meeting'),
+        h('p', { role: 'alert' }, error instanceof api.ApiError && error.status === 404 ? 'This meeting does not exist or is not visible to you.' : `Could not load it: ${error instanceof Error ? error.message : error}`),
+        h('a', { href: '#/' }, 'Back to the week'));
+    }
+  }
+
+  /** @param {string} [upTo] a position the history must include */
+  async function loadMessages(upTo) {
+    let cursor = '';
+    try {
+      for (let page = 0; page < 20; page += 1) {
+        const data = await api.get(`/v1/meetings/${meetingId}/messages?limit=500${cursor ? `&after=${encodeURIComponent(cursor)}` : ''}`, upTo ? { minPosition: upTo } : undefined);
+        for (const m of /** @type {Message[]} */ (data.items)) messages.set(m.message_id, m);
+        if (!data.next_cursor) break;
+        cursor = data.next_cursor;
+      }
+      if (!disposed) renderChat();
+    } catch (error) {
+      if (!disposed && !(error instanceof api.ApiError && error.status === 404)) toast('Could not load the chat history.');
+    }
+  }
+
+  /** @param {string} label @param {() => Promise<any>} action */
+  async function act(label, action) {
+    const summary = /** @type {HTMLElement} */ (details.querySelector('.form-error'));
+    summary.textContent = '';
+    try {
+      await action();
+      toast(label);
+      await loadMeeting();
+    } catch (error) {
+      if (error instanceof api.ApiError && error.conflict) {
+        summary.replaceChildren('Changed meanwhile — ', h('button', { type: 'button', class: 'link', onclick: () => location.reload() }, 'reload'), '.');
+      } else {
+        summary.textContent = error instanceof Error ? error.message : String(error);
+      }
+      summary.focus();
+    }
+  }
+
+  function renderDetails() {
+    if (!meeting) return;
+    const m = meeting;
+    const isOrganizer = m.organizer.id === me.id;
+    const mine = m.attendees.find((a) => a.user_id === me.id);
+    const open = m.status !== 'cancelled' && m.status !== 'ended';
+    const focused = document.activeElement && details.contains(document.activeElement) ? document.activeElement.getAttribute('data-action') : null;
+    replace(details,
+      h('h1', { id: 'meeting-title' }, m.title),
+      h('p', { class: `status status-${m.status}` }, h('span', { class: 'visually-hidden' }, 'Status: '), m.status.replace('_', ' ')),
+      h('dl', { class: 'facts' },
+        h('dt', null, 'When'), h('dd', null, rangeLabel(m.starts_at, m.ends_at, zone), m.time_zone !== zone ? h('span', { class: 'muted' }, ` (scheduled in ${m.time_zone})`) : null),
+        m.location ? [h('dt', null, 'Where'), h('dd', null, m.location)] : null,
+        h('dt', null, 'Organizer'), h('dd', null, isOrganizer ? `${m.organizer.display_name} (you)` : m.organizer.display_name)),
+      m.description ? h('p', { class: 'description' }, m.description) : null,
+      h('p', { class: 'form-error', role: 'alert', tabindex: '-1' }),
+      mine && open ? h('fieldset', { class: 'respond' },
+        h('legend', null, 'Your answer'),
+        ['accepted', 'tentative', 'declined'].map((response) => h('button', {
+          type: 'button', 'data-action': `respond-${response}`, 'aria-pressed': String(mine.response === response),
+          onclick: () => act('Answer sent.', () => api.post(`/v1/meetings/${m.id}/response`, { response })),
+        }, { accepted: 'Accept', tentative: 'Maybe', declined: 'Decline' }[response]))) : null,
+      isOrganizer && open ? h('div', { class: 'actions' },
+        h('a', { class: 'button', href: `#/meetings/${m.id}/edit`, 'data-action': 'edit' }, 'Edit'),
+        m.status === 'scheduled' ? h('button', { type: 'button', 'data-action': 'start', onclick: () => act('Meeting started.', () => api.post(`/v1/meetings/${m.id}/start`)) }, 'Start') : null,
+        m.status === 'in_progress' ? h('button', { type: 'button', 'data-action': 'end', onclick: () => act('Meeting ended.', () => api.post(`/v1/meetings/${m.id}/end`)) }, 'End') : null,
+        h('button', { type: 'button', class: 'danger', 'data-action': 'cancel', onclick: () => {
+          if (confirm('Cancel this meeting for everyone?')) void act('Meeting cancelled.', () => api.post(`/v1/meetings/${m.id}/cancel`, {}));
+        } }, 'Cancel meeting')) : null,
+      h('h2', null, `Attendees (${m.attendees.length})`),
+      m.attendees.length ? h('ul', { class: 'attendees' }, m.attendees.map((a) => h('li', { 'data-user-id': a.user_id },
+        h('span', null, a.user_id === me.id ? `${a.display_name} (you)` : a.display_name, a.optional ? h('span', { class: 'muted' }, ' (optional)') : null),
+        h('span', { class: `response response-${a.response}` }, RESPONSE_LABELS[a.response] ?? a.response)))) : h('p', { class: 'muted' }, 'Nobody invited yet.'),
+      h('a', { href: '#/' }, 'Back to the week'));
+    if (focused) /** @type {HTMLElement | null} */ (details.querySelector(`[data-action="${focused}"]`))?.focus();
+  }
+
+  function renderPresence() {
+    presence.replaceChildren(...[...present].map((id) => h('li', { 'data-user-id': id }, nameOf(id))));
+    if (present.size === 0) presence.appendChild(h('li', { class: 'muted' }, 'Nobody'));
+  }
+
+  function renderChat() {
+    const atBottom = chatLog.scrollHeight - chatLog.scrollTop - chatLog.clientHeight < 40;
+    const sorted = [...messages.values()].sort((a, b) => Date.parse(a.posted_at) - Date.parse(b.posted_at));
+    chatLog.replaceChildren(...sorted.map((m) => h('li', { class: m.author_id === me.id ? 'mine' : '', 'data-message-id': m.message_id },
+      h('span', { class: 'author' }, nameOf(m.author_id)), ' ',
+      h('time', { datetime: m.posted_at }, timeLabel(m.posted_at, zone)),
+      h('p', null, m.text))));
+    if (sorted.length === 0) chatLog.appendChild(h('li', { class: 'muted' }, 'No messages yet.'));
+    if (atBottom) chatLog.scrollTop = chatLog.scrollHeight;
+  }
+
+  chatForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const text = chatInput.value.trim();
+    if (!text) return;
+    const button = /** @type {HTMLButtonElement} */ (chatForm.querySelector('button'));
+    button.disabled = true;
+    try {
+      const result = await api.post(`/v1/meetings/${meetingId}/messages`, { text });
+      chatInput.value = '';
+      if (result.message_id && !messages.has(result.message_id)) {
+        messages.set(result.message_id, { message_id: result.message_id, author_id: me.id, text, posted_at: new Date().toISOString() });
+        renderChat();
+      }
+    } catch (error) {
+      showError(chatForm, error, { text: 'text' });
+    } finally {
+      button.disabled = false;
+      chatInput.focus();
+    }
+  });
+  chatInput.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey) {
+      event.preventDefault();
+      chatForm.requestSubmit();
+    }
+  });
+
+  /** @type {any} */
+  let refetch = null;
+  const stop = live.subscribe(`meeting:${meetingId}`, (frame) => {
+    if (frame.type === 'subscribed' && !historyLoaded) {
+      // First subscription: history up to its position, live events after (deduplicated by id).
+      historyLoaded = true;
+      void loadMessages(frame.position);
+    } else if (frame.type === 'event' && frame.event) {
+      const ev = frame.event;
+      const data = ev.data?.[ev.type] ?? ev.data ?? {};
+      if (ev.type === 'ChatMessagePosted') {
+        messages.set(data.message_id, { message_id: data.message_id, author_id: data.author_id, text: data.text, posted_at: data.at });
+        renderChat();
+      } else {
+        clearTimeout(refetch);
+        refetch = setTimeout(loadMeeting, 50);
+      }
+    } else if (frame.type === 'reset') {
+      void loadMeeting();
+      void loadMessages();
+    } else if (frame.type === 'presence') {
+      present = new Set(frame.users ?? []);
+      renderPresence();
+    } else if (frame.type === 'join' && frame.user_id) {
+      present.add(frame.user_id);
+      renderPresence();
+    } else if (frame.type === 'leave' && frame.user_id) {
+      present.delete(frame.user_id);
+      renderPresence();
+    } else if (frame.type === 'error') {
+      toast(frame.code === 'forbidden' ? 'You are no longer part of this meeting.' : `Live updates stopped: ${frame.message ?? frame.code}`);
+    }
+  });
+  void loadMeeting();
+  void loadMessages();
+  return () => { disposed = true; stop(); clearTimeout(refetch); };
+}

@@ -1,0 +1,419 @@
+// Browser tests of the web client in the system Chromium, against a real `meetings serve`
+// (started by web/check, its address in MEETINGS_BASE_URL).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  BASE, assertAccessible, assertFitsWidth, dateInZone, launch, newContext, schedule, signIn,
+  signUp, uniqueEmail, watchErrors,
+} from './helpers.js';
+
+/** @type {import('playwright-core').Browser} */
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test('two people: one schedules and invites, the other sees it live, accepts, both chat and see each other present', async () => {
+  const adaContext = await newContext(browser);
+  const bobContext = await newContext(browser);
+  try {
+    const ada = await adaContext.newPage();
+    const bob = await bobContext.newPage();
+    const adaOk = watchErrors(ada);
+    const bobOk = watchErrors(bob);
+    const suffix = Date.now().toString(36);
+    await signUp(ada, `Ada Lovelace ${suffix}`);
+    await assertAccessible(ada, 'week view');
+    const bobName = `Bob Builder ${suffix}`;
+    await signUp(bob, bobName);
+    const day = dateInZone(1);
+    await bob.goto(`${BASE}/#/week/${day}`);
+    await bob.getByRole('heading', { level: 1, name: /^Week of/ }).waitFor();
+    await bob.getByText('Live', { exact: true }).waitFor();
+    // A marker that a reload would lose: the meeting must appear without one.
+    await bob.evaluate(() => { /** @type {any} */ (window).notReloaded = true; });
+
+    await ada.getByRole('link', { name: 'New meeting' }).first().click();
+    await ada.getByRole('heading', { level: 1, name: 'New meeting' }).waitFor();
+    await assertAccessible(ada, 'new meeting form');
+    const title = `Planning ${suffix}`;
+    const meetingId = await schedule(ada, { title, date: day, invite: [bobName] });
+    assert.match(meetingId, /^[0-9a-f-]{36}$/);
+    await assertAccessible(ada, 'meeting page');
+
+    // Bob's week shows it, live.
+    const event = bob.getByRole('link', { name: new RegExp(title) });
+    await event.waitFor({ timeout: 10000 });
+    assert.equal(await bob.evaluate(() => /** @type {any} */ (window).notReloaded), true, 'the week updated without reloading');
+
+    await event.click();
+    await bob.getByRole('heading', { level: 1, name: title }).waitFor();
+    await bob.getByRole('button', { name: 'Accept' }).click();
+    await bob.getByRole('button', { name: 'Accept', pressed: true }).waitFor();
+    // Ada's page shows the answer without reloading.
+    await ada.locator('.attendees li', { hasText: bobName }).getByText('Accepted').waitFor({ timeout: 10000 });
+
+    // Each sees the other present.
+    await ada.getByRole('list', { name: 'Here now' }).getByText(bobName).waitFor({ timeout: 10000 });
+    await bob.getByRole('list', { name: 'Here now' }).getByText(`Ada Lovelace ${suffix}`).waitFor({ timeout: 10000 });
+
+    // Chat both ways.
+    await ada.getByLabel('Message', { exact: true }).fill('Hello Bob, agenda attached.');
+    await ada.getByRole('button', { name: 'Send' }).click();
+    await bob.getByRole('list', { name: 'Messages' }).getByText('Hello Bob, agenda attached.').waitFor({ timeout: 10000 });
+    await bob.getByLabel('Message', { exact: true }).fill('Thanks Ada!');
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    await ada.getByRole('list', { name: 'Messages' }).getByText('Thanks Ada!').waitFor({ timeout: 10000 });
+    await assertAccessible(bob, 'meeting page with chat');
+    if (process.env.MEETINGS_SCREENSHOTS) {
+      await ada.locator(':focus').blur();
+      await ada.screenshot({ path: `${process.env.MEETINGS_SCREENSHOTS}/meeting.png` });
+    }
+
+    // Bob leaves: Ada sees him go.
+    await bob.getByRole('link', { name: 'Back to the week' }).click();
+    await ada.getByRole('list', { name: 'Here now' }).getByText(bobName).waitFor({ state: 'detached', timeout: 10000 });
+
+    if (process.env.MEETINGS_SCREENSHOTS) {
+      await bob.goto(`${BASE}/#/week/${day}`);
+      await bob.getByRole('link', { name: new RegExp(title) }).waitFor();
+      await bob.screenshot({ path: `${process.env.MEETINGS_SCREENSHOTS}/week.png` });
+    }
+    adaOk();
+    bobOk();
+  } finally {
+    await adaContext.close();
+    await bobContext.close();
+  }
+});
+
+test('a websocket cut and restored resumes where it stopped: no message is lost', async () => {
+  const adaContext = await newContext(browser);
+  const bobContext = await newContext(browser);
+  try {
+    const ada = await adaContext.newPage();
+    const bob = await bobContext.newPage();
+    const bobOk = watchErrors(bob);
+    const suffix = Date.now().toString(36);
+    const bobName = `Bea Resume ${suffix}`;
+    await signUp(bob, bobName);
+    await signUp(ada, `Ari Resume ${suffix}`);
+    const title = `Resume ${suffix}`;
+    const meetingId = await schedule(ada, { title, date: dateInZone(2), invite: [bobName] });
+
+    // Bob's websocket goes through a proxy the test can cut; while `down`, new connections
+    // are refused at once, as when the network is gone.
+    let down = false;
+    /** @type {import('playwright-core').WebSocketRoute[]} */
+    const open = [];
+    let connections = 0;
+    await bob.routeWebSocket(/\/v1\/ws$/, (ws) => {
+      if (down) {
+        ws.close({ code: 4000, reason: 'network down (test)' });
+        return;
+      }
+      connections += 1;
+      ws.connectToServer();
+      open.push(ws);
+    });
+    // A reload (the session continues from the tab's refresh token) opens the socket anew,
+    // through the route.
+    await bob.goto(`${BASE}/#/meetings/${meetingId}`);
+    await bob.reload();
+    await bob.getByRole('heading', { level: 1, name: title }).waitFor();
+    await bob.getByText('Live', { exact: true }).waitFor();
+    assert.equal(connections, 1, 'the socket goes through the test proxy');
+    await ada.getByRole('list', { name: 'Here now' }).getByText(bobName).waitFor({ timeout: 10000 });
+    await ada.getByLabel('Message', { exact: true }).fill('before the cut');
+    await ada.getByRole('button', { name: 'Send' }).click();
+    await bob.getByText('before the cut').waitFor({ timeout: 10000 });
+
+    down = true;
+    for (const ws of open.splice(0)) await ws.close({ code: 4000, reason: 'cut (test)' });
+    await bob.getByText('Reconnecting…').waitFor({ timeout: 5000 });
+    for (const text of ['while cut 1', 'while cut 2', 'while cut 3']) {
+      await ada.getByLabel('Message', { exact: true }).fill(text);
+      await ada.getByRole('button', { name: 'Send' }).click();
+      await ada.getByRole('list', { name: 'Messages' }).getByText(text).waitFor();
+    }
+    assert.equal(await bob.getByText('while cut 1').count(), 0, 'nothing arrives while cut');
+
+    down = false;
+    await bob.getByText('Live', { exact: true }).waitFor({ timeout: 30000 });
+    assert.ok(connections >= 2, 'the client reconnected');
+    const log = bob.getByRole('list', { name: 'Messages' });
+    for (const text of ['while cut 1', 'while cut 2', 'while cut 3']) await log.getByText(text).waitFor({ timeout: 10000 });
+    await ada.getByLabel('Message', { exact: true }).fill('after the cut');
+    await ada.getByRole('button', { name: 'Send' }).click();
+    await log.getByText('after the cut').waitFor({ timeout: 10000 });
+    // In order, each once.
+    const texts = await log.locator('li p').allInnerTexts();
+    assert.deepEqual(texts, ['before the cut', 'while cut 1', 'while cut 2', 'while cut 3', 'after the cut']);
+    bobOk();
+  } finally {
+    await adaContext.close();
+    await bobContext.close();
+  }
+});
+
+test('a conflicting edit says the meeting changed meanwhile', async () => {
+  const context = await newContext(browser);
+  try {
+    const first = await context.newPage();
+    const ok = watchErrors(first);
+    const suffix = Date.now().toString(36);
+    const { email } = await signUp(first, `Cy Conflict ${suffix}`);
+    const id = await schedule(first, { title: `Review ${suffix}`, date: dateInZone(3) });
+    await first.getByRole('link', { name: 'Edit' }).click();
+    await first.getByRole('heading', { level: 1, name: /^Edit/ }).waitFor();
+
+    // Another tab (its own session) changes the title first.
+    const second = await context.newPage();
+    await signIn(second, email);
+    await second.goto(`${BASE}/#/meetings/${id}/edit`);
+    await second.getByRole('heading', { level: 1, name: /^Edit/ }).waitFor();
+    await second.getByLabel('Title').fill(`Review ${suffix} (room 2)`);
+    await second.getByRole('button', { name: 'Save changes' }).click();
+    await second.getByRole('heading', { level: 1, name: `Review ${suffix} (room 2)` }).waitFor();
+
+    await first.getByLabel('Title').fill(`Review ${suffix} (moved)`);
+    await first.getByRole('button', { name: 'Save changes' }).click();
+    const alert = first.getByRole('alert').filter({ hasText: 'Changed meanwhile' });
+    await alert.waitFor({ timeout: 10000 });
+    await alert.getByRole('button', { name: 'reload' }).waitFor();
+    await assertAccessible(first, 'edit form with a conflict');
+    ok();
+  } finally {
+    await context.close();
+  }
+});
+
+test('field errors from the API are shown next to their field', async () => {
+  const context = await newContext(browser);
+  try {
+    const page = await context.newPage();
+    await page.goto(`${BASE}/#/signup`);
+    await page.getByLabel('Name').fill('Dee');
+    await page.getByLabel('Email').fill(uniqueEmail('dee'));
+    await page.getByLabel('Password').fill('password');  // on the list of common passwords
+    await page.getByLabel('Time zone').fill('Europe/Berlin');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    const error = page.locator('[data-error-for="password"]');
+    await error.filter({ hasText: /\S/ }).waitFor({ timeout: 10000 });
+    assert.equal(await page.getByLabel('Password').getAttribute('aria-invalid'), 'true');
+    await assertAccessible(page, 'sign-up form with an error');
+  } finally {
+    await context.close();
+  }
+});
+
+test('every screen fits a 375 px wide phone and passes axe', async () => {
+  const context = await newContext(browser, { width: 375, height: 740 });
+  try {
+    const page = await context.newPage();
+    const ok = watchErrors(page);
+    await page.goto(`${BASE}/#/signin`);
+    await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+    await assertFitsWidth(page, 'sign in');
+    await assertAccessible(page, 'sign in');
+    await page.goto(`${BASE}/#/signup`);
+    await page.getByRole('heading', { level: 1, name: 'Create an account' }).waitFor();
+    await assertFitsWidth(page, 'sign up');
+    await assertAccessible(page, 'sign up');
+    const suffix = Date.now().toString(36);
+    await signUp(page, `Eve Phone ${suffix}`);
+    await assertFitsWidth(page, 'week');
+    await assertAccessible(page, 'week at 375 px');
+    const title = `A rather long meeting title that has to wrap on a phone ${suffix}`;
+    await schedule(page, { title, date: dateInZone(0), start: '23:00', end: '23:45' });
+    await assertFitsWidth(page, 'meeting page');
+    await assertAccessible(page, 'meeting page at 375 px');
+    // Its controls are reachable: the message box and Send by keyboard.
+    await page.getByLabel('Message', { exact: true }).focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Send');
+    await page.getByRole('link', { name: 'Edit' }).click();
+    await page.getByRole('heading', { level: 1, name: /^Edit/ }).waitFor();
+    await assertFitsWidth(page, 'edit form');
+    await page.goto(`${BASE}/#/new`);
+    await page.getByRole('heading', { level: 1, name: 'New meeting' }).waitFor();
+    await assertFitsWidth(page, 'new meeting');
+    await page.goto(`${BASE}/#/`);
+    await page.getByRole('link', { name: new RegExp(title) }).waitFor();
+    await assertFitsWidth(page, 'week with a meeting');
+    if (process.env.MEETINGS_SCREENSHOTS) await page.screenshot({ path: `${process.env.MEETINGS_SCREENSHOTS}/phone-week.png` });
+    ok();
+  } finally {
+    await context.close();
+  }
+});
+
+test('signing out ends the session: the refresh token is gone and the API refuses it', async () => {
+  const context = await newContext(browser);
+  try {
+    const page = await context.newPage();
+    await signUp(page, `Fay Out ${Date.now().toString(36)}`);
+    const refreshToken = await page.evaluate(() => sessionStorage.getItem('meetings.refresh_token'));
+    assert.ok(refreshToken);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('meetings.refresh_token')), null);
+    const response = await fetch(`${BASE}/v1/auth/refresh`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: refreshToken }),
+    });
+    assert.equal(response.status, 401);
+    // A reload keeps nobody signed in.
+    await page.reload();
+    await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('a reload continues the session from the tab’s refresh token', async () => {
+  const context = await newContext(browser);
+  try {
+    const page = await context.newPage();
+    await signUp(page, `Gus Reload ${Date.now().toString(36)}`);
+    await page.reload();
+    await page.getByRole('heading', { level: 1, name: /^Week of/ }).waitFor();
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('the first load transfers under 300 KB and a week of 200 meetings renders in under 100 ms', async (t) => {
+  const context = await newContext(browser);
+  try {
+    const page = await context.newPage();
+    let bytes = 0;
+    page.on('response', async (response) => {
+      const body = await response.body().catch(() => Buffer.alloc(0));
+      bytes += body.length + 300; // and its head, roughly
+    });
+    await page.goto(`${BASE}/#/signin`);
+    await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+    await page.waitForLoadState('networkidle');
+    assert.ok(bytes > 10000 && bytes < 300 * 1024, `first load: ${bytes} bytes`);
+    t.diagnostic(`first load: ${bytes} bytes`);
+
+    const { email } = await signUp(page, `Hal Busy ${Date.now().toString(36)}`);
+    const login = await (await fetch(`${BASE}/v1/auth/login`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password: 'correct horse battery staple' }),
+    })).json();
+    // 200 meetings in the week four weeks from now, many overlapping.
+    const monday = new Date(`${dateInZone(28)}T00:00:00Z`);
+    monday.setUTCDate(monday.getUTCDate() - ((monday.getUTCDay() + 6) % 7));
+    let position = '';
+    for (let i = 0; i < 200; i += 1) {
+      const start = new Date(monday.getTime() + (i % 7) * 86400000 + (7 + (i % 11)) * 3600000 + (i % 3) * 900000);
+      const response = await fetch(`${BASE}/v1/meetings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${login.access_token}` },
+        body: JSON.stringify({ title: `Busy ${i}`, starts_at: start.toISOString(), ends_at: new Date(start.getTime() + 5400000).toISOString(), time_zone: 'Europe/Berlin' }),
+      });
+      const text = await response.text();
+      assert.equal(response.status, 201, text);
+      position = JSON.parse(text).position;
+    }
+    assert.ok(position);
+    const week = monday.toISOString().slice(0, 10);
+    await page.goto(`${BASE}/#/week/${week}`);
+    await page.locator('.week[data-count="200"]').waitFor({ timeout: 20000 });
+    const ms = Number(await page.locator('.week').getAttribute('data-render-ms'));
+    assert.ok(ms < 100, `the week of 200 meetings rendered in ${ms} ms`);
+    t.diagnostic(`200 meetings rendered in ${ms} ms`);
+    assert.equal(await page.locator('.week a.event').count(), 200);
+    // Overlapping meetings sit side by side: some slot shares its row with others.
+    assert.ok(await page.locator('.slot').evaluateAll((slots) => slots.some((s) => Number(getComputedStyle(s).getPropertyValue('--cols')) > 1)));
+  } finally {
+    await context.close();
+  }
+});
+
+test('access tokens are refreshed quietly: the session and its one websocket outlive several', async () => {
+  const ttl = Number(process.env.MEETINGS_TEST_TOKEN_TTL ?? 20);
+  const context = await newContext(browser);
+  try {
+    const page = await context.newPage();
+    const ok = watchErrors(page);
+    /** @type {import('playwright-core').WebSocket[]} */
+    const sockets = [];
+    page.on('websocket', (ws) => sockets.push(ws));
+    await signUp(page, `Ida Long ${Date.now().toString(36)}`);
+    await page.getByText('Live', { exact: true }).waitFor();
+    const first = await page.evaluate(() => sessionStorage.getItem('meetings.refresh_token'));
+    // Two lifetimes and a bit: the first token is long expired (and the gateway closes a
+    // socket whose token expires without a renewal).
+    await page.waitForTimeout((2 * ttl + 5) * 1000);
+    const later = await page.evaluate(() => sessionStorage.getItem('meetings.refresh_token'));
+    assert.notEqual(later, first, 'the refresh token was rotated by a quiet refresh');
+    assert.equal(sockets.length, 1, 'one websocket the whole time');
+    assert.equal(sockets[0].isClosed(), false);
+    await page.getByText('Live', { exact: true }).waitFor();
+    const id = await schedule(page, { title: 'Still signed in', date: dateInZone(5) });
+    assert.match(id, /^[0-9a-f-]{36}$/);
+    ok();
+  } finally {
+    await context.close();
+  }
+});
+
+test('the profile changes name and zone, refuses a bad zone next to its field, and shows the calendar feed address', async () => {
+  const context = await newContext(browser, { width: 375, height: 740 });
+  try {
+    const page = await context.newPage();
+    const ok = watchErrors(page);
+    const suffix = Date.now().toString(36);
+    await signUp(page, `Jo Profile ${suffix}`);
+    await page.getByRole('link', { name: `Jo Profile ${suffix}` }).click();
+    await page.getByRole('heading', { level: 1, name: 'Profile' }).waitFor();
+    await page.waitForFunction(() => /** @type {HTMLInputElement} */ (document.getElementById('feed-url'))?.value.startsWith('http'), null, { timeout: 10000 });
+    assert.match(await page.getByLabel('Feed address').inputValue(), /^http:\/\/127\.0\.0\.1:\d+\/v1\/calendar\/feeds\/.+\.ics$/);
+    await assertFitsWidth(page, 'profile');
+    await assertAccessible(page, 'profile');
+
+    await page.getByLabel('Time zone').fill('Mars/Olympus_Mons');
+    await page.getByRole('button', { name: 'Save profile' }).click();
+    await page.locator('[data-error-for="time_zone"]').filter({ hasText: /\S/ }).waitFor({ timeout: 10000 });
+
+    await page.getByLabel('Name', { exact: true }).fill(`Jo Renamed ${suffix}`);
+    await page.getByLabel('Time zone').fill('America/New_York');
+    await page.getByRole('button', { name: 'Save profile' }).click();
+    await page.getByRole('heading', { level: 1, name: /^Week of/ }).waitFor();
+    await page.getByText('Times in America/New_York.').waitFor();
+    await page.getByRole('link', { name: `Jo Renamed ${suffix}` }).waitFor();
+    ok();
+  } finally {
+    await context.close();
+  }
+});
+
+test('suggested times skip what is taken, and choosing one fills the form', async () => {
+  const context = await newContext(browser);
+  try {
+    const page = await context.newPage();
+    const ok = watchErrors(page);
+    await signUp(page, `Kim Busy ${Date.now().toString(36)}`);
+    const day = dateInZone(1);
+    await schedule(page, { title: 'Taken', date: day, start: '10:00', end: '11:00' });
+    await page.getByRole('link', { name: 'New meeting' }).first().click();
+    await page.getByRole('heading', { level: 1, name: 'New meeting' }).waitFor();
+    await page.getByLabel('Date').fill(day);
+    await page.getByLabel('Starts').fill('10:00');
+    await page.getByLabel('Ends').fill('11:00');
+    await page.getByRole('button', { name: 'Suggest times' }).click();
+    const first = page.getByRole('list', { name: 'Suggested times' }).getByRole('button').first();
+    await first.waitFor({ timeout: 10000 });
+    await assertAccessible(page, 'new meeting with suggestions');
+    assert.match(await first.innerText(), /11:00.12:00/, 'the taken hour is not suggested first');
+    await first.click();
+    assert.equal(await page.getByLabel('Starts').inputValue(), '11:00');
+    assert.equal(await page.getByLabel('Ends').inputValue(), '12:00');
+    assert.equal(await page.getByLabel('Date').inputValue(), day);
+    ok();
+  } finally {
+    await context.close();
+  }
+});
