@@ -417,3 +417,65 @@ test('suggested times skip what is taken, and choosing one fills the form', asyn
     await context.close();
   }
 });
+
+test('a weekly meeting scheduled to repeat three times shows in three weeks and not the fourth', async () => {
+  const context = await newContext(browser);
+  try {
+    const page = await context.newPage();
+    const ok = watchErrors(page);
+    const suffix = Date.now().toString(36);
+    await signUp(page, `Rae Repeat ${suffix}`);
+    const title = `Weekly sync ${suffix}`;
+    const first = dateInZone(1);
+    await page.getByRole('link', { name: 'New meeting' }).first().click();
+    await page.getByRole('heading', { level: 1, name: 'New meeting' }).waitFor();
+    await page.getByLabel('Title').fill(title);
+    await page.getByLabel('Date').fill(first);
+    await page.getByLabel('Starts').fill('09:00');
+    await page.getByLabel('Ends').fill('09:30');
+    await page.getByLabel('Repeats').selectOption({ label: 'Every week on the same day' });
+    await page.getByLabel('After this many times').fill('3');
+    await assertAccessible(page, 'new meeting form with repeats');
+    await page.getByRole('button', { name: 'Schedule' }).click();
+    await page.getByRole('heading', { level: 1, name: title }).waitFor();
+    const id = new URL(page.url()).hash.split('/')[2];
+
+    // The API kept the rule as the form wrote it.
+    const stored = await page.evaluate(async (meeting) => {
+      // @ts-ignore the app's module is loaded
+      const api = await import('/js/api.js');
+      return (await api.get(`/v1/meetings/${meeting}`)).recurrence;
+    }, id);
+    assert.equal(stored?.rrule, 'FREQ=WEEKLY;COUNT=3');
+
+    const inWeekOf = async (weeks) => {
+      const date = new Date(`${first}T12:00:00Z`);
+      date.setUTCDate(date.getUTCDate() + 7 * weeks);
+      const day = date.toISOString().slice(0, 10);
+      await page.goto(`${BASE}/#/week/${day}`);
+      const section = page.locator(`section[data-date="${day}"]`);
+      await section.waitFor();
+      await page.getByRole('status').filter({ hasText: 'Loading' }).waitFor({ state: 'detached' }).catch(() => {});
+      return section.getByText(title).count();
+    };
+    for (const weeks of [0, 1, 2]) {
+      let seen = 0;
+      for (let attempt = 0; attempt < 20 && seen === 0; attempt += 1) {
+        seen = await inWeekOf(weeks);
+        if (seen === 0) await page.waitForTimeout(100);
+      }
+      assert.equal(seen, 1, `occurrence ${weeks + 1} is in its week`);
+    }
+    await page.waitForTimeout(300);
+    assert.equal(await inWeekOf(3), 0, 'no fourth occurrence');
+
+    // Editing keeps the repeat as chosen.
+    await page.goto(`${BASE}/#/meetings/${id}/edit`);
+    await page.getByRole('heading', { level: 1, name: /^Edit/ }).waitFor();
+    assert.equal(await page.getByLabel('Repeats').inputValue(), 'FREQ=WEEKLY');
+    assert.equal(await page.getByLabel('After this many times').inputValue(), '3');
+    ok();
+  } finally {
+    await context.close();
+  }
+});

@@ -7,7 +7,34 @@ import { field, formError, showError } from '../forms.js';
 import { isoDate, isoTime, rangeLabel, wall, zoneNames, zonedToUtc } from '../time.js';
 import { attendeePicker } from './picker.js';
 
-const ALIASES = { starts_at: 'start', ends_at: 'end', 'attendees[].user_id': 'attendees' };
+const ALIASES = {
+  starts_at: 'start', ends_at: 'end', 'attendees[].user_id': 'attendees',
+  recurrence: 'repeats', 'recurrence.rrule': 'repeats',
+};
+
+/** The repeat choices offered, as the start of an RFC 5545 rule (the zone is the meeting's). */
+const REPEATS = [
+  ['', 'Does not repeat'],
+  ['FREQ=DAILY', 'Every day'],
+  ['FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR', 'Every weekday (Monday to Friday)'],
+  ['FREQ=WEEKLY', 'Every week on the same day'],
+  ['FREQ=WEEKLY;INTERVAL=2', 'Every two weeks on the same day'],
+  ['FREQ=MONTHLY', 'Every month on the same date'],
+];
+
+/**
+ * Splits a stored rule into the offered repeat (or the rule itself, kept as it is) and its end.
+ * @param {string | undefined} rrule
+ */
+function parseRule(rrule) {
+  if (!rrule) return { repeat: '', count: '', until: '' };
+  const parts = rrule.split(';');
+  const count = parts.find((p) => p.startsWith('COUNT='))?.slice(6) ?? '';
+  const untilRaw = parts.find((p) => p.startsWith('UNTIL='))?.slice(6) ?? '';
+  const until = untilRaw ? `${untilRaw.slice(0, 4)}-${untilRaw.slice(4, 6)}-${untilRaw.slice(6, 8)}` : '';
+  const repeat = parts.filter((p) => !p.startsWith('COUNT=') && !p.startsWith('UNTIL=')).join(';');
+  return { repeat, count, until };
+}
 
 /**
  * @param {HTMLElement} main
@@ -35,6 +62,35 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
   description.value = existing?.description ?? '';
   const picker = existing ? null : attendeePicker({ exclude: [me.id] });
 
+  // Repeats: a rule from the list (a stored rule the list does not offer stays as it is),
+  // ending never, after a number of times, or on a date (inclusive, in the meeting's zone).
+  const rule = parseRule(existing?.recurrence?.rrule);
+  const offered = REPEATS.some(([value]) => value === rule.repeat);
+  const repeats = h('select', null,
+    ...REPEATS.map(([value, label]) => h('option', { value, selected: value === rule.repeat }, label)),
+    offered ? null : h('option', { value: rule.repeat, selected: true }, `As set elsewhere (${rule.repeat})`));
+  const times = h('input', { type: 'number', min: 1, max: 999, inputmode: 'numeric', value: rule.count });
+  const until = h('input', { type: 'date', value: rule.until });
+  const ends = h('fieldset', { class: 'row repeat-end' },
+    h('legend', null, 'Ends (leave both empty: never)'),
+    field('After this many times', times, { name: 'count' }),
+    field('Last day', until, { name: 'until' }));
+  const showEnds = () => { ends.hidden = !repeats.value; };
+  repeats.addEventListener('change', showEnds);
+  showEnds();
+
+  /** The `recurrence` of the form: `null` when it does not repeat. */
+  function recurrence() {
+    if (!repeats.value) return null;
+    let rrule = repeats.value;
+    if (times.value) rrule += `;COUNT=${Number(times.value)}`;
+    else if (until.value) {
+      // The end of that day in the meeting's zone, as UTC (RFC 5545 with a zoned start).
+      const end = zonedToUtc(until.value, '23:59', zone.value.trim());
+      rrule += `;UNTIL=${end.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '')}`;
+    }
+    return { rrule };
+  }
   // Find a time: free slots of this length for everyone invited (and me), from the chosen
   // start over the following week; choosing one fills the date and times.
   const suggestionList = h('ul', { class: 'suggestions', 'aria-label': 'Suggested times' });
@@ -94,6 +150,8 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
       field('Ends', end, { name: 'end' })),
     field('Time zone', zone, { name: 'time_zone', hint: 'The date and times above are in this zone.' }),
     h('datalist', { id: 'zones-form' }, zoneNames().map((z) => h('option', { value: z }))),
+    field('Repeats', repeats, { name: 'repeats' }),
+    ends,
     field('Location', location, { name: 'location' }),
     field('Description', description, { name: 'description' }),
     picker?.element,
@@ -129,12 +187,17 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
         time_zone: tz,
         location: location.value.trim() || null,
         description: description.value.trim() || null,
+        recurrence: recurrence(),
       };
       if (existing) {
         // Only what changed: an unchanged field is no edit (and no conflict).
         for (const key of Object.keys(body)) {
           const before = existing[key] ?? null;
-          const same = key.endsWith('_at') ? Date.parse(before) === Date.parse(body[key]) : before === body[key];
+          const same = key.endsWith('_at')
+            ? Date.parse(before) === Date.parse(body[key])
+            : key === 'recurrence'
+              ? (before?.rrule ?? null) === (body[key]?.rrule ?? null)
+              : before === body[key];
           if (same) delete body[key];
         }
         await api.patch(`/v1/meetings/${existing.id}`, body, { ifMatch: existing.version });
@@ -142,6 +205,7 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
       } else {
         if (!body.location) delete body.location;
         if (!body.description) delete body.description;
+        if (!body.recurrence) delete body.recurrence;
         body.attendees = picker?.picked().map((p) => ({ user_id: p.id })) ?? [];
         const created = await api.post('/v1/meetings', body);
         location_(`#/meetings/${created.id}`);
