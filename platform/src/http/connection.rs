@@ -33,6 +33,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Router;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -110,6 +111,22 @@ pub async fn serve(
             open_rx.clone(),
         ));
     }
+    // Connections the kernel has already completed belong to clients that sent, or are
+    // sending, a request: serve them instead of resetting them with the listener.
+    while let Some(Ok((stream, remote))) = listener.accept().now_or_never() {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            break;
+        };
+        tokio::spawn(connection(
+            stream,
+            remote,
+            permit,
+            router.clone(),
+            limits.clone(),
+            stop.clone(),
+            open_rx.clone(),
+        ));
+    }
     drop(listener);
     stop.cancel();
     drop(open_rx);
@@ -124,6 +141,10 @@ fn is_connection_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
     )
 }
+
+/// How long a stopping server waits for a request whose head is arriving on an open
+/// connection before closing it.
+const HEAD_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, a timeout closes it, or shutdown has let
 /// its request in flight finish.
@@ -154,6 +175,7 @@ async fn connection(
         .header_read_timeout(limits.header_timeout.saturating_add(limits.idle_timeout));
     let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
     let mut stopping = false;
+    let mut head_grace: Option<Instant> = None;
     loop {
         tokio::select! {
             served = conn.as_mut() => {
@@ -169,7 +191,19 @@ async fn connection(
             }
             () = stop.cancelled(), if !stopping => {
                 stopping = true;
-                conn.as_mut().graceful_shutdown();
+                // A connection still receiving its request head has a request on the way
+                // (hyper would close it as idle): let that request in first, within a grace.
+                if activity.receiving_head() {
+                    head_grace = Some(Instant::now() + HEAD_GRACE);
+                } else {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(5)), if head_grace.is_some() => {
+                if !activity.receiving_head() || head_grace.is_some_and(|at| at <= Instant::now()) {
+                    head_grace = None;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
         }
     }
@@ -245,6 +279,11 @@ impl Activity {
             Phase::Busy(_) => Phase::Idle(idle_until),
             other => other,
         });
+    }
+
+    /// Waiting for the head of the connection's first request (not idle between requests).
+    fn receiving_head(&self) -> bool {
+        matches!(*self.phase(), Phase::Head(_))
     }
 
     fn upgraded(&self) {
