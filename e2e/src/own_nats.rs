@@ -132,7 +132,8 @@ impl Drop for OwnNats {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now (the OS picks it; shared by the servers tests own).
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::own_nats::free_port;
+
 /// A PostgreSQL cluster in a temporary directory, started with `pg_ctl`.
 pub struct OwnPostgres {
     pub port: u16,
@@ -134,12 +136,4 @@ impl Drop for OwnPostgres {
             .ok();
         std::fs::remove_dir_all(&self.dir).ok();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -175,3 +175,12 @@ impl Drop for ServiceProcess {
         self.child.wait().ok();
     }
 }
+
+/// Deletes a stream that the processes created (their relay does), however the test ends.
+pub struct DeletesStream(pub String, pub platform::bus::StreamName);
+
+impl Drop for DeletesStream {
+    fn drop(&mut self) {
+        platform::testing::ScratchStream::delete_detached(&self.0, &self.1);
+    }
+}

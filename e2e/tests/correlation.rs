@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::processes::ServiceProcess;
+use e2e::processes::{DeletesStream, ServiceProcess};
 use e2e::ws;
 use platform::testing::{self, meeting_body, TestClient, TestDatabase, JWT_SECRET};
 use serde_json::Value;
@@ -36,21 +36,12 @@ fn field<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Deletes the test's stream however the test ends (the relay created it).
-struct DeleteStream(String, platform::bus::StreamName);
-
-impl Drop for DeleteStream {
-    fn drop(&mut self) {
-        testing::ScratchStream::delete_detached(&self.0, &self.1);
-    }
-}
-
 #[tokio::test]
 async fn one_correlation_id_finds_the_action_in_every_services_logs() {
     let db = TestDatabase::new().await;
     let stream = testing::unique_stream_name("CORR");
     let nats = testing::nats_url();
-    let _cleanup = DeleteStream(nats.clone(), stream.clone());
+    let _cleanup = DeletesStream(nats.clone(), stream.clone());
     let common = [
         ("MEETINGS_DATABASE_URL", db.url.as_str()),
         ("MEETINGS_JWT_SECRET", JWT_SECRET),

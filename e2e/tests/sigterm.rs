@@ -6,22 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::processes::ServiceProcess;
+use e2e::processes::{DeletesStream, ServiceProcess};
 use e2e::ws;
 use futures::StreamExt;
 use platform::testing::{self, meeting_body, TestClient, TestDatabase, JWT_SECRET};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
-
-/// Deletes the test's stream however the test ends (the relay created it).
-struct DeleteStream(String, platform::bus::StreamName);
-
-impl Drop for DeleteStream {
-    fn drop(&mut self) {
-        testing::ScratchStream::delete_detached(&self.0, &self.1);
-    }
-}
 
 /// What one request of the load ended with.
 enum Outcome {
@@ -56,7 +47,7 @@ async fn sigterm_during_load_loses_nothing_and_closes_sockets_with_1001() {
     let db = TestDatabase::new().await;
     let stream = testing::unique_stream_name("TERM");
     let nats = testing::nats_url();
-    let _cleanup = DeleteStream(nats.clone(), stream.clone());
+    let _cleanup = DeletesStream(nats.clone(), stream.clone());
     let common = [
         ("MEETINGS_DATABASE_URL", db.url.as_str()),
         ("MEETINGS_JWT_SECRET", JWT_SECRET),

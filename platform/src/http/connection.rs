@@ -62,6 +62,17 @@ pub async fn serve(
     let (open_tx, open_rx) = watch::channel(());
     let mut shutdown = pin!(shutdown);
     let mut at_cap = false;
+    let spawn = |stream, remote, permit| {
+        tokio::spawn(connection(
+            stream,
+            remote,
+            permit,
+            router.clone(),
+            limits.clone(),
+            stop.clone(),
+            open_rx.clone(),
+        ));
+    };
     loop {
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -101,15 +112,7 @@ pub async fn serve(
                 }
             },
         };
-        tokio::spawn(connection(
-            stream,
-            remote,
-            permit,
-            router.clone(),
-            limits.clone(),
-            stop.clone(),
-            open_rx.clone(),
-        ));
+        spawn(stream, remote, permit);
     }
     // Connections the kernel has already completed belong to clients that sent, or are
     // sending, a request: serve them instead of resetting them with the listener.
@@ -117,15 +120,7 @@ pub async fn serve(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             break;
         };
-        tokio::spawn(connection(
-            stream,
-            remote,
-            permit,
-            router.clone(),
-            limits.clone(),
-            stop.clone(),
-            open_rx.clone(),
-        ));
+        spawn(stream, remote, permit);
     }
     drop(listener);
     stop.cancel();
