@@ -1,7 +1,9 @@
-//! Calendar helpers shared by the end-to-end tests: series set-up, and the agenda and an
-//! iCalendar document reduced to the same comparable occurrences.
+//! Calendar helpers shared by the end-to-end tests: series set-up (a rich calendar among
+//! them), and the agenda and an iCalendar document reduced to the same comparable
+//! occurrences.
 
 use chrono::{DateTime, Utc};
+use platform::testing::TestUser;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -170,4 +172,119 @@ pub async fn change_occurrences(
         position = answer["position"].as_str().unwrap().to_owned();
     }
     position
+}
+
+/// The span, `[from, to)`, of every occurrence of [`rich_calendar`] (the New York series goes
+/// on: inside it, eleven of its Wednesdays).
+pub const RICH_SPAN: (&str, &str) = ("2027-03-01T00:00:00Z", "2027-06-01T00:00:00Z");
+
+/// What [`rich_calendar`] scheduled.
+pub struct RichCalendar {
+    /// Organizes every meeting.
+    pub organizer: TestUser,
+    /// Seven: "Zoë Ünal, «Bob»" first, then six guests (those of even number optional).
+    pub attendees: Vec<TestUser>,
+    /// The Berlin series, the New York series, the single Sydney meeting.
+    pub meetings: Vec<String>,
+    /// The position of the last change.
+    pub position: String,
+}
+
+/// A calendar with all a feed has to carry, organized by Alice for seven attendees:
+/// - a Berlin series, ten Mondays 09:00 from 2027-03-15 (across the spring change), one of them
+///   excluded (2027-05-03), one moved (2027-03-29, to Tuesday 14:00 and 90 minutes), one
+///   cancelled (2027-04-05) and one declined by Bob alone (2027-04-12);
+/// - a New York series, Wednesdays 10:00 from 2027-03-10, with an excluded date;
+/// - a single Sydney meeting for Bob;
+///
+/// with long non-ASCII titles, descriptions and locations (Greek, Japanese, «Zoë») that a
+/// file must fold.
+pub async fn rich_calendar(stack: &Stack) -> RichCalendar {
+    let organizer = stack.commands.sign_up("Alice").await.unwrap();
+    let mut attendees = vec![stack.commands.sign_up("Zoë Ünal, «Bob»").await.unwrap()];
+    for i in 0..6 {
+        let guest = format!("Guest {i}");
+        attendees.push(stack.commands.sign_up(&guest).await.unwrap());
+    }
+    let crowd: Vec<Value> = attendees
+        .iter()
+        .enumerate()
+        .map(|(i, a)| json!({"user_id": a.id, "optional": i > 0 && i % 2 == 1}))
+        .collect();
+    let location = "Salle Zoë, 3ᵉ étage — 会議室「富士」, Ωμέγα-Gebäude, Straße der Einheit 12";
+    let mut bodies: Vec<Value> = [
+        (
+            "Europe/Berlin",
+            "2027-03-15T08:00:00Z",
+            "FREQ=WEEKLY;BYDAY=MO;COUNT=10",
+            "2027-05-03T07:00:00Z",
+        ),
+        (
+            "America/New_York",
+            "2027-03-10T14:00:00Z",
+            "FREQ=WEEKLY;BYDAY=WE",
+            "2027-03-17T13:00:00Z",
+        ),
+    ]
+    .into_iter()
+    .map(|(zone, first, rule, exdate)| {
+        let start = utc(first);
+        json!({
+            "title": format!("Série hebdomadaire — {zone} — Ωμέγα 日本語 «Zoë» Ünïcödé"),
+            "description": "Ordre du jour: «revue», ✓ décisions; suivi, notes\nligne deux — \
+                            Ωμέγα αβγ; 日本語の議題, «Zoë» \\ fin",
+            "starts_at": start,
+            "ends_at": start + chrono::Duration::minutes(45),
+            "time_zone": zone,
+            "location": location,
+            "attendees": crowd,
+            "recurrence": {"rrule": rule, "exdates": [exdate]},
+        })
+    })
+    .collect();
+    bodies.push(json!({
+        "title": "Ünïcödé ".repeat(20).trim(),
+        "description": "Ωμέγα 日本語 ".repeat(40),
+        "starts_at": "2027-04-01T15:00:00Z",
+        "ends_at": "2027-04-01T16:30:00Z",
+        "time_zone": "Australia/Sydney",
+        "location": location,
+        "attendees": [{"user_id": attendees[0].id}],
+    }));
+    let mut meetings = Vec::new();
+    for body in bodies {
+        let (status, answer) = stack
+            .command(Method::POST, "/v1/meetings", &organizer.token, body)
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        meetings.push(answer["id"].as_str().unwrap().to_owned());
+    }
+    change_occurrences(
+        stack,
+        &organizer.token,
+        &meetings[0],
+        &[
+            (
+                "2027-03-29T07:00:00Z",
+                json!({"starts_at": "2027-03-30T12:00:00Z", "ends_at": "2027-03-30T13:30:00Z"}),
+            ),
+            ("2027-04-05T07:00:00Z", json!({"cancelled": true})),
+        ],
+    )
+    .await;
+    let (status, answer) = stack
+        .command(
+            Method::POST,
+            &format!("/v1/meetings/{}/response", meetings[0]),
+            &attendees[0].token,
+            json!({"response": "declined", "occurrence": "2027-04-12T07:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    RichCalendar {
+        organizer,
+        attendees,
+        meetings,
+        position: answer["position"].as_str().unwrap().to_owned(),
+    }
 }

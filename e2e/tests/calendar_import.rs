@@ -2,8 +2,11 @@
 //! another user's calendar as the same meetings (and again changes nothing), an edited file
 //! updates them, and broken files are refused component by component, never half a meeting.
 
-use e2e::calendar::{change_occurrences, feed_occurrences, feed_text, utc};
+use e2e::calendar::{
+    change_occurrences, feed_occurrences, feed_text, items, rich_calendar, utc, Seen, RICH_SPAN,
+};
 use e2e::{nats_url, Stack};
+use platform::testing::TestUser;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -42,6 +45,48 @@ fn essence(document: &Value) -> Value {
         "occurrences": document["occurrences"],
         "attendees": attendees,
     })
+}
+
+/// Asserts that each of `originals` (read as their organizer) has a copy among `created`
+/// (read as its importer, who organizes it) with the same [`essence`], found by title;
+/// returns the copies' documents.
+async fn same_meetings(
+    stack: &Stack,
+    (owner, originals): (&str, &[String]),
+    (importer, created): (&TestUser, &[String]),
+    position: &str,
+) -> Vec<Value> {
+    let mut copies = vec![];
+    for id in created {
+        let (status, copy) = stack
+            .query(&format!("/v1/meetings/{id}"), &importer.token, position)
+            .await;
+        assert_eq!(status, 200, "{copy}");
+        copies.push(copy);
+    }
+    for original in originals {
+        let (status, theirs) = stack
+            .query(&format!("/v1/meetings/{original}"), owner, position)
+            .await;
+        assert_eq!(status, 200, "{theirs}");
+        let mine = copies
+            .iter()
+            .find(|copy| copy["title"] == theirs["title"])
+            .unwrap_or_else(|| panic!("a copy of {theirs}"));
+        assert_eq!(essence(mine), essence(&theirs));
+        assert_eq!(mine["organizer"]["id"], importer.id.to_string());
+    }
+    copies
+}
+
+/// Occurrences without the meeting ids, sorted: the same for a copy as for its original.
+fn without_ids(seen: Vec<Seen>) -> Vec<(String, String, String, String)> {
+    let mut rest: Vec<_> = seen
+        .into_iter()
+        .map(|(_, s, e, st, p)| (s, e, st, p))
+        .collect();
+    rest.sort();
+    rest
 }
 
 fn ids(result: &Value, list: &str) -> Vec<String> {
@@ -121,24 +166,9 @@ async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
     let created = ids(&result, "created");
     assert_eq!(created.len(), 3, "{result}");
     let position = result["position"].as_str().unwrap().to_owned();
-    let mut copies = vec![];
-    for id in &created {
-        let (_, copy) = stack
-            .query(&format!("/v1/meetings/{id}"), &dave.token, &position)
-            .await;
-        copies.push(copy);
-    }
-    for original in [&berlin, &new_york, &single] {
-        let (_, theirs) = stack
-            .query(&format!("/v1/meetings/{original}"), &alice, &position)
-            .await;
-        let mine = copies
-            .iter()
-            .find(|copy| copy["title"] == theirs["title"])
-            .unwrap_or_else(|| panic!("a copy of {theirs}"));
-        assert_eq!(essence(mine), essence(&theirs));
-        assert_eq!(mine["organizer"]["id"], dave.id.to_string());
-    }
+    let originals = [berlin.clone(), new_york.clone(), single.clone()];
+    let copies = same_meetings(&stack, (&alice, &originals), (&dave, &created), &position).await;
+    assert_eq!(copies.len(), 3);
     // The independent parser reads Dave's feed as it reads Alice's.
     let (from, to) = ("2027-02-01T00:00:00Z", "2027-06-01T00:00:00Z");
     let theirs = feed_occurrences(&ics, from, to, &bob.email);
@@ -148,14 +178,6 @@ async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
         to,
         &bob.email,
     );
-    let without_ids = |seen: Vec<e2e::calendar::Seen>| {
-        let mut rest: Vec<_> = seen
-            .into_iter()
-            .map(|(_, s, e, st, p)| (s, e, st, p))
-            .collect();
-        rest.sort();
-        rest
-    };
     assert_eq!(without_ids(mine), without_ids(theirs));
 
     // Again: nothing changes. Alice's own feed names her meetings: nothing changes either.
@@ -219,6 +241,105 @@ async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
         renamed["attendees"].as_array().unwrap().len(),
         1,
         "{renamed}"
+    );
+}
+
+#[tokio::test]
+async fn a_rich_feed_round_trips_through_import_with_its_attendees_text_and_occurrence_changes() {
+    let stack = Stack::start(nats_url(), true).await;
+    let rich = rich_calendar(&stack).await;
+    let alice = &rich.organizer;
+    let ics = feed_text(&stack, &alice.token, &rich.position).await;
+    // What the round trip has to carry is in the file: folded non-ASCII lines, all seven
+    // attendees, the moved and the cancelled occurrence, the excluded date.
+    let unfolded = ics.replace("\r\n ", "");
+    assert!(
+        ics.split("\r\n")
+            .any(|l| l.starts_with(' ') && !l.is_ascii()),
+        "no folded non-ASCII line: {ics}"
+    );
+    for attendee in &rich.attendees {
+        assert!(
+            unfolded.contains(&format!("mailto:{}", attendee.email)),
+            "{ics}"
+        );
+    }
+    for line in [
+        "SUMMARY:Série hebdomadaire — Europe/Berlin — Ωμέγα 日本語 «Zoë» Ünïcödé",
+        "RECURRENCE-ID;TZID=Europe/Berlin:20270329T090000",
+        "DTSTART;TZID=Europe/Berlin:20270330T140000",
+        "STATUS:CANCELLED",
+        "EXDATE;TZID=Europe/Berlin:20270503T090000",
+    ] {
+        assert!(unfolded.contains(line), "{line} in {ics}");
+    }
+
+    // Dave imports it: three meetings of his own, each as Alice's is.
+    let dave = stack.commands.sign_up("Dave").await.unwrap();
+    let (status, result) = import(&stack, &dave.token, &ics).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["errors"], json!([]), "{result}");
+    assert_eq!(result["warnings"], json!([]), "{result}");
+    let created = ids(&result, "created");
+    let position = result["position"].as_str().unwrap().to_owned();
+    let copies = same_meetings(
+        &stack,
+        (&alice.token, &rich.meetings),
+        (&dave, &created),
+        &position,
+    )
+    .await;
+    assert_eq!(copies.len(), 3, "{result}");
+    let berlin = copies
+        .iter()
+        .find(|c| c["time_zone"] == "Europe/Berlin")
+        .unwrap();
+    assert_eq!(berlin["attendees"].as_array().unwrap().len(), 7, "{berlin}");
+    assert_eq!(
+        berlin["recurrence"]["exdates"],
+        json!(["2027-05-03T07:00:00Z"])
+    );
+    assert_eq!(
+        berlin["occurrences"].as_array().unwrap().len(),
+        2,
+        "{berlin}"
+    );
+
+    // Dave's agenda over the series' span is Alice's: the same occurrences, times, states.
+    let agenda = |token: String, position: String| {
+        let stack = &stack;
+        async move {
+            let (from, to) = RICH_SPAN;
+            let path = format!("/v1/me/agenda?from={from}&to={to}");
+            let (status, agenda) = stack.query(&path, &token, &position).await;
+            assert_eq!(status, 200, "{agenda}");
+            let mut seen: Vec<Value> = items(&agenda)
+                .iter()
+                .map(|i| {
+                    json!([
+                        i["starts_at"],
+                        i["ends_at"],
+                        i["status"],
+                        i["occurrence"],
+                        i["title"]
+                    ])
+                })
+                .collect();
+            seen.sort_by_key(Value::to_string);
+            seen
+        }
+    };
+    let theirs = agenda(alice.token.clone(), position.clone()).await;
+    let mine = agenda(dave.token.clone(), position.clone()).await;
+    assert_eq!(theirs.len(), 9 + 11 + 1, "{theirs:?}");
+    assert_eq!(mine, theirs);
+    // And the independent parser reads Dave's feed as Alice's, for an attendee's eyes.
+    let (from, to) = RICH_SPAN;
+    let guest = &rich.attendees[1].email;
+    let mine = feed_text(&stack, &dave.token, &position).await;
+    assert_eq!(
+        without_ids(feed_occurrences(&mine, from, to, guest)),
+        without_ids(feed_occurrences(&ics, from, to, guest))
     );
 }
 
@@ -298,6 +419,54 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
         assert_eq!(titles, ["Good"], "{file}: {agenda}");
     }
 
+    // Three bad components and a good one in one file: each bad one is reported with its own
+    // UID and the line it starts on in the file as sent (a folded line before counts); the
+    // good one is created, whole.
+    let text = std::fs::read_to_string(format!("{dir}/several-bad-one-good.ics")).unwrap();
+    let (status, result) = import(&stack, &token, &text).await;
+    assert_eq!(status, 200, "{result}");
+    let errors: Vec<(&Value, &Value)> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (&e["uid"], &e["line"]))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (&json!("several-all-day"), &json!(4)),
+            (&json!("several-unknown-zone"), &json!(19)),
+            (&json!("several-garbled"), &json!(25)),
+        ],
+        "{result}"
+    );
+    for (error, message) in result["errors"].as_array().unwrap().iter().zip([
+        "all-day",
+        "unknown time zone",
+        "unreadable event",
+    ]) {
+        assert!(
+            error["message"].as_str().unwrap().contains(message),
+            "{result}"
+        );
+    }
+    let created = ids(&result, "created");
+    assert_eq!(created.len(), 1, "{result}");
+    let (_, document) = stack
+        .query(
+            &format!("/v1/meetings/{}", created[0]),
+            &token,
+            result["position"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(document["title"], "Good among bad", "{document}");
+    assert_eq!(
+        document["description"],
+        "A description folded over three lines of the file, so that the lines of the \
+         components after it count the file as sent, not as unfolded",
+    );
+    assert_eq!(document["starts_at"], "2027-06-02T09:00:00Z", "{document}");
+
     // Not a calendar: 422. Not text/calendar: 415. Ten megabytes: 413. All problem+json.
     let text = std::fs::read_to_string(format!("{dir}/not-a-calendar.ics")).unwrap();
     let (status, problem) = import(&stack, &token, &text).await;
@@ -356,7 +525,7 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
     assert_eq!(document["time_zone"], "Europe/Berlin", "{document}");
     assert_eq!(document["starts_at"], "2027-07-05T07:00:00Z", "{document}");
 
-    // Nothing but the good event and Outlook's series was ever written.
+    // Nothing but the good events and Outlook's series was ever written.
     let (_, meetings) = stack
         .query(
             "/v1/meetings?from=2027-01-01T00:00:00Z&to=2028-01-01T00:00:00Z",
@@ -366,7 +535,7 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
         .await;
     assert_eq!(
         meetings["items"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
         "{meetings}"
     );
 }

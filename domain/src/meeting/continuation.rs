@@ -75,8 +75,8 @@ impl Meeting {
     /// The commands that schedule `continued_as`, the series carrying on from `occurrence`
     /// with `changes`: same organizer, details and attendees (but those in `dropped`, users
     /// no longer active), the rest of the rule. When the times stay, the occurrences' own
-    /// times and cancellations and the attendees' answers to the series carry over.
-    /// Answers to single occurrences do not (the aggregate does not keep them).
+    /// times and cancellations, the attendees' answers to the series and their answers to
+    /// single occurrences from the split on carry over.
     pub fn continuation(
         &self,
         actor: Actor,
@@ -130,13 +130,30 @@ impl Meeting {
                 cancelled: change.cancelled.then_some(true),
             });
         }
-        for attendee in attendees {
+        for attendee in &attendees {
             if attendee.response != ResponseStatus::NeedsAction {
                 commands.push(MeetingCommand::Respond {
                     actor: Actor::new(attendee.user_id, Role::Member),
                     response: attendee.response,
                     comment: attendee.comment.clone(),
                     occurrence: None,
+                });
+            }
+        }
+        // After the series' answers, which leave the single occurrences' answers as they are.
+        for ((original, user_id), answer) in
+            self.occurrence_answers.range((occurrence, Uuid::nil())..)
+        {
+            let cancelled = self
+                .occurrence_changes
+                .get(original)
+                .is_some_and(|change| change.cancelled);
+            if !cancelled && attendees.iter().any(|a| a.user_id == *user_id) {
+                commands.push(MeetingCommand::Respond {
+                    actor: Actor::new(*user_id, Role::Member),
+                    response: answer.response,
+                    comment: answer.comment.clone(),
+                    occurrence: Some(*original),
                 });
             }
         }

@@ -357,6 +357,19 @@ impl Meeting {
                     {
                         return Err(DomainError::conflict("the occurrence is cancelled"));
                     }
+                    let answered = self
+                        .occurrence_answers
+                        .keys()
+                        .filter(|(_, user)| *user == actor.user_id);
+                    if !self
+                        .occurrence_answers
+                        .contains_key(&(occurrence, actor.user_id))
+                        && answered.count() >= MAX_CHANGED_OCCURRENCES
+                    {
+                        return Err(DomainError::conflict(format!(
+                            "at most {MAX_CHANGED_OCCURRENCES} occurrences of a series are                              answered one by one; answer the series"
+                        )));
+                    }
                 }
             }
         }

@@ -41,7 +41,7 @@ pub use rules::{
     MAX_ATTENDEES, MAX_COMMENT_CHARS, MAX_DESCRIPTION_CHARS, MAX_DURATION_HOURS,
     MAX_LOCATION_CHARS, MAX_MESSAGE_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS,
 };
-pub use state::Meeting;
+pub use state::{Meeting, OccurrenceAnswer};
 pub use values::{Attendee, AttendeeSpec, MeetingStatus, Recurrence, ResponseStatus};
 
 use crate::common::DomainError;
@@ -90,6 +90,7 @@ impl Aggregate for Meeting {
                 self.status = MeetingStatus::Scheduled;
                 self.recurrence = recurrence;
                 self.occurrence_changes.clear();
+                self.occurrence_answers.clear();
             }
             MeetingEvent::MeetingDetailsUpdated {
                 title,
@@ -110,6 +111,7 @@ impl Aggregate for Meeting {
                 // A moved series starts over: its occurrences' own times and cancellations
                 // named the old ones.
                 self.occurrence_changes.clear();
+                self.occurrence_answers.clear();
                 // A moved meeting needs a fresh answer from everyone.
                 for attendee in self.membership.attendees_mut() {
                     attendee.response = ResponseStatus::NeedsAction;
@@ -118,6 +120,7 @@ impl Aggregate for Meeting {
             MeetingEvent::RecurrenceChanged { recurrence } => {
                 self.recurrence = recurrence;
                 self.occurrence_changes.clear();
+                self.occurrence_answers.clear();
             }
             MeetingEvent::OccurrenceRescheduled {
                 occurrence,
@@ -138,18 +141,26 @@ impl Aggregate for Meeting {
                 self.recurrence = Some(recurrence);
                 self.occurrence_changes
                     .retain(|original, _| *original < occurrence);
+                self.occurrence_answers
+                    .retain(|(original, _), _| *original < occurrence);
             }
             MeetingEvent::OccurrenceCancelled { occurrence } => OccurrenceChange::cancel(
                 &mut self.occurrence_changes,
                 occurrence,
                 self.ends_at - self.starts_at,
             ),
-            // An answer for one occurrence leaves the series' answer as it is (the read
-            // models keep it; no rule depends on it).
+            // An answer for one occurrence leaves the series' answer as it is.
             MeetingEvent::AttendeeResponded {
-                occurrence: Some(_),
-                ..
-            } => {}
+                occurrence: Some(occurrence),
+                user_id,
+                response,
+                comment,
+            } => {
+                self.occurrence_answers.insert(
+                    (occurrence, user_id),
+                    OccurrenceAnswer { response, comment },
+                );
+            }
             MeetingEvent::AttendeeResponded {
                 user_id,
                 response,
@@ -164,9 +175,11 @@ impl Aggregate for Meeting {
             MeetingEvent::MeetingCancelled { .. } => self.status = MeetingStatus::Cancelled,
             MeetingEvent::MeetingStarted { .. } => self.status = MeetingStatus::InProgress,
             MeetingEvent::MeetingEnded { .. } => self.status = MeetingStatus::Ended,
-            MeetingEvent::AttendeeInvited { .. }
-            | MeetingEvent::AttendeeRemoved { .. }
-            | MeetingEvent::ChatMessagePosted { .. } => {}
+            // A removed attendee's answers go with them (invited again, they answer afresh).
+            MeetingEvent::AttendeeRemoved { user_id } => self
+                .occurrence_answers
+                .retain(|(_, answered_by), _| *answered_by != user_id),
+            MeetingEvent::AttendeeInvited { .. } | MeetingEvent::ChatMessagePosted { .. } => {}
         }
     }
 }

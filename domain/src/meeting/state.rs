@@ -10,7 +10,14 @@ use uuid::Uuid;
 
 use super::membership::Membership;
 use super::recurrence::{OccurrenceChange, Series};
-use super::values::{Attendee, MeetingStatus, Recurrence};
+use super::values::{Attendee, MeetingStatus, Recurrence, ResponseStatus};
+
+/// One attendee's answer to one occurrence of a series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OccurrenceAnswer {
+    pub response: ResponseStatus,
+    pub comment: Option<String>,
+}
 
 /// A meeting, rebuilt from its [`MeetingEvent`](super::MeetingEvent)s.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +36,10 @@ pub struct Meeting {
     /// Occurrences of the series moved or cancelled, by original start.
     #[serde(default)]
     pub(super) occurrence_changes: BTreeMap<DateTime<Utc>, OccurrenceChange>,
+    /// Answers to single occurrences, by original start and attendee: kept so that "this and
+    /// following" carries them over to the new series.
+    #[serde(default)]
+    pub(super) occurrence_answers: BTreeMap<(DateTime<Utc>, Uuid), OccurrenceAnswer>,
 }
 
 impl Meeting {
@@ -100,6 +111,11 @@ impl Meeting {
     /// Occurrences of the series moved or cancelled, by original start.
     pub fn occurrence_changes(&self) -> &BTreeMap<DateTime<Utc>, OccurrenceChange> {
         &self.occurrence_changes
+    }
+
+    /// Answers to single occurrences, by (original start, attendee).
+    pub fn occurrence_answers(&self) -> &BTreeMap<(DateTime<Utc>, Uuid), OccurrenceAnswer> {
+        &self.occurrence_answers
     }
 
     /// The series the recurrence rule makes, `None` for a single meeting. The rule was

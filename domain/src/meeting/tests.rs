@@ -1841,10 +1841,27 @@ fn series_with_answers() -> Meeting {
             comment: Some("see you".into()),
             occurrence: None,
         },
+        // Answers to single occurrences: before the split (stays with the old series), to a
+        // cancelled one (nothing to answer any more), and after it (carried over).
+        answered_alone(week(1), ResponseStatus::Tentative),
+        answered_alone(week(3), ResponseStatus::Declined),
+        answered_alone(week(4), ResponseStatus::Declined),
+        MeetingEvent::OccurrenceCancelled {
+            occurrence: week(3),
+        },
     ] {
         meeting.apply(event);
     }
     meeting
+}
+
+fn answered_alone(occurrence: DateTime<Utc>, response: ResponseStatus) -> MeetingEvent {
+    MeetingEvent::AttendeeResponded {
+        user_id: ATT,
+        response,
+        comment: None,
+        occurrence: Some(occurrence),
+    }
 }
 
 #[test]
@@ -1890,6 +1907,12 @@ fn the_continuation_carries_details_later_changes_and_answers_when_the_times_sta
                 comment: Some("see you".into()),
                 occurrence: None,
             },
+            MeetingCommand::Respond {
+                actor: attendee(),
+                response: ResponseStatus::Declined,
+                comment: None,
+                occurrence: Some(week(4)),
+            },
         ]
     );
     // The commands schedule a valid meeting.
@@ -1904,6 +1927,54 @@ fn the_continuation_carries_details_later_changes_and_answers_when_the_times_sta
         ResponseStatus::Accepted
     );
     assert!(created.occurrence_changes()[&week(3)].cancelled);
+    assert_eq!(
+        created.occurrence_answers().keys().collect::<Vec<_>>(),
+        [&(week(4), ATT)]
+    );
+}
+
+#[test]
+fn answers_to_single_occurrences_follow_the_series_and_its_attendees() {
+    let mut meeting = series_with_answers();
+    let answered = |m: &Meeting| {
+        m.occurrence_answers()
+            .keys()
+            .map(|(at, _)| *at)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answered(&meeting), [week(1), week(3), week(4)]);
+    // The split keeps those before the occurrence split at.
+    meeting.apply(MeetingEvent::SeriesSplit {
+        occurrence: week(4),
+        recurrence: weekly(),
+        continued_as: CONTINUED,
+    });
+    assert_eq!(answered(&meeting), [week(1), week(3)]);
+    // A removed attendee's answers go with them.
+    meeting.apply(MeetingEvent::AttendeeRemoved { user_id: ATT });
+    assert!(meeting.occurrence_answers().is_empty());
+}
+
+#[test]
+fn an_attendee_answers_at_most_so_many_occurrences_one_by_one() {
+    let mut meeting = Meeting::default();
+    meeting.apply(scheduled_series());
+    let limit = crate::meeting::MAX_CHANGED_OCCURRENCES;
+    for n in 0..limit {
+        meeting.apply(answered_alone(week(n as i64), ResponseStatus::Declined));
+    }
+    let respond = |occurrence| MeetingCommand::Respond {
+        actor: attendee(),
+        response: ResponseStatus::Accepted,
+        comment: None,
+        occurrence: Some(occurrence),
+    };
+    // Changing an answer already given is fine; one more occurrence is refused.
+    assert!(futures_block(meeting.decide(respond(week(0)), &services())).is_ok());
+    assert!(matches!(
+        futures_block(meeting.decide(respond(week(limit as i64)), &services())),
+        Err(DomainError::Conflict(_))
+    ));
 }
 
 #[test]
