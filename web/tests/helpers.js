@@ -104,3 +104,12 @@ export async function schedule(page, { title, date, start = '10:00', end = '11:0
   await page.getByRole('heading', { level: 1, name: title }).waitFor();
   return new URL(page.url()).hash.split('/')[2];
 }
+
+/** The refresh token the page's browser keeps (the app's own store), or null. */
+export function storedRefreshToken(page) {
+  return page.evaluate(async () => {
+    // @ts-ignore the app's module is loaded
+    const store = await import('/js/store.js');
+    return store.storedToken();
+  });
+}

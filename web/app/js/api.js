@@ -1,11 +1,17 @@
 // @ts-check
 /**
- * The HTTP side: the session (access token in memory, refresh token in sessionStorage,
- * refreshed quietly before it expires), JSON requests with problem+json errors, waits on 429
- * and 503 `Retry-After`, and read-your-writes through `X-Min-Position`.
+ * The HTTP side: the session (access token in memory, refresh token shared by the origin's
+ * tabs in `store.js`, refreshed quietly before it expires), JSON requests with problem+json
+ * errors, waits on 429 and 503 `Retry-After`, and read-your-writes through `X-Min-Position`.
+ *
+ * Tabs share one refresh token and rotate it one at a time (a Web Lock around each refresh,
+ * reading the newest token inside it and keeping the next before letting go): a refresh
+ * token is spent once and a spent one presented again revokes the whole session, so two tabs
+ * racing with the same token would sign both out. Signing out in one tab signs out the
+ * others; signing in joins them.
  */
 
-const REFRESH_KEY = 'meetings.refresh_token';
+import { announce, dropToken, keepToken, onAnnouncement, storedToken } from './store.js';
 
 /**
  * A problem+json answer (RFC 9457), or a network failure (`status` 0).
@@ -57,12 +63,12 @@ export function userId() {
   return session.userId;
 }
 
-/** @param {Tokens} tokens */
-function accept(tokens) {
+/** Keeps the new refresh token (committed before this resolves) and uses the access token. @param {Tokens} tokens */
+async function accept(tokens) {
+  await keepToken(tokens.refresh_token);
   const wasSignedIn = session.token !== null;
   session.token = tokens.access_token;
   session.userId = tokens.user_id;
-  sessionStorage.setItem(REFRESH_KEY, tokens.refresh_token);
   clearTimeout(session.timer);
   // Refresh well before expiry (at 80 % of the lifetime, at least 5 s ahead).
   const lead = Math.max(5, tokens.expires_in * 0.2);
@@ -71,14 +77,34 @@ function accept(tokens) {
   if (!wasSignedIn) for (const listener of sessionListeners) listener(true);
 }
 
-function forget() {
+/** Signed out here; `everywhere` also drops the shared refresh token (the other tabs follow). */
+function forget(everywhere = true) {
   const wasSignedIn = session.token !== null;
   clearTimeout(session.timer);
   session.token = null;
   session.userId = null;
   session.minPosition = null;
-  sessionStorage.removeItem(REFRESH_KEY);
+  if (everywhere) {
+    void dropToken().catch(() => {}).finally(() => announce('out'));
+  }
   if (wasSignedIn) for (const listener of sessionListeners) listener(false);
+}
+
+// Another tab signed out, or in (then this one continues its session).
+onAnnouncement((what) => {
+  if (what === 'out') forget(false);
+  else if (session.token === null) void refresh();
+});
+
+/**
+ * Runs `work` while no other tab of this origin runs its own refresh (Web Locks; without them,
+ * outside a secure context, it runs at once and two tabs may still race).
+ * @template T
+ * @param {() => Promise<T>} work
+ * @returns {Promise<T>}
+ */
+function exclusively(work) {
+  return navigator.locks ? /** @type {Promise<T>} */ (navigator.locks.request('meetings.refresh', work)) : work();
 }
 
 /** @type {Promise<boolean> | null} */
@@ -91,15 +117,20 @@ let refreshing = null;
  */
 export function refresh() {
   if (refreshing) return refreshing;
-  refreshing = (async () => {
-    const refreshToken = sessionStorage.getItem(REFRESH_KEY);
-    if (!refreshToken) return false;
+  refreshing = exclusively(async () => {
+    // Read inside the lock: another tab may have just rotated it.
+    const refreshToken = await storedToken();
+    if (!refreshToken) {
+      forget(false);
+      return false;
+    }
     try {
-      accept(await raw('POST', '/v1/auth/refresh', { refresh_token: refreshToken }));
+      await accept(await raw('POST', '/v1/auth/refresh', { refresh_token: refreshToken }));
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.status !== 0 && error.status < 500) {
-        forget();
+        // Refused: unless another tab replaced the token meanwhile, the session is over.
+        forget((await storedToken()) === refreshToken);
         return false;
       }
       // Network or server trouble: try again soon, keep the session meanwhile.
@@ -107,7 +138,7 @@ export function refresh() {
       session.timer = setTimeout(() => { void refresh(); }, 5000);
       return session.token !== null;
     }
-  })().finally(() => { refreshing = null; });
+  }).finally(() => { refreshing = null; });
   return refreshing;
 }
 
@@ -116,7 +147,8 @@ export function refresh() {
  * @param {string} password
  */
 export async function login(email, password) {
-  accept(await raw('POST', '/v1/auth/login', { email, password }));
+  await accept(await raw('POST', '/v1/auth/login', { email, password }));
+  announce('in');
 }
 
 /**
@@ -132,12 +164,15 @@ export async function register(account) {
 
 /** Ends the session on the server (its tokens and websockets stop working) and here. */
 export async function logout() {
-  const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+  const refreshToken = await storedToken();
   try {
     // Needs the session's own access token (and ends every one of its tokens).
     if (refreshToken && session.token) await api('POST', '/v1/auth/logout', { refresh_token: refreshToken });
   } finally {
-    forget();
+    // Gone from this browser before the sign-in screen shows.
+    await dropToken().catch(() => {});
+    forget(false);
+    announce('out');
   }
 }
 

@@ -92,10 +92,10 @@ async function route() {
   }
   if (parts[0] === 'meetings' && parts[1] && parts[2] === 'edit') {
     document.title = 'Edit meeting — Meetings';
-    await meetingForm(main, context, { meetingId: parts[1] }).catch((error) => replace(main, h('p', { role: 'alert' }, error.message)));
+    await meetingForm(main, context, { meetingId: parts[1], from: params.get('from') ?? undefined }).catch((error) => replace(main, h('p', { role: 'alert' }, error.message)));
   } else if (parts[0] === 'meetings' && parts[1]) {
     document.title = 'Meeting — Meetings';
-    cleanup = meetingPage(main, context, parts[1]);
+    cleanup = meetingPage(main, context, parts[1], params.get('occurrence'));
   } else if (parts[0] === 'profile') {
     document.title = 'Profile — Meetings';
     await profilePage(main, { ...context, reloadMe: loadMe }).catch((error) => replace(main, h('p', { role: 'alert' }, error.message)));
@@ -114,8 +114,8 @@ async function route() {
 addEventListener('hashchange', () => { void route(); });
 
 async function start() {
-  // A refresh token kept for this tab: continue the session without asking again.
-  if (sessionStorage.getItem('meetings.refresh_token')) await api.refresh();
+  // A refresh token kept by this browser: continue the session without asking again.
+  await api.refresh();
   if (api.token()) live.connect();
   await route();
 }

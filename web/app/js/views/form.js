@@ -1,11 +1,16 @@
 // @ts-check
-/** Create a meeting, or edit one's details (organizer; `If-Match` its version: a conflict says so). */
+/**
+ * Create a meeting, or edit one's details (organizer; `If-Match` its version: a conflict says
+ * so). With `from` (an occurrence's original start) the edit changes that occurrence of a series
+ * and the ones after it: the series is split there ("this and following").
+ */
 
 import { h } from '../dom.js';
 import * as api from '../api.js';
 import { field, formError, showError } from '../forms.js';
 import { isoDate, isoTime, rangeLabel, wall, zoneNames, zonedToUtc } from '../time.js';
 import { attendeePicker } from './picker.js';
+import { occurrenceOf, occurrencePath } from './occurrence.js';
 
 const ALIASES = {
   starts_at: 'start', ends_at: 'end', 'attendees[].user_id': 'attendees',
@@ -39,18 +44,21 @@ function parseRule(rrule) {
 /**
  * @param {HTMLElement} main
  * @param {{me: {id: string, time_zone: string}}} context
- * @param {{date?: string, meetingId?: string}} options
+ * @param {{date?: string, meetingId?: string, from?: string}} options
  */
-export async function meetingForm(main, { me }, { date, meetingId }) {
+export async function meetingForm(main, { me }, { date, meetingId, from }) {
   /** @type {any} */
   let existing = null;
   if (meetingId) {
     main.replaceChildren(h('p', { role: 'status' }, 'Loading…'));
     existing = await api.get(`/v1/meetings/${meetingId}`);
   }
+  // Splitting: the form starts from that occurrence's own times.
+  const split = from && existing?.recurrence ? occurrenceOf(existing, from) : null;
+  const base = split ?? existing;
   const zoneValue = existing?.time_zone ?? me.time_zone;
-  const startWall = existing ? wall(new Date(existing.starts_at), zoneValue) : null;
-  const endWall = existing ? wall(new Date(existing.ends_at), zoneValue) : null;
+  const startWall = base ? wall(new Date(base.starts_at), zoneValue) : null;
+  const endWall = base ? wall(new Date(base.ends_at), zoneValue) : null;
 
   const title = h('input', { type: 'text', required: true, maxlength: 200, value: existing?.title ?? '' });
   const day = h('input', { type: 'date', required: true, value: startWall ? isoDate(startWall) : (date ?? isoDate(wall(new Date(), zoneValue))) });
@@ -141,7 +149,8 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
   }
 
   const form = h('form', { class: 'card', novalidate: true },
-    h('h1', null, existing ? `Edit “${existing.title}”` : 'New meeting'),
+    h('h1', null, split ? `Change “${existing.title}” from this occurrence on` : existing ? `Edit “${existing.title}”` : 'New meeting'),
+    split ? h('p', { class: 'hint' }, 'The occurrences before this one stay as they are; this one and the ones after it become a series of their own with these details.') : null,
     formError(),
     field('Title', title, { name: 'title' }),
     h('div', { class: 'row' },
@@ -157,7 +166,7 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
     picker?.element,
     picker ? suggestions : null,
     h('div', { class: 'actions' },
-      h('button', { type: 'submit', class: 'primary' }, existing ? 'Save changes' : 'Schedule'),
+      h('button', { type: 'submit', class: 'primary' }, split ? 'Change this and following' : existing ? 'Save changes' : 'Schedule'),
       h('a', { class: 'button', href: existing ? `#/meetings/${existing.id}` : '#/' }, 'Cancel')));
 
   form.addEventListener('submit', async (event) => {
@@ -192,7 +201,7 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
       if (existing) {
         // Only what changed: an unchanged field is no edit (and no conflict).
         for (const key of Object.keys(body)) {
-          const before = existing[key] ?? null;
+          const before = (split && key.endsWith('_at') ? split[/** @type {'starts_at' | 'ends_at'} */ (key)] : existing[key]) ?? null;
           const same = key.endsWith('_at')
             ? Date.parse(before) === Date.parse(body[key])
             : key === 'recurrence'
@@ -200,8 +209,15 @@ export async function meetingForm(main, { me }, { date, meetingId }) {
               : before === body[key];
           if (same) delete body[key];
         }
-        await api.patch(`/v1/meetings/${existing.id}`, body, { ifMatch: existing.version });
-        location_(`#/meetings/${existing.id}`);
+        if (split) {
+          // A new time moves the whole new series: send both ends (the API wants a pair).
+          if ('starts_at' in body || 'ends_at' in body) Object.assign(body, { starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() });
+          const created = await api.post(`/v1/meetings/${existing.id}/occurrences/${occurrencePath(split.key)}/split`, body, { ifMatch: existing.version });
+          location_(`#/meetings/${created.id}`);
+        } else {
+          await api.patch(`/v1/meetings/${existing.id}`, body, { ifMatch: existing.version });
+          location_(`#/meetings/${existing.id}`);
+        }
       } else {
         if (!body.location) delete body.location;
         if (!body.description) delete body.description;

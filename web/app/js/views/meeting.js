@@ -1,7 +1,9 @@
 // @ts-check
 /**
- * A meeting: details, attendees and their responses, respond / cancel / start / end, live
- * chat and who is here. Follows `meeting:<id>`: events refresh the details and append chat;
+ * A meeting: details, attendees and their responses, respond / cancel / start / end, invite
+ * and remove attendees (organizer), live chat and who is here. With `occurrence` (its original
+ * start) the page shows that one occurrence of a series: its times, the answers to it, and the
+ * actions on it alone. Follows `meeting:<id>`: events refresh the details and append chat;
  * after a reconnect the subscription resumes where it stopped, a `reset` refetches.
  */
 
@@ -10,10 +12,12 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { rangeLabel, timeLabel } from '../time.js';
 import { formError, showError } from '../forms.js';
+import { attendeePicker } from './picker.js';
+import { answerTo, moveForm, occurrenceOf, occurrencePath } from './occurrence.js';
 
 /**
- * @typedef {{user_id: string, display_name: string, optional: boolean, response: string}} Attendee
- * @typedef {{id: string, title: string, description?: string | null, organizer: {id: string, display_name: string}, starts_at: string, ends_at: string, time_zone: string, location?: string | null, status: string, attendees: Attendee[], version: number}} Meeting
+ * @typedef {{user_id: string, display_name: string, optional: boolean, response: string, occurrence_responses?: Record<string, string>}} Attendee
+ * @typedef {{id: string, title: string, description?: string | null, organizer: {id: string, display_name: string}, starts_at: string, ends_at: string, time_zone: string, location?: string | null, status: string, attendees: Attendee[], version: number, recurrence?: {rrule: string} | null, occurrences?: {occurrence: string, starts_at: string, ends_at: string, cancelled: boolean}[]}} Meeting
  * @typedef {{message_id: string, author_id: string, text: string, posted_at: string}} Message
  */
 
@@ -25,9 +29,10 @@ const RESPONSE_LABELS = /** @type {Record<string, string>} */ ({
  * @param {HTMLElement} main
  * @param {{me: {id: string, time_zone: string}}} context
  * @param {string} meetingId
+ * @param {string | null} [occurrenceKey] one occurrence of a series (its original start)
  * @returns {() => void}
  */
-export function meetingPage(main, { me }, meetingId) {
+export function meetingPage(main, { me }, meetingId, occurrenceKey = null) {
   const zone = me.time_zone;
   /** @type {Meeting | null} */
   let meeting = null;
@@ -54,7 +59,18 @@ export function meetingPage(main, { me }, meetingId) {
     presence,
     chatLog,
     chatForm);
-  main.replaceChildren(h('div', { class: 'meeting-layout' }, details, chat));
+  // The organizer's invite box lives outside the re-rendered details, so a live update does
+  // not wipe what is being typed.
+  /** @type {string[]} */
+  const notInvitable = [];
+  const invite = attendeePicker({
+    exclude: notInvitable,
+    label: 'Invite someone',
+    onPick: (person) => act(`${person.display_name} invited.`, () => api.post(`/v1/meetings/${meetingId}/attendees`, { user_id: person.id }, { ifMatch: meeting?.version })),
+  });
+  const manage = h('section', { class: 'card', 'aria-labelledby': 'invite-title', hidden: true },
+    h('h2', { id: 'invite-title' }, 'Invite'), invite.element);
+  main.replaceChildren(h('div', { class: 'meeting-layout' }, h('div', { class: 'meeting-main' }, details, manage), chat));
 
   /** @param {string} userId */
   function nameOf(userId) {
@@ -98,7 +114,8 @@ export function meetingPage(main, { me }, meetingId) {
 
   /** @param {string} label @param {() => Promise<any>} action */
   async function act(label, action) {
-    const summary = /** @type {HTMLElement} */ (details.querySelector('.form-error'));
+    const summary = /** @type {HTMLElement | null} */ (details.querySelector('.form-error'));
+    if (!summary) return;
     summary.textContent = '';
     try {
       await action();
@@ -120,35 +137,83 @@ export function meetingPage(main, { me }, meetingId) {
     const isOrganizer = m.organizer.id === me.id;
     const mine = m.attendees.find((a) => a.user_id === me.id);
     const open = m.status !== 'cancelled' && m.status !== 'ended';
+    const one = occurrenceKey && m.recurrence ? occurrenceOf(m, occurrenceKey) : null;
+    const answer = (/** @type {Attendee} */ a) => (one ? answerTo(a, one.key) : a.response);
     const focused = document.activeElement && details.contains(document.activeElement) ? document.activeElement.getAttribute('data-action') : null;
     replace(details,
       h('h1', { id: 'meeting-title' }, m.title),
       h('p', { class: `status status-${m.status}` }, h('span', { class: 'visually-hidden' }, 'Status: '), m.status.replace('_', ' ')),
+      one ? h('p', { class: 'occurrence-note' }, one.cancelled ? 'This occurrence is cancelled. ' : 'One occurrence of a repeating meeting. ',
+        h('a', { href: `#/meetings/${m.id}` }, 'The whole series')) : null,
       h('dl', { class: 'facts' },
-        h('dt', null, 'When'), h('dd', null, rangeLabel(m.starts_at, m.ends_at, zone), m.time_zone !== zone ? h('span', { class: 'muted' }, ` (scheduled in ${m.time_zone})`) : null),
+        h('dt', null, 'When'), h('dd', null, one ? rangeLabel(one.starts_at, one.ends_at, zone) : rangeLabel(m.starts_at, m.ends_at, zone), m.time_zone !== zone ? h('span', { class: 'muted' }, ` (scheduled in ${m.time_zone})`) : null),
+        m.recurrence ? [h('dt', null, 'Repeats'), h('dd', null, m.recurrence.rrule)] : null,
         m.location ? [h('dt', null, 'Where'), h('dd', null, m.location)] : null,
         h('dt', null, 'Organizer'), h('dd', null, isOrganizer ? `${m.organizer.display_name} (you)` : m.organizer.display_name)),
       m.description ? h('p', { class: 'description' }, m.description) : null,
       h('p', { class: 'form-error', role: 'alert', tabindex: '-1' }),
-      mine && open ? h('fieldset', { class: 'respond' },
-        h('legend', null, 'Your answer'),
+      mine && open && !one?.cancelled ? h('fieldset', { class: 'respond' },
+        h('legend', null, one ? 'Your answer for this occurrence' : 'Your answer'),
         ['accepted', 'tentative', 'declined'].map((response) => h('button', {
-          type: 'button', 'data-action': `respond-${response}`, 'aria-pressed': String(mine.response === response),
-          onclick: () => act('Answer sent.', () => api.post(`/v1/meetings/${m.id}/response`, { response })),
+          type: 'button', 'data-action': `respond-${response}`, 'aria-pressed': String(answer(mine) === response),
+          onclick: () => act('Answer sent.', () => api.post(`/v1/meetings/${m.id}/response`, one ? { response, occurrence: one.key } : { response })),
         }, { accepted: 'Accept', tentative: 'Maybe', declined: 'Decline' }[response]))) : null,
+      isOrganizer && open && one ? h('div', { class: 'actions' },
+        one.cancelled
+          ? h('button', { type: 'button', 'data-action': 'restore-occurrence', onclick: () => void occurrenceChange('Occurrence back on.', { cancelled: false }) }, 'Restore this occurrence')
+          : [
+            h('button', { type: 'button', 'data-action': 'move-occurrence', 'aria-expanded': 'false', onclick: (/** @type {Event} */ e) => toggleMove(/** @type {HTMLElement} */ (e.currentTarget), m, one) }, 'Move this occurrence…'),
+            h('button', { type: 'button', class: 'danger', 'data-action': 'cancel-occurrence', onclick: () => {
+              if (confirm('Cancel this occurrence for everyone? The others stay.')) void occurrenceChange('Occurrence cancelled.', { cancelled: true });
+            } }, 'Cancel this occurrence'),
+          ],
+        h('a', { class: 'button', href: `#/meetings/${m.id}/edit?from=${encodeURIComponent(one.key)}`, 'data-action': 'split' }, 'Change this and following…')) : null,
       isOrganizer && open ? h('div', { class: 'actions' },
-        h('a', { class: 'button', href: `#/meetings/${m.id}/edit`, 'data-action': 'edit' }, 'Edit'),
-        m.status === 'scheduled' ? h('button', { type: 'button', 'data-action': 'start', onclick: () => act('Meeting started.', () => api.post(`/v1/meetings/${m.id}/start`)) }, 'Start') : null,
+        h('a', { class: 'button', href: `#/meetings/${m.id}/edit`, 'data-action': 'edit' }, m.recurrence ? 'Edit the series' : 'Edit'),
+        m.status === 'scheduled' && !m.recurrence ? h('button', { type: 'button', 'data-action': 'start', onclick: () => act('Meeting started.', () => api.post(`/v1/meetings/${m.id}/start`)) }, 'Start') : null,
         m.status === 'in_progress' ? h('button', { type: 'button', 'data-action': 'end', onclick: () => act('Meeting ended.', () => api.post(`/v1/meetings/${m.id}/end`)) }, 'End') : null,
         h('button', { type: 'button', class: 'danger', 'data-action': 'cancel', onclick: () => {
-          if (confirm('Cancel this meeting for everyone?')) void act('Meeting cancelled.', () => api.post(`/v1/meetings/${m.id}/cancel`, {}));
-        } }, 'Cancel meeting')) : null,
+          if (confirm(m.recurrence ? 'Cancel every occurrence of this meeting for everyone?' : 'Cancel this meeting for everyone?')) void act('Meeting cancelled.', () => api.post(`/v1/meetings/${m.id}/cancel`, {}));
+        } }, m.recurrence ? 'Cancel the series' : 'Cancel meeting')) : null,
       h('h2', null, `Attendees (${m.attendees.length})`),
       m.attendees.length ? h('ul', { class: 'attendees' }, m.attendees.map((a) => h('li', { 'data-user-id': a.user_id },
         h('span', null, a.user_id === me.id ? `${a.display_name} (you)` : a.display_name, a.optional ? h('span', { class: 'muted' }, ' (optional)') : null),
-        h('span', { class: `response response-${a.response}` }, RESPONSE_LABELS[a.response] ?? a.response)))) : h('p', { class: 'muted' }, 'Nobody invited yet.'),
+        h('span', { class: `response response-${answer(a)}` }, RESPONSE_LABELS[answer(a)] ?? answer(a)),
+        isOrganizer && open ? h('button', {
+          type: 'button', class: 'link danger', 'data-action': `remove-${a.user_id}`, 'aria-label': `Remove ${a.display_name}`,
+          onclick: () => act(`${a.display_name} removed.`, () => api.api('DELETE', `/v1/meetings/${m.id}/attendees/${a.user_id}`, undefined, { ifMatch: m.version })),
+        }, 'Remove') : null))) : h('p', { class: 'muted' }, 'Nobody invited yet.'),
       h('a', { href: '#/' }, 'Back to the week'));
     if (focused) /** @type {HTMLElement | null} */ (details.querySelector(`[data-action="${focused}"]`))?.focus();
+    notInvitable.splice(0, notInvitable.length, m.organizer.id, ...m.attendees.map((a) => a.user_id));
+    manage.hidden = !(isOrganizer && open);
+  }
+
+  /** @param {string} label @param {{cancelled?: boolean}} change */
+  function occurrenceChange(label, change) {
+    if (!meeting || !occurrenceKey) return Promise.resolve();
+    const { id, version } = meeting;
+    return act(label, () => api.patch(`/v1/meetings/${id}/occurrences/${occurrencePath(occurrenceKey)}`, change, { ifMatch: version }));
+  }
+
+  /**
+   * Opens (or closes) the form moving this occurrence, below the button.
+   * @param {HTMLElement} button @param {Meeting} m @param {import('./occurrence.js').Occurrence} one
+   */
+  function toggleMove(button, m, one) {
+    const shown = details.querySelector('.move-occurrence');
+    if (shown) {
+      shown.remove();
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    const form = moveForm({
+      meetingId: m.id, version: m.version, zone: m.time_zone, occurrence: one,
+      done: () => { toast('Occurrence moved.'); void loadMeeting(); },
+    });
+    button.closest('.actions')?.after(form);
+    button.setAttribute('aria-expanded', 'true');
+    /** @type {HTMLElement | null} */ (form.querySelector('input'))?.focus();
   }
 
   function renderPresence() {

@@ -10,9 +10,11 @@ import * as api from '../api.js';
 /** @typedef {{id: string, display_name: string, email?: string}} Person */
 
 /**
- * @param {{exclude: string[], initial?: Person[], onChange?: (people: Person[]) => void}} options
+ * With `onPick` each chosen person is handed over at once (no chips): the meeting page invites
+ * them. `exclude` is read at each search, so its owner may update it.
+ * @param {{exclude: string[], initial?: Person[], onChange?: (people: Person[]) => void, onPick?: (person: Person) => Promise<void> | void, label?: string}} options
  */
-export function attendeePicker({ exclude, initial = [], onChange }) {
+export function attendeePicker({ exclude, initial = [], onChange, onPick, label = 'Invite people' }) {
   /** @type {Person[]} */
   const picked = [...initial];
   const id = uid('attendees');
@@ -62,6 +64,12 @@ export function attendeePicker({ exclude, initial = [], onChange }) {
 
   /** @param {Person} person */
   function pick(person) {
+    if (onPick) {
+      input.value = '';
+      close();
+      void onPick(person);
+      return;
+    }
     if (!picked.some((p) => p.id === person.id)) picked.push(person);
     renderChips();
     onChange?.(picked);
@@ -122,10 +130,10 @@ export function attendeePicker({ exclude, initial = [], onChange }) {
   renderChips();
 
   const element = h('div', { class: 'field picker', 'data-field': 'attendees' },
-    h('label', { for: id }, 'Invite people'),
+    h('label', { for: id }, label),
     h('p', { class: 'hint', id: `${id}-hint` }, 'Type a name or email, then choose with the arrow keys and Enter.'),
     h('div', { class: 'combo' }, input, list),
-    chips,
+    onPick ? null : chips,
     status,
     h('p', { class: 'error', id: `${id}-error`, 'data-error-for': 'attendees' }));
   return { element, picked: () => [...picked] };

@@ -118,7 +118,7 @@ export function weekView(main, { me }, dateParam) {
           const response = p.item.my_response ? RESPONSES[p.item.my_response] ?? p.item.my_response : null;
           const link = h('a', {
             class: `event${cancelled ? ' cancelled' : ''}${p.item.my_response === 'declined' ? ' declined' : ''}`,
-            href: `#/meetings/${p.item.meeting_id}`,
+            href: `#/meetings/${p.item.meeting_id}${p.item.occurrence ? `?occurrence=${encodeURIComponent(p.item.occurrence)}` : ''}`,
             'data-meeting-id': p.item.meeting_id,
           },
           h('span', { class: 'event-time' }, `${timeLabel(p.item.starts_at, zone)}–${timeLabel(p.item.ends_at, zone)}`),
