@@ -2,12 +2,13 @@
 //!
 //! 1. **Shadow**: a copy of every read-model table's definition (columns, defaults, storage
 //!    options, primary keys, grants) in the schema [`SHADOW`], empty.
-//! 2. **Build**: the events, in global order from the store, applied there by the projector's
-//!    own batch code on a connection whose `search_path` is the shadow schema. The live
-//!    projector keeps running; readers keep reading the live tables.
+//! 2. **Build**: the events, in global order from the store, folded by the projector's own
+//!    fold on a connection whose `search_path` is the shadow schema, in bulk ([`bulk`]: what
+//!    the events touch is kept in memory and written once, documents rendered at the end).
+//!    The live projector keeps running; readers keep reading the live tables.
 //! 3. **Indexes**: unique constraints, foreign keys and secondary indexes, deferred until the
 //!    bulk of the rows is in (one sort each instead of one index insertion per row); then a
-//!    catch-up with the new events.
+//!    catch-up with the new events, by the projector's batch code from here on.
 //! 4. **Swap**: the projector lock is taken (the active projector, if any, is pre-empted: its
 //!    connection is ended, its uncommitted batch rolls back, and it stands by); the shadow
 //!    catches up with every event readable; then, in one transaction, the live tables move
@@ -26,6 +27,10 @@ use platform::store::{EventStore, Position};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::apply::{apply_isolating_announcing, NOTIFY_CHANNEL, PROJECTION};
+
+mod bulk;
+
+pub use bulk::Limits;
 
 /// Where the new read models are built.
 pub const SHADOW: &str = "meetings_replay";
@@ -57,9 +62,16 @@ pub const TABLES: &[&str] = &[
 /// added after the build, like secondary indexes.
 const APPEND_ONLY: &[&str] = &["rm_chat_messages", "rm_changes"];
 
+/// Tables the build deletes from by a secondary index (a user's stale directory prefixes, by
+/// `user_id`): that index is made with the table, not deferred, or each delete would scan.
+const INDEXED_EARLY: &[&str] = &["rm_user_prefixes"];
+
 /// Events per batch while building: two batches are in memory at a time (one applied, the
 /// next read), which keeps a replay's resident memory under 100 MiB.
 const BATCH: i64 = 2000;
+
+/// Events per batch of the bulk build (two in memory at a time, beside the held rows).
+const BULK_BATCH: i64 = 2000;
 
 /// Longest the swap waits for readers' locks before it gives up and tries again.
 const SWAP_LOCK_TIMEOUT: &str = "5s";
@@ -82,6 +94,8 @@ pub struct Outcome {
     pub position: Option<Position>,
     /// How long the projection was paused for the swap (lock to release).
     pub paused: Duration,
+    /// Users and meetings the build wrote, met again and loaded back ([`Limits`]).
+    pub reloaded: u64,
 }
 
 /// Rebuilds the read models of `pool` from `store` while services keep using them (see the
@@ -90,6 +104,16 @@ pub async fn replay(
     pool: &PgPool,
     store: &dyn EventStore,
     progress: &(dyn Fn(Phase, u64) + Sync),
+) -> anyhow::Result<Outcome> {
+    replay_with(pool, store, progress, Limits::default()).await
+}
+
+/// [`replay`], holding users and meetings in memory within `limits` while building.
+pub async fn replay_with(
+    pool: &PgPool,
+    store: &dyn EventStore,
+    progress: &(dyn Fn(Phase, u64) + Sync),
+    limits: Limits,
 ) -> anyhow::Result<Outcome> {
     let Some(mut guard) = platform::leader::try_lead(pool, "meetings-replay").await? else {
         anyhow::bail!("another replay of this database is running");
@@ -100,7 +124,7 @@ pub async fn replay(
         .await?;
     let live = live_schema(&mut guard).await?;
     let deferred = prepare_shadow(&mut guard, &live).await?;
-    let result = build_and_swap(pool, store, &live, &deferred, progress).await;
+    let result = build_and_swap(pool, store, &live, &deferred, progress, limits).await;
     if result.is_err() {
         // Leave nothing half-built behind; the live read models were never touched.
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW} CASCADE"))
@@ -118,6 +142,7 @@ async fn build_and_swap(
     live: &str,
     deferred: &[String],
     progress: &(dyn Fn(Phase, u64) + Sync),
+    limits: Limits,
 ) -> anyhow::Result<Outcome> {
     let upcasters = domain::upcasters::upcasters();
     let mut shadow = pool.acquire().await?.detach();
@@ -129,15 +154,16 @@ async fn build_and_swap(
     .execute(&mut shadow)
     .await?;
     crate::projection::key_lookup_plans(&mut shadow).await?;
-    let mut builder = Builder {
+    let builder = Builder {
         conn: shadow,
         upcasters: &upcasters,
         after: Position::START,
         applied: 0,
+        reloaded: 0,
     };
 
-    builder
-        .catch_up(store, |n| progress(Phase::Build, n))
+    let mut builder = builder
+        .build(store, limits, |n| progress(Phase::Build, n))
         .await?;
     progress(Phase::Index, builder.applied);
     for statement in deferred {
@@ -164,6 +190,7 @@ async fn build_and_swap(
                     events: builder.applied,
                     position,
                     paused: paused.elapsed(),
+                    reloaded: builder.reloaded,
                 });
             }
             // Readers held their locks longer than the timeout: let the projector run
@@ -188,9 +215,51 @@ struct Builder<'u> {
     upcasters: &'u [Box<dyn EventUpcaster>],
     after: Position,
     applied: u64,
+    reloaded: u64,
 }
 
 impl Builder<'_> {
+    /// Folds everything readable now into the empty shadow tables, in bulk ([`bulk`]). The
+    /// next batch is read while the current one is folded and written.
+    async fn build(
+        mut self,
+        store: &dyn EventStore,
+        limits: Limits,
+        progress: impl Fn(u64),
+    ) -> anyhow::Result<Self> {
+        let mut bulk = bulk::Bulk::new(self.conn, self.upcasters, SHADOW_CHANNEL, limits);
+        let mut tail = StoreTail::new(store, self.after, BULK_BATCH);
+        let mut next = tail.read().await?;
+        let mut newest = None;
+        while !next.is_empty() {
+            let last = next.len() < BULK_BATCH as usize;
+            let envelopes: Vec<EventEnvelope> = std::mem::take(&mut next)
+                .into_iter()
+                .map(EventEnvelope::from)
+                .collect();
+            let read = async {
+                if last {
+                    Ok(Vec::new())
+                } else {
+                    tail.read().await
+                }
+            };
+            let (read, applied) = tokio::join!(read, bulk.apply(&envelopes));
+            applied?;
+            if let Some(after) = envelopes.last().map(|e| e.position) {
+                self.after = after;
+                newest = Some(after);
+            }
+            progress(self.applied + bulk.applied);
+            next = read?;
+        }
+        let (applied, reloaded) = (bulk.applied, bulk.reloaded);
+        self.conn = bulk.finish(newest).await?;
+        self.applied += applied;
+        self.reloaded += reloaded;
+        Ok(self)
+    }
+
     /// Applies everything readable now. The next batch is read while the current one is
     /// applied, so at most two batches are in memory.
     async fn catch_up(
@@ -302,7 +371,12 @@ async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<V
         .fetch_all(&mut *conn)
         .await?;
         for definition in definitions {
-            indexes.push(retarget_index(&definition, &target)?);
+            let index = retarget_index(&definition, &target)?;
+            if INDEXED_EARLY.contains(table) {
+                now.push(index);
+            } else {
+                indexes.push(index);
+            }
         }
         let grants: Vec<String> = sqlx::query_scalar(
             "SELECT format('GRANT %s ON %s TO %s', a.privilege_type, $2::text, \

@@ -6,6 +6,7 @@
 
 mod decode;
 mod meeting;
+mod resident;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,243 @@
+//! The build phase of a replay, in bulk. The shadow tables start empty and the events come in
+//! global order, so the batch-by-batch projector's work — load every touched row, fold, write
+//! every touched row back — is mostly waste here: a meeting's twenty events span several
+//! batches, and each batch rewrote its row, its attendees, its agenda rows and its document.
+//!
+//! Instead one [`Fold`] is kept across batches. A user or meeting stays in it while it is
+//! being touched and is written once, whole, when it has not been touched for a while (or
+//! when too many are held: [`Limits`]), so memory stays bounded
+//! whatever the log's length. One met again after that is loaded back from the shadow tables
+//! (and overwritten when evicted again). Chat and change rows go out with every batch. No
+//! document is rendered while building: each depends on the names of its people, which may
+//! change after the meeting was written, so all are rendered at the end from the final rows.
+//! (Running a batch's statement while the next batch is folded was 25 % faster but pushed
+//! the resident memory over 100 MiB: BENCHMARKS.md.)
+//! The result is the same rows the batch path writes (`cli/tests/replay.rs` compares them with
+//! a rebuild by the live projector).
+
+use std::collections::HashMap;
+
+use cqrs_es::persist::EventUpcaster;
+use platform::bus::EventEnvelope;
+use platform::store::Position;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::apply::PROJECTION;
+use crate::error::ProjectionError;
+use crate::fold::{decode, Decoded, Fold, Touched};
+use crate::sql::{self, Batch, Bookkeeping};
+
+/// How long users and meetings are held in memory while building.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Events after its last touch that a user or meeting is still held for.
+    pub keep_for: u64,
+    /// Most users and meetings held at once (the oldest touched go first).
+    pub most_held: usize,
+}
+
+impl Default for Limits {
+    /// A meeting's events lie within a few thousand of one another in a busy log (those of
+    /// `bench audit`: ~10,000); three thousand held users and meetings take a few MiB.
+    fn default() -> Self {
+        Limits {
+            keep_for: 20_000,
+            most_held: 3_000,
+        }
+    }
+}
+/// Meetings whose documents one statement renders at the end.
+const DOCUMENT_CHUNK: i64 = 1_000;
+/// Users and meetings one statement writes when the build ends.
+const FLUSH_CHUNK: usize = 1_000;
+
+/// A held aggregate: its type and the count of applied events at its last touch.
+struct Held {
+    aggregate_type: String,
+    touched_at: u64,
+}
+
+pub(super) struct Bulk<'u> {
+    /// The shadow connection.
+    conn: PgConnection,
+    fold: Fold,
+    /// The last applied sequence of every aggregate met, by (type, id).
+    last: HashMap<(String, Uuid), i64>,
+    /// The users and meetings in `fold`.
+    held: HashMap<Uuid, Held>,
+    /// Events applied so far.
+    pub(super) applied: u64,
+    /// Users and meetings loaded back after they were written.
+    pub(super) reloaded: u64,
+    upcasters: &'u [Box<dyn EventUpcaster>],
+    channel: &'static str,
+    limits: Limits,
+}
+
+impl<'u> Bulk<'u> {
+    pub(super) fn new(
+        conn: PgConnection,
+        upcasters: &'u [Box<dyn EventUpcaster>],
+        channel: &'static str,
+        limits: Limits,
+    ) -> Self {
+        Bulk {
+            conn,
+            fold: Fold::default(),
+            last: HashMap::new(),
+            held: HashMap::new(),
+            applied: 0,
+            reloaded: 0,
+            upcasters,
+            channel,
+            limits,
+        }
+    }
+
+    /// Folds `events` (the next ones in global order) in, and writes what falls out of
+    /// memory with their chat and change rows, in one statement.
+    pub(super) async fn apply(&mut self, events: &[EventEnvelope]) -> anyhow::Result<()> {
+        let Some(newest) = events.iter().map(|e| e.position).max() else {
+            return Ok(());
+        };
+        let decoded: Vec<Result<Decoded, ProjectionError>> = events
+            .iter()
+            .map(|event| decode(event, self.upcasters))
+            .collect();
+        self.reload_evicted(events, &decoded).await?;
+        for (event, decoded) in events.iter().zip(decoded) {
+            let key = (event.aggregate_type.clone(), event.aggregate_id);
+            let applied = self.last.get(&key).copied().unwrap_or(0);
+            if event.sequence <= applied {
+                continue;
+            }
+            if event.sequence != applied + 1 {
+                return Err(ProjectionError::unapplicable(
+                    event,
+                    format!("gap: the last applied sequence is {applied}"),
+                )
+                .into());
+            }
+            self.fold.apply(event, &decoded?)?;
+            self.applied += 1;
+            let held = self.held.entry(event.aggregate_id).or_insert_with(|| Held {
+                aggregate_type: key.0.clone(),
+                touched_at: 0,
+            });
+            held.touched_at = self.applied;
+            self.last.insert(key, event.sequence);
+        }
+        let evicted = self.stale();
+        self.write(&evicted, newest).await
+    }
+
+    /// Writes everything still held, then renders every meeting's document; answers the
+    /// connection.
+    pub(super) async fn finish(mut self, newest: Option<Position>) -> anyhow::Result<PgConnection> {
+        if let Some(newest) = newest {
+            let all: Vec<Uuid> = self.held.keys().copied().collect();
+            // In chunks: one statement's arguments for everything held would be large.
+            for chunk in all.chunks(FLUSH_CHUNK) {
+                self.write(chunk, newest).await?;
+            }
+        }
+        let mut conn = self.conn;
+        let mut after = Uuid::nil();
+        loop {
+            let chunk: Vec<Uuid> =
+                sqlx::query_scalar("SELECT id FROM rm_meetings WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after)
+                    .bind(DOCUMENT_CHUNK)
+                    .fetch_all(&mut conn)
+                    .await?;
+            let Some(&last) = chunk.last() else {
+                return Ok(conn);
+            };
+            sql::documents::refresh(&mut conn, &chunk).await?;
+            after = last;
+        }
+    }
+
+    /// Loads the stored rows of the batch's users and meetings that were met before but are
+    /// no longer held.
+    async fn reload_evicted(
+        &mut self,
+        events: &[EventEnvelope],
+        decoded: &[Result<Decoded, ProjectionError>],
+    ) -> anyhow::Result<()> {
+        let mut again = Touched::default();
+        for (event, decoded) in events.iter().zip(decoded) {
+            let id = event.aggregate_id;
+            let met = self.last.contains_key(&(event.aggregate_type.clone(), id));
+            if !met || self.fold.holds(&id) {
+                continue;
+            }
+            match decoded {
+                Ok(Decoded::User(_)) if !again.users.contains(&id) => again.users.push(id),
+                Ok(Decoded::Meeting(_)) if !again.meetings.contains(&id) => again.meetings.push(id),
+                _ => {}
+            }
+        }
+        if again.users.is_empty() && again.meetings.is_empty() {
+            return Ok(());
+        }
+        self.reloaded += (again.users.len() + again.meetings.len()) as u64;
+        let (_, loaded) = sql::load(&mut self.conn, PROJECTION, &[], &again).await?;
+        self.fold.absorb(loaded);
+        Ok(())
+    }
+
+    /// The held users and meetings to write now: those untouched for `keep_for` events, and
+    /// the oldest beyond `most_held`.
+    fn stale(&self) -> Vec<Uuid> {
+        let cutoff = self.applied.saturating_sub(self.limits.keep_for);
+        let mut by_age: Vec<(u64, Uuid)> = self
+            .held
+            .iter()
+            .map(|(id, held)| (held.touched_at, *id))
+            .collect();
+        let too_many = by_age.len().saturating_sub(self.limits.most_held);
+        by_age.sort_unstable();
+        by_age
+            .iter()
+            .enumerate()
+            .take_while(|(i, (at, _))| *i < too_many || *at < cutoff)
+            .map(|(_, (_, id))| *id)
+            .collect()
+    }
+
+    /// Writes `evicted` whole (taking them out of memory), the chat and change rows gathered,
+    /// the evicted aggregates' sequences and the checkpoint `newest`, in one statement.
+    async fn write(&mut self, evicted: &[Uuid], newest: Position) -> anyhow::Result<()> {
+        let mut sequences = Vec::with_capacity(evicted.len());
+        let (mut users, mut meetings) = (Vec::new(), Vec::new());
+        for id in evicted {
+            let Some(held) = self.held.remove(id) else {
+                continue;
+            };
+            let key = (held.aggregate_type, *id);
+            let sequence = self.last[&key];
+            if self.fold.holds_meeting(id) {
+                meetings.push(*id);
+            } else {
+                users.push(*id);
+            }
+            sequences.push((key.0, *id, sequence));
+        }
+        let mut writes = self.fold.evict(&users, &meetings);
+        (writes.chat, writes.changes) = self.fold.take_appended();
+        let batch = Batch {
+            writes,
+            bookkeeping: Bookkeeping {
+                projection: PROJECTION,
+                sequences,
+                position: newest.to_string(),
+                stream_sequence: None,
+                channel: self.channel,
+            },
+        };
+        sql::write(&mut self.conn, &batch).await?;
+        Ok(())
+    }
+}
