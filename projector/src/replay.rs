@@ -250,10 +250,10 @@ impl Builder<'_> {
                 self.after = after;
                 newest = Some(after);
             }
-            progress(self.applied + bulk.applied);
+            progress(self.applied + bulk.counts().0);
             next = read?;
         }
-        let (applied, reloaded) = (bulk.applied, bulk.reloaded);
+        let (applied, reloaded) = bulk.counts();
         self.conn = bulk.finish(newest).await?;
         self.applied += applied;
         self.reloaded += reloaded;

@@ -10,8 +10,9 @@
 //! (and overwritten when evicted again). Chat and change rows go out with every batch. No
 //! document is rendered while building: each depends on the names of its people, which may
 //! change after the meeting was written, so all are rendered at the end from the final rows.
-//! (Running a batch's statement while the next batch is folded was 25 % faster but pushed
-//! the resident memory over 100 MiB: BENCHMARKS.md.)
+//! A batch's statement runs while the next batch is folded (in the same task: a statement
+//! moved to another thread and its memory freed there kept the allocator's pages alive
+//! longer, over 100 MiB), so PostgreSQL and the fold work at once on two cores.
 //! The result is the same rows the batch path writes (`cli/tests/replay.rs` compares them with
 //! a rebuild by the live projector).
 
@@ -61,15 +62,22 @@ struct Held {
 pub(super) struct Bulk<'u> {
     /// The shadow connection.
     conn: PgConnection,
+    /// The statement of the last batch, written while the next batch is folded.
+    pending: Option<Batch>,
+    held: Resident<'u>,
+}
+
+/// What the build holds in memory.
+struct Resident<'u> {
     fold: Fold,
     /// The last applied sequence of every aggregate met, by (type, id).
     last: HashMap<(String, Uuid), i64>,
     /// The users and meetings in `fold`.
     held: HashMap<Uuid, Held>,
     /// Events applied so far.
-    pub(super) applied: u64,
+    applied: u64,
     /// Users and meetings loaded back after they were written.
-    pub(super) reloaded: u64,
+    reloaded: u64,
     upcasters: &'u [Box<dyn EventUpcaster>],
     channel: &'static str,
     limits: Limits,
@@ -84,62 +92,73 @@ impl<'u> Bulk<'u> {
     ) -> Self {
         Bulk {
             conn,
-            fold: Fold::default(),
-            last: HashMap::new(),
-            held: HashMap::new(),
-            applied: 0,
-            reloaded: 0,
-            upcasters,
-            channel,
-            limits,
+            pending: None,
+            held: Resident {
+                fold: Fold::default(),
+                last: HashMap::new(),
+                held: HashMap::new(),
+                applied: 0,
+                reloaded: 0,
+                upcasters,
+                channel,
+                limits,
+            },
         }
     }
 
-    /// Folds `events` (the next ones in global order) in, and writes what falls out of
-    /// memory with their chat and change rows, in one statement.
+    /// Events applied so far, and users and meetings loaded back after they were written.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (self.held.applied, self.held.reloaded)
+    }
+
+    /// Folds `events` (the next ones in global order) in while the previous batch's statement
+    /// runs; what falls out of memory, with the chat and change rows, makes the next one.
     pub(super) async fn apply(&mut self, events: &[EventEnvelope]) -> anyhow::Result<()> {
         let Some(newest) = events.iter().map(|e| e.position).max() else {
             return Ok(());
         };
-        let decoded: Vec<Result<Decoded, ProjectionError>> = events
-            .iter()
-            .map(|event| decode(event, self.upcasters))
-            .collect();
-        self.reload_evicted(events, &decoded).await?;
-        for (event, decoded) in events.iter().zip(decoded) {
-            let key = (event.aggregate_type.clone(), event.aggregate_id);
-            let applied = self.last.get(&key).copied().unwrap_or(0);
-            if event.sequence <= applied {
-                continue;
-            }
-            if event.sequence != applied + 1 {
-                return Err(ProjectionError::unapplicable(
-                    event,
-                    format!("gap: the last applied sequence is {applied}"),
-                )
-                .into());
-            }
-            self.fold.apply(event, &decoded?)?;
-            self.applied += 1;
-            let held = self.held.entry(event.aggregate_id).or_insert_with(|| Held {
-                aggregate_type: key.0.clone(),
-                touched_at: 0,
-            });
-            held.touched_at = self.applied;
-            self.last.insert(key, event.sequence);
+        let again = self.held.met_again(events);
+        if !again.users.is_empty() || !again.meetings.is_empty() {
+            // After the statement that may have written them.
+            self.write_pending().await?;
+            self.held.reloaded += (again.users.len() + again.meetings.len()) as u64;
+            let (_, loaded) = sql::load(&mut self.conn, PROJECTION, &[], &again).await?;
+            self.held.fold.absorb(loaded);
         }
-        let evicted = self.stale();
-        self.write(&evicted, newest).await
+        let pending = self.pending.take();
+        let (conn, held) = (&mut self.conn, &mut self.held);
+        let write = async {
+            match &pending {
+                Some(batch) => sql::write(conn, batch).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let fold = async { held.fold_in(events, newest) };
+        // The write first: once its statement is sent, the fold runs while PostgreSQL
+        // executes it.
+        let (written, next) = tokio::join!(biased; write, fold);
+        written?;
+        self.pending = Some(next?);
+        Ok(())
+    }
+
+    async fn write_pending(&mut self) -> Result<(), sqlx::Error> {
+        if let Some(batch) = self.pending.take() {
+            sql::write(&mut self.conn, &batch).await?;
+        }
+        Ok(())
     }
 
     /// Writes everything still held, then renders every meeting's document; answers the
     /// connection.
     pub(super) async fn finish(mut self, newest: Option<Position>) -> anyhow::Result<PgConnection> {
+        self.write_pending().await?;
         if let Some(newest) = newest {
-            let all: Vec<Uuid> = self.held.keys().copied().collect();
+            let all: Vec<Uuid> = self.held.held.keys().copied().collect();
             // In chunks: one statement's arguments for everything held would be large.
             for chunk in all.chunks(FLUSH_CHUNK) {
-                self.write(chunk, newest).await?;
+                let batch = self.held.batch(chunk, newest);
+                sql::write(&mut self.conn, &batch).await?;
             }
         }
         let mut conn = self.conn;
@@ -158,34 +177,58 @@ impl<'u> Bulk<'u> {
             after = last;
         }
     }
+}
 
-    /// Loads the stored rows of the batch's users and meetings that were met before but are
-    /// no longer held.
-    async fn reload_evicted(
-        &mut self,
-        events: &[EventEnvelope],
-        decoded: &[Result<Decoded, ProjectionError>],
-    ) -> anyhow::Result<()> {
+impl Resident<'_> {
+    /// The batch's users and meetings that were met before but are no longer held: their
+    /// stored rows are loaded back.
+    fn met_again(&self, events: &[EventEnvelope]) -> Touched {
         let mut again = Touched::default();
-        for (event, decoded) in events.iter().zip(decoded) {
+        for event in events {
             let id = event.aggregate_id;
             let met = self.last.contains_key(&(event.aggregate_type.clone(), id));
             if !met || self.fold.holds(&id) {
                 continue;
             }
-            match decoded {
-                Ok(Decoded::User(_)) if !again.users.contains(&id) => again.users.push(id),
-                Ok(Decoded::Meeting(_)) if !again.meetings.contains(&id) => again.meetings.push(id),
-                _ => {}
+            let ids = match event.aggregate_type.as_str() {
+                "user" => &mut again.users,
+                "meeting" => &mut again.meetings,
+                _ => continue,
+            };
+            if !ids.contains(&id) {
+                ids.push(id);
             }
         }
-        if again.users.is_empty() && again.meetings.is_empty() {
-            return Ok(());
+        again
+    }
+
+    /// Decodes and folds `events` in; answers the statement writing what falls out of memory.
+    fn fold_in(&mut self, events: &[EventEnvelope], newest: Position) -> anyhow::Result<Batch> {
+        for event in events {
+            let key = (event.aggregate_type.clone(), event.aggregate_id);
+            let applied = self.last.get(&key).copied().unwrap_or(0);
+            if event.sequence <= applied {
+                continue;
+            }
+            if event.sequence != applied + 1 {
+                return Err(ProjectionError::unapplicable(
+                    event,
+                    format!("gap: the last applied sequence is {applied}"),
+                )
+                .into());
+            }
+            let decoded: Decoded = decode(event, self.upcasters)?;
+            self.fold.apply(event, &decoded)?;
+            self.applied += 1;
+            let held = self.held.entry(event.aggregate_id).or_insert_with(|| Held {
+                aggregate_type: key.0.clone(),
+                touched_at: 0,
+            });
+            held.touched_at = self.applied;
+            self.last.insert(key, event.sequence);
         }
-        self.reloaded += (again.users.len() + again.meetings.len()) as u64;
-        let (_, loaded) = sql::load(&mut self.conn, PROJECTION, &[], &again).await?;
-        self.fold.absorb(loaded);
-        Ok(())
+        let evicted = self.stale();
+        Ok(self.batch(&evicted, newest))
     }
 
     /// The held users and meetings to write now: those untouched for `keep_for` events, and
@@ -207,9 +250,9 @@ impl<'u> Bulk<'u> {
             .collect()
     }
 
-    /// Writes `evicted` whole (taking them out of memory), the chat and change rows gathered,
-    /// the evicted aggregates' sequences and the checkpoint `newest`, in one statement.
-    async fn write(&mut self, evicted: &[Uuid], newest: Position) -> anyhow::Result<()> {
+    /// The statement writing `evicted` whole (taking them out of memory), the chat and
+    /// change rows gathered, the evicted aggregates' sequences and the checkpoint `newest`.
+    fn batch(&mut self, evicted: &[Uuid], newest: Position) -> Batch {
         let mut sequences = Vec::with_capacity(evicted.len());
         let (mut users, mut meetings) = (Vec::new(), Vec::new());
         for id in evicted {
@@ -227,7 +270,7 @@ impl<'u> Bulk<'u> {
         }
         let mut writes = self.fold.evict(&users, &meetings);
         (writes.chat, writes.changes) = self.fold.take_appended();
-        let batch = Batch {
+        Batch {
             writes,
             bookkeeping: Bookkeeping {
                 projection: PROJECTION,
@@ -236,8 +279,6 @@ impl<'u> Bulk<'u> {
                 stream_sequence: None,
                 channel: self.channel,
             },
-        };
-        sql::write(&mut self.conn, &batch).await?;
-        Ok(())
+        }
     }
 }
