@@ -7,7 +7,8 @@
 //!    the events touch is kept in memory and written once, documents rendered at the end).
 //!    The live projector keeps running; readers keep reading the live tables.
 //! 3. **Indexes**: unique constraints, foreign keys and secondary indexes, deferred until the
-//!    bulk of the rows is in (one sort each instead of one index insertion per row); then a
+//!    bulk of the rows is in (one sort each instead of one index insertion per row), on two
+//!    connections at once (a table after another on each), foreign keys last; then a
 //!    catch-up with the new events, by the projector's batch code from here on.
 //! 4. **Swap**: the projector lock is taken (the active projector, if any, is pre-empted: its
 //!    connection is ended, its uncommitted batch rolls back, and it stands by); the shadow
@@ -140,7 +141,7 @@ async fn build_and_swap(
     pool: &PgPool,
     store: &dyn EventStore,
     live: &str,
-    deferred: &[String],
+    deferred: &Deferred,
     progress: &(dyn Fn(Phase, u64) + Sync),
     limits: Limits,
 ) -> anyhow::Result<Outcome> {
@@ -166,9 +167,7 @@ async fn build_and_swap(
         .build(store, limits, |n| progress(Phase::Build, n))
         .await?;
     progress(Phase::Index, builder.applied);
-    for statement in deferred {
-        sqlx::query(statement).execute(&mut builder.conn).await?;
-    }
+    complete_shadow(&mut builder.conn, pool, deferred).await?;
     builder
         .catch_up(store, |n| progress(Phase::CatchUp, n))
         .await?;
@@ -316,25 +315,27 @@ async fn live_schema(conn: &mut PgConnection) -> anyhow::Result<String> {
 
 /// Creates the empty shadow tables with their primary keys, storage options and grants;
 /// answers the statements that complete them after the bulk build (unique constraints,
-/// foreign keys, secondary indexes), to run with the shadow schema first in `search_path`.
-async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<Vec<String>> {
+/// foreign keys, secondary indexes).
+async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<Deferred> {
     let mut now = vec![
         format!("DROP SCHEMA IF EXISTS {SHADOW} CASCADE"),
         format!("CREATE SCHEMA {SHADOW}"),
     ];
-    let (mut logged, mut unique, mut foreign, mut indexes) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut deferred = Deferred::default();
     for table in TABLES {
+        let mut completing = Vec::new();
         let source = format!("{live}.{table}");
         let target = format!("{SHADOW}.{table}");
         // Unlogged while it is built: no write-ahead log for rows that a crash would make
-        // worthless anyway (a failed replay starts over); logged before it can be swapped in.
+        // worthless anyway (a failed replay starts over); logged before it can be swapped in
+        // (first, before it has indexes: that rewrites the table). Logging the append-only
+        // tables from the start instead measured the same.
         now.push(format!(
             "CREATE UNLOGGED TABLE {target} (LIKE {source} INCLUDING DEFAULTS \
              INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS INCLUDING GENERATED \
              INCLUDING IDENTITY)"
         ));
-        logged.push(format!("ALTER TABLE {target} SET LOGGED"));
+        completing.push(format!("ALTER TABLE {target} SET LOGGED"));
         let options: Option<Vec<String>> =
             sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE oid = $1::regclass")
                 .bind(&source)
@@ -357,8 +358,8 @@ async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<V
             match kind.as_str() {
                 // Tables the build only appends to need no key until it ends.
                 "p" if !APPEND_ONLY.contains(table) => now.push(statement),
-                "f" => foreign.push(statement),
-                _ => unique.push(statement),
+                "f" => deferred.foreign.push(statement),
+                _ => completing.push(statement),
             }
         }
         let definitions: Vec<String> = sqlx::query_scalar(
@@ -375,7 +376,7 @@ async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<V
             if INDEXED_EARLY.contains(table) {
                 now.push(index);
             } else {
-                indexes.push(index);
+                completing.push(index);
             }
         }
         let grants: Vec<String> = sqlx::query_scalar(
@@ -400,18 +401,64 @@ async fn prepare_shadow(conn: &mut PgConnection, live: &str) -> anyhow::Result<V
             "DO $$ BEGIN IF quote_ident(current_user) <> '{owner}' THEN \
              EXECUTE 'ALTER TABLE {target} OWNER TO {owner}'; END IF; END $$"
         ));
+        deferred.tables.push(completing);
     }
     let mut tx = conn.begin().await?;
     for statement in &now {
         sqlx::query(statement).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(logged
-        .into_iter()
-        .chain(unique)
-        .chain(foreign)
-        .chain(indexes)
-        .collect())
+    Ok(deferred)
+}
+
+/// The statements that complete the shadow tables after the bulk build.
+#[derive(Debug, Default)]
+struct Deferred {
+    /// Per table, in order: `SET LOGGED`, its unique constraints and secondary indexes.
+    tables: Vec<Vec<String>>,
+    /// Foreign keys, once every table has its keys (unqualified references: run with the
+    /// shadow schema first in `search_path`).
+    foreign: Vec<String>,
+}
+
+/// Runs the deferred statements: the tables' on two connections at once (one table after
+/// another on each, the longest first: PostgreSQL builds one index per connection on one
+/// core), then the foreign keys on `conn`.
+async fn complete_shadow(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    deferred: &Deferred,
+) -> anyhow::Result<()> {
+    let mut tables: Vec<&Vec<String>> = deferred.tables.iter().collect();
+    tables.sort_by_key(|statements| std::cmp::Reverse(statements.len()));
+    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(tables));
+    let mut second = pool.acquire().await?.detach();
+    sqlx::query("SET client_min_messages = warning")
+        .execute(&mut second)
+        .await?;
+    let (first, other) = tokio::join!(drain(conn, &queue), drain(&mut second, &queue));
+    second.close().await.ok();
+    first?;
+    other?;
+    for statement in &deferred.foreign {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Runs the statements of table after table from `queue` until it is empty.
+async fn drain(
+    conn: &mut PgConnection,
+    queue: &std::sync::Mutex<std::collections::VecDeque<&Vec<String>>>,
+) -> Result<(), sqlx::Error> {
+    loop {
+        let Some(statements) = queue.lock().expect("BUG: poisoned").pop_front() else {
+            return Ok(());
+        };
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *conn).await?;
+        }
+    }
 }
 
 /// `CREATE INDEX name ON <table> USING …` of a live table, made to create the same index
