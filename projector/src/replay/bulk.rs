@@ -4,17 +4,20 @@
 //! batches, and each batch rewrote its row, its attendees, its agenda rows and its document.
 //!
 //! Instead one [`Fold`] is kept across batches. A user or meeting stays in it while it is
-//! being touched and is written once, whole, when it has not been touched for a while (or
-//! when too many are held: [`Limits`]), so memory stays bounded
-//! whatever the log's length. One met again after that is loaded back from the shadow tables
-//! (and overwritten when evicted again). Chat and change rows go out with every batch. No
-//! document is rendered while building: each depends on the names of its people, which may
-//! change after the meeting was written, so all are rendered at the end from the final rows.
+//! being touched and is written once, whole, when it has not been touched for a while (or when
+//! too many are held: [`Limits`]), so memory stays bounded whatever the log's length. One met
+//! again after that is loaded back from the shadow tables (and overwritten when evicted
+//! again). Chat and change rows go out with every batch. No document is rendered while
+//! building: each depends on the names of its people, which may change after the meeting was
+//! written, so all are rendered at the end from the final rows.
+//!
 //! A batch's statement runs while the next batch is folded (in the same task: a statement
-//! moved to another thread and its memory freed there kept the allocator's pages alive
-//! longer, over 100 MiB), so PostgreSQL and the fold work at once on two cores.
-//! The result is the same rows the batch path writes (`cli/tests/replay.rs` compares them with
-//! a rebuild by the live projector).
+//! moved to another thread, its memory freed there, kept the allocator's pages alive longer
+//! and the peak over 100 MiB), so PostgreSQL and the fold work at once on the two cores.
+//!
+//! The result is the same rows the batch path writes: `cli/tests/replay.rs` compares them with
+//! `projector::rebuild`, under limits small enough that nearly every row is written, loaded
+//! back and overwritten.
 
 use std::collections::HashMap;
 
@@ -48,6 +51,7 @@ impl Default for Limits {
         }
     }
 }
+
 /// Meetings whose documents one statement renders at the end.
 const DOCUMENT_CHUNK: i64 = 1_000;
 /// Users and meetings one statement writes when the build ends.
@@ -59,12 +63,13 @@ struct Held {
     touched_at: u64,
 }
 
+/// The build: the shadow connection, the statement waiting to be written, what is held.
 pub(super) struct Bulk<'u> {
     /// The shadow connection.
     conn: PgConnection,
     /// The statement of the last batch, written while the next batch is folded.
     pending: Option<Batch>,
-    held: Resident<'u>,
+    resident: Resident<'u>,
 }
 
 /// What the build holds in memory.
@@ -93,7 +98,7 @@ impl<'u> Bulk<'u> {
         Bulk {
             conn,
             pending: None,
-            held: Resident {
+            resident: Resident {
                 fold: Fold::default(),
                 last: HashMap::new(),
                 held: HashMap::new(),
@@ -108,7 +113,7 @@ impl<'u> Bulk<'u> {
 
     /// Events applied so far, and users and meetings loaded back after they were written.
     pub(super) fn counts(&self) -> (u64, u64) {
-        (self.held.applied, self.held.reloaded)
+        (self.resident.applied, self.resident.reloaded)
     }
 
     /// Folds `events` (the next ones in global order) in while the previous batch's statement
@@ -117,23 +122,23 @@ impl<'u> Bulk<'u> {
         let Some(newest) = events.iter().map(|e| e.position).max() else {
             return Ok(());
         };
-        let again = self.held.met_again(events);
+        let again = self.resident.met_again(events);
         if !again.users.is_empty() || !again.meetings.is_empty() {
             // After the statement that may have written them.
             self.write_pending().await?;
-            self.held.reloaded += (again.users.len() + again.meetings.len()) as u64;
+            self.resident.reloaded += (again.users.len() + again.meetings.len()) as u64;
             let (_, loaded) = sql::load(&mut self.conn, PROJECTION, &[], &again).await?;
-            self.held.fold.absorb(loaded);
+            self.resident.fold.absorb(loaded);
         }
         let pending = self.pending.take();
-        let (conn, held) = (&mut self.conn, &mut self.held);
+        let (conn, resident) = (&mut self.conn, &mut self.resident);
         let write = async {
             match &pending {
                 Some(batch) => sql::write(conn, batch).await.map(|_| ()),
                 None => Ok(()),
             }
         };
-        let fold = async { held.fold_in(events, newest) };
+        let fold = async { resident.fold_in(events, newest) };
         // The write first: once its statement is sent, the fold runs while PostgreSQL
         // executes it.
         let (written, next) = tokio::join!(biased; write, fold);
@@ -154,10 +159,10 @@ impl<'u> Bulk<'u> {
     pub(super) async fn finish(mut self, newest: Option<Position>) -> anyhow::Result<PgConnection> {
         self.write_pending().await?;
         if let Some(newest) = newest {
-            let all: Vec<Uuid> = self.held.held.keys().copied().collect();
+            let all: Vec<Uuid> = self.resident.held.keys().copied().collect();
             // In chunks: one statement's arguments for everything held would be large.
             for chunk in all.chunks(FLUSH_CHUNK) {
-                let batch = self.held.batch(chunk, newest);
+                let batch = self.resident.batch(chunk, newest);
                 sql::write(&mut self.conn, &batch).await?;
             }
         }
