@@ -3,8 +3,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BASE, assertAccessible, assertFitsWidth, dateInZone, launch, newContext, schedule, signUp,
-  uniqueEmail, watchErrors,
+  BASE, assertAccessible, assertFitsWidth, dateInZone, inTwoBrowsers, launch, newContext, schedule,
+  signUp, uniqueEmail, watchErrors,
 } from './helpers.js';
 
 /** @type {import('playwright-core').Browser} */
@@ -13,13 +13,7 @@ before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
 test('two people: one schedules and invites, the other sees it live, accepts, both chat and see each other present', async () => {
-  const adaContext = await newContext(browser);
-  const bobContext = await newContext(browser);
-  try {
-    const ada = await adaContext.newPage();
-    const bob = await bobContext.newPage();
-    const adaOk = watchErrors(ada);
-    const bobOk = watchErrors(bob);
+  await inTwoBrowsers(browser, async (ada, bob) => {
     const suffix = Date.now().toString(36);
     await signUp(ada, `Ada Lovelace ${suffix}`);
     await assertAccessible(ada, 'week view');
@@ -78,12 +72,7 @@ test('two people: one schedules and invites, the other sees it live, accepts, bo
       await bob.getByRole('link', { name: new RegExp(title) }).waitFor();
       await bob.screenshot({ path: `${process.env.MEETINGS_SCREENSHOTS}/week.png` });
     }
-    adaOk();
-    bobOk();
-  } finally {
-    await adaContext.close();
-    await bobContext.close();
-  }
+  });
 });
 
 test('a websocket cut and restored resumes where it stopped: no message is lost', async () => {

@@ -36,6 +36,22 @@ export function watchErrors(page) {
   return () => assert.deepEqual(errors.map(String), []);
 }
 
+/**
+ * Two people, each in a browser context of their own, for `body(first, second)`; both closed
+ * afterwards, and an uncaught error on either page fails the test.
+ */
+export async function inTwoBrowsers(browser, body) {
+  const contexts = [await newContext(browser), await newContext(browser)];
+  try {
+    const [first, second] = await Promise.all(contexts.map((context) => context.newPage()));
+    const checks = [watchErrors(first), watchErrors(second)];
+    await body(first, second);
+    for (const check of checks) check();
+  } finally {
+    for (const context of contexts) await context.close();
+  }
+}
+
 /** Signs up through the form and waits for the week view. */
 export async function signUp(page, name, email = uniqueEmail(name)) {
   await page.goto(`${BASE}/#/signup`);

@@ -3,7 +3,9 @@
 // after it (started by web/check, its address in MEETINGS_BASE_URL).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, assertAccessible, assertFitsWidth, dateInZone, launch, newContext, schedule, signUp, watchErrors } from './helpers.js';
+import {
+  BASE, assertAccessible, assertFitsWidth, dateInZone, inTwoBrowsers, launch, schedule, signUp,
+} from './helpers.js';
 
 /** @type {import('playwright-core').Browser} */
 let browser;
@@ -45,13 +47,7 @@ function call(page, method, path, body) {
 }
 
 test('the organizer invites someone after scheduling and removes them again; the invitee sees both live', async () => {
-  const adaContext = await newContext(browser);
-  const bobContext = await newContext(browser);
-  try {
-    const ada = await adaContext.newPage();
-    const bob = await bobContext.newPage();
-    const adaOk = watchErrors(ada);
-    const bobOk = watchErrors(bob);
+  await inTwoBrowsers(browser, async (ada, bob) => {
     const suffix = Date.now().toString(36);
     await signUp(ada, `Ada Host ${suffix}`);
     const bobName = `Bob Later ${suffix}`;
@@ -77,22 +73,11 @@ test('the organizer invites someone after scheduling and removes them again; the
     await ada.getByRole('button', { name: `Remove ${bobName}` }).click();
     await ada.getByText('Nobody invited yet.').waitFor({ timeout: 10000 });
     await event.waitFor({ state: 'detached', timeout: 10000 });
-    adaOk();
-    bobOk();
-  } finally {
-    await adaContext.close();
-    await bobContext.close();
-  }
+  });
 });
 
 test('one occurrence of a weekly series: moved, cancelled, answered alone, and changed with the ones after it', async () => {
-  const adaContext = await newContext(browser);
-  const bobContext = await newContext(browser);
-  try {
-    const ada = await adaContext.newPage();
-    const bob = await bobContext.newPage();
-    const adaOk = watchErrors(ada);
-    const bobOk = watchErrors(bob);
+  await inTwoBrowsers(browser, async (ada, bob) => {
     ada.on('dialog', (dialog) => { void dialog.accept(); });
     const suffix = Date.now().toString(36);
     await signUp(ada, `Ada Series ${suffix}`);
@@ -167,10 +152,5 @@ test('one occurrence of a weekly series: moved, cancelled, answered alone, and c
     await column.locator('.event-title').getByText(title, { exact: true }).waitFor();
     const original = (await call(ada, 'GET', `/v1/meetings/${id}`)).recurrence.rrule;
     assert.match(original, /UNTIL=/, 'the first series ends before the split');
-    adaOk();
-    bobOk();
-  } finally {
-    await adaContext.close();
-    await bobContext.close();
-  }
+  });
 });
