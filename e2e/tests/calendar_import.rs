@@ -98,6 +98,20 @@ fn ids(result: &Value, list: &str) -> Vec<String> {
         .collect()
 }
 
+/// The document of the first meeting an import created, read at the import's position.
+async fn first_created(stack: &Stack, token: &str, result: &Value) -> Value {
+    let created = ids(result, "created");
+    let (status, document) = stack
+        .query(
+            &format!("/v1/meetings/{}", created[0]),
+            token,
+            result["position"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{document}");
+    document
+}
+
 #[tokio::test]
 async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
     let stack = Stack::start(nats_url(), true).await;
@@ -450,15 +464,8 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
             "{result}"
         );
     }
-    let created = ids(&result, "created");
-    assert_eq!(created.len(), 1, "{result}");
-    let (_, document) = stack
-        .query(
-            &format!("/v1/meetings/{}", created[0]),
-            &token,
-            result["position"].as_str().unwrap(),
-        )
-        .await;
+    assert_eq!(ids(&result, "created").len(), 1, "{result}");
+    let document = first_created(&stack, &token, &result).await;
     assert_eq!(document["title"], "Good among bad", "{document}");
     assert_eq!(
         document["description"],
@@ -514,14 +521,7 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
     let (status, result) = import(&stack, &token, outlook).await;
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["errors"], json!([]), "{result}");
-    let created = ids(&result, "created");
-    let (_, document) = stack
-        .query(
-            &format!("/v1/meetings/{}", created[0]),
-            &token,
-            result["position"].as_str().unwrap(),
-        )
-        .await;
+    let document = first_created(&stack, &token, &result).await;
     assert_eq!(document["time_zone"], "Europe/Berlin", "{document}");
     assert_eq!(document["starts_at"], "2027-07-05T07:00:00Z", "{document}");
 
