@@ -367,7 +367,8 @@ impl Meeting {
                         && answered.count() >= MAX_CHANGED_OCCURRENCES
                     {
                         return Err(DomainError::conflict(format!(
-                            "at most {MAX_CHANGED_OCCURRENCES} occurrences of a series are                              answered one by one; answer the series"
+                            "at most {MAX_CHANGED_OCCURRENCES} occurrences of a series are \
+                             answered one by one; answer the series"
                         )));
                     }
                 }
