@@ -85,7 +85,7 @@ function forget(everywhere = true) {
   session.userId = null;
   session.minPosition = null;
   if (everywhere) {
-    void dropToken().catch(() => {}).finally(() => announce('out'));
+    void dropToken().finally(() => announce('out'));
   }
   if (wasSignedIn) for (const listener of sessionListeners) listener(false);
 }
@@ -170,7 +170,7 @@ export async function logout() {
     if (refreshToken && session.token) await api('POST', '/v1/auth/logout', { refresh_token: refreshToken });
   } finally {
     // Gone from this browser before the sign-in screen shows.
-    await dropToken().catch(() => {});
+    await dropToken();
     forget(false);
     announce('out');
   }

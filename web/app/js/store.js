@@ -42,19 +42,39 @@ async function run(mode, action) {
   });
 }
 
+/**
+ * Where the token is kept when IndexedDB cannot be used (a browser that refuses it, as some
+ * private modes did): this tab alone, until it closes.
+ * @type {string | null}
+ */
+let fallback = null;
+
 /** The kept refresh token, if any. @returns {Promise<string | null>} */
 export async function storedToken() {
-  const value = await run('readonly', (store) => store.get(KEY));
-  return typeof value === 'string' ? value : null;
+  try {
+    const value = await run('readonly', (store) => store.get(KEY));
+    return typeof value === 'string' ? value : null;
+  } catch {
+    return fallback;
+  }
 }
 
 /** @param {string} token */
-export function keepToken(token) {
-  return run('readwrite', (store) => store.put(token, KEY));
+export async function keepToken(token) {
+  try {
+    await run('readwrite', (store) => store.put(token, KEY));
+  } catch {
+    fallback = token;
+  }
 }
 
-export function dropToken() {
-  return run('readwrite', (store) => store.delete(KEY));
+export async function dropToken() {
+  fallback = null;
+  try {
+    await run('readwrite', (store) => store.delete(KEY));
+  } catch {
+    // Nothing was kept there.
+  }
 }
 
 const channel = new BroadcastChannel('meetings.session');
