@@ -48,9 +48,9 @@ async fn one_correlation_id_finds_the_action_in_every_services_logs() {
         ("MEETINGS_NATS_URL", nats.as_str()),
         ("MEETINGS_STREAM", stream.as_str()),
     ];
-    let commands = ServiceProcess::start("command-service", &common);
+    let mut commands = ServiceProcess::start("command-service", &common);
     let mut projector = ServiceProcess::start("projector", &common);
-    let queries = ServiceProcess::start("query-service", &common);
+    let mut queries = ServiceProcess::start("query-service", &common);
     let mut realtime = ServiceProcess::start("realtime", &common);
     let command_api = TestClient::new(&commands.base);
     let query_api = TestClient::new(&queries.base);
@@ -102,6 +102,9 @@ async fn one_correlation_id_finds_the_action_in_every_services_logs() {
     });
 
     // command-service: the request's own lines, and its relay publishing the event.
+    commands.wait_for_line(Duration::from_secs(20), |line| {
+        line.contains(&correlation) && line.contains("\"published\"")
+    });
     let command_lines = records_with(&commands, &correlation);
     assert!(
         command_lines
@@ -141,6 +144,11 @@ async fn one_correlation_id_finds_the_action_in_every_services_logs() {
             );
         }
     }
+    // The access line is written once the answer has gone out, and read from the process's
+    // output by another thread: wait for it rather than look once (it was missed in a CI run).
+    queries.wait_for_line(Duration::from_secs(20), |line| {
+        line.contains(&correlation) && line.contains("\"served\"")
+    });
     let query_lines = records_with(&queries, &correlation);
     assert!(
         query_lines
