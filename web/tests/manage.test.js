@@ -138,6 +138,11 @@ test('one occurrence of a weekly series: moved, cancelled, answered alone, and c
     await column.getByRole('link', { name: new RegExp(title) }).click();
     await ada.getByRole('link', { name: 'Change this and following…' }).click();
     await ada.getByRole('heading', { level: 1, name: /from this occurrence on/ }).waitFor();
+    // Cancel goes back to the occurrence; then on to the form again.
+    await ada.getByRole('link', { name: 'Cancel' }).click();
+    await ada.getByText('One occurrence of a repeating meeting.').waitFor();
+    await ada.getByRole('link', { name: 'Change this and following…' }).click();
+    await ada.getByRole('heading', { level: 1, name: /from this occurrence on/ }).waitFor();
     await assertAccessible(ada, 'this-and-following form');
     await onPhone(ada, 'this-and-following form');
     const later = `${title} (new format)`;

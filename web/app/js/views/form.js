@@ -167,7 +167,10 @@ export async function meetingForm(main, { me }, { date, meetingId, from }) {
     picker ? suggestions : null,
     h('div', { class: 'actions' },
       h('button', { type: 'submit', class: 'primary' }, split ? 'Change this and following' : existing ? 'Save changes' : 'Schedule'),
-      h('a', { class: 'button', href: existing ? `#/meetings/${existing.id}` : '#/' }, 'Cancel')));
+      h('a', {
+        class: 'button',
+        href: split ? `#/meetings/${existing.id}?occurrence=${encodeURIComponent(split.key)}` : existing ? `#/meetings/${existing.id}` : '#/',
+      }, 'Cancel')));
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
