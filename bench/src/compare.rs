@@ -11,7 +11,7 @@ use crate::cpu::CpuSample;
 use crate::database::{BenchDatabase, ServerOptions};
 use crate::load::{self, baseline_line, ClosedLoop, Round};
 use crate::pgbench::{Invocation, PgbenchResult};
-use crate::stats::median;
+use crate::stats::{median, ms, quantile, summary};
 
 /// Most failed service requests a run accepts, as a share of its measured requests.
 const MAX_ERROR_RATE: f64 = 0.001;
@@ -149,6 +149,40 @@ impl Comparison {
             MAX_ERROR_RATE * 100.0
         );
         Ok(())
+    }
+
+    /// Prints the latencies of both sides over all measured rounds, the service's p99 against
+    /// `target_p99_us`, and the medians of both rates and their ratio; `name` names the
+    /// service's side and, after "pgbench", the baseline's (which must log its latencies).
+    pub fn print_latency_report(&self, name: &str, target_p99_us: u32) {
+        let service_latencies = load::all_latencies(&self.service);
+        let baseline_latencies = self.baseline_latencies();
+        let (service_median, baseline_median) = (self.service_median(), self.baseline_median());
+        let p99 = quantile(&service_latencies, 0.99);
+        println!();
+        println!(
+            "latency {name} (HTTP), all measured rounds: {}",
+            summary(&service_latencies)
+        );
+        println!(
+            "latency pgbench same SQL, all measured rounds: {}",
+            summary(&baseline_latencies)
+        );
+        println!(
+            "p99     {} ms vs {} ms (target < {} ms: {})",
+            ms(p99),
+            ms(quantile(&baseline_latencies, 0.99)),
+            target_p99_us / 1000,
+            if p99.is_some_and(|p| p < target_p99_us) {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        println!(
+            "median  {name} {service_median:>9.1} req/s   pgbench {name} {baseline_median:>9.1} tps   ratio {:.1}%",
+            service_median / baseline_median * 100.0
+        );
     }
 
     /// Every logged baseline latency, sorted.

@@ -14,7 +14,6 @@ use crate::load;
 use crate::pgbench::ScriptFile;
 use crate::seed;
 use crate::services;
-use crate::stats::{ms, quantile, summary};
 
 /// Target: p99 of the HTTP request below this.
 const TARGET_P99_US: u32 = 10_000;
@@ -325,35 +324,7 @@ async fn run_in(options: &Options, database: &BenchDatabase, pool: &PgPool) -> a
     })
     .await?;
 
-    let service_latencies = load::all_latencies(&comparison.service);
-    let baseline_latencies = comparison.baseline_latencies();
-    let service_median = comparison.service_median();
-    let baseline_median = comparison.baseline_median();
-    let p99 = quantile(&service_latencies, 0.99);
-    println!();
-    println!(
-        "latency directory (HTTP), all measured rounds: {}",
-        summary(&service_latencies)
-    );
-    println!(
-        "latency pgbench same SQL, all measured rounds: {}",
-        summary(&baseline_latencies)
-    );
-    println!(
-        "p99     {} ms vs {} ms (target < {} ms: {})",
-        ms(p99),
-        ms(quantile(&baseline_latencies, 0.99)),
-        TARGET_P99_US / 1000,
-        if p99.is_some_and(|p| p < TARGET_P99_US) {
-            "met"
-        } else {
-            "NOT met"
-        }
-    );
-    println!(
-        "median  directory {service_median:>9.1} req/s   pgbench directory {baseline_median:>9.1} tps   ratio {:.1}%",
-        service_median / baseline_median * 100.0
-    );
+    comparison.print_latency_report("directory", TARGET_P99_US);
     let verdict = comparison.check_errors();
     drop(service);
     pool.close().await;
