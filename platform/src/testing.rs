@@ -5,6 +5,7 @@
 //! starts it through the same `Application::build` as the binary. Tests never skip when
 //! PostgreSQL or NATS is missing: they fail with a message saying what to start.
 //!
+//! - [`backend`]: the same test on PostgreSQL and on SQLite (embedded mode).
 //! - [`database`]: a fresh, migrated database per test ([`TestDatabase`]), or per bench run.
 //! - [`events`]: the event store once every commit is readable in global order.
 //! - [`settings`]: the one test JWT key and the settings every service literal shares.
@@ -13,6 +14,7 @@
 //! - [`client`]: HTTP calls, sign-up and scheduling as clients make them; problem bodies.
 //! - [`nats`]: NATS of the tests and JetStream streams of their own.
 
+pub mod backend;
 mod cleanup;
 pub mod client;
 pub mod database;
@@ -22,6 +24,7 @@ pub mod nats;
 pub mod server;
 pub mod settings;
 
+pub use backend::{Backend, TestDirectory, TestStore};
 pub use client::{assert_problem, meeting_body, meeting_body_on, TestClient, TestUser, PASSWORD};
 pub use database::{admin_url, ScratchDatabase, TestDatabase};
 pub use events::{committed_events, event_count};

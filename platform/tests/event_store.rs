@@ -1,11 +1,12 @@
-//! The PostgreSQL event store against a real database.
+//! The event store against a real database: each test on PostgreSQL and on SQLite (embedded
+//! mode), except the ones about PostgreSQL's own transaction ids.
 
 use chrono::Utc;
 use platform::store::{
     canonical_json, event_hash, Commit, EventMetadata, EventStore, HashInput, NewEvent,
     PgEventStore, Position, SideEffect, StoreError,
 };
-use platform::testing::TestDatabase;
+use platform::testing::{Backend, TestDatabase, TestStore};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -38,10 +39,9 @@ fn commit(id: Uuid, expected: i64, prev_hash: Option<Vec<u8>>, kinds: &[&str]) -
     }
 }
 
-#[tokio::test]
-async fn appends_get_contiguous_sequences_and_increasing_positions() {
-    let db = TestDatabase::new().await;
-    let store = PgEventStore::new(db.pool.clone());
+async fn appends_get_contiguous_sequences_and_increasing_positions(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = &test.store;
     let id = Uuid::now_v7();
     let first = store
         .commit(commit(id, 0, None, &["A", "B"]))
@@ -63,10 +63,9 @@ async fn appends_get_contiguous_sequences_and_increasing_positions() {
     assert_eq!(loaded[2].position, second.position);
 }
 
-#[tokio::test]
-async fn a_second_append_at_the_same_sequence_is_a_concurrency_error() {
-    let db = TestDatabase::new().await;
-    let store = PgEventStore::new(db.pool.clone());
+async fn a_second_append_at_the_same_sequence_is_a_concurrency_error(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = &test.store;
     let id = Uuid::now_v7();
     store.commit(commit(id, 0, None, &["A"])).await.unwrap();
     let error = store.commit(commit(id, 0, None, &["B"])).await.unwrap_err();
@@ -74,10 +73,9 @@ async fn a_second_append_at_the_same_sequence_is_a_concurrency_error() {
     assert_eq!(store.load("meeting", id).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn commits_together_land_all_or_none() {
-    let db = TestDatabase::new().await;
-    let store = PgEventStore::new(db.pool.clone());
+async fn commits_together_land_all_or_none(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = &test.store;
     let (old, new, taken) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let first = store.commit(commit(old, 0, None, &["A"])).await.unwrap();
     store.commit(commit(taken, 0, None, &["X"])).await.unwrap();
@@ -114,10 +112,9 @@ async fn commits_together_land_all_or_none() {
     assert_eq!(store.load("meeting", new).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn the_hash_chain_recomputes_from_what_was_read_back() {
-    let db = TestDatabase::new().await;
-    let store = PgEventStore::new(db.pool.clone());
+async fn the_hash_chain_recomputes_from_what_was_read_back(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = &test.store;
     let id = Uuid::now_v7();
     store
         .commit(commit(id, 0, None, &["A", "B"]))
@@ -153,22 +150,25 @@ async fn the_hash_chain_recomputes_from_what_was_read_back() {
     );
 }
 
-#[tokio::test]
-async fn events_cannot_be_updated_or_deleted() {
-    let db = TestDatabase::new().await;
-    let store = PgEventStore::new(db.pool.clone());
-    store
-        .commit(commit(Uuid::now_v7(), 0, None, &["A"]))
+async fn events_cannot_be_updated_or_deleted(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let id = Uuid::now_v7();
+    test.store
+        .commit(commit(id, 0, None, &["A"]))
         .await
         .unwrap();
-    let update = sqlx::query("UPDATE events SET payload = '{}'")
-        .execute(&db.pool)
-        .await;
-    assert!(update.unwrap_err().to_string().contains("immutable"));
-    let delete = sqlx::query("DELETE FROM events").execute(&db.pool).await;
-    assert!(delete.unwrap_err().to_string().contains("immutable"));
-    let truncate = sqlx::query("TRUNCATE events").execute(&db.pool).await;
-    assert!(truncate.unwrap_err().to_string().contains("immutable"));
+    let mut statements = vec!["UPDATE events SET payload = '{}'", "DELETE FROM events"];
+    if backend == Backend::Postgres {
+        statements.push("TRUNCATE events");
+    }
+    for statement in statements {
+        let error = test.execute(statement).await.unwrap_err();
+        assert!(
+            error.to_string().contains("immutable"),
+            "{statement}: {error}"
+        );
+    }
+    assert_eq!(test.store.load("meeting", id).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -253,10 +253,9 @@ async fn a_reader_never_passes_a_transaction_that_is_still_open() {
     assert!(Position::START < after[0].position);
 }
 
-#[tokio::test]
-async fn a_taken_email_fails_the_whole_commit() {
-    let db = TestDatabase::new().await;
-    let store = PgEventStore::new(db.pool.clone());
+async fn a_taken_email_fails_the_whole_commit(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = &test.store;
     let account = |user_id: Uuid| SideEffect::CreateAccount {
         user_id,
         email_key: "same@example.com".into(),
@@ -280,20 +279,25 @@ async fn a_taken_email_fails_the_whole_commit() {
     );
 }
 
-#[tokio::test]
-async fn idempotency_keys_older_than_the_retention_are_purged_and_newer_ones_kept() {
-    let db = TestDatabase::new().await;
-    let store = PgEventStore::new(db.pool.clone());
+async fn idempotency_keys_older_than_the_retention_are_purged_and_newer_ones_kept(
+    backend: Backend,
+) {
+    let test = TestStore::new(backend).await;
+    let store = &test.store;
     for (key, age_hours) in [("old", 49), ("recent", 23)] {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (principal, key, request_hash, status, response, created_at) \
-             VALUES ('u', $1, '\\x00', 201, '{}', now() - make_interval(hours => $2))",
-        )
-        .bind(key)
-        .bind(age_hours)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+        let statement = match backend {
+            Backend::Postgres => format!(
+                "INSERT INTO idempotency_keys (principal, key, request_hash, status, response, \
+                 created_at) VALUES ('u', '{key}', '\\x00', 201, '{{}}', \
+                 now() - make_interval(hours => {age_hours}))"
+            ),
+            Backend::Sqlite => format!(
+                "INSERT INTO idempotency_keys (principal, key, request_hash, status, response, \
+                 created_at) VALUES ('u', '{key}', x'00', 201, '{{}}', {})",
+                (Utc::now() - chrono::Duration::hours(age_hours)).timestamp_micros()
+            ),
+        };
+        test.execute(&statement).await.unwrap();
     }
     let deleted = store
         .purge_idempotency_keys(std::time::Duration::from_secs(48 * 3600))
@@ -311,3 +315,67 @@ async fn idempotency_keys_older_than_the_retention_are_purged_and_newer_ones_kep
         .unwrap()
         .is_none());
 }
+
+/// SQLite's answer to the open-transaction rule above: another writer of the file (the audit
+/// CLI, say) holds the write lock with an event not yet committed; the store's commit waits
+/// for it instead of landing first, so a reader sees the two in id order, never the later
+/// one alone.
+#[tokio::test]
+async fn on_sqlite_a_commit_waits_for_another_writer_of_the_file_and_lands_after_it() {
+    use sqlx::Connection;
+    let test = TestStore::new(Backend::Sqlite).await;
+    let (_, directory) = test.sqlite.as_ref().unwrap();
+    let path = directory.file("events.db");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let slow_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata, event_id, recorded_at, hash) \
+         VALUES ('meeting', ?, 1, 'Slow', '1.0', '{}', ?, ?, 0, x'00')",
+    )
+    .bind(slow_id)
+    .bind(serde_json::to_string(&event("Slow").metadata).unwrap())
+    .bind(Uuid::now_v7())
+    .execute(&mut other)
+    .await
+    .unwrap();
+
+    let fast_id = Uuid::now_v7();
+    let store = test.store.clone();
+    let fast = tokio::spawn(async move { store.commit(commit(fast_id, 0, None, &["Fast"])).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !fast.is_finished(),
+        "the commit waits for the file's write lock"
+    );
+    assert!(test.store.read_all(None, 100).await.unwrap().is_empty());
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    fast.await.unwrap().unwrap();
+    let after = test.store.read_all(None, 100).await.unwrap();
+    let ids: Vec<Uuid> = after.iter().map(|e| e.aggregate_id).collect();
+    assert_eq!(ids, vec![slow_id, fast_id]);
+    assert!(after[0].position < after[1].position);
+    let resumed = test
+        .store
+        .read_all(Some(after[0].position), 100)
+        .await
+        .unwrap();
+    assert_eq!(resumed.len(), 1);
+}
+
+platform::on_each_backend!(
+    appends_get_contiguous_sequences_and_increasing_positions,
+    a_second_append_at_the_same_sequence_is_a_concurrency_error,
+    commits_together_land_all_or_none,
+    the_hash_chain_recomputes_from_what_was_read_back,
+    events_cannot_be_updated_or_deleted,
+    a_taken_email_fails_the_whole_commit,
+    idempotency_keys_older_than_the_retention_are_purged_and_newer_ones_kept,
+);

@@ -1,15 +1,16 @@
 //! The write-side store: the event log plus the command-side rows that must commit atomically
 //! with it (accounts, idempotency records).
 //!
-//! Handlers only see the [`EventStore`] trait, so the PostgreSQL backend here and the SQLite
-//! backend of embedded mode (a later step) are interchangeable. Why we do not use postgres-es'
-//! repository is recorded in `docs/adr/0001-own-event-store.md`: commands need the global
-//! position of what they appended, the hash chain, and side effects in the same transaction.
+//! Handlers only see the [`EventStore`] trait, so the PostgreSQL backend and the SQLite
+//! backend of embedded mode are interchangeable. Why we do not use postgres-es' repository is
+//! recorded in `docs/adr/0001-own-event-store.md`: commands need the global position of what
+//! they appended, the hash chain, and side effects in the same transaction.
 
 mod codec;
 mod position;
 pub mod postgres;
 pub mod snapshot;
+pub mod sqlite;
 pub mod tail;
 
 use std::fmt;
@@ -26,6 +27,7 @@ pub use codec::{
 pub use position::Position;
 pub use postgres::PgEventStore;
 pub use snapshot::{load_aggregate, load_aggregate_until, Snapshot};
+pub use sqlite::SqliteEventStore;
 
 /// Audit metadata written with every event (docs/architecture.md, guarantee 8). `recorded_at` is a column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
