@@ -1,6 +1,10 @@
 //! Refresh tokens and login throttling: command-side state that is not part of any aggregate.
 //!
-//! Behind a trait so embedded mode can back it with SQLite later.
+//! Behind a trait: [`PgSessionStore`] here, [`SqliteSessionStore`] for embedded mode.
+
+mod sqlite;
+
+pub use sqlite::SqliteSessionStore;
 
 use std::time::Duration;
 
