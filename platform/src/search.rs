@@ -49,6 +49,23 @@ pub fn user_words(display_name: &str, email: &str) -> String {
     words.join(" ")
 }
 
+/// The directory's index entries of `words` ([`user_words`]): every start of every word up to
+/// [`INDEXED_PREFIX`] characters, and every whole word; distinct, sorted. What the migration's
+/// `meetings_word_prefixes` makes on PostgreSQL; the SQLite backend writes these.
+pub fn prefixes(words: &str) -> Vec<String> {
+    let mut prefixes = std::collections::BTreeSet::new();
+    for word in words.split(' ').filter(|w| !w.is_empty()) {
+        for (n, (i, c)) in word.char_indices().enumerate() {
+            if n == INDEXED_PREFIX {
+                break;
+            }
+            prefixes.insert(word[..i + c.len_utf8()].to_owned());
+        }
+        prefixes.insert(word.to_owned());
+    }
+    prefixes.into_iter().collect()
+}
+
 /// What a query looks up: the starts of words (each a prefix of some word of the user), at
 /// most [`MAX_QUERY_WORDS`], and the whole query folded, as a start of the email address.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,6 +109,26 @@ impl Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_are_every_start_up_to_the_indexed_length_and_every_whole_word() {
+        assert_eq!(
+            prefixes("zoë ab zoe@x.io"),
+            [
+                "a", "ab", "z", "zo", "zoe", "zoe@", "zoe@x", "zoe@x.", "zoe@x.i", "zoe@x.io",
+                "zoë"
+            ]
+        );
+        let long = "a".repeat(30);
+        let indexed = prefixes(&long);
+        assert_eq!(
+            indexed.len(),
+            INDEXED_PREFIX + 1,
+            "24 starts and the whole word"
+        );
+        assert!(indexed.contains(&long));
+        assert!(prefixes("").is_empty());
+    }
 
     #[test]
     fn accents_and_case_fold_away() {

@@ -1,19 +1,20 @@
 //! Applying a batch of events effectively once: load what it touches, skip redeliveries, fold
 //! the rest in stream order, and write the rows, the per-aggregate sequences and the
-//! checkpoint in one statement (so atomically). A notification at commit tells waiting
-//! queries (`X-Min-Position`) how far the read models are.
+//! checkpoint atomically: in one statement on PostgreSQL, in one transaction on SQLite (the
+//! backend is the [`ReadModelConnection`]). On PostgreSQL a notification at commit tells
+//! waiting queries (`X-Min-Position`) how far the read models are.
 
 use std::collections::HashMap;
 
 use cqrs_es::persist::EventUpcaster;
 use platform::bus::EventEnvelope;
 use platform::store::Position;
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::fold::{decode, Decoded, Touched};
-use crate::sql::{self, Batch, Bookkeeping};
+use crate::sql::{Batch, Bookkeeping};
+use crate::store::ReadModelConnection;
 
 /// The one projection this crate maintains (all `rm_*` tables).
 pub const PROJECTION: &str = platform::projection::READ_MODELS;
@@ -36,8 +37,8 @@ pub struct BatchOutcome {
 /// rows, the sequences and the checkpoint (`sql::write`). `stream_sequence` is the
 /// stream sequence of the last event, when they came from the stream; the consumer resumes
 /// after it.
-pub async fn apply_batch(
-    conn: &mut PgConnection,
+pub async fn apply_batch<C: ReadModelConnection>(
+    conn: &mut C,
     events: &[EventEnvelope],
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
@@ -47,8 +48,8 @@ pub async fn apply_batch(
 
 /// [`apply_batch`], announcing the checkpoint on `channel` (a replay builds shadow tables
 /// nobody waits on yet, so it announces elsewhere).
-pub async fn apply_batch_announcing(
-    conn: &mut PgConnection,
+pub async fn apply_batch_announcing<C: ReadModelConnection>(
+    conn: &mut C,
     events: &[EventEnvelope],
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
@@ -64,20 +65,29 @@ pub async fn apply_batch_announcing(
         .map(|event| decode(event, upcasters))
         .collect();
     let touched = Touched::of(events, &decoded);
-    if touched.renamed.is_empty() {
+    if touched.renamed.is_empty() && C::ATOMIC_WRITE {
         return fold_and_write(conn, events, decoded, &touched, stream_sequence, channel).await;
     }
     // A rename re-renders the documents of every meeting of the renamed users: possibly very
     // many, so in chunks, each rendered from the rows the batch just wrote, and all in the
     // batch's transaction, so that no reader and no crash ever sees half of them.
     let mut tx = conn.begin().await?;
-    let outcome =
-        fold_and_write(&mut tx, events, decoded, &touched, stream_sequence, channel).await?;
+    let outcome = fold_and_write(
+        &mut *tx,
+        events,
+        decoded,
+        &touched,
+        stream_sequence,
+        channel,
+    )
+    .await?;
     let mut after = Uuid::nil();
     loop {
-        let chunk = sql::meetings_of(&mut tx, &touched.renamed, after, RENDER_CHUNK).await?;
+        let chunk = tx
+            .meetings_of(&touched.renamed, after, RENDER_CHUNK)
+            .await?;
         let Some(&last) = chunk.last() else { break };
-        sql::documents::refresh(&mut tx, &chunk).await?;
+        tx.refresh_documents(&chunk).await?;
         after = last;
     }
     tx.commit().await?;
@@ -89,8 +99,8 @@ pub const RENDER_CHUNK: i64 = 500;
 
 /// Loads what the batch touches, folds the events in and writes the rows, the documents of
 /// the meetings it changed, the sequences and the checkpoint in one statement.
-async fn fold_and_write(
-    conn: &mut PgConnection,
+async fn fold_and_write<C: ReadModelConnection>(
+    conn: &mut C,
     events: &[EventEnvelope],
     decoded: Vec<Result<Decoded, ProjectionError>>,
     touched: &Touched,
@@ -98,7 +108,7 @@ async fn fold_and_write(
     channel: &'static str,
 ) -> Result<BatchOutcome, ProjectionError> {
     let mut outcome = BatchOutcome::default();
-    let (mut last, mut fold) = sql::load(&mut *conn, PROJECTION, events, touched).await?;
+    let (mut last, mut fold) = conn.load(PROJECTION, events, touched).await?;
     let mut advanced: HashMap<(String, Uuid), i64> = HashMap::new();
     for (event, decoded) in events.iter().zip(decoded) {
         let key = (event.aggregate_type.clone(), event.aggregate_id);
@@ -141,7 +151,7 @@ async fn fold_and_write(
         writes: fold.into_writes(),
         bookkeeping,
     };
-    let checkpoint = sql::write(&mut *conn, &batch).await?;
+    let checkpoint = conn.write(&batch).await?;
     outcome.checkpoint = checkpoint.parse().ok();
     Ok(outcome)
 }
@@ -150,8 +160,8 @@ async fn fold_and_write(
 /// again one event at a time, so the events before the culprit are applied and the
 /// projection stops on exactly the one that cannot be (its type, aggregate and sequence in
 /// the recorded failure), which an operator can then look up, fix and resume after.
-pub async fn apply_isolating(
-    conn: &mut PgConnection,
+pub async fn apply_isolating<C: ReadModelConnection>(
+    conn: &mut C,
     events: &[EventEnvelope],
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
@@ -160,8 +170,8 @@ pub async fn apply_isolating(
 }
 
 /// [`apply_isolating`], announcing on `channel`.
-pub async fn apply_isolating_announcing(
-    conn: &mut PgConnection,
+pub async fn apply_isolating_announcing<C: ReadModelConnection>(
+    conn: &mut C,
     events: &[EventEnvelope],
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],

@@ -6,6 +6,7 @@
 //! - [`render`]: meeting documents rendered from rows (pure);
 //! - [`fold`]: how events change the rows, in memory (pure, unit-tested);
 //! - [`sql`]: loading and writing rows in PostgreSQL, one statement each per batch;
+//! - [`sqlite`]: the same in the SQLite file of embedded mode; [`store`]: the seam over both;
 //! - [`apply`]: one batch, load → fold → write;
 //! - [`projection`]: the single-active lock and the checkpoint;
 //! - [`run`]: terms as the active projector, metrics, stopping on failure;
@@ -22,6 +23,8 @@ pub mod rows;
 pub mod run;
 pub mod sources;
 pub mod sql;
+pub mod sqlite;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -19,6 +19,10 @@ use sqlx::ConnectOptions;
 /// The command side's schema: events, accounts, sessions, idempotency records, anchors.
 pub static EVENTS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite/events");
 
+/// The read models' schema: everything the projector writes and the queries read.
+pub static READ_MODELS_MIGRATOR: sqlx::migrate::Migrator =
+    sqlx::migrate!("../migrations/sqlite/read-models");
+
 /// How durable a file's commits are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {

@@ -2,6 +2,8 @@
 //! contiguous sequences per aggregate and increasing positions.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod history;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use platform::bus::EventEnvelope;
 use platform::store::{encode_event, EventMetadata, Position};
