@@ -42,7 +42,7 @@ pub struct Options {
 /// Last day offset a one-week window may start on.
 const LAST_START_DAY: i64 = seed::DAYS - 7;
 
-/// The endpoint's statement (query-service `routes::calendar::agenda`), with the caller and the
+/// The endpoint's statement (query-service `repository::postgres` `agenda_rows`), with the caller and the
 /// window computed from pgbench variables: user `:u`, window `[base + :d days, + 7 days)`, the
 /// index scan starting 24 hours before the window as the endpoint's does.
 fn script(users: i64) -> String {

@@ -142,7 +142,7 @@ fn queries() -> Vec<String> {
     queries
 }
 
-/// The endpoint's statement (query-service `routes::users::directory_search_sql`, first page
+/// The endpoint's statement (query-service `repository::postgres::directory_search_sql`, first page
 /// of 50) for query `:i` of [`queries`], with the values the endpoint binds written in.
 fn script(queries: &[String]) -> String {
     let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
@@ -180,7 +180,7 @@ fn script(queries: &[String]) -> String {
         values.extend(query.indexed().iter().map(|w| literal(w)));
         let email = !query.email.contains(char::is_whitespace)
             && query.email.contains(|c: char| !c.is_alphanumeric());
-        let Some(sql) = query_service::routes::users::directory_search_sql(
+        let Some(sql) = query_service::repository::postgres::directory_search_sql(
             query.words.len(),
             !query.long().is_empty(),
             email,

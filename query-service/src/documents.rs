@@ -13,9 +13,11 @@
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
+
+pub use crate::repository::Document;
+use crate::repository::ReadModels;
 
 /// Statements of batched lookups running at once; more requests wait and join the next ones.
 /// Measured with `bench get-meeting` (32 clients, 2 cores): 4 gave batches of ~3 lookups,
@@ -28,13 +30,6 @@ pub const DEFAULT_MAX_BATCH: usize = 64;
 /// Lookups waiting for a statement, at most; a full queue makes requests wait to enqueue.
 const QUEUE: usize = 4096;
 
-/// A stored document: the aggregate version (the `ETag`) and the JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Document {
-    pub version: i64,
-    pub body: String,
-}
-
 struct Lookup {
     meeting: Uuid,
     caller: Uuid,
@@ -42,19 +37,10 @@ struct Lookup {
     reply: oneshot::Sender<Result<Option<Document>, sqlx::Error>>,
 }
 
-/// The one statement, for one lookup or many: `$1` meeting ids, `$2` callers, `$3` admin
-/// flags, row `i` answering lookup `i` (1-based) when that caller may see that meeting.
-/// The lookup is `LATERAL … LIMIT 1`, an index lookup per id whatever the plan cache holds.
-const LOOKUP_SQL: &str = "SELECT r.i, d.version, d.body::text
-     FROM unnest($1::uuid[], $2::uuid[], $3::bool[]) WITH ORDINALITY AS r(id, caller, admin, i)
-     JOIN LATERAL (SELECT version, body FROM rm_meeting_documents
-                   WHERE meeting_id = r.id AND (r.admin OR r.caller = ANY(members))
-                   LIMIT 1) d ON true";
-
 /// Answers document lookups, batching those that arrive together. Cheap to clone.
 #[derive(Clone)]
 pub struct DocumentReader {
-    pool: PgPool,
+    read_models: Arc<dyn ReadModels>,
     /// `None`: batching is off, every lookup runs on its own.
     queue: Option<mpsc::Sender<Lookup>>,
 }
@@ -62,14 +48,17 @@ pub struct DocumentReader {
 impl DocumentReader {
     /// Starts the batching task (needs a Tokio runtime) unless `max_batch` is 1. The task
     /// ends when the last clone of the reader is dropped.
-    pub fn start(pool: PgPool, max_batch: usize) -> Self {
+    pub fn start(read_models: Arc<dyn ReadModels>, max_batch: usize) -> Self {
         if max_batch <= 1 {
-            return Self { pool, queue: None };
+            return Self {
+                read_models,
+                queue: None,
+            };
         }
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(batch_forever(pool.clone(), receiver, max_batch));
+        tokio::spawn(batch_forever(read_models.clone(), receiver, max_batch));
         Self {
-            pool,
+            read_models,
             queue: Some(sender),
         }
     }
@@ -83,7 +72,10 @@ impl DocumentReader {
         admin: bool,
     ) -> Result<Option<Document>, sqlx::Error> {
         let Some(queue) = &self.queue else {
-            let mut found = lookup(&self.pool, &[(meeting, caller, admin)]).await?;
+            let mut found = self
+                .read_models
+                .documents(&[(meeting, caller, admin)])
+                .await?;
             return Ok(found.pop().flatten());
         };
         let (reply, answer) = oneshot::channel();
@@ -101,7 +93,11 @@ impl DocumentReader {
 }
 
 /// Takes whatever lookups are queued (up to `max_batch`) whenever a statement slot is free.
-async fn batch_forever(pool: PgPool, mut queue: mpsc::Receiver<Lookup>, max_batch: usize) {
+async fn batch_forever(
+    read_models: Arc<dyn ReadModels>,
+    mut queue: mpsc::Receiver<Lookup>,
+    max_batch: usize,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -117,13 +113,13 @@ async fn batch_forever(pool: PgPool, mut queue: mpsc::Receiver<Lookup>, max_batc
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let read_models = read_models.clone();
         tokio::spawn(async move {
             let keys: Vec<(Uuid, Uuid, bool)> = batch
                 .iter()
                 .map(|l| (l.meeting, l.caller, l.admin))
                 .collect();
-            match lookup(&pool, &keys).await {
+            match read_models.documents(&keys).await {
                 Ok(found) => {
                     for (lookup, document) in batch.into_iter().zip(found) {
                         // A request that went away no longer waits for its answer.
@@ -139,26 +135,6 @@ async fn batch_forever(pool: PgPool, mut queue: mpsc::Receiver<Lookup>, max_batc
             drop(slot);
         });
     }
-}
-
-/// One statement for `keys` (meeting, caller, admin); answers in the same order.
-async fn lookup(
-    pool: &PgPool,
-    keys: &[(Uuid, Uuid, bool)],
-) -> Result<Vec<Option<Document>>, sqlx::Error> {
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(LOOKUP_SQL)
-        .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-        .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-        .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-        .fetch_all(pool)
-        .await?;
-    let mut found: Vec<Option<Document>> = vec![None; keys.len()];
-    for (i, version, body) in rows {
-        if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| found.get_mut(i)) {
-            *slot = Some(Document { version, body });
-        }
-    }
-    Ok(found)
 }
 
 /// Every lookup of a failed batch gets the failure; `sqlx::Error` is not `Clone`, so the

@@ -6,6 +6,7 @@
 pub mod documents;
 pub mod openapi;
 pub mod params;
+pub mod repository;
 pub mod routes;
 pub mod slots;
 pub mod watch;
@@ -19,11 +20,13 @@ use axum::Router;
 use platform::auth::JwtKeys;
 use platform::breaker::DatabaseBreaker;
 use platform::config::{parse_duration, DatabaseSettings, HttpLimits, JwtSettings, LogSettings};
-use platform::http::health::{self, PostgresReady, ReadinessCheck};
+use platform::http::health::{self, ReadinessCheck};
 use platform::metrics::Metrics;
 use platform::service::Server;
+use platform::store::{EventStore, PgEventStore};
 use sqlx::PgPool;
 
+use crate::repository::{PgReadModels, ReadModels};
 use crate::watch::{MinPositionState, ProjectionWatch};
 
 /// Default address (docs/api.md "Default ports").
@@ -123,9 +126,11 @@ fn parse_read_batch(text: &str) -> Result<usize, String> {
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The read models; and the event log, for the administrators' history only (an audit
-    /// shows what was recorded, not a projection of it).
-    pub pool: PgPool,
+    /// The read models.
+    pub read_models: Arc<dyn ReadModels>,
+    /// The event log, for the administrators' history only (an audit shows what was
+    /// recorded, not a projection of it).
+    pub events: Arc<dyn EventStore>,
     pub jwt: Arc<JwtKeys>,
     /// How far the read models are; `X-Min-Position` waits on it.
     pub watch: ProjectionWatch,
@@ -138,13 +143,31 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state from the query side's settings and starts the projection listener
-    /// and the batched document reader (needs a Tokio runtime).
+    /// The state over PostgreSQL: starts the projection listener and the batched document
+    /// reader (needs a Tokio runtime).
     pub fn from_args(pool: PgPool, jwt: Arc<JwtKeys>, args: &QueryArgs) -> Self {
+        Self::new(
+            Arc::new(PgReadModels::new(pool.clone())),
+            Arc::new(PgEventStore::new(pool.clone())),
+            ProjectionWatch::start(pool),
+            jwt,
+            args,
+        )
+    }
+
+    /// The state over any backend, with `watch` telling how far its read models are.
+    pub fn new(
+        read_models: Arc<dyn ReadModels>,
+        events: Arc<dyn EventStore>,
+        watch: ProjectionWatch,
+        jwt: Arc<JwtKeys>,
+        args: &QueryArgs,
+    ) -> Self {
         Self {
-            watch: ProjectionWatch::start(pool.clone()),
-            documents: documents::DocumentReader::start(pool.clone(), args.read_batch),
-            pool,
+            watch,
+            documents: documents::DocumentReader::start(read_models.clone(), args.read_batch),
+            read_models,
+            events,
             jwt,
             min_position_wait: args.min_position_wait,
             public_url: args.public_url.as_deref().map(Arc::from),
@@ -160,7 +183,7 @@ impl FromRef<AppState> for Arc<JwtKeys> {
 
 /// Readiness fails while any projection is stopped on an event it cannot apply: the read
 /// models would silently stay behind otherwise (docs/architecture.md, guarantee 5).
-pub struct ProjectionsHealthy(pub PgPool);
+pub struct ProjectionsHealthy(pub Arc<dyn ReadModels>);
 
 #[async_trait::async_trait]
 impl ReadinessCheck for ProjectionsHealthy {
@@ -169,13 +192,11 @@ impl ReadinessCheck for ProjectionsHealthy {
     }
 
     async fn check(&self) -> Result<(), String> {
-        let failed: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT projection, failure FROM projection_checkpoints
-             WHERE failed_at IS NOT NULL ORDER BY projection",
-        )
-        .fetch_all(&self.0)
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
+        let failed = self
+            .0
+            .failed_projections()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
         if failed.is_empty() {
             return Ok(());
         }
@@ -192,12 +213,26 @@ impl ReadinessCheck for ProjectionsHealthy {
     }
 }
 
+/// Readiness of the read models' storage: reachable and migrated.
+pub struct ReadModelsReady(pub Arc<dyn ReadModels>);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for ReadModelsReady {
+    fn name(&self) -> &'static str {
+        self.0.backend()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ready().await
+    }
+}
+
 /// The query routes behind the `X-Min-Position` wait, without OpenAPI, health or fallbacks,
 /// for composition by the all-in-one `meetings serve`.
 pub fn api_router(state: AppState, metrics: &Metrics) -> Router {
     let min_position = MinPositionState::new(
         state.watch.clone(),
-        state.pool.clone(),
+        state.read_models.clone(),
         state.min_position_wait,
         state.jwt.clone(),
         metrics,
@@ -214,20 +249,19 @@ pub fn api_router(state: AppState, metrics: &Metrics) -> Router {
 /// Readiness checks of the query side.
 pub fn readiness_checks(state: &AppState) -> Vec<Arc<dyn ReadinessCheck>> {
     vec![
-        Arc::new(PostgresReady(state.pool.clone())),
-        Arc::new(ProjectionsHealthy(state.pool.clone())),
+        Arc::new(ReadModelsReady(state.read_models.clone())),
+        Arc::new(ProjectionsHealthy(state.read_models.clone())),
     ]
 }
 
 /// The complete HTTP application: query routes (behind the `X-Min-Position` wait), OpenAPI,
 /// health, metrics, error fallbacks.
-pub fn router(state: AppState, metrics: Metrics) -> Router {
+pub fn router(state: AppState, metrics: Metrics, breaker: &DatabaseBreaker) -> Router {
     let checks = readiness_checks(&state);
-    let breaker = DatabaseBreaker::new(state.pool.clone());
     let api = api_router(state.clone(), &metrics)
         .merge(openapi::router().with_state(state))
         .merge(health::router(checks, metrics.clone()));
-    let api = platform::breaker::protect(api, &breaker, &metrics);
+    let api = platform::breaker::protect(api, breaker, &metrics);
     platform::http::finish_router(api, metrics)
 }
 
@@ -241,11 +275,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     let listener = platform::service::bind(settings.listen).await?;
     let metrics = Metrics::new();
     metrics.observe_pool(&pool);
-    Ok(
-        Server::new("query-service", listener, router(state, metrics))
-            .with_limits(settings.http.clone())
-            .with_revocations(pool, &jwt),
+    Ok(Server::new(
+        "query-service",
+        listener,
+        router(state, metrics, &DatabaseBreaker::new(pool.clone())),
     )
+    .with_limits(settings.http.clone())
+    .with_revocations(pool, &jwt))
 }
 
 #[cfg(test)]

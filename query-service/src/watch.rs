@@ -26,6 +26,8 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::repository::ReadModels;
+
 /// The NOTIFY channel the projector signals on; the payload is the new checkpoint position.
 pub const CHANNEL: &str = platform::projection::NOTIFY_CHANNEL;
 
@@ -157,7 +159,7 @@ pub struct WaitLabels {
 pub struct MinPositionState {
     pub watch: ProjectionWatch,
     /// Asked whether a position not yet projected was ever written.
-    pub pool: PgPool,
+    pub read_models: Arc<dyn ReadModels>,
     /// Upper bound of one request's wait (`MEETINGS_MIN_POSITION_WAIT`, default 2 s).
     pub max_wait: Duration,
     /// The caller is authenticated before waiting, so anonymous requests cannot hold
@@ -170,7 +172,7 @@ pub struct MinPositionState {
 impl MinPositionState {
     pub fn new(
         watch: ProjectionWatch,
-        pool: PgPool,
+        read_models: Arc<dyn ReadModels>,
         max_wait: Duration,
         jwt: Arc<JwtKeys>,
         metrics: &Metrics,
@@ -185,7 +187,7 @@ impl MinPositionState {
         });
         Self {
             watch,
-            pool,
+            read_models,
             max_wait,
             jwt,
             waits,
@@ -228,7 +230,7 @@ pub async fn min_position(
         .into_response();
     };
     if state.watch.current().is_none_or(|seen| seen < position) {
-        match written(&state.pool, position).await {
+        match state.read_models.written(position).await {
             Ok(true) => {}
             Ok(false) => {
                 return ApiError::invalid(
@@ -258,20 +260,6 @@ pub async fn min_position(
         ))
         .into_response(),
     }
-}
-
-/// Whether the store holds an event at or after `position`: a position the API handed out
-/// always is, so waiting for anything else would only hold a connection for nothing. One
-/// index probe of `events_global_position`.
-async fn written(pool: &PgPool, position: Position) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events \
-         WHERE (transaction_id, id) >= ($1::text::xid8, $2))",
-    )
-    .bind(position.transaction_id.to_string())
-    .bind(position.id)
-    .fetch_one(pool)
-    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use axum::{Json, Router};
 use domain::Role;
 use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiPath, ApiQuery, Result};
-use platform::store::PgEventStore;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -72,9 +71,16 @@ pub async fn history(
             .filter(|n| (1..=audit::history::MAX_PAGE).contains(n))
             .ok_or_else(|| ApiError::invalid("limit", "must be an integer from 1 to 1000"))?,
     };
-    let store = PgEventStore::new(state.pool.clone());
     let upcasters = domain::upcasters::upcasters();
-    let page = audit::history::page(&store, kind, id, after_sequence, limit, &upcasters).await?;
+    let page = audit::history::page(
+        state.events.as_ref(),
+        kind,
+        id,
+        after_sequence,
+        limit,
+        &upcasters,
+    )
+    .await?;
     if page.events.is_empty() && after_sequence == 0 {
         return Err(not_found());
     }

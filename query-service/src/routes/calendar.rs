@@ -17,9 +17,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiJson, ApiQuery, Result};
-use platform::views::AgendaSeries;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -28,6 +26,7 @@ mod render;
 use render::{agenda_json, Entry};
 
 use crate::params;
+use crate::repository::{AgendaRow, AgendaRows};
 use crate::slots::{self, Interval, LocalHours, Participant};
 use crate::AppState;
 use platform::openapi::schemas::Instant;
@@ -102,52 +101,27 @@ pub struct Agenda {
     pub items: Vec<AgendaItem>,
 }
 
-/// A row of `rm_agenda` as the range queries read it.
-#[derive(Debug, sqlx::FromRow)]
-struct AgendaRow {
-    user_id: Uuid,
-    meeting_id: Uuid,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    title: String,
-    status: String,
-    my_response: Option<String>,
-    is_organizer: bool,
-    series: Option<sqlx::types::Json<AgendaSeries>>,
-}
-
-/// The agenda rows of `user_ids` that can overlap `[from, to)` — single meetings by the range
-/// index (see the module's note), series by the partial index, each row's bounds checked —
-/// at most `limit` + 1 of them. `extra` narrows both (free/busy leaves cancelled ones out).
+/// The agenda rows of `user_ids` that can overlap `[from, to)` (see the module's note), at
+/// most `limit` + 1 single meetings and as many series per user.
 async fn agenda_rows(
-    pool: &PgPool,
+    state: &AppState,
     user_ids: &[Uuid],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    extra: &str,
+    rows: AgendaRows,
     limit: i64,
 ) -> Result<Vec<AgendaRow>> {
-    let columns = "user_id, meeting_id, starts_at, ends_at, title, status, my_response, \
-                   is_organizer, series";
-    let rows = sqlx::query_as(&format!(
-        "(SELECT {columns} FROM rm_agenda
-          WHERE user_id = ANY($1) AND starts_at >= $2 AND starts_at < $3 AND ends_at > $4
-            AND series IS NULL {extra}
-          LIMIT $5)
-         UNION ALL
-         (SELECT {columns} FROM rm_agenda
-          WHERE user_id = ANY($1) AND series IS NOT NULL AND starts_at < $3
-            AND (series_ends_at IS NULL OR series_ends_at > $4) {extra}
-          LIMIT $5)"
-    ))
-    .bind(user_ids)
-    .bind(from - Duration::hours(MAX_MEETING_HOURS))
-    .bind(to)
-    .bind(from)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows)
+    Ok(state
+        .read_models
+        .agenda_rows(
+            user_ids,
+            from,
+            to,
+            Duration::hours(MAX_MEETING_HOURS),
+            rows,
+            limit + 1,
+        )
+        .await?)
 }
 
 /// Expands the rows into the entries of `[from, to)`: a single meeting as it is, a series as
@@ -217,11 +191,11 @@ pub async fn agenda(
     let to = params::required_time("to", query.to.as_deref())?;
     params::range(from, to, Duration::days(MAX_AGENDA_DAYS))?;
     let rows = agenda_rows(
-        &state.pool,
+        &state,
         &[caller.user_id],
         from,
         to,
-        "",
+        AgendaRows::All,
         MAX_AGENDA_ROWS,
     )
     .await?;
@@ -245,23 +219,14 @@ pub async fn agenda(
 /// Busy intervals of `user_ids` overlapping `[from, to)`: meetings and occurrences not
 /// cancelled that the user organizes or has not declined. Unmerged and unclipped.
 async fn busy_rows(
-    pool: &PgPool,
+    state: &AppState,
     user_ids: &[Uuid],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<BTreeMap<Uuid, Vec<Interval>>> {
     // A series declined as a whole may still have occurrences accepted one by one: the
     // series' answer is not filtered in SQL.
-    let rows = agenda_rows(
-        pool,
-        user_ids,
-        from,
-        to,
-        "AND status <> 'cancelled' \
-         AND (series IS NOT NULL OR my_response IS DISTINCT FROM 'declined')",
-        MAX_BUSY_ROWS,
-    )
-    .await?;
+    let rows = agenda_rows(state, user_ids, from, to, AgendaRows::Busy, MAX_BUSY_ROWS).await?;
     if rows.len() as i64 > MAX_BUSY_ROWS {
         return Err(too_many("to", MAX_BUSY_ROWS));
     }
@@ -348,7 +313,7 @@ pub async fn freebusy(
     let user_ids = user_list(body.user_ids)?;
     let (from, to) = (body.from.with_timezone(&Utc), body.to.with_timezone(&Utc));
     params::range(from, to, Duration::days(MAX_FREEBUSY_DAYS))?;
-    let busy = busy_rows(&state.pool, &user_ids, from, to).await?;
+    let busy = busy_rows(&state, &user_ids, from, to).await?;
     let users = busy
         .into_iter()
         .map(|(id, intervals)| {
@@ -430,12 +395,8 @@ pub async fn find_times(
     }
     let (from, to) = (body.from.with_timezone(&Utc), body.to.with_timezone(&Utc));
     params::range(from, to, Duration::days(MAX_FIND_TIMES_DAYS))?;
-    let mut busy = busy_rows(&state.pool, &user_ids, from, to).await?;
-    let profiles: Vec<(Uuid, String, Option<serde_json::Value>)> =
-        sqlx::query_as("SELECT id, time_zone, working_hours FROM rm_users WHERE id = ANY($1)")
-            .bind(&user_ids)
-            .fetch_all(&state.pool)
-            .await?;
+    let mut busy = busy_rows(&state, &user_ids, from, to).await?;
+    let profiles = state.read_models.working_hours(&user_ids).await?;
     let mut hours: BTreeMap<Uuid, LocalHours> = BTreeMap::new();
     for (id, time_zone, working_hours) in profiles {
         let Some(value) = working_hours.filter(|v| !v.is_null()) else {

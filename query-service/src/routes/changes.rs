@@ -3,15 +3,14 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+
 use platform::auth::AuthUser;
 use platform::http::{ApiQuery, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
-use super::is_admin;
 use crate::params;
+pub use crate::repository::ChangeEvent;
 use crate::AppState;
 use platform::openapi::schemas::OptionalPosition;
 
@@ -28,26 +27,6 @@ pub struct ChangesQuery {
     /// Most events to return, 1–500 (default 50).
     #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
-}
-
-/// One event.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct ChangeEvent {
-    /// Global position (opaque; sorts as a string in global order).
-    pub position: String,
-    /// Event type, e.g. `MeetingScheduled`.
-    #[serde(rename = "type")]
-    #[sqlx(rename = "event_type")]
-    pub kind: String,
-    /// `user` or `meeting`.
-    pub aggregate_type: String,
-    pub aggregate_id: Uuid,
-    /// Sequence of the event within its aggregate.
-    pub sequence: i64,
-    pub recorded_at: DateTime<Utc>,
-    /// The event's payload.
-    #[schema(value_type = Object)]
-    pub data: serde_json::Value,
 }
 
 /// A batch of events.
@@ -75,20 +54,10 @@ pub async fn changes(
 ) -> Result<Json<Changes>> {
     let limit = params::limit(query.limit.as_deref())?;
     let after = params::position("after", query.after.as_deref())?.map(|p| p.to_string());
-    let events: Vec<ChangeEvent> = sqlx::query_as(
-        "SELECT position, event_type, aggregate_type, aggregate_id, sequence, recorded_at, data
-         FROM rm_changes
-         WHERE ($1 OR audience @> ARRAY[$2::uuid])
-           AND ($3::text IS NULL OR position > $3)
-         ORDER BY position
-         LIMIT $4",
-    )
-    .bind(is_admin(&caller))
-    .bind(caller.user_id)
-    .bind(&after)
-    .bind(limit)
-    .fetch_all(&state.pool)
-    .await?;
+    let events = state
+        .read_models
+        .changes(super::viewer(&caller), after.clone(), limit)
+        .await?;
     let next = events.last().map(|e| e.position.clone()).or(after);
     Ok(Json(Changes { events, next }))
 }

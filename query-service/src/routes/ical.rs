@@ -21,7 +21,6 @@ use platform::views::Meeting;
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -72,14 +71,7 @@ pub async fn meeting_ics(
         .ok_or_else(meeting_not_found)?;
     let meeting: Meeting = serde_json::from_str(&document.body)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable meeting document: {e}")))?;
-    let body = render(
-        &state.pool,
-        std::slice::from_ref(&meeting),
-        None,
-        Method::Publish,
-        state,
-    )
-    .await?;
+    let body = render(std::slice::from_ref(&meeting), None, Method::Publish, state).await?;
     Ok(calendar_response(
         body,
         headers,
@@ -98,31 +90,11 @@ pub async fn feed(
     caller: AuthUser,
     headers: HeaderMap,
 ) -> Result<Json<FeedUrl>> {
-    let existing: Option<String> =
-        sqlx::query_scalar("SELECT token FROM calendar_feeds WHERE user_id = $1")
-            .bind(caller.user_id)
-            .fetch_optional(&state.pool)
-            .await?;
-    let token = match existing {
-        Some(token) => token,
-        None => {
-            let token = new_token();
-            // Two first calls at once: the first one's token wins, the other reads it.
-            sqlx::query(
-                "INSERT INTO calendar_feeds (user_id, token_hash, token) VALUES ($1, $2, $3)
-                 ON CONFLICT (user_id) DO NOTHING",
-            )
-            .bind(caller.user_id)
-            .bind(hash(&token))
-            .bind(&token)
-            .execute(&state.pool)
-            .await?;
-            sqlx::query_scalar("SELECT token FROM calendar_feeds WHERE user_id = $1")
-                .bind(caller.user_id)
-                .fetch_one(&state.pool)
-                .await?
-        }
-    };
+    let candidate = new_token();
+    let token = state
+        .read_models
+        .feed_token(caller.user_id, &candidate, &hash(&candidate))
+        .await?;
     Ok(Json(FeedUrl {
         url: feed_url(&state, &headers, &token)?,
     }))
@@ -139,16 +111,10 @@ pub async fn rotate(
     headers: HeaderMap,
 ) -> Result<Json<FeedUrl>> {
     let token = new_token();
-    sqlx::query(
-        "INSERT INTO calendar_feeds (user_id, token_hash, token) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id) DO UPDATE SET token_hash = EXCLUDED.token_hash,
-            token = EXCLUDED.token, created_at = now()",
-    )
-    .bind(caller.user_id)
-    .bind(hash(&token))
-    .bind(&token)
-    .execute(&state.pool)
-    .await?;
+    state
+        .read_models
+        .rotate_feed_token(caller.user_id, &token, &hash(&token))
+        .await?;
     Ok(Json(FeedUrl {
         url: feed_url(&state, &headers, &token)?,
     }))
@@ -175,37 +141,19 @@ pub async fn feed_ics(
     if token.is_empty() || token.len() > 64 {
         return Err(unknown());
     }
-    let owner: Option<(Uuid, String)> = sqlx::query_as(
-        "SELECT f.user_id, u.display_name FROM calendar_feeds f
-         JOIN rm_users u ON u.id = f.user_id AND u.active
-         WHERE f.token_hash = $1",
-    )
-    .bind(hash(token))
-    .fetch_optional(&state.pool)
-    .await?;
+    let owner = state.read_models.feed_owner(&hash(token)).await?;
     let (user_id, name) = owner.ok_or_else(unknown)?;
-    let bodies: Vec<String> = sqlx::query_scalar(
-        "SELECT d.body::text FROM rm_agenda a
-         JOIN rm_meeting_documents d ON d.meeting_id = a.meeting_id
-         WHERE a.user_id = $1
-           AND (CASE WHEN a.series IS NULL THEN a.ends_at ELSE a.series_ends_at END
-                > now() - make_interval(days => $2)
-                OR (a.series IS NOT NULL AND a.series_ends_at IS NULL))
-         ORDER BY a.starts_at DESC, a.meeting_id
-         LIMIT $3",
-    )
-    .bind(user_id)
-    .bind(FEED_HISTORY_DAYS as i32)
-    .bind(MAX_FEED_MEETINGS)
-    .fetch_all(&state.pool)
-    .await?;
+    let bodies = state
+        .read_models
+        .feed_documents(user_id, FEED_HISTORY_DAYS as i32, MAX_FEED_MEETINGS)
+        .await?;
     let mut meetings = bodies
         .iter()
         .map(|body| serde_json::from_str::<Meeting>(body))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable meeting document: {e}")))?;
     meetings.sort_by_key(|m| (m.starts_at, m.id));
-    let body = render(&state.pool, &meetings, Some(&name), Method::Publish, &state).await?;
+    let body = render(&meetings, Some(&name), Method::Publish, &state).await?;
     Ok(calendar_response(
         body,
         &headers,
@@ -216,7 +164,6 @@ pub async fn feed_ics(
 
 /// The calendar of `meetings`, with the e-mail addresses of their people.
 pub(super) async fn render(
-    pool: &PgPool,
     meetings: &[Meeting],
     name: Option<&str>,
     method: Method,
@@ -228,13 +175,7 @@ pub(super) async fn render(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let emails: HashMap<Uuid, String> =
-        sqlx::query_as::<_, (Uuid, String)>("SELECT id, email FROM rm_users WHERE id = ANY($1)")
-            .bind(&people)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .collect();
+    let emails: HashMap<Uuid, String> = state.read_models.emails(&people).await?;
     let stamp = meetings
         .iter()
         .map(|m| m.updated_at)

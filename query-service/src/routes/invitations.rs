@@ -69,15 +69,14 @@ pub async fn invitation(
     };
     if !attends {
         // An uninvitation: addressed to that user alone, newer than what they were sent.
-        let display_name: Option<String> =
-            sqlx::query_scalar("SELECT display_name FROM rm_users WHERE id = $1")
-                .bind(user_id)
-                .fetch_optional(&state.pool)
-                .await?
-                .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+        let display_name = state
+            .read_models
+            .display_name(user_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
         meeting.attendees = vec![Attendee {
             user_id,
-            display_name,
+            display_name: Some(display_name),
             optional: false,
             response: "needs_action".into(),
             comment: None,
@@ -85,13 +84,6 @@ pub async fn invitation(
         }];
         meeting.sequence += 1;
     }
-    let body = render(
-        &state.pool,
-        std::slice::from_ref(&meeting),
-        None,
-        method,
-        &state,
-    )
-    .await?;
+    let body = render(std::slice::from_ref(&meeting), None, method, &state).await?;
     Ok(calendar_response(body, &headers, "invite.ics", method))
 }

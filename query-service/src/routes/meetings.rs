@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{
-    can_see_meeting, is_admin, meeting_not_found, next_page, not_modified, VISIBLE_TO_CALLER,
-};
-use crate::params::{self, decode_cursor, encode_cursor, like_escape, limit, SearchText};
+use super::{can_see_meeting, is_admin, meeting_not_found, next_page, not_modified, viewer};
+use crate::params::{self, decode_cursor, encode_cursor, limit, SearchText};
+pub use crate::repository::ChatMessage;
+use crate::repository::MeetingFilter;
 use crate::AppState;
 use platform::openapi::schemas::{OptionalInstant, OptionalPosition};
 
@@ -167,44 +167,22 @@ pub async fn list(
             ));
         }
     }
-    let title = params::search("q", query.q.as_deref())?.map(|q| format!("%{}%", like_escape(&q)));
+    let title = params::search("q", query.q.as_deref())?;
     let after: Option<(DateTime<Utc>, Uuid)> = decode_cursor(query.cursor.as_deref())?;
     if let Some((starts_at, _)) = after {
         params::instant("cursor", starts_at)?;
     }
-    let (after_start, after_id) = after.unzip();
-    // Members: start from their own meetings (both lookups are index scans), so the cost
-    // follows the caller's meetings, not the whole table. Admins: every meeting (`$1` is true).
-    let source = if is_admin(&caller) {
-        "rm_meetings m"
-    } else {
-        "(SELECT a.meeting_id AS id FROM rm_meeting_attendees a WHERE a.user_id = $2
-          UNION SELECT id FROM rm_meetings WHERE organizer_id = $2) mine
-         JOIN rm_meetings m ON m.id = mine.id"
+    let filter = MeetingFilter {
+        from,
+        to,
+        status,
+        title,
+        after,
+        limit: limit + 1,
     };
-    let sql = format!(
-        r"SELECT m.starts_at, m.id, d.body::text
-          FROM {source} JOIN rm_meeting_documents d ON d.meeting_id = m.id
-          WHERE {VISIBLE_TO_CALLER}
-            AND ($3::timestamptz IS NULL OR m.ends_at > $3)
-            AND ($4::timestamptz IS NULL OR m.starts_at < $4)
-            AND ($5::text IS NULL OR m.status = $5)
-            AND ($6::text IS NULL OR m.title ILIKE $6 ESCAPE '\')
-            AND ($7::timestamptz IS NULL OR (m.starts_at, m.id) > ($7, $8::uuid))
-          ORDER BY m.starts_at, m.id
-          LIMIT $9"
-    );
-    let mut rows: Vec<(DateTime<Utc>, Uuid, String)> = sqlx::query_as(&sql)
-        .bind(is_admin(&caller))
-        .bind(caller.user_id)
-        .bind(from)
-        .bind(to)
-        .bind(status)
-        .bind(title)
-        .bind(after_start)
-        .bind(after_id)
-        .bind(limit + 1)
-        .fetch_all(&state.pool)
+    let mut rows = state
+        .read_models
+        .meeting_page(viewer(&caller), &filter)
         .await?;
     let next_cursor = next_page(&mut rows, limit, |(starts_at, id, _)| {
         encode_cursor(&(*starts_at, *id))
@@ -239,17 +217,6 @@ pub struct MessagesQuery {
     pub limit: Option<String>,
 }
 
-/// One chat message.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct ChatMessage {
-    pub message_id: Uuid,
-    pub author_id: Uuid,
-    pub text: String,
-    pub posted_at: DateTime<Utc>,
-    /// Global position of the message's event; pass as `after` to read on from here.
-    pub position: String,
-}
-
 /// A page of chat history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessagePage {
@@ -279,19 +246,13 @@ pub async fn messages(
         Some(cursor) => Some(cursor),
         None => params::position("after", query.after.as_deref())?,
     };
-    if !can_see_meeting(&state.pool, &caller, id).await? {
+    if !can_see_meeting(&state, &caller, id).await? {
         return Err(meeting_not_found());
     }
-    let mut items: Vec<ChatMessage> = sqlx::query_as(
-        "SELECT message_id, author_id, text, posted_at, position FROM rm_chat_messages
-         WHERE meeting_id = $1 AND ($2::text IS NULL OR position > $2)
-         ORDER BY position LIMIT $3",
-    )
-    .bind(id)
-    .bind(after.map(|p| p.to_string()))
-    .bind(limit + 1)
-    .fetch_all(&state.pool)
-    .await?;
+    let mut items = state
+        .read_models
+        .messages(id, after.map(|p| p.to_string()), limit + 1)
+        .await?;
     let next_cursor = next_page(&mut items, limit, |m| m.position.clone());
     Ok(Json(MessagePage { items, next_cursor }))
 }

@@ -13,7 +13,6 @@ use axum::Router;
 use domain::Role;
 use platform::auth::AuthUser;
 use platform::http::{ApiError, Result};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -34,24 +33,25 @@ pub fn is_admin(caller: &AuthUser) -> bool {
     caller.role == Role::Admin
 }
 
-/// SQL condition "the caller may see meeting `m`": its organizer, one of its attendees, or an
-/// admin. Placeholders: `$1` is the admin flag, `$2` the caller's id.
-pub const VISIBLE_TO_CALLER: &str = "($1 OR m.organizer_id = $2 OR EXISTS (
-        SELECT 1 FROM rm_meeting_attendees a WHERE a.meeting_id = m.id AND a.user_id = $2))";
-
 /// Whether the meeting exists and the caller may see it. Unknown and invisible meetings are
 /// alike to the caller (404 either way: existence is not revealed).
-pub async fn can_see_meeting(pool: &PgPool, caller: &AuthUser, meeting_id: Uuid) -> Result<bool> {
-    let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM rm_meetings m WHERE m.id = $3 AND {VISIBLE_TO_CALLER})"
-    );
-    let visible = sqlx::query_scalar(&sql)
-        .bind(is_admin(caller))
-        .bind(caller.user_id)
-        .bind(meeting_id)
-        .fetch_one(pool)
-        .await?;
-    Ok(visible)
+pub async fn can_see_meeting(
+    state: &AppState,
+    caller: &AuthUser,
+    meeting_id: Uuid,
+) -> Result<bool> {
+    Ok(state
+        .read_models
+        .can_see_meeting(viewer(caller), meeting_id)
+        .await?)
+}
+
+/// The caller as the read models filter for them.
+pub fn viewer(caller: &AuthUser) -> crate::repository::Viewer {
+    crate::repository::Viewer {
+        user_id: caller.user_id,
+        admin: is_admin(caller),
+    }
 }
 
 /// Cuts rows fetched with `LIMIT limit + 1` down to the page; the cursor of its last row when

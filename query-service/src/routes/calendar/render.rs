@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::AgendaRow;
 #[cfg(test)]
 use super::{Agenda, AgendaItem};
+use crate::repository::AgendaRow;
 
 /// One meeting, or one occurrence of a series, of an agenda row: what [`AgendaItem`] says,
 /// borrowed from the row (a year of a series is dozens of entries of one row).
@@ -98,7 +98,7 @@ pub(super) fn agenda_json(entries: &[Entry<'_>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::calendar::AgendaRow as Row;
+    use crate::repository::AgendaRow as Row;
 
     #[test]
     fn the_agenda_json_is_what_serde_writes() {
