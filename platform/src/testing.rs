@@ -7,6 +7,7 @@
 //!
 //! - [`backend`]: the same test on PostgreSQL and on SQLite (embedded mode).
 //! - [`database`]: a fresh, migrated database per test ([`TestDatabase`]), or per bench run.
+//! - [`history`]: a generated history of every event type, as the stream delivers it.
 //! - [`events`]: the event store once every commit is readable in global order.
 //! - [`settings`]: the one test JWT key and the settings every service literal shares.
 //! - [`logs`]: tracing installed once per test process, quiet unless `TEST_LOG` is set.
@@ -19,12 +20,13 @@ mod cleanup;
 pub mod client;
 pub mod database;
 pub mod events;
+pub mod history;
 pub mod logs;
 pub mod nats;
 pub mod server;
 pub mod settings;
 
-pub use backend::{Backend, TestDirectory, TestStore};
+pub use backend::{open_events, Backend, TestDirectory, TestStore};
 pub use client::{assert_problem, meeting_body, meeting_body_on, TestClient, TestUser, PASSWORD};
 pub use database::{admin_url, ScratchDatabase, TestDatabase};
 pub use events::{committed_events, event_count};

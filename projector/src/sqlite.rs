@@ -304,13 +304,14 @@ pub async fn write(conn: &mut SqliteConnection, batch: &Batch) -> sqlx::Result<S
     }
     for m in &writes.meetings {
         sqlx::query(
-            "INSERT INTO rm_meetings (id, organizer_id, title, description, starts_at, ends_at, \
-                                      time_zone, location, status, recurrence, occurrences, \
-                                      sequence, cancel_reason, version, position, created_at, \
-                                      updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO rm_meetings (id, organizer_id, title, title_key, description, starts_at, \
+                                      ends_at, time_zone, location, status, recurrence, \
+                                      occurrences, sequence, cancel_reason, version, position, \
+                                      created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET organizer_id = excluded.organizer_id, \
-                title = excluded.title, description = excluded.description, \
+                title = excluded.title, title_key = excluded.title_key, \
+                description = excluded.description, \
                 starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
                 time_zone = excluded.time_zone, location = excluded.location, \
                 status = excluded.status, recurrence = excluded.recurrence, \
@@ -322,6 +323,7 @@ pub async fn write(conn: &mut SqliteConnection, batch: &Batch) -> sqlx::Result<S
         .bind(m.id)
         .bind(m.organizer_id)
         .bind(&m.title)
+        .bind(m.title.to_lowercase())
         .bind(&m.description)
         .bind(micros(m.starts_at))
         .bind(micros(m.ends_at))

@@ -10,12 +10,12 @@ use chrono::{Duration, TimeZone, Utc};
 use domain::{MeetingEvent, ResponseStatus};
 use platform::bus::EventEnvelope;
 use platform::store::Position;
+use platform::testing::history::{history, Random};
 use platform::testing::TestDatabase;
 use projector::projection::{lead, mark_failed, status};
 use projector::{apply_batch, apply_isolating};
 use sqlx::PgPool;
 use support::carrying;
-use support::history::{history, Random};
 use uuid::Uuid;
 
 /// Every read-model table, row by row in key order, as JSON text.

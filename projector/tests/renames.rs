@@ -6,11 +6,11 @@ mod support;
 
 use chrono::{Duration, TimeZone, Utc};
 use domain::{AttendeeSpec, MeetingEvent, Role, UserEvent};
+use platform::testing::history::History;
 use platform::testing::TestDatabase;
 use projector::apply::RENDER_CHUNK;
 use projector::apply_batch;
 use projector::projection::lead;
-use support::History;
 use uuid::Uuid;
 
 fn registered(id: Uuid, name: &str) -> UserEvent {

@@ -39,6 +39,7 @@ CREATE TABLE rm_users (
     search_words   TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX rm_users_email_key ON rm_users (email_key);
+CREATE INDEX rm_users_directory ON rm_users (sort_name, id) WHERE active;
 
 -- One row per word prefix of an active user's name and email (platform::search).
 CREATE TABLE rm_user_prefixes (
@@ -53,6 +54,7 @@ CREATE TABLE rm_meetings (
     id             BLOB    PRIMARY KEY,
     organizer_id   BLOB    NOT NULL,
     title          TEXT    NOT NULL,
+    title_key      TEXT    NOT NULL,   -- the title lower-cased: `GET /v1/meetings?q=`
     description    TEXT,
     starts_at      INTEGER NOT NULL,
     ends_at        INTEGER NOT NULL,

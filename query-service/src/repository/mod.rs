@@ -17,6 +17,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use postgres::PgReadModels;
+pub use sqlite::SqliteReadModels;
 
 /// A stored document: the aggregate version (the `ETag`) and the JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +27,7 @@ pub struct Document {
 }
 
 /// One event.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
 pub struct ChangeEvent {
     /// Global position (opaque; sorts as a string in global order).
     pub position: String,
@@ -46,7 +47,7 @@ pub struct ChangeEvent {
 }
 
 /// One chat message.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
 pub struct ChatMessage {
     pub message_id: Uuid,
     pub author_id: Uuid,
@@ -80,7 +81,7 @@ pub struct MeetingFilter {
 }
 
 /// A row of `rm_agenda` as the range queries read it.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, PartialEq, sqlx::FromRow)]
 pub struct AgendaRow {
     pub user_id: Uuid,
     pub meeting_id: Uuid,
@@ -104,7 +105,7 @@ pub enum AgendaRows {
 }
 
 /// A user's profile row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, PartialEq, sqlx::FromRow)]
 pub struct ProfileRow {
     pub id: Uuid,
     pub email: String,
@@ -116,7 +117,7 @@ pub struct ProfileRow {
 }
 
 /// A directory row with its sort key (the cursor).
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, PartialEq, sqlx::FromRow)]
 pub struct DirectoryRow {
     pub id: Uuid,
     pub display_name: String,

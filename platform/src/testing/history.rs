@@ -1,17 +1,63 @@
-//! A generated history with every event type, interleaved across aggregates at random.
+//! A generated event history for tests of the read side: envelopes as the stream delivers
+//! them (contiguous sequences per aggregate, increasing positions), with every event type,
+//! interleaved across aggregates at random but valid for each meeting's state at the time.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::{AttendeeSpec, MeetingEvent, Recurrence, ResponseStatus, Role, UserEvent};
-use platform::bus::EventEnvelope;
 use uuid::Uuid;
 
-use super::{start, History};
+use crate::bus::EventEnvelope;
+use crate::store::{encode_event, EventMetadata, Position};
+
+#[derive(Default)]
+pub struct History {
+    pub events: Vec<EventEnvelope>,
+    pub sequences: std::collections::HashMap<Uuid, i64>,
+}
+
+impl History {
+    /// Appends `event` to the stream of `aggregate_type`/`id`, at its next sequence.
+    pub fn push<E: cqrs_es::DomainEvent>(&mut self, aggregate_type: &str, id: Uuid, event: E) {
+        let sequence = self.sequences.entry(id).or_insert(0);
+        *sequence += 1;
+        let n = self.events.len() as i64 + 1;
+        let event_id = Uuid::from_u128(0xE000_0000 + n as u128);
+        let (event_type, event_version, data) = encode_event(&event).unwrap();
+        self.events.push(EventEnvelope {
+            event_id,
+            position: Position {
+                transaction_id: 100 + n as u64 / 3,
+                id: n,
+            },
+            event_type,
+            event_version,
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: id,
+            sequence: *sequence,
+            // Microseconds too: rows travel through JSON when loaded and must come back exact.
+            recorded_at: start() + Duration::microseconds(n * 1_000_123),
+            data,
+            metadata: EventMetadata {
+                event_id,
+                actor_id: None,
+                request_id: format!("req-{n}"),
+                correlation_id: format!("req-{n}"),
+                causation_id: format!("req-{n}"),
+                traceparent: None,
+            },
+        });
+    }
+}
+
+pub fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap()
+}
 
 /// A small deterministic generator (xorshift), so a failure reproduces.
 pub struct Random(pub u64);
 
 impl Random {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -19,7 +65,7 @@ impl Random {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
