@@ -1,6 +1,7 @@
 //! `meetings`: the operator CLI — `serve` (everything in one process), `migrate`, user
 //! administration, and the audit commands (`meetings events …`, in [`events`]).
 
+mod embedded;
 mod events;
 mod web;
 
@@ -13,7 +14,9 @@ use command_service::sessions::PgSessionStore;
 use command_service::{AppState, AuthSettings};
 use platform::auth::JwtKeys;
 use platform::bus::EventSource;
-use platform::config::{DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings};
+use platform::config::{
+    DatabaseLocation, DatabaseSettings, HttpLimits, JwtSettings, LogSettings, NatsSettings,
+};
 use platform::metrics::Metrics;
 use platform::service::Server;
 use platform::store::{EventStore, PgEventStore};
@@ -189,6 +192,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "meetings serve signs tokens: give MEETINGS_JWT_PRIVATE_KEY_FILE"
     );
     let jwt = Arc::new(jwt);
+    match args.database.location(&args.data_dir)? {
+        DatabaseLocation::Sqlite(directory) => embedded::serve(args, jwt, &directory).await,
+        DatabaseLocation::Postgres(_) => serve_postgres(args, jwt, anchor_signer).await,
+    }
+}
+
+/// `meetings serve` on PostgreSQL (and NATS when configured).
+async fn serve_postgres(
+    args: ServeArgs,
+    jwt: Arc<JwtKeys>,
+    anchor_signer: Option<Arc<audit::anchor::AnchorSigner>>,
+) -> anyhow::Result<()> {
     let pool = platform::service::connect(&args.database).await?;
     // One-command start: serve brings its own schema up to date.
     platform::db::migrate(&pool).await?;

@@ -93,15 +93,30 @@ async fn promote_names_unknown_emails_and_promotes_known_ones() {
 }
 
 #[test]
-fn serve_refuses_sqlite_with_a_message_naming_the_setting() {
-    let output = Command::new(env!("CARGO_BIN_EXE_meetings"))
-        .args(["serve", "--data-dir"])
-        .arg(std::env::temp_dir().join(format!("meetings-cli-{}", uuid::Uuid::new_v4())))
-        .env("MEETINGS_DATABASE_URL", "sqlite://./data/meetings.db")
-        .output()
-        .unwrap();
+fn serve_refuses_a_malformed_sqlite_url_and_sqlite_with_nats_naming_the_settings() {
+    let serve = |url: &str, nats: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meetings"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(std::env::temp_dir().join(format!("meetings-cli-{}", uuid::Uuid::new_v4())))
+            .env("MEETINGS_DATABASE_URL", url)
+            .env_remove("MEETINGS_NATS_URL");
+        if let Some(nats) = nats {
+            command.env("MEETINGS_NATS_URL", nats);
+        }
+        command.output().unwrap()
+    };
+    let output = serve("sqlite://", None);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("MEETINGS_DATABASE_URL"));
+    let directory = std::env::temp_dir().join(format!("meetings-cli-{}", uuid::Uuid::new_v4()));
+    let output = serve(
+        &format!("sqlite://{}", directory.display()),
+        Some("nats://127.0.0.1:4222"),
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("MEETINGS_NATS_URL"));
+    std::fs::remove_dir_all(directory).ok();
 }
 
 /// Kills the child process when the test ends, however it ends.

@@ -15,7 +15,8 @@ pub mod startup;
 /// Where the event store and read models live.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseSettings {
-    /// `postgres://…` (the SQLite backend of embedded mode is a later step).
+    /// `postgres://…`; for `meetings serve` also `sqlite://<directory>` (embedded mode, the
+    /// default: the SQLite files under `--data-dir`).
     #[arg(long = "database-url", env = "MEETINGS_DATABASE_URL")]
     pub database_url: Option<String>,
 
@@ -36,11 +37,43 @@ impl DatabaseSettings {
                 Ok(url)
             }
             Some(url) if url.starts_with("sqlite:") => anyhow::bail!(
-                "MEETINGS_DATABASE_URL: the SQLite backend (embedded mode) is not available yet; \
-                 use a postgres:// URL"
+                "MEETINGS_DATABASE_URL: sqlite: URLs are for `meetings serve` (embedded mode); \
+                 this command needs a postgres:// URL"
             ),
             Some(_) => anyhow::bail!("MEETINGS_DATABASE_URL must start with postgres://"),
             None => anyhow::bail!("MEETINGS_DATABASE_URL (or --database-url) is required"),
+        }
+    }
+}
+
+/// Where `meetings serve` keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// A PostgreSQL server (the distributed backends).
+    Postgres(String),
+    /// The SQLite files of embedded mode in this directory (`events.db`, `read-models.db`).
+    Sqlite(PathBuf),
+}
+
+impl DatabaseSettings {
+    /// For `meetings serve`: the PostgreSQL of a `postgres://` URL, the directory of a
+    /// `sqlite://<directory>` (or `sqlite:<directory>`) URL, and without a URL the SQLite
+    /// files under `data_dir`.
+    pub fn location(&self, data_dir: &std::path::Path) -> anyhow::Result<DatabaseLocation> {
+        match self.database_url.as_deref() {
+            None => Ok(DatabaseLocation::Sqlite(data_dir.to_owned())),
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                    .unwrap_or_default();
+                anyhow::ensure!(
+                    !path.is_empty() && !path.contains('?'),
+                    "MEETINGS_DATABASE_URL: expected sqlite://<directory>, such as sqlite://./data"
+                );
+                Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
+            }
+            Some(_) => Ok(DatabaseLocation::Postgres(self.postgres_url()?.to_owned())),
         }
     }
 }
@@ -356,16 +389,34 @@ mod tests {
     }
 
     #[test]
-    fn database_url_must_be_postgres_for_now() {
-        let settings = DatabaseSettings {
-            database_url: Some("sqlite://./data/meetings.db".into()),
+    fn services_need_postgres_and_serve_also_takes_a_sqlite_directory() {
+        let url = |url: Option<&str>| DatabaseSettings {
+            database_url: url.map(str::to_owned),
             max_connections: 4,
         };
-        assert!(settings.postgres_url().is_err());
-        let settings = DatabaseSettings {
-            database_url: Some("postgres://localhost/x".into()),
-            max_connections: 4,
-        };
-        assert_eq!(settings.postgres_url().unwrap(), "postgres://localhost/x");
+        let data = std::path::Path::new("./data");
+        assert!(url(Some("sqlite://./here")).postgres_url().is_err());
+        assert_eq!(
+            url(Some("postgres://localhost/x")).postgres_url().unwrap(),
+            "postgres://localhost/x"
+        );
+        assert_eq!(
+            url(None).location(data).unwrap(),
+            DatabaseLocation::Sqlite(data.to_owned())
+        );
+        for given in ["sqlite://./here", "sqlite:./here"] {
+            assert_eq!(
+                url(Some(given)).location(data).unwrap(),
+                DatabaseLocation::Sqlite("./here".into())
+            );
+        }
+        assert_eq!(
+            url(Some("postgres://localhost/x")).location(data).unwrap(),
+            DatabaseLocation::Postgres("postgres://localhost/x".into())
+        );
+        for bad in ["sqlite://", "sqlite:./x?mode=ro", "mysql://x"] {
+            let error = url(Some(bad)).location(data).unwrap_err().to_string();
+            assert!(error.contains("MEETINGS_DATABASE_URL"), "{bad}: {error}");
+        }
     }
 }

@@ -30,9 +30,13 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 }
 
 /// Whether a database error is worth retrying: the connection or the server is (perhaps
-/// briefly) unavailable, or the transaction lost a serialization race. Anything else (a
+/// briefly) unavailable, or the transaction lost a serialization race (or, on SQLite, the
+/// file is locked by another process). Anything else (a
 /// constraint, a type, a syntax error) fails the same way every time.
 pub fn is_transient(error: &sqlx::Error) -> bool {
+    if sqlite::is_transient(error) {
+        return true;
+    }
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

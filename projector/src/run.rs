@@ -13,7 +13,7 @@ use platform::metrics::{seconds_histogram, size_histogram};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::apply::{apply_isolating, BatchOutcome};
 use crate::error::ProjectionError;
@@ -95,8 +95,8 @@ impl ProjectorMetrics {
 /// Applies a batch on the leader connection and counts it. A database error is returned
 /// like any other: the caller ends its term (the connection, and with it the lock, may be
 /// gone) and resumes from the checkpoint, so the batch is neither lost nor skipped.
-pub(crate) async fn apply_counted(
-    conn: &mut PgConnection,
+pub(crate) async fn apply_counted<C: crate::store::ReadModelConnection>(
+    conn: &mut C,
     envelopes: &[EventEnvelope],
     stream_sequence: Option<u64>,
     upcasters: &[Box<dyn EventUpcaster>],
@@ -126,15 +126,15 @@ pub(crate) async fn apply_counted(
 }
 
 /// Stops the projection loudly: error log, metric, and the failure recorded for readiness.
-pub(crate) async fn stop(
-    pool: &PgPool,
+pub(crate) async fn stop<Recorded: Future<Output = ()>>(
     metrics: &ProjectorMetrics,
     error: ProjectionError,
+    record: impl FnOnce(String) -> Recorded,
 ) -> anyhow::Error {
     let failure = error.to_string();
     tracing::error!(%failure, "projection stopped: an event cannot be applied");
     metrics.failed.set(1);
-    projection::mark_failed(pool, &failure).await.ok();
+    record(failure.clone()).await;
     anyhow::anyhow!(failure)
 }
 
@@ -146,10 +146,27 @@ pub(crate) async fn run_terms<Term>(
     shutdown: impl Future<Output = ()>,
     pool: &PgPool,
     metrics: &ProjectorMetrics,
+    term: impl FnMut() -> Term,
+) -> anyhow::Result<()>
+where
+    Term: Future<Output = Result<(), ConsumeError>>,
+{
+    let record = |failure: String| async move {
+        projection::mark_failed(pool, &failure).await.ok();
+    };
+    run_terms_recording(shutdown, metrics, record, term).await
+}
+
+/// [`run_terms`], recording a stop with `record` (the failure, for readiness).
+pub(crate) async fn run_terms_recording<Term, Recorded>(
+    shutdown: impl Future<Output = ()>,
+    metrics: &ProjectorMetrics,
+    record: impl FnOnce(String) -> Recorded,
     mut term: impl FnMut() -> Term,
 ) -> anyhow::Result<()>
 where
     Term: Future<Output = Result<(), ConsumeError>>,
+    Recorded: Future<Output = ()>,
 {
     let stopped = platform::leader::run_terms(shutdown, RETRY_DELAY, || {
         let term = term();
@@ -169,7 +186,7 @@ where
     })
     .await;
     match stopped {
-        Some(error) => Err(stop(pool, metrics, error).await),
+        Some(error) => Err(stop(metrics, error, record).await),
         None => Ok(()),
     }
 }

@@ -43,7 +43,9 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub struct ProjectionWatch {
     receiver: watch::Receiver<Option<Position>>,
-    _task: Arc<AbortOnDrop>,
+    /// The listener (PostgreSQL); `None` when the projector runs in this process and
+    /// publishes its checkpoints itself (embedded mode).
+    _task: Option<Arc<AbortOnDrop>>,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -68,7 +70,16 @@ impl ProjectionWatch {
         let task = tokio::spawn(listen_forever(pool, sender));
         Self {
             receiver,
-            _task: Arc::new(AbortOnDrop(task)),
+            _task: Some(Arc::new(AbortOnDrop(task))),
+        }
+    }
+
+    /// Follows the checkpoints an in-process projector publishes on `receiver` (embedded
+    /// mode: no notification channel between processes).
+    pub fn following(receiver: watch::Receiver<Option<Position>>) -> Self {
+        Self {
+            receiver,
+            _task: None,
         }
     }
 

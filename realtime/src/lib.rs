@@ -31,7 +31,7 @@ use platform::service::Server;
 use platform::store::EventStore;
 use sqlx::PgPool;
 
-pub use crate::connection::shared::{shared, Shared};
+pub use crate::connection::shared::{shared, shared_with, Shared};
 use crate::connection::Limits;
 use crate::hub::Hub;
 
@@ -85,15 +85,15 @@ pub fn api_router(shared: Arc<Shared>) -> Router {
 }
 
 /// The gateway's HTTP surface: `/v1/ws`, health, metrics.
-pub fn router(shared: Arc<Shared>, metrics: Metrics) -> Router {
+pub fn router(shared: Arc<Shared>, metrics: Metrics, pool: &PgPool) -> Router {
     let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![
-        Arc::new(PostgresReady(shared.pool.clone())),
+        Arc::new(PostgresReady(pool.clone())),
         Arc::new(HubStarted(shared.hub.clone())),
     ];
     if let Some(client) = &shared.bus {
         checks.push(Arc::new(health::NatsReady(client.clone())));
     }
-    let breaker = platform::breaker::DatabaseBreaker::new(shared.pool.clone());
+    let breaker = platform::breaker::DatabaseBreaker::new(pool.clone());
     let api = api_router(shared).merge(health::router(checks, metrics.clone()));
     let api = platform::breaker::protect(api, &breaker, &metrics);
     platform::http::finish_router(api, metrics)
@@ -321,7 +321,7 @@ pub fn assemble(
     metrics.observe_pool(&pool);
     metrics.observe_nats("meetings-realtime", &client);
     shared.metrics.register(&metrics);
-    let server = Server::new("realtime", listener, router(shared.clone(), metrics))
+    let server = Server::new("realtime", listener, router(shared.clone(), metrics, &pool))
         .with_revocations(pool, &jwt);
     with_tasks(
         server,

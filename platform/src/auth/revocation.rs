@@ -174,6 +174,45 @@ where
     Ok(())
 }
 
+/// Restores the revocations within the window from the SQLite event file of embedded mode:
+/// there, commits tell this process's revocations themselves (no `NOTIFY`), and this covers
+/// what was revoked before a restart.
+pub async fn restore_from_sqlite(
+    file: &crate::db::sqlite::SqliteFile,
+    revocations: &Revocations,
+) -> sqlx::Result<()> {
+    use crate::db::sqlite::{from_micros, micros};
+    let since = micros(Utc::now() - window());
+    let users: Vec<(Uuid, i32, i64)> = sqlx::query_as(
+        "SELECT user_id, session_version, sessions_revoked_at FROM accounts \
+         WHERE sessions_revoked_at > ?",
+    )
+    .bind(since)
+    .fetch_all(&file.reader)
+    .await?;
+    let sessions: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "SELECT family_id, min(user_id), min(revoked_at) FROM refresh_tokens \
+         WHERE revoked_at > ? GROUP BY family_id",
+    )
+    .bind(since)
+    .fetch_all(&file.reader)
+    .await?;
+    let users = users
+        .into_iter()
+        .map(|(user_id, version, at)| (Revocation::User { user_id, version }, from_micros(at)));
+    let sessions = sessions.into_iter().map(|(session_id, user_id, at)| {
+        (
+            Revocation::Session {
+                user_id,
+                session_id,
+            },
+            from_micros(at),
+        )
+    });
+    revocations.replace(users.chain(sessions).collect());
+    Ok(())
+}
+
 /// Every revocation within the window, as the tables hold them.
 async fn load(pool: &PgPool) -> sqlx::Result<Vec<(Revocation, DateTime<Utc>)>> {
     let seconds = REVOCATION_WINDOW.as_secs_f64();

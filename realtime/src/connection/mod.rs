@@ -9,6 +9,7 @@
 //! - [`metrics`]: open connections and why they ended.
 //! - [`shared`]: what all connections of a gateway share.
 
+pub mod changes;
 pub mod close;
 mod handshake;
 mod limits;

@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use platform::bus::EventEnvelope;
-use platform::store::{EventMetadata, Position};
-use sqlx::PgPool;
+use platform::store::Position;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::changes::{ChangeLog, Range};
 use super::shared::Shared;
 use crate::protocol::Channel;
 
@@ -43,9 +43,10 @@ pub(super) async fn replay(
         user,
         meeting,
         since,
-        live_from,
+        until: live_from,
     };
-    match changes(&shared.pool, &range, limits.max_replay, limits.replay_wait).await {
+    let log = shared.changes.as_ref();
+    match changes(log, &range, limits.max_replay, limits.replay_wait).await {
         Ok(Some(events)) => Replay::Events(events),
         Ok(None) => Replay::Reset,
         Err(error) => {
@@ -55,113 +56,36 @@ pub(super) async fn replay(
     }
 }
 
-/// What a replay reads: `user`'s changes (of `meeting` only, when given) in
-/// (`since`, `live_from`].
-struct Range {
-    user: Uuid,
-    meeting: Option<Uuid>,
-    since: Position,
-    live_from: Position,
-}
-
-/// One row of `rm_changes`.
-#[derive(sqlx::FromRow)]
-struct ChangeRow {
-    position: String,
-    event_id: Uuid,
-    event_type: String,
-    aggregate_type: String,
-    aggregate_id: Uuid,
-    sequence: i64,
-    recorded_at: chrono::DateTime<chrono::Utc>,
-    data: serde_json::Value,
-}
-
-impl ChangeRow {
-    /// An envelope with what an event frame shows; the read model keeps no metadata.
-    fn into_envelope(self) -> anyhow::Result<EventEnvelope> {
-        Ok(EventEnvelope {
-            event_id: self.event_id,
-            position: self
-                .position
-                .parse()
-                .map_err(|_| anyhow::anyhow!("bad position"))?,
-            event_type: self.event_type,
-            event_version: String::new(),
-            aggregate_type: self.aggregate_type,
-            aggregate_id: self.aggregate_id,
-            sequence: self.sequence,
-            recorded_at: self.recorded_at,
-            data: self.data,
-            metadata: EventMetadata {
-                event_id: self.event_id,
-                actor_id: None,
-                request_id: String::new(),
-                correlation_id: String::new(),
-                causation_id: String::new(),
-                traceparent: None,
-            },
-        })
-    }
-}
-
 /// The changes of `range`, once the read models reached its end (waiting up to `wait`);
 /// `None` when they did not, or there are more than `max`.
 async fn changes(
-    pool: &PgPool,
+    log: &dyn ChangeLog,
     range: &Range,
     max: usize,
     wait: Duration,
 ) -> anyhow::Result<Option<Vec<EventEnvelope>>> {
-    if !read_models_reached(pool, range.live_from, wait).await? {
+    if !read_models_reached(log, range.until, wait).await? {
         return Ok(None);
     }
-    const COLUMNS: &str = "position, event_id, event_type, aggregate_type, aggregate_id, \
-                           sequence, recorded_at, data";
     // One more than allowed tells "too many" apart from "exactly max".
     let limit = i64::try_from(max + 1).unwrap_or(i64::MAX);
-    let sql = match range.meeting {
-        None => format!(
-            "SELECT {COLUMNS} FROM rm_changes \
-             WHERE audience @> ARRAY[$1]::uuid[] AND position > $2 AND position <= $3 \
-             ORDER BY position LIMIT $4"
-        ),
-        Some(_) => format!(
-            "SELECT {COLUMNS} FROM rm_changes \
-             WHERE aggregate_id = $5 AND position > $2 AND position <= $3 \
-               AND audience @> ARRAY[$1]::uuid[] \
-             ORDER BY position LIMIT $4"
-        ),
-    };
-    let query = sqlx::query_as::<_, ChangeRow>(&sql)
-        .bind(range.user)
-        .bind(range.since.to_string())
-        .bind(range.live_from.to_string())
-        .bind(limit);
-    let query = match range.meeting {
-        Some(meeting) => query.bind(meeting),
-        None => query,
-    };
-    let rows = query.fetch_all(pool).await?;
-    if rows.len() > max {
+    let events = log.changes(range, limit).await?;
+    if events.len() > max {
         return Ok(None);
     }
-    let events = rows
-        .into_iter()
-        .map(ChangeRow::into_envelope)
-        .collect::<anyhow::Result<_>>()?;
     Ok(Some(events))
 }
 
 /// Whether the read models' checkpoint reaches `live_from` within `wait`, polled every 10 ms.
 async fn read_models_reached(
-    pool: &PgPool,
+    log: &dyn ChangeLog,
     live_from: Position,
     wait: Duration,
 ) -> anyhow::Result<bool> {
     let deadline = Instant::now() + wait;
     loop {
-        let reached = platform::projection::checkpoint(pool)
+        let reached = log
+            .checkpoint()
             .await?
             .is_some_and(|checkpoint| checkpoint >= live_from);
         // Nothing was dispatched yet: there is nothing the read models must have reached.

@@ -8,6 +8,7 @@ use platform::bus::StreamName;
 use platform::store::{EventStore, PgEventStore};
 use sqlx::PgPool;
 
+use super::changes::{ChangeLog, PgChangeLog};
 use super::limits::Limits;
 use super::metrics::ConnectionMetrics;
 use crate::hub::Hub;
@@ -19,7 +20,8 @@ pub struct Shared {
     pub presence: Arc<Presence>,
     pub jwt: Arc<JwtKeys>,
     pub store: Arc<dyn EventStore>,
-    pub pool: PgPool,
+    /// The change read model resumes replay from.
+    pub changes: Arc<dyn ChangeLog>,
     pub limits: Limits,
     pub allowed_origins: Vec<String>,
     /// The NATS connection live events arrive on (`None`: fed in-process from the store).
@@ -48,7 +50,7 @@ impl Drop for CountedSocket {
     }
 }
 
-/// Builds the shared state of a gateway (hub, presence) for a process that hosts it.
+/// Builds the shared state of a gateway (hub, presence) over PostgreSQL.
 pub fn shared(
     pool: PgPool,
     jwt: Arc<JwtKeys>,
@@ -56,7 +58,26 @@ pub fn shared(
     allowed_origins: Vec<String>,
     limits: Limits,
 ) -> Arc<Shared> {
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    shared_with(
+        Arc::new(PgEventStore::new(pool.clone())),
+        Arc::new(PgChangeLog(pool)),
+        jwt,
+        nats,
+        allowed_origins,
+        limits,
+    )
+}
+
+/// Builds the shared state of a gateway over any backend: the event store live delivery
+/// starts from and the change read model resumes replay from.
+pub fn shared_with(
+    store: Arc<dyn EventStore>,
+    changes: Arc<dyn ChangeLog>,
+    jwt: Arc<JwtKeys>,
+    nats: Option<(async_nats::Client, &StreamName)>,
+    allowed_origins: Vec<String>,
+    limits: Limits,
+) -> Arc<Shared> {
     let hub = Arc::new(Hub::new(store.clone()));
     let bus = nats.as_ref().map(|(client, _)| client.clone());
     let presence = Arc::new(Presence::new(
@@ -70,7 +91,7 @@ pub fn shared(
         presence,
         jwt,
         store,
-        pool,
+        changes,
         limits,
         allowed_origins,
         bus,

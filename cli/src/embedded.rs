@@ -1,0 +1,134 @@
+//! `meetings serve` in embedded mode: the whole system in one process on SQLite files, with
+//! nothing else installed. The same handlers, fold and domain as the distributed mode; only
+//! the stores behind the seams differ (docs/adr/0012-embedded-sqlite.md):
+//!
+//! - `events.db` (WAL, `synchronous=FULL`): the event log, accounts, sessions, idempotency
+//!   records, calendar feed tokens — what cannot be rebuilt;
+//! - `read-models.db` (WAL, `synchronous=NORMAL`): the read models, rebuilt from the log if
+//!   lost; the projector follows the log in this process and publishes its checkpoints to
+//!   the query side (`X-Min-Position`) on a channel instead of PostgreSQL's `NOTIFY`.
+//!
+//! A lock file keeps a second process from serving the same directory: the single writer of
+//! each file is what makes the log's ids a global order without skips.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use command_service::sessions::SqliteSessionStore;
+use command_service::AppState;
+use platform::auth::JwtKeys;
+use platform::bus::EventSource;
+use platform::db::sqlite::{Durability, SqliteFile, EVENTS_MIGRATOR, READ_MODELS_MIGRATOR};
+use platform::metrics::Metrics;
+use platform::service::Server;
+use platform::store::{EventStore, SqliteEventStore};
+use projector::sources::sqlite::SqliteFollower;
+use query_service::repository::SqliteReadModels;
+use query_service::watch::ProjectionWatch;
+use realtime::connection::changes::SqliteChangeLog;
+use utoipa::OpenApi;
+
+use crate::ServeArgs;
+
+/// Takes the directory's lock, or explains who holds it.
+fn lock(directory: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(directory)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", directory.display()))?;
+    let path = directory.join("meetings.lock");
+    let file = File::create(&path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is in use by another `meetings serve` (one process per data directory)",
+            directory.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("cannot lock {}: {e}", path.display())
+        }
+    }
+}
+
+pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, directory: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.nats.nats_url.is_none(),
+        "MEETINGS_NATS_URL needs a PostgreSQL MEETINGS_DATABASE_URL: embedded mode (SQLite) \
+         runs in one process, without NATS"
+    );
+    let _lock = lock(directory)?;
+    let events = SqliteFile::open(
+        &directory.join("events.db"),
+        Durability::Full,
+        &EVENTS_MIGRATOR,
+    )
+    .await?;
+    let read_models = SqliteFile::open(
+        &directory.join("read-models.db"),
+        Durability::Rebuildable,
+        &READ_MODELS_MIGRATOR,
+    )
+    .await?;
+    tracing::info!(directory = %directory.display(), "embedded mode: SQLite files, no NATS");
+    let revocations = jwt.revocations().clone();
+    platform::auth::revocation::restore_from_sqlite(&events, &revocations).await?;
+    let store: Arc<dyn EventStore> =
+        Arc::new(SqliteEventStore::new(events.clone()).with_revocations(revocations.clone()));
+    let metrics = Metrics::new();
+
+    let follower = SqliteFollower::new(store.clone(), read_models.clone(), &metrics);
+    let watch = ProjectionWatch::following(follower.checkpoints());
+    let gateway = realtime::shared_with(
+        store.clone(),
+        Arc::new(SqliteChangeLog(read_models.clone())),
+        jwt.clone(),
+        None,
+        args.gateway.allowed_origins.clone(),
+        realtime::connection::Limits::default(),
+    );
+    gateway.metrics.register(&metrics);
+    let command_state = AppState::new(
+        store.clone(),
+        Arc::new(SqliteSessionStore::new(events.clone()).with_revocations(revocations)),
+        jwt.clone(),
+        args.auth,
+    )
+    .with_limits(&args.limits)
+    .with_metrics(&metrics);
+    let query_state = query_service::AppState::new(
+        Arc::new(SqliteReadModels::new(events, read_models)),
+        store.clone(),
+        watch,
+        jwt.clone(),
+        &args.query,
+    );
+    let mut checks = command_service::readiness_checks(&command_state);
+    checks.extend(query_service::readiness_checks(&query_state));
+    let mut openapi = command_service::openapi::ApiDoc::openapi();
+    openapi.merge(query_service::openapi::ApiDoc::openapi());
+    let router = command_service::api_router(command_state.clone())
+        .merge(query_service::api_router(query_state, &metrics))
+        .merge(realtime::api_router(gateway.clone()))
+        .merge(platform::openapi::router(openapi))
+        .merge(platform::http::health::router(checks, metrics.clone()))
+        .merge(crate::web::router());
+    let router = platform::http::finish_router(router, metrics.clone());
+
+    let server = Server::new(
+        "meetings",
+        platform::service::bind(args.listen).await?,
+        router,
+    )
+    .with_limits(args.http.clone());
+    let server = command_service::with_tasks(server, &command_state, None);
+    let server = realtime::with_tasks(server, &gateway, EventSource::Store(store));
+    let server = server.with_task("projector", move |stop| async move {
+        if follower.run(stop.clone().cancelled_owned()).await.is_err() {
+            // Logged and recorded for readiness by the run loop; keep serving.
+            stop.cancelled().await;
+        }
+        Ok(())
+    });
+    println!("meetings is listening on http://{}", server.local_addr());
+    server.run_until(platform::shutdown::signal()).await
+}
