@@ -38,6 +38,22 @@ pub fn binary(name: &str) -> PathBuf {
             .args(["build", "--bins", "--quiet", "--target-dir"])
             .arg(target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // What cargo set for this test, not for a build: a build script that watches one of
+        // these (ring watches CARGO_MANIFEST_DIR) would otherwise see it change and rebuild
+        // everything above it, here and again in the next plain `cargo` run.
+        for (key, _) in std::env::vars() {
+            if key == "CARGO_MANIFEST_DIR"
+                || key == "CARGO_MANIFEST_PATH"
+                || key == "CARGO_CRATE_NAME"
+                || key == "CARGO_PRIMARY_PACKAGE"
+                || key == "CARGO_TARGET_TMPDIR"
+                || key == "CARGO_RUSTC_CURRENT_DIR"
+                || key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+            {
+                build.env_remove(key);
+            }
+        }
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
@@ -66,7 +82,13 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `name` with `env` (plus JSON logs and port 0) and waits for it to listen.
     pub fn start(name: &'static str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(name, &[], env)
+    }
+
+    /// [`Self::start`] with command-line arguments (`meetings serve`).
+    pub fn start_with(name: &'static str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary(name));
+        command.args(args);
         // None of the developer's own settings may leak in.
         for (key, _) in std::env::vars() {
             if key.starts_with("MEETINGS_") {
@@ -141,6 +163,12 @@ impl ServiceProcess {
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL, `kill -9`): no shutdown, no flush.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the child can be killed");
+        self.child.wait().ok();
     }
 
     /// Sends SIGTERM, as an orchestrator stopping it does.
