@@ -2,17 +2,17 @@
 //! nothing else installed. The same handlers, fold and domain as the distributed mode; only
 //! the stores behind the seams differ (docs/adr/0012-embedded-sqlite.md):
 //!
-//! - `events.db` (WAL, `synchronous=FULL`): the event log, accounts, sessions, idempotency
+//! - `meetings.db` (WAL, `synchronous=FULL`): the event log, accounts, sessions, idempotency
 //!   records, calendar feed tokens — what cannot be rebuilt;
-//! - `read-models.db` (WAL, `synchronous=NORMAL`): the read models, rebuilt from the log if
-//!   lost; the projector follows the log in this process and publishes its checkpoints to
+//! - `meetings-read-models.db` beside it (WAL, `synchronous=NORMAL`): the read models,
+//!   rebuilt from the log if lost; the projector follows the log in this process and publishes its checkpoints to
 //!   the query side (`X-Min-Position`) on a channel instead of PostgreSQL's `NOTIFY`.
 //!
-//! A lock file keeps a second process from serving the same directory: the single writer of
-//! each file is what makes the log's ids a global order without skips.
+//! A lock file (`meetings.db.lock`) keeps a second process from serving the same files: the
+//! single writer of each file is what makes the log's ids a global order without skips.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use command_service::sessions::SqliteSessionStore;
@@ -31,18 +31,28 @@ use utoipa::OpenApi;
 
 use crate::ServeArgs;
 
-/// Takes the directory's lock, or explains who holds it.
-fn lock(directory: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(directory)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", directory.display()))?;
-    let path = directory.join("meetings.lock");
+/// The read models' file beside the event log `meetings.db`: `meetings-read-models.db`.
+pub fn read_models_file(events: &Path) -> PathBuf {
+    let stem = events
+        .file_stem()
+        .map_or("meetings".into(), |s| s.to_string_lossy());
+    events.with_file_name(format!("{stem}-read-models.db"))
+}
+
+/// Takes the event log's lock, or explains who holds it.
+fn lock(events: &Path) -> anyhow::Result<File> {
+    if let Some(directory) = events.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(directory)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", directory.display()))?;
+    }
+    let path = PathBuf::from(format!("{}.lock", events.display()));
     let file = File::create(&path)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "{} is in use by another `meetings serve` (one process per data directory)",
-            directory.display()
+            "{} is in use by another `meetings serve` (one process per database)",
+            events.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => {
             anyhow::bail!("cannot lock {}: {e}", path.display())
@@ -50,26 +60,21 @@ fn lock(directory: &Path) -> anyhow::Result<File> {
     }
 }
 
-pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, directory: &Path) -> anyhow::Result<()> {
+pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.nats.nats_url.is_none(),
         "MEETINGS_NATS_URL needs a PostgreSQL MEETINGS_DATABASE_URL: embedded mode (SQLite) \
          runs in one process, without NATS"
     );
-    let _lock = lock(directory)?;
-    let events = SqliteFile::open(
-        &directory.join("events.db"),
-        Durability::Full,
-        &EVENTS_MIGRATOR,
-    )
-    .await?;
+    let _lock = lock(file)?;
+    let events = SqliteFile::open(file, Durability::Full, &EVENTS_MIGRATOR).await?;
     let read_models = SqliteFile::open(
-        &directory.join("read-models.db"),
+        &read_models_file(file),
         Durability::Rebuildable,
         &READ_MODELS_MIGRATOR,
     )
     .await?;
-    tracing::info!(directory = %directory.display(), "embedded mode: SQLite files, no NATS");
+    tracing::info!(file = %file.display(), "embedded mode: SQLite, no NATS");
     let revocations = jwt.revocations().clone();
     platform::auth::revocation::restore_from_sqlite(&events, &revocations).await?;
     let store: Arc<dyn EventStore> =

@@ -193,7 +193,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let jwt = Arc::new(jwt);
     match args.database.location(&args.data_dir)? {
-        DatabaseLocation::Sqlite(directory) => embedded::serve(args, jwt, &directory).await,
+        DatabaseLocation::Sqlite(file) => embedded::serve(args, jwt, &file).await,
         DatabaseLocation::Postgres(_) => serve_postgres(args, jwt, anchor_signer).await,
     }
 }

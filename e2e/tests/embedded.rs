@@ -144,9 +144,9 @@ async fn embedded_mode_serves_the_walkthrough_and_loses_no_answered_command_to_k
 
     // The read models equal the ones rebuilt from the log alone.
     drop(process);
-    std::fs::remove_file(directory.file("read-models.db")).unwrap();
+    std::fs::remove_file(directory.file("meetings-read-models.db")).unwrap();
     for suffix in ["-wal", "-shm"] {
-        std::fs::remove_file(directory.path.join(format!("read-models.db{suffix}"))).ok();
+        std::fs::remove_file(directory.file(&format!("meetings-read-models.db{suffix}"))).ok();
     }
     let process = serve(&directory);
     let client = TestClient::new(process.base.clone());

@@ -15,8 +15,8 @@ pub mod startup;
 /// Where the event store and read models live.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseSettings {
-    /// `postgres://…`; for `meetings serve` also `sqlite://<directory>` (embedded mode, the
-    /// default: the SQLite files under `--data-dir`).
+    /// `postgres://…`; for `meetings serve` also `sqlite://<file>.db` (embedded mode, the
+    /// default: `meetings.db` under `--data-dir`).
     #[arg(long = "database-url", env = "MEETINGS_DATABASE_URL")]
     pub database_url: Option<String>,
 
@@ -51,17 +51,22 @@ impl DatabaseSettings {
 pub enum DatabaseLocation {
     /// A PostgreSQL server (the distributed backends).
     Postgres(String),
-    /// The SQLite files of embedded mode in this directory (`events.db`, `read-models.db`).
+    /// The SQLite event log of embedded mode (`meetings.db`); the read models live beside it
+    /// (`meetings-read-models.db`).
     Sqlite(PathBuf),
 }
 
+/// The event log's file name in a data directory.
+pub const SQLITE_FILE: &str = "meetings.db";
+
 impl DatabaseSettings {
-    /// For `meetings serve`: the PostgreSQL of a `postgres://` URL, the directory of a
-    /// `sqlite://<directory>` (or `sqlite:<directory>`) URL, and without a URL the SQLite
-    /// files under `data_dir`.
+    /// For `meetings serve`: the PostgreSQL of a `postgres://` URL; the SQLite file of a
+    /// `sqlite://<path>.db` URL (`sqlite:<path>` too; a path without `.db` is a directory
+    /// holding `meetings.db`); without a URL, `meetings.db` under `data_dir` (docs/api.md:
+    /// `sqlite://./data/meetings.db`).
     pub fn location(&self, data_dir: &std::path::Path) -> anyhow::Result<DatabaseLocation> {
         match self.database_url.as_deref() {
-            None => Ok(DatabaseLocation::Sqlite(data_dir.to_owned())),
+            None => Ok(DatabaseLocation::Sqlite(data_dir.join(SQLITE_FILE))),
             Some(url) if url.starts_with("sqlite:") => {
                 let path = url
                     .strip_prefix("sqlite://")
@@ -69,9 +74,17 @@ impl DatabaseSettings {
                     .unwrap_or_default();
                 anyhow::ensure!(
                     !path.is_empty() && !path.contains('?'),
-                    "MEETINGS_DATABASE_URL: expected sqlite://<directory>, such as sqlite://./data"
+                    "MEETINGS_DATABASE_URL: expected sqlite://<file>.db, such as \
+                     sqlite://./data/meetings.db"
                 );
-                Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
+                let path = PathBuf::from(path);
+                Ok(DatabaseLocation::Sqlite(
+                    if path.extension().is_some_and(|e| e == "db") {
+                        path
+                    } else {
+                        path.join(SQLITE_FILE)
+                    },
+                ))
             }
             Some(_) => Ok(DatabaseLocation::Postgres(self.postgres_url()?.to_owned())),
         }
@@ -402,14 +415,24 @@ mod tests {
         );
         assert_eq!(
             url(None).location(data).unwrap(),
-            DatabaseLocation::Sqlite(data.to_owned())
+            DatabaseLocation::Sqlite("./data/meetings.db".into())
         );
-        for given in ["sqlite://./here", "sqlite:./here"] {
+        for given in [
+            "sqlite://./here/meetings.db",
+            "sqlite:./here/meetings.db",
+            "sqlite://./here",
+        ] {
             assert_eq!(
                 url(Some(given)).location(data).unwrap(),
-                DatabaseLocation::Sqlite("./here".into())
+                DatabaseLocation::Sqlite("./here/meetings.db".into())
             );
         }
+        assert_eq!(
+            url(Some("sqlite:///var/lib/m/events.db"))
+                .location(data)
+                .unwrap(),
+            DatabaseLocation::Sqlite("/var/lib/m/events.db".into())
+        );
         assert_eq!(
             url(Some("postgres://localhost/x")).location(data).unwrap(),
             DatabaseLocation::Postgres("postgres://localhost/x".into())

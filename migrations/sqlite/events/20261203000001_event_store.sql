@@ -1,4 +1,4 @@
--- Embedded mode, the event log and the command side in one SQLite file (`events.db`, WAL,
+-- Embedded mode, the event log and the command side in one SQLite file (`meetings.db`, WAL,
 -- synchronous=FULL): what the PostgreSQL migrations 1, 2, 9, 10, 12, 13 and 15 hold, in
 -- SQLite's terms. Times are INTEGER microseconds since the epoch (exact, and they compare as
 -- numbers); ids are 16-byte BLOBs; JSON is TEXT.

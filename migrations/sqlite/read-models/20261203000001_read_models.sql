@@ -1,4 +1,4 @@
--- Embedded mode, the read models in their own SQLite file (`read-models.db`, WAL,
+-- Embedded mode, the read models in their own SQLite file (`meetings-read-models.db`, WAL,
 -- synchronous=NORMAL: everything here is rebuilt from the event log, so a power cut may lose
 -- the last batches, which the projector then applies again). The tables of the PostgreSQL
 -- migrations 3, 4, 7, 11, 14 and 16 in SQLite's terms: times are INTEGER microseconds, ids

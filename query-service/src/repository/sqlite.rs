@@ -1,5 +1,6 @@
-//! [`ReadModels`] on the SQLite files of embedded mode: the read models in `read-models.db`,
-//! the event log and the calendar feed tokens (which no event rebuilds) in `events.db`.
+//! [`ReadModels`] on the SQLite files of embedded mode: the read models in
+//! `meetings-read-models.db`, the event log and the calendar feed tokens (which no event
+//! rebuilds) in `meetings.db`.
 //!
 //! What PostgreSQL does with arrays and lateral joins is a loop of primary-key lookups here:
 //! in-process, a statement costs microseconds, not a round trip. Times are microseconds,
