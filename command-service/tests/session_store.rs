@@ -37,36 +37,47 @@ async fn sessions(backend: Backend) -> Sessions {
     }
 }
 
+/// A commit of one event of the user `user_id` after `expected_sequence`, with `effect`.
+fn user_commit(
+    user_id: Uuid,
+    expected_sequence: i64,
+    event_type: &str,
+    effect: SideEffect,
+) -> Commit {
+    Commit {
+        aggregate_type: "user",
+        aggregate_id: user_id,
+        expected_sequence,
+        prev_hash: None,
+        events: vec![NewEvent {
+            event_type: event_type.into(),
+            event_version: "1.0".into(),
+            payload: serde_json::json!({}),
+            metadata: EventMetadata {
+                event_id: Uuid::now_v7(),
+                actor_id: Some(user_id),
+                request_id: "r".into(),
+                correlation_id: "c".into(),
+                causation_id: "r".into(),
+                traceparent: None,
+            },
+            recorded_at: Utc::now(),
+        }],
+        side_effects: vec![effect],
+        idempotency: None,
+    }
+}
+
 /// A registered account (refresh tokens belong to one).
 async fn account(test: &TestStore) -> Uuid {
     let user_id = Uuid::now_v7();
+    let claim = SideEffect::CreateAccount {
+        user_id,
+        email_key: format!("{user_id}@example.com"),
+        password_hash: "$argon2id$placeholder".into(),
+    };
     test.store
-        .commit(Commit {
-            aggregate_type: "user",
-            aggregate_id: user_id,
-            expected_sequence: 0,
-            prev_hash: None,
-            events: vec![NewEvent {
-                event_type: "UserRegistered".into(),
-                event_version: "1.0".into(),
-                payload: serde_json::json!({}),
-                metadata: EventMetadata {
-                    event_id: Uuid::now_v7(),
-                    actor_id: None,
-                    request_id: "r".into(),
-                    correlation_id: "c".into(),
-                    causation_id: "r".into(),
-                    traceparent: None,
-                },
-                recorded_at: Utc::now(),
-            }],
-            side_effects: vec![SideEffect::CreateAccount {
-                user_id,
-                email_key: format!("{user_id}@example.com"),
-                password_hash: "$argon2id$placeholder".into(),
-            }],
-            idempotency: None,
-        })
+        .commit(user_commit(user_id, 0, "UserRegistered", claim))
         .await
         .unwrap();
     user_id
@@ -279,30 +290,12 @@ async fn on_sqlite_a_committed_password_change_revokes_access_in_this_process() 
     let (file, _) = s.test.sqlite.as_ref().unwrap();
     let store = platform::store::SqliteEventStore::new(file.clone())
         .with_revocations(s.revocations.clone());
-    let change = |expected_sequence| Commit {
-        aggregate_type: "user",
-        aggregate_id: user_id,
-        expected_sequence,
-        prev_hash: None,
-        events: vec![NewEvent {
-            event_type: "PasswordChanged".into(),
-            event_version: "1.0".into(),
-            payload: serde_json::json!({}),
-            metadata: EventMetadata {
-                event_id: Uuid::now_v7(),
-                actor_id: Some(user_id),
-                request_id: "r".into(),
-                correlation_id: "c".into(),
-                causation_id: "r".into(),
-                traceparent: None,
-            },
-            recorded_at: Utc::now(),
-        }],
-        side_effects: vec![SideEffect::SetPassword {
+    let change = |expected_sequence| {
+        let effect = SideEffect::SetPassword {
             user_id,
             password_hash: "$argon2id$other".into(),
-        }],
-        idempotency: None,
+        };
+        user_commit(user_id, expected_sequence, "PasswordChanged", effect)
     };
     // A conflicting commit rolls back: nothing is revoked.
     assert!(store.commit(change(0)).await.is_err());

@@ -16,7 +16,8 @@ const SLOW_CLIENTS: usize = 2_000;
 const ORDINARY_REQUESTS: usize = 200;
 const ORDINARY_AT_ONCE: usize = 10;
 /// Below this, twice the quiet p99 is scheduler noise on a shared 2-core machine, not delay.
-const LATENCY_FLOOR: Duration = Duration::from_millis(25);
+/// An ordinary request slower than this beside the slow clients was held up by them.
+const NOT_BLOCKED: Duration = Duration::from_millis(500);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Both ends of every connection live in this process, plus the test harness's own files.
 const FILES_NEEDED: u64 = 2 * SLOW_CLIENTS as u64 + 500;
@@ -131,8 +132,11 @@ async fn thousands_of_slowloris_connections_neither_block_requests_nor_outlive_t
         quiet[quiet.len() / 2],
         loaded[loaded.len() / 2]
     );
+    // Blocked is told apart from slowed: a request queued behind the slow clients would wait
+    // for the header timeout (seconds); a shared, busy machine adds tens of milliseconds.
+    // How much the slow clients slow others down is a performance question for `bench/`.
     assert!(
-        loaded_p99 <= (quiet_p99 * 2).max(LATENCY_FLOOR),
+        loaded_p99 <= (quiet_p99 * 2).max(NOT_BLOCKED),
         "the slow clients delayed ordinary requests: p99 {loaded_p99:?}, quiet {quiet_p99:?}"
     );
     let requests_done = started.elapsed();

@@ -68,9 +68,10 @@ pub async fn apply_batch_announcing<C: ReadModelConnection>(
     if touched.renamed.is_empty() && C::ATOMIC_WRITE {
         return fold_and_write(conn, events, decoded, &touched, stream_sequence, channel).await;
     }
-    // A rename re-renders the documents of every meeting of the renamed users: possibly very
-    // many, so in chunks, each rendered from the rows the batch just wrote, and all in the
-    // batch's transaction, so that no reader and no crash ever sees half of them.
+    // A transaction: the write is several statements (SQLite), or a rename re-renders the
+    // documents of every meeting of the renamed users — possibly very many, so in chunks,
+    // each rendered from the rows the batch just wrote, all in the batch's transaction, so
+    // that no reader and no crash ever sees half of them.
     let mut tx = conn.begin().await?;
     let outcome = fold_and_write(
         &mut *tx,
