@@ -19,7 +19,7 @@ use command_service::sessions::SqliteSessionStore;
 use command_service::AppState;
 use platform::auth::JwtKeys;
 use platform::bus::EventSource;
-use platform::db::sqlite::{Durability, SqliteFile, EVENTS_MIGRATOR, READ_MODELS_MIGRATOR};
+use platform::db::sqlite::SqliteFile;
 use platform::metrics::Metrics;
 use platform::service::Server;
 use platform::store::{EventStore, SqliteEventStore};
@@ -67,13 +67,8 @@ pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::R
          runs in one process, without NATS"
     );
     let _lock = lock(file)?;
-    let events = SqliteFile::open(file, Durability::Full, &EVENTS_MIGRATOR).await?;
-    let read_models = SqliteFile::open(
-        &read_models_file(file),
-        Durability::Rebuildable,
-        &READ_MODELS_MIGRATOR,
-    )
-    .await?;
+    let events = SqliteFile::open_events(file).await?;
+    let read_models = SqliteFile::open_read_models(&read_models_file(file)).await?;
     tracing::info!(file = %file.display(), "embedded mode: SQLite, no NATS");
     let revocations = jwt.revocations().clone();
     platform::auth::revocation::restore_from_sqlite(&events, &revocations).await?;

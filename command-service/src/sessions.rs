@@ -181,10 +181,7 @@ impl SessionStore for PgSessionStore {
         expires_at: DateTime<Utc>,
         family_expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let ends = Ends {
-            token: expires_at.min(family_expires_at),
-            family: family_expires_at,
-        };
+        let ends = Ends::new(expires_at, family_expires_at);
         insert_token(&self.pool, token_hash, family_id, user_id, ends)
             .await
             .map_err(db_error)
@@ -254,6 +251,17 @@ impl SessionStore for PgSessionStore {
 struct Ends {
     token: DateTime<Utc>,
     family: DateTime<Utc>,
+}
+
+impl Ends {
+    /// A token asked to live until `expires_at` in a family that ends at `family`: it ends
+    /// with its family if that comes first.
+    fn new(expires_at: DateTime<Utc>, family: DateTime<Utc>) -> Self {
+        Self {
+            token: expires_at.min(family),
+            family,
+        }
+    }
 }
 
 /// Stores a new refresh token of the family: at login, or replacing a rotated one.
@@ -366,10 +374,7 @@ async fn rotate(
         .execute(&mut *tx)
         .await?;
     let family_ends: DateTime<Utc> = row.get("family_expires_at");
-    let ends = Ends {
-        token: expires_at.min(family_ends),
-        family: family_ends,
-    };
+    let ends = Ends::new(expires_at, family_ends);
     insert_token(&mut *tx, replacement, family_id, user_id, ends).await?;
     tx.commit().await?;
     Ok(Rotation::Rotated { user_id, family_id })

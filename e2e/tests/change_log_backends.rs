@@ -3,7 +3,7 @@
 //! then every user's replay — of their user channel and of each meeting — in windows of the
 //! log, and the checkpoint, asked of both.
 
-use platform::db::sqlite::{Durability, SqliteFile, READ_MODELS_MIGRATOR};
+use platform::db::sqlite::SqliteFile;
 use platform::store::Position;
 use platform::testing::history::history;
 use platform::testing::{TestDatabase, TestDirectory};
@@ -23,13 +23,9 @@ async fn resumes_replay_the_same_events_from_sqlite_as_from_postgresql() {
         .await
         .unwrap();
     let directory = TestDirectory::new();
-    let file = SqliteFile::open(
-        &directory.file("meetings-read-models.db"),
-        Durability::Rebuildable,
-        &READ_MODELS_MIGRATOR,
-    )
-    .await
-    .unwrap();
+    let file = SqliteFile::open_read_models(&directory.file("meetings-read-models.db"))
+        .await
+        .unwrap();
     let mut writer = file.writer.acquire().await.unwrap();
     for batch in events.chunks(11) {
         projector::apply_batch(&mut *writer, batch, None, &upcasters)

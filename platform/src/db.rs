@@ -65,6 +65,23 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))
 }
 
+/// Readiness of a PostgreSQL database: reachable and migrated, or why not.
+pub async fn ready(pool: &PgPool) -> Result<(), String> {
+    match migrations_applied(pool).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("migrations not applied (run `meetings migrate`)".into()),
+        Err(error) => Err(format!("unreachable: {error}")),
+    }
+}
+
+/// Whether every migration of `migrator` is among the `applied` versions.
+fn all_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> bool {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .all(|m| applied.contains(&m.version))
+}
+
 /// Whether every embedded migration has been applied (readiness).
 pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let applied: Vec<i64> =
@@ -75,8 +92,5 @@ pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
                 sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(vec![]),
                 _ => Err(error),
             })?;
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-        .all(|m| applied.contains(&m.version)))
+    Ok(all_applied(&MIGRATOR, &applied))
 }

@@ -3,11 +3,11 @@
 //! costs microseconds, not a round trip, so there is no need to fold a batch into one
 //! statement; [`crate::apply`] runs load and write in one transaction instead.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use platform::bus::EventEnvelope;
-use platform::db::sqlite::{from_micros, micros};
+use platform::db::sqlite::{json_column, micros, optional_json_column, time_column};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
@@ -15,29 +15,7 @@ use uuid::Uuid;
 use crate::fold::{Fold, Touched};
 use crate::render::Document;
 use crate::rows::{AttendeeRow, MeetingRow, UserRow};
-use crate::sql::{Batch, Sequences};
-
-fn decode_error(column: &str, error: serde_json::Error) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: Box::new(error),
-    }
-}
-
-fn json<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> sqlx::Result<T> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| decode_error(column, e))
-}
-
-fn optional_json(row: &SqliteRow, column: &str) -> sqlx::Result<Option<serde_json::Value>> {
-    let text: Option<String> = row.try_get(column)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| decode_error(column, e)))
-        .transpose()
-}
-
-fn time(row: &SqliteRow, column: &str) -> sqlx::Result<DateTime<Utc>> {
-    Ok(from_micros(row.try_get(column)?))
-}
+use crate::sql::{json_map, Batch, Sequences};
 
 fn user(row: &SqliteRow) -> sqlx::Result<UserRow> {
     Ok(UserRow {
@@ -47,11 +25,11 @@ fn user(row: &SqliteRow) -> sqlx::Result<UserRow> {
         display_name: row.try_get("display_name")?,
         time_zone: row.try_get("time_zone")?,
         role: row.try_get("role")?,
-        working_hours: optional_json(row, "working_hours")?,
+        working_hours: optional_json_column(row, "working_hours")?,
         active: row.try_get("active")?,
         version: row.try_get("version")?,
-        created_at: time(row, "created_at")?,
-        updated_at: time(row, "updated_at")?,
+        created_at: time_column(row, "created_at")?,
+        updated_at: time_column(row, "updated_at")?,
     })
 }
 
@@ -61,19 +39,19 @@ fn meeting(row: &SqliteRow) -> sqlx::Result<MeetingRow> {
         organizer_id: row.try_get("organizer_id")?,
         title: row.try_get("title")?,
         description: row.try_get("description")?,
-        starts_at: time(row, "starts_at")?,
-        ends_at: time(row, "ends_at")?,
+        starts_at: time_column(row, "starts_at")?,
+        ends_at: time_column(row, "ends_at")?,
         time_zone: row.try_get("time_zone")?,
         location: row.try_get("location")?,
         status: row.try_get("status")?,
-        recurrence: optional_json(row, "recurrence")?,
-        occurrences: json(row, "occurrences")?,
+        recurrence: optional_json_column(row, "recurrence")?,
+        occurrences: json_column(row, "occurrences")?,
         sequence: row.try_get("sequence")?,
         cancel_reason: row.try_get("cancel_reason")?,
         version: row.try_get("version")?,
         position: row.try_get("position")?,
-        created_at: time(row, "created_at")?,
-        updated_at: time(row, "updated_at")?,
+        created_at: time_column(row, "created_at")?,
+        updated_at: time_column(row, "updated_at")?,
     })
 }
 
@@ -84,7 +62,7 @@ fn attendee(row: &SqliteRow) -> sqlx::Result<AttendeeRow> {
         optional: row.try_get("optional")?,
         response: row.try_get("response")?,
         comment: row.try_get("comment")?,
-        occurrence_responses: json(row, "occurrence_responses")?,
+        occurrence_responses: json_column(row, "occurrence_responses")?,
     })
 }
 
@@ -261,10 +239,6 @@ async fn write_prefixes(conn: &mut SqliteConnection, user: &UserRow) -> sqlx::Re
         .await?;
     }
     Ok(())
-}
-
-fn json_map<K: serde::Serialize + Ord, V: serde::Serialize>(map: &BTreeMap<K, V>) -> String {
-    serde_json::to_string(map).expect("BUG: a map with string-like keys serializes")
 }
 
 /// [`crate::sql::write`]: the rows, documents, sequences and checkpoint of `batch`, statement

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use platform::bus::EventEnvelope;
-use platform::db::sqlite::{Durability, SqliteFile, READ_MODELS_MIGRATOR};
+use platform::db::sqlite::SqliteFile;
 use platform::testing::history::{history, Random};
 use platform::testing::{TestDatabase, TestDirectory};
 use projector::projection::lead;
@@ -224,13 +224,9 @@ async fn sqlite_read_models_equal_the_postgresql_ones_row_by_row() {
     let expected = postgres_dump(&postgres.pool).await;
 
     let directory = TestDirectory::new();
-    let file = SqliteFile::open(
-        &directory.file("read-models.db"),
-        Durability::Rebuildable,
-        &READ_MODELS_MIGRATOR,
-    )
-    .await
-    .unwrap();
+    let file = SqliteFile::open_read_models(&directory.file("read-models.db"))
+        .await
+        .unwrap();
     let mut random = Random(7);
     let outcomes = project_into_sqlite(&file, &events, || 1 + random.below(23)).await;
     assert_eq!(

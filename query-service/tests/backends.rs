@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use platform::db::sqlite::{Durability, SqliteFile, READ_MODELS_MIGRATOR};
+use platform::db::sqlite::SqliteFile;
 use platform::testing::history::{history, start};
 use platform::testing::{open_events, TestDatabase, TestDirectory};
 use query_service::repository::{
@@ -34,13 +34,9 @@ async fn backends() -> (Backends, Vec<Uuid>, Vec<Uuid>) {
         .unwrap();
     let directory = TestDirectory::new();
     let events_file = open_events(&directory.file("events.db")).await;
-    let read_models = SqliteFile::open(
-        &directory.file("read-models.db"),
-        Durability::Rebuildable,
-        &READ_MODELS_MIGRATOR,
-    )
-    .await
-    .unwrap();
+    let read_models = SqliteFile::open_read_models(&directory.file("read-models.db"))
+        .await
+        .unwrap();
     let mut writer = read_models.writer.acquire().await.unwrap();
     for batch in events.chunks(13) {
         projector::apply_batch(&mut *writer, batch, None, &upcasters)

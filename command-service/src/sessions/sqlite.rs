@@ -91,10 +91,7 @@ impl SessionStore for SqliteSessionStore {
         expires_at: DateTime<Utc>,
         family_expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let ends = Ends {
-            token: expires_at.min(family_expires_at),
-            family: family_expires_at,
-        };
+        let ends = Ends::new(expires_at, family_expires_at);
         let mut connection = self.file.writer.acquire().await.map_err(db_error)?;
         insert_token(&mut connection, token_hash, family_id, user_id, ends)
             .await
@@ -143,10 +140,7 @@ impl SessionStore for SqliteSessionStore {
             .await
             .map_err(db_error)?;
         let family_ends = from_micros(family_ends);
-        let ends = Ends {
-            token: expires_at.min(family_ends),
-            family: family_ends,
-        };
+        let ends = Ends::new(expires_at, family_ends);
         insert_token(&mut tx, replacement, family_id, user_id, ends)
             .await
             .map_err(db_error)?;

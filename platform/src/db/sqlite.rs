@@ -11,10 +11,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::ConnectOptions;
+use sqlx::{ConnectOptions, Row};
 
 /// The command side's schema: events, accounts, sessions, idempotency records, anchors.
 pub static EVENTS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite/events");
@@ -25,7 +27,7 @@ pub static READ_MODELS_MIGRATOR: sqlx::migrate::Migrator =
 
 /// How durable a file's commits are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+enum Durability {
     /// `synchronous=FULL`: a commit that returned survives a power cut (the event log).
     Full,
     /// `synchronous=NORMAL`: a commit may be lost by a power cut, never corrupted (files that
@@ -43,7 +45,7 @@ pub struct SqliteFile {
 impl SqliteFile {
     /// Opens (creating it if missing) the file at `path` in WAL mode, with foreign keys on,
     /// and applies `migrator`.
-    pub async fn open(
+    async fn open(
         path: &Path,
         durability: Durability,
         migrator: &'static sqlx::migrate::Migrator,
@@ -84,16 +86,28 @@ impl SqliteFile {
         Ok(Self { writer, reader })
     }
 
-    /// Whether every migration of `migrator` is applied (readiness).
-    pub async fn migrated(&self, migrator: &sqlx::migrate::Migrator) -> Result<bool, sqlx::Error> {
+    /// The event log and the command side: `synchronous=FULL`, [`EVENTS_MIGRATOR`].
+    pub async fn open_events(path: &Path) -> anyhow::Result<Self> {
+        Self::open(path, Durability::Full, &EVENTS_MIGRATOR).await
+    }
+
+    /// The read models: rebuildable from the log, [`READ_MODELS_MIGRATOR`].
+    pub async fn open_read_models(path: &Path) -> anyhow::Result<Self> {
+        Self::open(path, Durability::Rebuildable, &READ_MODELS_MIGRATOR).await
+    }
+
+    /// Readiness: the file is readable and every migration of `migrator` applied, or why not.
+    pub async fn ready(&self, migrator: &sqlx::migrate::Migrator) -> Result<(), String> {
         let applied: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.reader)
-                .await?;
-        Ok(migrator
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .all(|m| applied.contains(&m.version)))
+                .await
+                .map_err(|e| format!("unreadable: {e}"))?;
+        if super::all_applied(migrator, &applied) {
+            Ok(())
+        } else {
+            Err("migrations not applied".into())
+        }
     }
 }
 
@@ -105,6 +119,33 @@ pub fn micros(at: DateTime<Utc>) -> i64 {
 /// The time of [`micros`].
 pub fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// A column of microseconds ([`micros`]) as a time.
+pub fn time_column(row: &SqliteRow, column: &str) -> sqlx::Result<DateTime<Utc>> {
+    Ok(from_micros(row.try_get(column)?))
+}
+
+/// `text` (of `column`) as JSON, or a decoding error naming the column.
+pub fn json_text<T: DeserializeOwned>(column: &str, text: &str) -> sqlx::Result<T> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+/// A JSON text column, decoded.
+pub fn json_column<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> sqlx::Result<T> {
+    json_text(column, row.try_get(column)?)
+}
+
+/// A nullable JSON text column, decoded (`None`: NULL).
+pub fn optional_json_column<T: DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> sqlx::Result<Option<T>> {
+    let text: Option<&str> = row.try_get(column)?;
+    text.map(|text| json_text(column, text)).transpose()
 }
 
 /// Whether an SQLite error is worth retrying: the file is locked by another process (for

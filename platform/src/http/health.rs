@@ -93,11 +93,7 @@ impl ReadinessCheck for PostgresReady {
     }
 
     async fn check(&self) -> Result<(), String> {
-        match crate::db::migrations_applied(&self.0).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("migrations not applied (run `meetings migrate`)".into()),
-            Err(error) => Err(format!("unreachable: {error}")),
-        }
+        crate::db::ready(&self.0).await
     }
 }
 

@@ -11,7 +11,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{StoreError, StoredEvent};
+use chrono::{DateTime, Utc};
+
+use super::{Commit, NewEvent, StoreError, StoredEvent};
 
 /// Splits a domain event into `(event_type, event_version, payload)`.
 pub fn encode_event<E: DomainEvent>(event: &E) -> Result<(String, String, Value), StoreError> {
@@ -154,6 +156,52 @@ pub fn event_hash(input: &HashInput<'_>) -> Vec<u8> {
     field(canonical_json(input.metadata).as_bytes());
     field(&input.recorded_at.timestamp_micros().to_be_bytes());
     hasher.finalize().to_vec()
+}
+
+/// One event of a commit as a store writes it: its sequence, its metadata as JSON, its time cut
+/// to the microseconds the databases keep (the hash is of what is read back, so a log copied
+/// between the backends keeps its hashes), and its link in the aggregate's hash chain.
+pub struct Chained<'c> {
+    pub event: &'c NewEvent,
+    pub sequence: i64,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: Option<Vec<u8>>,
+    pub hash: Vec<u8>,
+}
+
+/// The events of `commit`, numbered after its expected sequence and chained onto its
+/// `prev_hash`: the one place both stores compute what they append.
+pub fn chain(commit: &Commit) -> Result<Vec<Chained<'_>>, StoreError> {
+    let mut prev_hash = commit.prev_hash.clone();
+    let mut chained = Vec::with_capacity(commit.events.len());
+    for (offset, event) in commit.events.iter().enumerate() {
+        let sequence = commit.expected_sequence + 1 + offset as i64;
+        let metadata = serde_json::to_value(&event.metadata)
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("metadata: {e}")))?;
+        let recorded_at = DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
+            .expect("BUG: a valid timestamp stays valid when truncated");
+        let hash = event_hash(&HashInput {
+            prev_hash: prev_hash.as_deref(),
+            aggregate_type: commit.aggregate_type,
+            aggregate_id: commit.aggregate_id,
+            sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            payload: &event.payload,
+            metadata: &metadata,
+            recorded_at,
+        });
+        chained.push(Chained {
+            event,
+            sequence,
+            metadata,
+            recorded_at,
+            prev_hash: prev_hash.replace(hash.clone()),
+            hash,
+        });
+    }
+    Ok(chained)
 }
 
 /// JSON with object keys sorted at every level, independent of serde_json's map features.

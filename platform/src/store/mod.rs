@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use codec::{
-    apply_stored, canonical_json, decode_event, decode_events, encode_event, event_hash,
-    AggregateState, HashInput,
+    apply_stored, canonical_json, chain, decode_event, decode_events, encode_event, event_hash,
+    AggregateState, Chained, HashInput,
 };
 pub use position::Position;
 pub use postgres::PgEventStore;

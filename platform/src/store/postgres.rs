@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::codec::{event_hash, HashInput};
+use super::codec::chain;
 use super::{
     Account, Commit, CommitOutcome, EventMetadata, EventStore, IdempotentResponse, Position,
     SideEffect, Snapshot, StoreError, StoredEvent,
@@ -111,35 +111,17 @@ fn rows(commit: &Commit) -> Result<Rows, StoreError> {
         prev_hashes: vec![],
         hashes: vec![],
     };
-    let mut prev_hash = commit.prev_hash.clone();
-    for (offset, event) in commit.events.iter().enumerate() {
-        let sequence = commit.expected_sequence + 1 + offset as i64;
-        let metadata = serde_json::to_value(&event.metadata)
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("metadata: {e}")))?;
-        // PostgreSQL keeps microseconds; hash what will be read back.
-        let recorded_at = DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
-            .expect("BUG: a valid timestamp stays valid when truncated");
-        let hash = event_hash(&HashInput {
-            prev_hash: prev_hash.as_deref(),
-            aggregate_type: commit.aggregate_type,
-            aggregate_id: commit.aggregate_id,
-            sequence,
-            event_type: &event.event_type,
-            event_version: &event.event_version,
-            payload: &event.payload,
-            metadata: &metadata,
-            recorded_at,
-        });
-        rows.sequences.push(sequence);
+    for chained in chain(commit)? {
+        let event = chained.event;
+        rows.sequences.push(chained.sequence);
         rows.event_types.push(event.event_type.clone());
         rows.event_versions.push(event.event_version.clone());
         rows.payloads.push(event.payload.clone());
-        rows.metadata.push(metadata);
+        rows.metadata.push(chained.metadata);
         rows.event_ids.push(event.metadata.event_id);
-        rows.recorded_at.push(recorded_at);
-        rows.prev_hashes.push(prev_hash.take());
-        prev_hash = Some(hash.clone());
-        rows.hashes.push(hash);
+        rows.recorded_at.push(chained.recorded_at);
+        rows.prev_hashes.push(chained.prev_hash);
+        rows.hashes.push(chained.hash);
     }
     Ok(rows)
 }
@@ -572,11 +554,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        match crate::db::migrations_applied(&self.pool).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("migrations not applied (run `meetings migrate`)".into()),
-            Err(error) => Err(format!("unreachable: {error}")),
-        }
+        crate::db::ready(&self.pool).await
     }
 }
 

@@ -15,7 +15,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::codec::{event_hash, HashInput};
+use super::codec::chain;
 use super::{
     Account, Commit, CommitOutcome, EventMetadata, EventStore, IdempotentResponse, Position,
     SideEffect, Snapshot, StoreError, StoredEvent,
@@ -109,26 +109,9 @@ async fn insert_events(
     connection: &mut SqliteConnection,
     commit: &Commit,
 ) -> Result<CommitOutcome, StoreError> {
-    let mut prev_hash = commit.prev_hash.clone();
     let mut last = None;
-    for (offset, event) in commit.events.iter().enumerate() {
-        let sequence = commit.expected_sequence + 1 + offset as i64;
-        let metadata = serde_json::to_value(&event.metadata)
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("metadata: {e}")))?;
-        // Microseconds, as PostgreSQL keeps them: the hash is of what is read back, and a log
-        // copied between the backends keeps its hashes.
-        let recorded_at = from_micros(micros(event.recorded_at));
-        let hash = event_hash(&HashInput {
-            prev_hash: prev_hash.as_deref(),
-            aggregate_type: commit.aggregate_type,
-            aggregate_id: commit.aggregate_id,
-            sequence,
-            event_type: &event.event_type,
-            event_version: &event.event_version,
-            payload: &event.payload,
-            metadata: &metadata,
-            recorded_at,
-        });
+    for chained in chain(commit)? {
+        let event = chained.event;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
              event_version, payload, metadata, event_id, recorded_at, prev_hash, hash) \
@@ -136,22 +119,22 @@ async fn insert_events(
         )
         .bind(commit.aggregate_type)
         .bind(commit.aggregate_id)
-        .bind(sequence)
+        .bind(chained.sequence)
         .bind(&event.event_type)
         .bind(&event.event_version)
         .bind(event.payload.to_string())
-        .bind(metadata.to_string())
+        .bind(chained.metadata.to_string())
         .bind(event.metadata.event_id)
-        .bind(micros(recorded_at))
-        .bind(prev_hash.as_deref())
-        .bind(&hash)
+        .bind(micros(chained.recorded_at))
+        .bind(chained.prev_hash.as_deref())
+        .bind(&chained.hash)
         .fetch_one(&mut *connection)
         .await
         .map_err(db_error)?;
-        last = Some((sequence, id));
-        prev_hash = Some(hash);
+        last = Some((chained.sequence, id, chained.hash));
     }
-    let (version, id) = last.ok_or_else(|| StoreError::Other(anyhow::anyhow!("BUG: no events")))?;
+    let (version, id, last_hash) =
+        last.ok_or_else(|| StoreError::Other(anyhow::anyhow!("BUG: no events")))?;
     Ok(CommitOutcome {
         aggregate_id: commit.aggregate_id,
         version,
@@ -159,7 +142,7 @@ async fn insert_events(
             transaction_id: 0,
             id,
         },
-        last_hash: prev_hash.unwrap_or_default(),
+        last_hash,
     })
 }
 
@@ -333,16 +316,9 @@ impl EventStore for SqliteEventStore {
         aggregate_id: Uuid,
         after_sequence: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.events(
-            sqlx::query(&format!(
-                "{SELECT_EVENTS} WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? \
-                 ORDER BY sequence"
-            ))
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(after_sequence),
-        )
-        .await
+        // A page without a bound (SQLite takes any LIMIT).
+        self.load_page(aggregate_type, aggregate_id, after_sequence, i64::MAX)
+            .await
     }
 
     async fn load_page(
@@ -551,11 +527,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        match self.file.migrated(&EVENTS_MIGRATOR).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("migrations not applied".into()),
-            Err(error) => Err(format!("unreadable: {error}")),
-        }
+        self.file.ready(&EVENTS_MIGRATOR).await
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::db::sqlite::{Durability, SqliteFile, EVENTS_MIGRATOR};
+use crate::db::sqlite::SqliteFile;
 use crate::store::{EventStore, PgEventStore, SqliteEventStore};
 
 use super::TestDatabase;
@@ -94,7 +94,7 @@ impl TestStore {
 
 /// The event log file of embedded mode at `path`, migrated.
 pub async fn open_events(path: &Path) -> SqliteFile {
-    SqliteFile::open(path, Durability::Full, &EVENTS_MIGRATOR)
+    SqliteFile::open_events(path)
         .await
         .unwrap_or_else(|e| panic!("cannot open {}: {e:#}", path.display()))
 }

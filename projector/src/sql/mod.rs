@@ -7,6 +7,8 @@
 pub mod documents;
 pub mod load;
 mod statement;
+
+pub(crate) use statement::json_map;
 pub mod write;
 
 pub use load::{load, meetings_of, Sequences};

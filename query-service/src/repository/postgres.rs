@@ -380,11 +380,7 @@ impl ReadModels for PgReadModels {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        match platform::db::migrations_applied(&self.pool).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("migrations not applied (run `meetings migrate`)".into()),
-            Err(error) => Err(format!("unreachable: {error}")),
-        }
+        platform::db::ready(&self.pool).await
     }
 
     fn backend(&self) -> &'static str {

@@ -11,7 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use platform::db::sqlite::{
-    from_micros, micros, SqliteFile, EVENTS_MIGRATOR, READ_MODELS_MIGRATOR,
+    from_micros, json_column, json_text, micros, optional_json_column, time_column, SqliteFile,
+    EVENTS_MIGRATOR, READ_MODELS_MIGRATOR,
 };
 use platform::store::Position;
 use sqlx::sqlite::SqliteRow;
@@ -39,37 +40,17 @@ impl SqliteReadModels {
     }
 }
 
-fn decode_error(
-    column: &str,
-    error: impl std::error::Error + Send + Sync + 'static,
-) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: Box::new(error),
-    }
-}
-
-fn time(row: &SqliteRow, column: &str) -> sqlx::Result<DateTime<Utc>> {
-    Ok(from_micros(row.try_get(column)?))
-}
-
-fn json<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> sqlx::Result<Option<T>> {
-    let text: Option<String> = row.try_get(column)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| decode_error(column, e)))
-        .transpose()
-}
-
 fn agenda_row(row: &SqliteRow) -> sqlx::Result<AgendaRow> {
     Ok(AgendaRow {
         user_id: row.try_get("user_id")?,
         meeting_id: row.try_get("meeting_id")?,
-        starts_at: time(row, "starts_at")?,
-        ends_at: time(row, "ends_at")?,
+        starts_at: time_column(row, "starts_at")?,
+        ends_at: time_column(row, "ends_at")?,
         title: row.try_get("title")?,
         status: row.try_get("status")?,
         my_response: row.try_get("my_response")?,
         is_organizer: row.try_get("is_organizer")?,
-        series: json(row, "series")?.map(sqlx::types::Json),
+        series: optional_json_column(row, "series")?.map(sqlx::types::Json),
     })
 }
 
@@ -80,8 +61,8 @@ fn change(row: &SqliteRow) -> sqlx::Result<ChangeEvent> {
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,
-        recorded_at: time(row, "recorded_at")?,
-        data: json(row, "data")?.unwrap_or_default(),
+        recorded_at: time_column(row, "recorded_at")?,
+        data: json_column(row, "data")?,
     })
 }
 
@@ -169,7 +150,7 @@ impl ReadModels for SqliteReadModels {
                     message_id: row.try_get("message_id")?,
                     author_id: row.try_get("author_id")?,
                     text: row.try_get("text")?,
-                    posted_at: time(row, "posted_at")?,
+                    posted_at: time_column(row, "posted_at")?,
                     position: row.try_get("position")?,
                 })
             })
@@ -188,8 +169,7 @@ impl ReadModels for SqliteReadModels {
             .await?;
             found.push(match row {
                 Some((version, body, members)) => {
-                    let members: Vec<Uuid> =
-                        serde_json::from_str(&members).map_err(|e| decode_error("members", e))?;
+                    let members: Vec<Uuid> = json_text("members", &members)?;
                     (*admin || members.contains(caller)).then_some(Document { version, body })
                 }
                 None => None,
@@ -292,7 +272,7 @@ impl ReadModels for SqliteReadModels {
                 found.push((
                     row.try_get("id")?,
                     row.try_get("time_zone")?,
-                    json(&row, "working_hours")?,
+                    optional_json_column(&row, "working_hours")?,
                 ));
             }
         }
@@ -314,7 +294,7 @@ impl ReadModels for SqliteReadModels {
                 display_name: row.try_get("display_name")?,
                 time_zone: row.try_get("time_zone")?,
                 role: row.try_get("role")?,
-                working_hours: json(&row, "working_hours")?,
+                working_hours: optional_json_column(&row, "working_hours")?,
                 version: row.try_get("version")?,
             })
         })
@@ -546,17 +526,14 @@ impl ReadModels for SqliteReadModels {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        for (file, migrator, name) in [
-            (&self.events, &EVENTS_MIGRATOR, "events"),
-            (&self.read_models, &READ_MODELS_MIGRATOR, "read models"),
-        ] {
-            match file.migrated(migrator).await {
-                Ok(true) => {}
-                Ok(false) => return Err(format!("{name}: migrations not applied")),
-                Err(error) => return Err(format!("{name}: unreadable: {error}")),
-            }
-        }
-        Ok(())
+        self.events
+            .ready(&EVENTS_MIGRATOR)
+            .await
+            .map_err(|e| format!("events: {e}"))?;
+        self.read_models
+            .ready(&READ_MODELS_MIGRATOR)
+            .await
+            .map_err(|e| format!("read models: {e}"))
     }
 
     fn backend(&self) -> &'static str {

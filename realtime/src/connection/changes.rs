@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use platform::bus::EventEnvelope;
-use platform::db::sqlite::{from_micros, SqliteFile};
+use platform::db::sqlite::{json_column, time_column, SqliteFile};
 use platform::store::{EventMetadata, Position};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{PgPool, Row};
@@ -137,7 +137,6 @@ impl ChangeLog for PgChangeLog {
 pub struct SqliteChangeLog(pub SqliteFile);
 
 fn sqlite_envelope(row: &SqliteRow) -> anyhow::Result<EventEnvelope> {
-    let data: String = row.try_get("data")?;
     envelope(
         row.try_get("position")?,
         row.try_get("event_id")?,
@@ -145,8 +144,8 @@ fn sqlite_envelope(row: &SqliteRow) -> anyhow::Result<EventEnvelope> {
         row.try_get("aggregate_type")?,
         row.try_get("aggregate_id")?,
         row.try_get("sequence")?,
-        from_micros(row.try_get("recorded_at")?),
-        serde_json::from_str(&data)?,
+        time_column(row, "recorded_at")?,
+        json_column(row, "data")?,
     )
 }
 
