@@ -22,14 +22,15 @@ use platform::bus::EventSource;
 use platform::db::sqlite::SqliteFile;
 use platform::metrics::Metrics;
 use platform::service::Server;
-use platform::store::{EventStore, SqliteEventStore};
+use platform::store::{EventStore, Position, SqliteEventStore};
 use projector::sources::sqlite::SqliteFollower;
 use query_service::repository::SqliteReadModels;
 use query_service::watch::ProjectionWatch;
 use realtime::connection::changes::SqliteChangeLog;
+use tokio::sync::watch;
 use utoipa::OpenApi;
 
-use crate::ServeArgs;
+use crate::serve::ServeArgs;
 
 /// The read models' file beside the event log `meetings.db`: `meetings-read-models.db`.
 pub fn read_models_file(events: &Path) -> PathBuf {
@@ -60,13 +61,36 @@ fn lock(events: &Path) -> anyhow::Result<File> {
     }
 }
 
-pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::Result<()> {
+/// The embedded system, built and bound, not yet serving.
+pub struct Embedded {
+    pub server: Server,
+    /// The event log, for what is read or appended beside the server (tests, benchmarks).
+    pub store: Arc<dyn EventStore>,
+    pub events: SqliteFile,
+    pub read_models: SqliteFile,
+    /// The projector's checkpoints as it publishes them.
+    pub checkpoints: watch::Receiver<Option<Position>>,
+    /// Held while the files are served: a second process refuses to start on them.
+    pub lock: File,
+}
+
+/// `meetings serve` on the SQLite file `file` (and its read models beside it).
+pub async fn serve(args: &ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::Result<()> {
+    let Embedded { server, lock, .. } = build(args, jwt, file).await?;
+    println!("meetings is listening on http://{}", server.local_addr());
+    let served = server.run_until(platform::shutdown::signal()).await;
+    drop(lock);
+    served
+}
+
+/// Opens (creating and migrating) the files, binds `args.listen` and composes the system.
+pub async fn build(args: &ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::Result<Embedded> {
     anyhow::ensure!(
         args.nats.nats_url.is_none(),
         "MEETINGS_NATS_URL needs a PostgreSQL MEETINGS_DATABASE_URL: embedded mode (SQLite) \
          runs in one process, without NATS"
     );
-    let _lock = lock(file)?;
+    let lock = lock(file)?;
     let events = SqliteFile::open_events(file).await?;
     let read_models = SqliteFile::open_read_models(&read_models_file(file)).await?;
     tracing::info!(file = %file.display(), "embedded mode: SQLite, no NATS");
@@ -77,6 +101,7 @@ pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::R
     let metrics = Metrics::new();
 
     let follower = SqliteFollower::new(store.clone(), read_models.clone(), &metrics);
+    let checkpoints = follower.checkpoints();
     let watch = ProjectionWatch::following(follower.checkpoints());
     let gateway = realtime::shared_with(
         store.clone(),
@@ -91,12 +116,12 @@ pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::R
         store.clone(),
         Arc::new(SqliteSessionStore::new(events.clone()).with_revocations(revocations)),
         jwt.clone(),
-        args.auth,
+        args.auth.clone(),
     )
     .with_limits(&args.limits)
     .with_metrics(&metrics);
     let query_state = query_service::AppState::new(
-        Arc::new(SqliteReadModels::new(events, read_models)),
+        Arc::new(SqliteReadModels::new(events.clone(), read_models.clone())),
         store.clone(),
         watch,
         jwt.clone(),
@@ -121,7 +146,7 @@ pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::R
     )
     .with_limits(args.http.clone());
     let server = command_service::with_tasks(server, &command_state, None);
-    let server = realtime::with_tasks(server, &gateway, EventSource::Store(store));
+    let server = realtime::with_tasks(server, &gateway, EventSource::Store(store.clone()));
     let server = server.with_task("projector", move |stop| async move {
         if follower.run(stop.clone().cancelled_owned()).await.is_err() {
             // Logged and recorded for readiness by the run loop; keep serving.
@@ -129,6 +154,12 @@ pub async fn serve(args: ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::R
         }
         Ok(())
     });
-    println!("meetings is listening on http://{}", server.local_addr());
-    server.run_until(platform::shutdown::signal()).await
+    Ok(Embedded {
+        server,
+        store,
+        events,
+        read_models,
+        checkpoints,
+        lock,
+    })
 }

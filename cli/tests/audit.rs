@@ -74,7 +74,7 @@ async fn state_at_a_time_or_position_is_what_the_query_api_answered_then() {
         .query(&format!("/v1/meetings/{id}"), &token, &second_position)
         .await;
 
-    let url = &stack.db.url;
+    let url = &stack.db().url;
     assert_ne!(shared_fields(&first), shared_fields(&second));
     assert!(first["title"].is_string() && first["starts_at"].is_string());
     for (point, expected) in [
@@ -187,7 +187,7 @@ async fn history_export_and_the_admin_route_tell_the_same_story() {
             .await;
         assert_eq!(status, 201);
     }
-    let url = &stack.db.url;
+    let url = &stack.db().url;
 
     // The table: one line per event plus the header, each summary on one line.
     let (code, table, err) = meetings(url, &["events", "history", "meeting", &id]);
@@ -253,7 +253,7 @@ async fn history_export_and_the_admin_route_tell_the_same_story() {
     let (code, out, err) = meetings(url, &["events", "export", "--format", "jsonl"]);
     assert_eq!(code, 0, "{err}");
     let exported = json_lines(&out);
-    let stored = platform::testing::committed_events(stack.store.as_ref(), &stack.db.pool).await;
+    let stored = platform::testing::committed_events(stack.store.as_ref(), &stack.db().pool).await;
     assert_eq!(exported.len(), stored.len());
     assert!(exported
         .windows(2)

@@ -125,7 +125,7 @@ async fn a_replay_under_load_swaps_in_complete_read_models_and_loses_nothing() {
     });
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let url = stack.db.url.clone();
+    let url = stack.db().url.clone();
     let (code, out, err) =
         tokio::task::spawn_blocking(move || meetings(&url, &["events", "replay", "--all"]))
             .await
@@ -149,7 +149,7 @@ async fn a_replay_under_load_swaps_in_complete_read_models_and_loses_nothing() {
     projector::rebuild(stack.store.as_ref(), &rebuilt.pool)
         .await
         .unwrap();
-    let live = read_model_snapshot(&stack.db.pool).await;
+    let live = read_model_snapshot(&stack.db().pool).await;
     let fresh = read_model_snapshot(&rebuilt.pool).await;
     assert_eq!(live.len(), fresh.len());
     for (a, b) in live.iter().zip(&fresh) {
@@ -158,14 +158,14 @@ async fn a_replay_under_load_swaps_in_complete_read_models_and_loses_nothing() {
     let leftovers: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_namespace WHERE nspname IN ('meetings_replay', 'meetings_retired')",
     )
-    .fetch_one(&stack.db.pool)
+    .fetch_one(&stack.db().pool)
     .await
     .unwrap();
     assert_eq!(leftovers, 0);
     // The swapped-in tables kept their index names (migrations refer to them).
     let index: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('rm_changes_audience')::text")
-            .fetch_one(&stack.db.pool)
+            .fetch_one(&stack.db().pool)
             .await
             .unwrap();
     assert_eq!(index.as_deref(), Some("rm_changes_audience"));

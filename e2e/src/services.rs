@@ -93,3 +93,24 @@ pub async fn serve_commands(settings: &command_service::Settings) -> anyhow::Res
 pub async fn serve_queries(settings: &query_service::Settings) -> anyhow::Result<TestServer> {
     Ok(TestServer::start(query_service::build(settings).await?))
 }
+
+/// `meetings serve` in embedded mode with its files in `data_dir` (the default SQLite
+/// location), on port 0.
+pub fn embedded_settings(data_dir: &std::path::Path) -> meetings::serve::ServeArgs {
+    meetings::serve::ServeArgs {
+        database: platform::config::DatabaseSettings {
+            database_url: None,
+            max_connections: 16,
+        },
+        jwt: testing::jwt_settings(),
+        auth: command_service::AuthSettings::default(),
+        limits: robot_limits(),
+        nats: testing::without_nats(),
+        query: query_service::QueryArgs::default(),
+        gateway: realtime::GatewayArgs::default(),
+        http: HttpLimits::default(),
+        audit: audit::anchor::AuditSettings::default(),
+        listen: testing::LISTEN,
+        data_dir: data_dir.to_path_buf(),
+    }
+}

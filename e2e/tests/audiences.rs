@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use e2e::ws::{authed, next, subscribe, until_pong, Ws};
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use platform::store::Position;
 use platform::testing::{meeting_body, TestServer};
 use proptest::prelude::*;
@@ -264,11 +264,10 @@ impl Case<'_> {
     }
 }
 
-#[test]
-fn every_door_shows_each_user_the_same_events() {
+fn every_door_shows_each_user_the_same_events(backend: Backend) {
     let runtime = Runtime::new().unwrap();
     let (stack, gateway, _server): (Stack, String, TestServer) = runtime.block_on(async {
-        let stack = Stack::start(nats_url(), true).await;
+        let stack = Stack::on(backend).await;
         let (gateway, server) = stack.start_realtime().await;
         (stack, gateway, server)
     });
@@ -291,3 +290,5 @@ fn every_door_shows_each_user_the_same_events() {
         drop(stack);
     });
 }
+
+platform::on_each_backend!(sync: every_door_shows_each_user_the_same_events);

@@ -11,13 +11,14 @@ use e2e::calendar::{
     rich_calendar, utc, weekly, RICH_SPAN,
 };
 use e2e::ws::{authed, next, subscribe};
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn weekly_series_keep_their_local_time_across_both_dst_changes_in_three_zones() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn weekly_series_keep_their_local_time_across_both_dst_changes_in_three_zones(
+    backend: Backend,
+) {
+    let stack = Stack::on(backend).await;
     let (_, alice_token, _) = stack.user("Alice").await;
     // zone, first Monday 09:00 local (in UTC), the UTC hours 09:00 local takes over the year,
     // the days its clocks change in 2027
@@ -141,9 +142,8 @@ async fn weekly_series_keep_their_local_time_across_both_dst_changes_in_three_zo
     }
 }
 
-#[tokio::test]
-async fn series_edits_agree_in_agenda_freebusy_feed_changes_and_websocket() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn series_edits_agree_in_agenda_freebusy_feed_changes_and_websocket(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (realtime, _gateway) = stack.start_realtime().await;
     let (_, alice_token, _) = stack.user("Alice").await;
     let bob_user = stack.commands.sign_up("Bob").await.unwrap();
@@ -317,9 +317,10 @@ async fn series_edits_agree_in_agenda_freebusy_feed_changes_and_websocket() {
     );
 }
 
-#[tokio::test]
-async fn the_feed_expands_in_an_independent_parser_to_the_agenda_and_its_address_can_be_revoked() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn the_feed_expands_in_an_independent_parser_to_the_agenda_and_its_address_can_be_revoked(
+    backend: Backend,
+) {
+    let stack = Stack::on(backend).await;
     // Seven attendees of a Berlin series across the spring change (one occurrence moved, one
     // cancelled, one excluded, one declined by Bob), a New York series with an excluded date
     // and a single meeting, with long non-ASCII text that must be folded.
@@ -412,3 +413,9 @@ async fn the_feed_expands_in_an_independent_parser_to_the_agenda_and_its_address
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+platform::on_each_backend!(
+    weekly_series_keep_their_local_time_across_both_dst_changes_in_three_zones,
+    series_edits_agree_in_agenda_freebusy_feed_changes_and_websocket,
+    the_feed_expands_in_an_independent_parser_to_the_agenda_and_its_address_can_be_revoked,
+);

@@ -5,7 +5,7 @@
 use e2e::calendar::{
     change_occurrences, feed_occurrences, feed_text, items, rich_calendar, utc, Seen, RICH_SPAN,
 };
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use platform::testing::TestUser;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -112,9 +112,8 @@ async fn first_created(stack: &Stack, token: &str, result: &Value) -> Value {
     document
 }
 
-#[tokio::test]
-async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (_, alice, _) = stack.user("Alice").await;
     let bob = stack.commands.sign_up("Bob").await.unwrap();
     let carol = stack.commands.sign_up("Carol").await.unwrap();
@@ -258,9 +257,10 @@ async fn a_feed_imports_into_another_calendar_as_the_same_meetings_once() {
     );
 }
 
-#[tokio::test]
-async fn a_rich_feed_round_trips_through_import_with_its_attendees_text_and_occurrence_changes() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_rich_feed_round_trips_through_import_with_its_attendees_text_and_occurrence_changes(
+    backend: Backend,
+) {
+    let stack = Stack::on(backend).await;
     let rich = rich_calendar(&stack).await;
     let alice = &rich.organizer;
     let ics = feed_text(&stack, &alice.token, &rich.position).await;
@@ -377,9 +377,10 @@ fn drop_component_with(ics: &str, marker: &str) -> String {
     out.join("\r\n")
 }
 
-#[tokio::test]
-async fn broken_files_are_refused_component_by_component_and_nothing_half_is_created() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn broken_files_are_refused_component_by_component_and_nothing_half_is_created(
+    backend: Backend,
+) {
+    let stack = Stack::on(backend).await;
     let (_, token, registered) = stack.user("Erin").await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ics/broken");
     // file, the line its bad component starts on, what the error says.
@@ -539,3 +540,9 @@ async fn broken_files_are_refused_component_by_component_and_nothing_half_is_cre
         "{meetings}"
     );
 }
+
+platform::on_each_backend!(
+    a_feed_imports_into_another_calendar_as_the_same_meetings_once,
+    a_rich_feed_round_trips_through_import_with_its_attendees_text_and_occurrence_changes,
+    broken_files_are_refused_component_by_component_and_nothing_half_is_created,
+);

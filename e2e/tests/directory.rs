@@ -1,13 +1,12 @@
 //! Directory search through the whole pipeline: the words the projector writes for a
 //! registration and a rename are the ones the query-service looks up.
 
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use reqwest::Method;
 use serde_json::json;
 
-#[tokio::test]
-async fn registered_and_renamed_users_are_found_by_any_word_without_accents() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn registered_and_renamed_users_are_found_by_any_word_without_accents(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (_, token, _) = stack.user("Searcher").await;
     let (zoe, zoe_token, registered) = stack.user("Zoë Ørsted").await;
     let found = |q: &'static str, position: String| {
@@ -46,3 +45,5 @@ async fn registered_and_renamed_users_are_found_by_any_word_without_accents() {
     assert_eq!(found("bronsted", position.clone()).await, [zoe.to_string()]);
     assert_eq!(found("lund", position).await, [zoe.to_string()]);
 }
+
+platform::on_each_backend!(registered_and_renamed_users_are_found_by_any_word_without_accents,);

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 /// Every message of the stream, in stream order.
 async fn stream_contents(stack: &Stack) -> Vec<EventEnvelope> {
-    let js = async_nats::jetstream::new(nats_client(&stack.nats_url).await);
-    let mut stream = js.get_stream(stack.stream.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(nats_client(stack.nats_url()).await);
+    let mut stream = js.get_stream(stack.stream().as_str()).await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;
     let mut envelopes = vec![];
     for sequence in 1..=last {
@@ -31,8 +31,8 @@ async fn wait_relayed(stack: &Stack, head: Position, within: Duration) {
     loop {
         let relayed: Option<String> =
             sqlx::query_scalar("SELECT position FROM relay_checkpoints WHERE stream = $1")
-                .bind(stack.stream.as_str())
-                .fetch_optional(&stack.db.pool)
+                .bind(stack.stream().as_str())
+                .fetch_optional(&stack.db().pool)
                 .await
                 .unwrap();
         if relayed
@@ -109,7 +109,7 @@ async fn late_committing_transactions_are_relayed_exactly_once_and_in_order() {
     }
     // Slow writers take their xid first, then hold the transaction open while fast ones commit.
     for _ in 0..4 {
-        let pool = stack.db.pool.clone();
+        let pool = stack.db().pool.clone();
         writers.push(tokio::spawn(async move {
             for _ in 0..5 {
                 let hold = rand::thread_rng().gen_range(20..250);
@@ -138,7 +138,7 @@ async fn late_committing_transactions_are_relayed_exactly_once_and_in_order() {
     wait_relayed(&stack, head, Duration::from_secs(30)).await;
 
     let stored: HashSet<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
-        .fetch_all(&stack.db.pool)
+        .fetch_all(&stack.db().pool)
         .await
         .unwrap()
         .into_iter()
@@ -207,7 +207,7 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
     let head = stack.store_head().await;
     wait_relayed(&stack, head, Duration::from_secs(30)).await;
     let stored: HashSet<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
-        .fetch_all(&stack.db.pool)
+        .fetch_all(&stack.db().pool)
         .await
         .unwrap()
         .into_iter()
@@ -321,11 +321,11 @@ async fn read_models_equal_a_rebuild_after_relay_projector_and_nats_crashes() {
     // None missing, none applied twice: one change row per stored event, and the live read
     // models equal a rebuild from the event store.
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&stack.db.pool)
+        .fetch_one(&stack.db().pool)
         .await
         .unwrap();
     let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_changes")
-        .fetch_one(&stack.db.pool)
+        .fetch_one(&stack.db().pool)
         .await
         .unwrap();
     assert_eq!(changes, events);
@@ -334,7 +334,7 @@ async fn read_models_equal_a_rebuild_after_relay_projector_and_nats_crashes() {
         .await
         .unwrap();
     assert_eq!(applied as i64, events);
-    let live = read_model_snapshot(&stack.db.pool).await;
+    let live = read_model_snapshot(&stack.db().pool).await;
     let fresh = read_model_snapshot(&rebuilt.pool).await;
     assert_eq!(live.len(), fresh.len());
     for (a, b) in live.iter().zip(&fresh) {

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use e2e::ws::{authed, Ws};
-use e2e::{nats_url, read_model_snapshot, Stack};
+use e2e::{Backend, Stack};
 use futures::{SinkExt, StreamExt};
-use platform::testing::{meeting_body, TestDatabase};
+use platform::testing::meeting_body;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -437,9 +437,8 @@ fn websocket_rows(meeting: &str) -> Vec<(&'static str, Message)> {
     ]
 }
 
-#[tokio::test]
-async fn every_hostile_request_is_refused_and_the_system_is_unharmed() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn every_hostile_request_is_refused_and_the_system_is_unharmed(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (user_id, token, _) = stack.user("Mallory").await;
     let (status, body) = stack
         .command(
@@ -535,12 +534,8 @@ async fn every_hostile_request_is_refused_and_the_system_is_unharmed() {
         .await;
     let ready = ctx.stack.projector_health().get("/readyz", None).await;
     assert_eq!(ready.status(), 200);
-    let rebuilt = TestDatabase::new().await;
-    projector::rebuild(ctx.stack.store.as_ref(), &rebuilt.pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        read_model_snapshot(&ctx.stack.db.pool).await,
-        read_model_snapshot(&rebuilt.pool).await
-    );
+    let (live, rebuilt) = ctx.stack.read_models_and_a_rebuild().await;
+    assert_eq!(live, rebuilt);
 }
+
+platform::on_each_backend!(every_hostile_request_is_refused_and_the_system_is_unharmed,);

@@ -2,7 +2,7 @@
 //! each person, as the meeting goes on, loses an attendee and is cancelled.
 
 use e2e::calendar::{expand_elsewhere, weekly};
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use reqwest::Method;
 use serde_json::json;
 
@@ -42,9 +42,8 @@ fn line<'a>(ics: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[tokio::test]
-async fn invitations_request_while_invited_and_cancel_when_removed_or_called_off() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn invitations_request_while_invited_and_cancel_when_removed_or_called_off(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (_, alice_token, _) = stack.user("Alice").await;
     let bob = stack.commands.sign_up("Bob").await.unwrap();
     let carol = stack.commands.sign_up("Carol").await.unwrap();
@@ -168,3 +167,5 @@ async fn invitations_request_while_invited_and_cancel_when_removed_or_called_off
     assert!(now > previous, "{now} after {previous}");
     assert!(ics.contains(&format!("mailto:{}", bob.email)));
 }
+
+platform::on_each_backend!(invitations_request_while_invited_and_cancel_when_removed_or_called_off,);

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use platform::store::{Commit, EventMetadata, NewEvent};
 use serde_json::json;
 use uuid::Uuid;
 
-#[tokio::test]
-async fn an_unapplicable_event_stops_the_projection_and_fails_readiness() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn an_unapplicable_event_stops_the_projection_and_fails_readiness(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (_, token, registered) = stack.user("Ann").await;
     let (status, _) = stack.query("/v1/users/me", &token, &registered).await;
     assert_eq!(status, 200);
@@ -47,7 +46,7 @@ async fn an_unapplicable_event_stops_the_projection_and_fails_readiness() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let failure = loop {
-        let (_, failure) = projector::projection::status(&stack.db.pool).await.unwrap();
+        let (_, failure) = stack.projection_status().await;
         if let Some(failure) = failure {
             break failure;
         }
@@ -64,25 +63,34 @@ async fn an_unapplicable_event_stops_the_projection_and_fails_readiness() {
     );
 
     // Nothing after the bad event was applied: Ben is not in the read models.
-    let (checkpoint, _) = projector::projection::status(&stack.db.pool).await.unwrap();
+    let (checkpoint, _) = stack.projection_status().await;
     assert!(checkpoint.unwrap() < bogus.position);
     let later: platform::store::Position = later.parse().unwrap();
     assert!(later > bogus.position);
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_users")
-        .fetch_one(&stack.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(users, 1, "only Ann, registered before the bad event");
+    assert_eq!(
+        stack.read_model_rows("rm_users").await,
+        1,
+        "only Ann, registered before the bad event"
+    );
 
-    // Readiness says so, on the query side and the projector's own health endpoint.
+    // Readiness says so, on the query side and the projector's own health endpoint (in
+    // embedded mode both are the one process's, whose check is the query side's).
     let ready = stack.queries.get("/readyz", None).await;
     assert_eq!(ready.status(), 503);
     let ready = stack.projector_health().get("/readyz", None).await;
     assert_eq!(ready.status(), 503);
     let body = ready.text().await.unwrap();
+    let checks: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(
-        body.contains("\"projection\":\"failing\"")
-            && !body.contains(&bogus.aggregate_id.to_string()),
+        ["projection", "projections"]
+            .iter()
+            .any(|check| checks["checks"][check] == "failing"),
+        "{body}"
+    );
+    assert!(
+        !body.contains(&bogus.aggregate_id.to_string()),
         "which event stopped it is for operators (logs, checkpoint row), not the public: {body}"
     );
 }
+
+platform::on_each_backend!(an_unapplicable_event_stops_the_projection_and_fails_readiness);

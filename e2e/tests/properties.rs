@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use futures::{SinkExt, StreamExt};
 use platform::testing::meeting_body;
 use proptest::prelude::*;
@@ -127,12 +127,11 @@ fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(
     }
 }
 
-#[test]
-fn arbitrary_requests_and_frames_never_get_a_5xx_or_an_internal_error() {
+fn arbitrary_requests_and_frames_never_get_a_5xx_or_an_internal_error(backend: Backend) {
     let runtime = Runtime::new().unwrap();
     // Drops of the services' handles happen on this runtime too.
     let _context = runtime.enter();
-    let stack = runtime.block_on(Stack::start(nats_url(), true));
+    let stack = runtime.block_on(Stack::on(backend));
     let (user_id, token, _) = runtime.block_on(stack.user("Prop"));
     let (status, body) = runtime.block_on(stack.command(
         Method::POST,
@@ -286,3 +285,5 @@ fn arbitrary_requests_and_frames_never_get_a_5xx_or_an_internal_error() {
     let ready = runtime.block_on(stack.projector_health().get("/readyz", None));
     assert_eq!(ready.status(), 200, "the projector is still healthy");
 }
+
+platform::on_each_backend!(sync: arbitrary_requests_and_frames_never_get_a_5xx_or_an_internal_error);

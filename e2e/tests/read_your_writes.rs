@@ -1,13 +1,12 @@
 //! A user journey through the command API, every result read back through the query API with
 //! `X-Min-Position` — no sleeps, no polling in the test.
 
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use reqwest::Method;
 use serde_json::json;
 
-#[tokio::test]
-async fn every_command_is_visible_through_the_query_api_at_its_position() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn every_command_is_visible_through_the_query_api_at_its_position(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (alice, alice_token, position) = stack.user("Alice").await;
     let (bob, bob_token, _) = stack.user("Bob").await;
 
@@ -185,3 +184,5 @@ async fn every_command_is_visible_through_the_query_api_at_its_position() {
         ]
     );
 }
+
+platform::on_each_backend!(every_command_is_visible_through_the_query_api_at_its_position,);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use e2e::ws::{authed, close_code, connect, next, send, subscribe, Ws};
-use e2e::{nats_url, Stack};
+use e2e::{nats_url, Backend, Stack};
 use futures::SinkExt;
 use platform::store::{encode_event, Commit, EventMetadata, NewEvent, Position};
 use platform::testing::meeting_body;
@@ -100,9 +100,8 @@ async fn burst_padded(stack: &Stack, meeting: Uuid, author: Uuid, count: usize, 
     }
 }
 
-#[tokio::test]
-async fn authentication_is_required_first_and_in_time() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn authentication_is_required_first_and_in_time(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack
         .start_realtime_with(Limits {
             auth_timeout: Duration::from_millis(300),
@@ -134,9 +133,8 @@ async fn authentication_is_required_first_and_in_time() {
     assert_eq!(next(&mut ws).await["type"], "pong");
 }
 
-#[tokio::test]
-async fn members_get_meeting_events_in_order_and_strangers_are_refused() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn members_get_meeting_events_in_order_and_strangers_are_refused(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack.start_realtime().await;
     let (_, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
@@ -194,9 +192,8 @@ async fn members_get_meeting_events_in_order_and_strangers_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn a_removed_attendee_is_cut_off_from_the_meeting_at_once() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_removed_attendee_is_cut_off_from_the_meeting_at_once(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack.start_realtime().await;
     let (_, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
@@ -261,9 +258,8 @@ async fn a_removed_attendee_is_cut_off_from_the_meeting_at_once() {
     );
 }
 
-#[tokio::test]
-async fn a_resume_in_the_middle_of_a_burst_gets_every_missed_event_exactly_once() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_resume_in_the_middle_of_a_burst_gets_every_missed_event_exactly_once(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack.start_realtime().await;
     let (ann, ann_token, _) = stack.user("Ann").await;
     let meeting = schedule(&stack, &ann_token, &[]).await;
@@ -312,9 +308,8 @@ async fn a_resume_in_the_middle_of_a_burst_gets_every_missed_event_exactly_once(
     let _: Position = since.parse().expect("since is a position");
 }
 
-#[tokio::test]
-async fn a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack
         .start_realtime_with(Limits {
             queue: 1024,
@@ -368,9 +363,8 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving() {
     assert_eq!(close_code(&mut slow).await, 4429);
 }
 
-#[tokio::test]
-async fn bad_frames_get_errors_and_oversized_frames_close_the_connection() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn bad_frames_get_errors_and_oversized_frames_close_the_connection(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack.start_realtime().await;
     let (_, token, _) = stack.user("Ann").await;
     let mut ws = authed(&url, &token).await;
@@ -470,9 +464,8 @@ async fn presence_spans_instances_and_a_killed_instance_leaves() {
     }
 }
 
-#[tokio::test]
-async fn a_user_channel_resume_replays_the_agenda_changes_missed() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_user_channel_resume_replays_the_agenda_changes_missed(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack.start_realtime().await;
     let (_, ann_token, _) = stack.user("Ann").await;
     let (ben, ben_token, _) = stack.user("Ben").await;
@@ -527,9 +520,8 @@ async fn a_user_channel_resume_replays_the_agenda_changes_missed() {
     }
 }
 
-#[tokio::test]
-async fn silent_clients_are_closed_as_idle_and_flooding_clients_as_too_fast() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn silent_clients_are_closed_as_idle_and_flooding_clients_as_too_fast(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack
         .start_realtime_with(Limits {
             ping_interval: Duration::from_millis(100),
@@ -591,3 +583,14 @@ async fn connected_clients_miss_nothing_across_a_nats_restart() {
         "every event once, in order, across the restart"
     );
 }
+
+platform::on_each_backend!(
+    authentication_is_required_first_and_in_time,
+    members_get_meeting_events_in_order_and_strangers_are_refused,
+    a_removed_attendee_is_cut_off_from_the_meeting_at_once,
+    a_resume_in_the_middle_of_a_burst_gets_every_missed_event_exactly_once,
+    a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving,
+    bad_frames_get_errors_and_oversized_frames_close_the_connection,
+    a_user_channel_resume_replays_the_agenda_changes_missed,
+    silent_clients_are_closed_as_idle_and_flooding_clients_as_too_fast,
+);

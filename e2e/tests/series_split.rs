@@ -8,13 +8,12 @@ use e2e::calendar::{
     agenda_occurrences, change_occurrences, feed_occurrences, feed_text, items, weekly,
 };
 use e2e::ws::{authed, next, subscribe};
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn splitting_a_series_agrees_in_agenda_feed_changes_and_websocket() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn splitting_a_series_agrees_in_agenda_feed_changes_and_websocket(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (realtime, _gateway) = stack.start_realtime().await;
     let (_, alice_token, _) = stack.user("Alice").await;
     let bob = stack.commands.sign_up("Bob").await.unwrap();
@@ -278,3 +277,5 @@ fn answered(item: &Value) -> (&str, &str, &str) {
         item["my_response"].as_str().unwrap(),
     )
 }
+
+platform::on_each_backend!(splitting_a_series_agrees_in_agenda_feed_changes_and_websocket,);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use domain::Role;
 use e2e::ws::{authed, closed_within, next, send, subscribe, until_pong};
-use e2e::{nats_url, Stack};
+use e2e::{Backend, Stack};
 use platform::bus::EventEnvelope;
 use platform::store::Position;
 use platform::testing::{meeting_body, TestUser};
@@ -25,9 +25,8 @@ async fn admin(stack: &Stack, name: &str) -> TestUser {
     stack.commands.log_in(user).await.unwrap()
 }
 
-#[tokio::test]
-async fn revoking_a_session_closes_its_sockets_and_query_access_within_a_second() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn revoking_a_session_closes_its_sockets_and_query_access_within_a_second(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack.start_realtime().await;
     let root = admin(&stack, "Root").await;
 
@@ -125,9 +124,8 @@ async fn revoking_a_session_closes_its_sockets_and_query_access_within_a_second(
     }
 }
 
-#[tokio::test]
-async fn a_socket_must_renew_its_token_before_it_expires() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_socket_must_renew_its_token_before_it_expires(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (url, _gateway) = stack.start_realtime().await;
     let (alice, _, _) = stack.user("Alice").await;
     let (_, bob_token, _) = stack.user("Bob").await;
@@ -163,9 +161,8 @@ async fn a_socket_must_renew_its_token_before_it_expires() {
     );
 }
 
-#[tokio::test]
-async fn a_resume_right_after_a_gateway_restart_misses_nothing() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_resume_right_after_a_gateway_restart_misses_nothing(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (_, organizer_token, _) = stack.user("Olga").await;
     let (alice, alice_token, _) = stack.user("Alice").await;
     let meeting = stack
@@ -232,9 +229,8 @@ fn subscriber(user_id: Uuid) -> (Subscriber, tokio::sync::mpsc::Receiver<Outboun
     (subscriber, inbox)
 }
 
-#[tokio::test]
-async fn a_subscription_admitted_before_a_removal_cannot_outlive_it() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn a_subscription_admitted_before_a_removal_cannot_outlive_it(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (_, organizer_token, _) = stack.user("Olga").await;
     let (bob, _, _) = stack.user("Bob").await;
     let (carol, _, _) = stack.user("Carol").await;
@@ -304,9 +300,8 @@ async fn a_subscription_admitted_before_a_removal_cannot_outlive_it() {
     assert_eq!(hub.subscriptions(), 0);
 }
 
-#[tokio::test]
-async fn registration_points_at_the_new_users_profile() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn registration_points_at_the_new_users_profile(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let response = stack
         .commands
         .register(
@@ -431,3 +426,11 @@ async fn rotating_the_signing_key_logs_nobody_out_and_verifiers_need_no_private_
     }
     // A service holding no private key signs nothing: the query settings above had none.
 }
+
+platform::on_each_backend!(
+    revoking_a_session_closes_its_sockets_and_query_access_within_a_second,
+    a_socket_must_renew_its_token_before_it_expires,
+    a_resume_right_after_a_gateway_restart_misses_nothing,
+    a_subscription_admitted_before_a_removal_cannot_outlive_it,
+    registration_points_at_the_new_users_profile,
+);

@@ -31,6 +31,7 @@ use platform::service::Server;
 use platform::store::EventStore;
 use sqlx::PgPool;
 
+use crate::connection::changes::ChangeLog;
 pub use crate::connection::shared::{shared, shared_with, Shared};
 use crate::connection::Limits;
 use crate::hub::Hub;
@@ -328,6 +329,30 @@ pub fn assemble(
         &shared,
         EventSource::Stream(jetstream::new(client), stream),
     )
+}
+
+/// A gateway without NATS, over the event store and its change log (embedded mode's parts),
+/// on a listener of its own: another gateway of the same process, which a test can restart
+/// or kill. `jwt` is the process's, so that revocations reach it.
+pub fn assemble_over_store(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn EventStore>,
+    changes: Arc<dyn ChangeLog>,
+    jwt: Arc<JwtKeys>,
+    allowed_origins: Vec<String>,
+    limits: Limits,
+) -> Server {
+    let shared = shared_with(store.clone(), changes, jwt, None, allowed_origins, limits);
+    let metrics = Metrics::new();
+    shared.metrics.register(&metrics);
+    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(HubStarted(shared.hub.clone()))];
+    let router = api_router(shared.clone()).merge(health::router(checks, metrics.clone()));
+    let server = Server::new(
+        "realtime",
+        listener,
+        platform::http::finish_router(router, metrics),
+    );
+    with_tasks(server, &shared, EventSource::Store(store))
 }
 
 /// Adds the gateway's background work to `server`: feeding the hub from `source`, and

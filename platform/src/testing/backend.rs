@@ -100,9 +100,28 @@ pub async fn open_events(path: &Path) -> SqliteFile {
 }
 
 /// Declares each named `async fn name(backend: Backend)` of the enclosing module as two tests,
-/// `postgres::name` and `sqlite::name`.
+/// `postgres::name` and `sqlite::name`; after `sync:`, each `fn name(backend: Backend)` (a
+/// test that runs its own runtime, such as a property test).
 #[macro_export]
 macro_rules! on_each_backend {
+    (sync: $($test:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($crate::testing::Backend::Postgres)
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($crate::testing::Backend::Sqlite)
+                }
+            )*
+        }
+    };
     ($($test:ident),* $(,)?) => {
         mod postgres {
             $(
