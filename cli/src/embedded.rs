@@ -91,14 +91,18 @@ pub async fn build(args: &ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::
          runs in one process, without NATS"
     );
     let lock = lock(file)?;
-    let events = SqliteFile::open_events(file).await?;
-    let read_models = SqliteFile::open_read_models(&read_models_file(file)).await?;
+    // Each file has one writer; MEETINGS_DATABASE_MAX_CONNECTIONS sizes each one's readers.
+    let readers = args.database.max_connections;
+    let events = SqliteFile::open_events_with_readers(file, readers).await?;
+    let read_models =
+        SqliteFile::open_read_models_with_readers(&read_models_file(file), readers).await?;
     tracing::info!(file = %file.display(), "embedded mode: SQLite, no NATS");
     let revocations = jwt.revocations().clone();
     platform::auth::revocation::restore_from_sqlite(&events, &revocations).await?;
     let store: Arc<dyn EventStore> =
         Arc::new(SqliteEventStore::new(events.clone()).with_revocations(revocations.clone()));
     let metrics = Metrics::new();
+    metrics.observe_pool(&events.reader);
 
     let follower = SqliteFollower::new(store.clone(), read_models.clone(), &metrics);
     let checkpoints = follower.checkpoints();

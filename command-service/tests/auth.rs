@@ -10,7 +10,9 @@ use std::time::Duration;
 use command_service::AuthSettings;
 use futures::future::join_all;
 use serde_json::{json, Value};
-use support::{answers_within, assert_problem, spawn_app, spawn_app_with, text, TestApp, TestUser};
+use support::{
+    answers_within, assert_problem, spawn_app, spawn_app_with, text, Backend, TestApp, TestUser,
+};
 use uuid::Uuid;
 
 const WRONG_PASSWORD: &str = "definitely not it";
@@ -92,9 +94,8 @@ async fn fail_until_throttled(app: &TestApp, client: &reqwest::Client, email: &s
     seconds
 }
 
-#[tokio::test]
-async fn login_returns_bearer_tokens_and_the_access_token_works_on_a_command() {
-    let app = spawn_app().await;
+async fn login_returns_bearer_tokens_and_the_access_token_works_on_a_command(backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
 
     let response = app.login(&user.email.to_uppercase(), &user.password).await;
@@ -132,9 +133,10 @@ async fn login_returns_bearer_tokens_and_the_access_token_works_on_a_command() {
     assert_eq!(app.event_count().await, 2, "registered, then renamed");
 }
 
-#[tokio::test]
-async fn refresh_rotates_the_token_and_reusing_a_spent_one_revokes_its_whole_family() {
-    let app = spawn_app().await;
+async fn refresh_rotates_the_token_and_reusing_a_spent_one_revokes_its_whole_family(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let other_family = text(&new_session(&app, &user).await, "refresh_token");
 
@@ -162,17 +164,15 @@ async fn refresh_rotates_the_token_and_reusing_a_spent_one_revokes_its_whole_fam
     refreshed(&app, &text(&other, "refresh_token")).await;
 }
 
-#[tokio::test]
-async fn a_refresh_token_that_was_never_issued_is_refused() {
-    let app = spawn_app().await;
+async fn a_refresh_token_that_was_never_issued_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.user("Alice").await;
     assert_problem(app.refresh("made-up-token").await, 401).await;
     assert_problem(app.refresh("").await, 401).await;
 }
 
-#[tokio::test]
-async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
-    let app = spawn_app().await;
+async fn concurrent_refreshes_of_one_token_let_exactly_one_through(backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
 
     let responses = join_all((0..8).map(|_| app.refresh(&user.refresh_token))).await;
@@ -181,9 +181,8 @@ async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
     assert_eq!(statuses, [200, 401, 401, 401, 401, 401, 401, 401]);
 }
 
-#[tokio::test]
-async fn logout_ends_that_session_only() {
-    let app = spawn_app().await;
+async fn logout_ends_that_session_only(backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let other_family = text(&new_session(&app, &user).await, "refresh_token");
 
@@ -204,9 +203,8 @@ async fn logout_ends_that_session_only() {
     refreshed(&app, &other_family).await;
 }
 
-#[tokio::test]
-async fn logging_out_with_someone_elses_refresh_token_does_not_end_their_session() {
-    let app = spawn_app().await;
+async fn logging_out_with_someone_elses_refresh_token_does_not_end_their_session(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let mallory = app.user("Mallory").await;
 
@@ -215,9 +213,10 @@ async fn logging_out_with_someone_elses_refresh_token_does_not_end_their_session
     refreshed(&app, &alice.refresh_token).await;
 }
 
-#[tokio::test]
-async fn changing_the_password_ends_every_session_and_only_the_new_password_logs_in() {
-    let app = spawn_app().await;
+async fn changing_the_password_ends_every_session_and_only_the_new_password_logs_in(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let other_family = text(&new_session(&app, &user).await, "refresh_token");
     let new_password = "a brand new passphrase";
@@ -254,9 +253,8 @@ async fn changing_the_password_ends_every_session_and_only_the_new_password_logs
     refreshed(&app, &text(&tokens, "refresh_token")).await;
 }
 
-#[tokio::test]
-async fn a_deactivated_user_can_neither_log_in_nor_refresh() {
-    let app = spawn_app().await;
+async fn a_deactivated_user_can_neither_log_in_nor_refresh(backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
 
     let response = app
@@ -274,9 +272,10 @@ async fn a_deactivated_user_can_neither_log_in_nor_refresh() {
     assert_problem(app.login(&user.email, WRONG_PASSWORD).await, 401).await;
 }
 
-#[tokio::test]
-async fn failed_logins_are_throttled_per_address_without_locking_out_the_real_user() {
-    let app = spawn_app().await;
+async fn failed_logins_are_throttled_per_address_without_locking_out_the_real_user(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let attacker = client_from("127.0.0.1");
 
@@ -309,9 +308,8 @@ async fn failed_logins_are_throttled_per_address_without_locking_out_the_real_us
     assert_eq!(status, 200, "still throttled {seconds} s + 5 s later");
 }
 
-#[tokio::test]
-async fn an_unknown_email_is_throttled_exactly_like_a_registered_one() {
-    let app = spawn_app().await;
+async fn an_unknown_email_is_throttled_exactly_like_a_registered_one(backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let client = client_from("127.0.0.1");
     let unknown = format!("nobody-{}@example.com", Uuid::new_v4().simple());
@@ -335,9 +333,8 @@ async fn an_unknown_email_is_throttled_exactly_like_a_registered_one() {
     assert_problem(response, 429).await;
 }
 
-#[tokio::test]
-async fn a_successful_login_clears_the_failure_counter() {
-    let app = spawn_app().await;
+async fn a_successful_login_clears_the_failure_counter(backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let client = client_from("127.0.0.1");
 
@@ -349,12 +346,14 @@ async fn a_successful_login_clears_the_failure_counter() {
     fail_until_throttled(&app, &client, &user.email).await;
 }
 
-#[tokio::test]
-async fn the_access_token_lifetime_is_configurable() {
-    let app = spawn_app_with(AuthSettings {
-        access_token_ttl: Duration::from_secs(1),
-        ..Default::default()
-    })
+async fn the_access_token_lifetime_is_configurable(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AuthSettings {
+            access_token_ttl: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
     .await;
     let user = app.user("Alice").await;
 
@@ -370,9 +369,10 @@ async fn the_access_token_lifetime_is_configurable() {
     assert_eq!(claims.exp - claims.iat, 1);
 }
 
-#[tokio::test]
-async fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_guesses_made_one_by_one() {
-    let app = spawn_app().await;
+async fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_guesses_made_one_by_one(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let client = client_from("127.0.0.1");
 
@@ -397,12 +397,14 @@ async fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_guesses_made_one
     );
 }
 
-#[tokio::test]
-async fn a_refresh_token_expires_after_its_configured_lifetime() {
-    let app = spawn_app_with(AuthSettings {
-        refresh_token_ttl: Duration::from_secs(1),
-        ..Default::default()
-    })
+async fn a_refresh_token_expires_after_its_configured_lifetime(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AuthSettings {
+            refresh_token_ttl: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
     .await;
     let user = app.user("Alice").await;
     let started = tokio::time::Instant::now();
@@ -423,3 +425,20 @@ async fn a_refresh_token_expires_after_its_configured_lifetime() {
     assert_problem(last, 401).await;
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
+
+platform::on_each_backend!(
+    login_returns_bearer_tokens_and_the_access_token_works_on_a_command,
+    refresh_rotates_the_token_and_reusing_a_spent_one_revokes_its_whole_family,
+    a_refresh_token_that_was_never_issued_is_refused,
+    concurrent_refreshes_of_one_token_let_exactly_one_through,
+    logout_ends_that_session_only,
+    logging_out_with_someone_elses_refresh_token_does_not_end_their_session,
+    changing_the_password_ends_every_session_and_only_the_new_password_logs_in,
+    a_deactivated_user_can_neither_log_in_nor_refresh,
+    failed_logins_are_throttled_per_address_without_locking_out_the_real_user,
+    an_unknown_email_is_throttled_exactly_like_a_registered_one,
+    a_successful_login_clears_the_failure_counter,
+    the_access_token_lifetime_is_configurable,
+    a_burst_of_concurrent_guesses_gets_no_more_checks_than_guesses_made_one_by_one,
+    a_refresh_token_expires_after_its_configured_lifetime,
+);

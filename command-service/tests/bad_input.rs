@@ -16,7 +16,7 @@ use platform::config::Secret;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::RequestBuilder;
 use serde_json::{json, Value};
-use support::{assert_problem, meeting_body, spawn_app, TestApp, TestUser, JWT_SECRET};
+use support::{assert_problem, meeting_body, spawn_app, Backend, TestApp, TestUser, JWT_SECRET};
 use uuid::Uuid;
 
 /// The world every case runs against.
@@ -118,10 +118,7 @@ struct Counts {
 
 async fn counts(app: &TestApp) -> Counts {
     let count = |table: &'static str| async move {
-        sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap()
+        app.count(&format!("SELECT count(*) FROM {table}")).await
     };
     Counts {
         events: app.event_count().await,
@@ -431,8 +428,8 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-async fn world() -> World {
-    let app = spawn_app().await;
+async fn world(backend: Backend) -> World {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let bob = app.user("Bob").await;
     let carol = app.user("Carol").await;
@@ -462,9 +459,8 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| v.to_str().expect("ASCII header").to_string())
 }
 
-#[tokio::test]
-async fn every_kind_of_bad_input_gets_its_documented_problem_and_changes_nothing() {
-    let world = world().await;
+async fn every_kind_of_bad_input_gets_its_documented_problem_and_changes_nothing(backend: Backend) {
+    let world = world(backend).await;
     let initial = counts(&world.app).await;
     assert_eq!(initial.events, 6, "3 registrations, 2 schedules, 1 cancel");
 
@@ -522,10 +518,9 @@ async fn every_kind_of_bad_input_gets_its_documented_problem_and_changes_nothing
     assert_eq!(counts(&world.app).await, initial);
 }
 
-#[tokio::test]
-async fn the_requests_the_bad_cases_distort_succeed_when_made_properly() {
+async fn the_requests_the_bad_cases_distort_succeed_when_made_properly(backend: Backend) {
     // Guards the table: its failures must come from the distortion, not from a broken base.
-    let world = world().await;
+    let world = world(backend).await;
     let before = counts(&world.app).await;
 
     let response = world
@@ -560,9 +555,8 @@ async fn the_requests_the_bad_cases_distort_succeed_when_made_properly() {
     assert_eq!(after.idempotency_keys, before.idempotency_keys + 1);
 }
 
-#[tokio::test]
-async fn a_body_just_under_the_limit_is_read_and_judged_on_its_values() {
-    let world = world().await;
+async fn a_body_just_under_the_limit_is_read_and_judged_on_its_values(backend: Backend) {
+    let world = world(backend).await;
     let before = counts(&world.app).await;
     // 63 KiB fits the 64 KiB limit, so the domain's length rule (not the limit) refuses it.
     let response = world
@@ -575,9 +569,8 @@ async fn a_body_just_under_the_limit_is_read_and_judged_on_its_values() {
     assert_eq!(counts(&world.app).await, before);
 }
 
-#[tokio::test]
-async fn a_wrong_method_names_the_allowed_ones() {
-    let app = spawn_app().await;
+async fn a_wrong_method_names_the_allowed_ones(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .client
         .put(app.url("/v1/auth/login"))
@@ -590,3 +583,10 @@ async fn a_wrong_method_names_the_allowed_ones() {
     let body = assert_problem(response, 405).await;
     assert_eq!(body["type"], "/problems/method-not-allowed");
 }
+
+platform::on_each_backend!(
+    every_kind_of_bad_input_gets_its_documented_problem_and_changes_nothing,
+    the_requests_the_bad_cases_distort_succeed_when_made_properly,
+    a_body_just_under_the_limit_is_read_and_judged_on_its_values,
+    a_wrong_method_names_the_allowed_ones,
+);

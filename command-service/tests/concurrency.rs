@@ -7,12 +7,13 @@ use std::collections::HashSet;
 
 use futures::future::join_all;
 use serde_json::{json, Value};
-use support::spawn_app;
+use support::{spawn_app, Backend};
 use uuid::Uuid;
 
-#[tokio::test]
-async fn fifty_concurrent_invites_to_one_meeting_are_each_applied_or_refused_and_none_is_lost() {
-    let app = spawn_app().await;
+async fn fifty_concurrent_invites_to_one_meeting_are_each_applied_or_refused_and_none_is_lost(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let organizer = app.user("Organizer").await;
     let meeting = app.schedule(&organizer, &[]).await;
 
@@ -86,9 +87,8 @@ async fn fifty_concurrent_invites_to_one_meeting_are_each_applied_or_refused_and
     assert_eq!(versions, expected_versions);
 }
 
-#[tokio::test]
-async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win() {
-    let app = spawn_app().await;
+async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win(backend: Backend) {
+    let app = spawn_app(backend).await;
     let organizer = app.user("Organizer").await;
     let meeting = app.schedule(&organizer, &[]).await;
 
@@ -121,9 +121,10 @@ async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win() {
     );
 }
 
-#[tokio::test]
-async fn twenty_concurrent_registrations_of_one_email_in_mixed_case_create_exactly_one_user() {
-    let app = spawn_app().await;
+async fn twenty_concurrent_registrations_of_one_email_in_mixed_case_create_exactly_one_user(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let local = format!("someone-{}", Uuid::new_v4().simple());
     let variants: Vec<String> = (0..20)
         .map(|i| {
@@ -154,16 +155,11 @@ async fn twenty_concurrent_registrations_of_one_email_in_mixed_case_create_exact
         "{statuses:?}"
     );
 
-    let users: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserRegistered'")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let users: i64 = app
+        .count("SELECT count(*) FROM events WHERE event_type = 'UserRegistered'")
+        .await;
     assert_eq!(users, 1);
-    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let accounts: i64 = app.count("SELECT count(*) FROM accounts").await;
     assert_eq!(accounts, 1);
 }
 
@@ -171,7 +167,7 @@ async fn twenty_concurrent_registrations_of_one_email_in_mixed_case_create_exact
 async fn registrations_on_two_service_replicas_sharing_a_database_still_claim_an_email_once() {
     // Two independent command-service instances (separate pools, as on separate hosts) against
     // one database: uniqueness comes from the database, not from process memory.
-    let first = spawn_app().await;
+    let first = spawn_app(Backend::Postgres).await;
     let second = support::spawn_replica(&first).await;
     let email = format!("twice-{}@example.com", Uuid::new_v4().simple());
     let upper = email.to_uppercase();
@@ -184,13 +180,14 @@ async fn registrations_on_two_service_replicas_sharing_a_database_still_claim_an
     assert_eq!(statuses, [201, 409]);
 }
 
-#[tokio::test]
-async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_overwritten() {
+async fn a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_overwritten(
+    backend: Backend,
+) {
     use axum::http::StatusCode;
     use command_service::executor::{CommandMeta, CommandRequest, Executor};
     use domain::{Actor, Meeting, MeetingCommand, Role, ScheduleMeeting};
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let organizer = app.user("Organizer").await;
     let existing = app.schedule(&organizer, &[]).await;
     let before = app.event_count().await;
@@ -261,13 +258,12 @@ impl domain::UserDirectory for EveryoneExists {
 /// The executor caches aggregates it loaded; another replica (its own cache) appends in
 /// between. The cached replica must decide on the current state, and what both wrote must be
 /// exactly what a cold load of the store gives.
-#[tokio::test]
-async fn a_cached_aggregate_never_hides_what_another_replica_appended() {
+async fn a_cached_aggregate_never_hides_what_another_replica_appended(backend: Backend) {
     use axum::http::StatusCode;
     use command_service::executor::{CommandMeta, CommandRequest, Executor};
     use domain::{Actor, AttendeeSpec, Meeting, MeetingCommand, Role};
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let organizer = app.user("Organizer").await;
     let ann = app.user("Ann").await;
     let bob = app.user("Bob").await;
@@ -340,13 +336,14 @@ async fn a_cached_aggregate_never_hides_what_another_replica_appended() {
 /// state is stale, whatever the decision was — a refusal, a no-op, a stale `If-Match` — is
 /// made again on the loaded state: only a commit, which the sequence guards, is ever
 /// answered from the cache.
-#[tokio::test]
-async fn a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_the_store() {
+async fn a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_the_store(
+    backend: Backend,
+) {
     use axum::http::StatusCode;
     use command_service::executor::{CommandMeta, CommandRequest, Executor};
     use domain::{Actor, AttendeeSpec, Meeting, MeetingCommand, ResponseStatus, Role};
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let organizer = app.user("Organizer").await;
     let ann = app.user("Ann").await;
     let meeting = app.schedule(&organizer, &[]).await;
@@ -452,12 +449,11 @@ async fn a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_t
 /// After a commit the executor keeps the state the command produced. It once applied the new
 /// events to that state a second time, so an invited attendee sat in the cache twice and the
 /// next decision saw a meeting the store never held.
-#[tokio::test]
-async fn the_cache_after_a_commit_equals_a_cold_load_of_the_store() {
+async fn the_cache_after_a_commit_equals_a_cold_load_of_the_store(backend: Backend) {
     use command_service::executor::{CommandMeta, CommandRequest, Executor};
     use domain::{Actor, AttendeeSpec, Meeting, MeetingCommand, Role};
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let organizer = app.user("Organizer").await;
     let ann = app.user("Ann").await;
     let meeting = app.schedule(&organizer, &[]).await;
@@ -499,3 +495,13 @@ async fn the_cache_after_a_commit_equals_a_cold_load_of_the_store() {
     assert_eq!(cached.aggregate.attendees().len(), 1, "Ann is invited once");
     assert_eq!(cached.aggregate, stored.aggregate);
 }
+
+platform::on_each_backend!(
+    fifty_concurrent_invites_to_one_meeting_are_each_applied_or_refused_and_none_is_lost,
+    concurrent_updates_with_the_same_if_match_let_exactly_one_win,
+    twenty_concurrent_registrations_of_one_email_in_mixed_case_create_exactly_one_user,
+    a_fresh_id_that_exists_after_all_is_decided_against_its_events_not_overwritten,
+    a_cached_aggregate_never_hides_what_another_replica_appended,
+    a_stale_cache_never_refuses_skips_or_fails_a_precondition_in_place_of_the_store,
+    the_cache_after_a_commit_equals_a_cold_load_of_the_store,
+);

@@ -4,7 +4,7 @@ mod support;
 
 use futures::future::join_all;
 use serde_json::{json, Value};
-use support::{assert_problem, meeting_body, spawn_app};
+use support::{assert_problem, meeting_body, spawn_app, Backend};
 
 async fn post_with_key(
     app: &support::TestApp,
@@ -23,9 +23,8 @@ async fn post_with_key(
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_repeated_schedule_returns_the_first_response_and_appends_nothing() {
-    let app = spawn_app().await;
+async fn a_repeated_schedule_returns_the_first_response_and_appends_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let body = meeting_body("Retrospective", &[]);
 
@@ -56,9 +55,8 @@ async fn a_repeated_schedule_returns_the_first_response_and_appends_nothing() {
     assert_ne!(other_body["id"], first_body["id"]);
 }
 
-#[tokio::test]
-async fn concurrent_requests_with_one_key_append_once() {
-    let app = spawn_app().await;
+async fn concurrent_requests_with_one_key_append_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let body = meeting_body("Standup", &[]);
     let before = app.event_count().await;
@@ -76,9 +74,8 @@ async fn concurrent_requests_with_one_key_append_once() {
     assert_eq!(app.event_count().await, before + 1);
 }
 
-#[tokio::test]
-async fn a_key_reused_for_a_different_request_is_refused() {
-    let app = spawn_app().await;
+async fn a_key_reused_for_a_different_request_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let first = post_with_key(
         &app,
@@ -103,9 +100,8 @@ async fn a_key_reused_for_a_different_request_is_refused() {
     assert_eq!(app.event_count().await, before);
 }
 
-#[tokio::test]
-async fn keys_belong_to_their_user() {
-    let app = spawn_app().await;
+async fn keys_belong_to_their_user(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let bob = app.user("Bob").await;
     let body = meeting_body("Sync", &[]);
@@ -121,9 +117,8 @@ async fn keys_belong_to_their_user() {
     );
 }
 
-#[tokio::test]
-async fn a_repeated_command_on_an_existing_meeting_is_replayed_not_reapplied() {
-    let app = spawn_app().await;
+async fn a_repeated_command_on_an_existing_meeting_is_replayed_not_reapplied(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let meeting = app.schedule(&alice, &[]).await;
     let path = format!("/v1/meetings/{meeting}/messages");
@@ -136,11 +131,9 @@ async fn a_repeated_command_on_an_existing_meeting_is_replayed_not_reapplied() {
     assert_eq!(again.status(), 201);
     assert_eq!(again.json::<Value>().await.unwrap(), first);
 
-    let chat: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ChatMessagePosted'")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let chat: i64 = app
+        .count("SELECT count(*) FROM events WHERE event_type = 'ChatMessagePosted'")
+        .await;
     assert_eq!(chat, 1);
 
     // The same key on another meeting's route is a different request.
@@ -156,9 +149,8 @@ async fn a_repeated_command_on_an_existing_meeting_is_replayed_not_reapplied() {
     assert_problem(refused, 422).await;
 }
 
-#[tokio::test]
-async fn concurrent_repeats_of_a_command_on_one_meeting_append_once() {
-    let app = spawn_app().await;
+async fn concurrent_repeats_of_a_command_on_one_meeting_append_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let meeting = app.schedule(&alice, &[]).await;
     let path = format!("/v1/meetings/{meeting}/messages");
@@ -171,17 +163,16 @@ async fn concurrent_repeats_of_a_command_on_one_meeting_append_once() {
         bodies.insert(response.json::<Value>().await.unwrap().to_string());
     }
     assert_eq!(bodies.len(), 1, "{bodies:?}");
-    let chat: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ChatMessagePosted'")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let chat: i64 = app
+        .count("SELECT count(*) FROM events WHERE event_type = 'ChatMessagePosted'")
+        .await;
     assert_eq!(chat, 1);
 }
 
-#[tokio::test]
-async fn anonymous_registrations_with_the_same_key_but_different_emails_do_not_collide() {
-    let app = spawn_app().await;
+async fn anonymous_registrations_with_the_same_key_but_different_emails_do_not_collide(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let register = |email: &'static str| {
         app.client
             .post(app.url("/v1/auth/register"))
@@ -200,10 +191,18 @@ async fn anonymous_registrations_with_the_same_key_but_different_emails_do_not_c
     let again = register("a@example.com").await.unwrap();
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let users: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserRegistered'")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let users: i64 = app
+        .count("SELECT count(*) FROM events WHERE event_type = 'UserRegistered'")
+        .await;
     assert_eq!(users, 2);
 }
+
+platform::on_each_backend!(
+    a_repeated_schedule_returns_the_first_response_and_appends_nothing,
+    concurrent_requests_with_one_key_append_once,
+    a_key_reused_for_a_different_request_is_refused,
+    keys_belong_to_their_user,
+    a_repeated_command_on_an_existing_meeting_is_replayed_not_reapplied,
+    concurrent_repeats_of_a_command_on_one_meeting_append_once,
+    anonymous_registrations_with_the_same_key_but_different_emails_do_not_collide,
+);

@@ -5,11 +5,12 @@ mod support;
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
-use support::{assert_problem, spawn_app};
+use support::{assert_problem, spawn_app, Backend};
 
-#[tokio::test]
-async fn a_meeting_journey_appends_exactly_the_expected_events_with_complete_metadata() {
-    let app = spawn_app().await;
+async fn a_meeting_journey_appends_exactly_the_expected_events_with_complete_metadata(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let bob = app.user("Bob").await;
 
@@ -156,9 +157,8 @@ async fn a_meeting_journey_appends_exactly_the_expected_events_with_complete_met
     assert_eq!(app.event_count().await, 7);
 }
 
-#[tokio::test]
-async fn the_openapi_document_lists_every_command_endpoint() {
-    let app = spawn_app().await;
+async fn the_openapi_document_lists_every_command_endpoint(backend: Backend) {
+    let app = spawn_app(backend).await;
     let document = app.get_json("/v1/openapi.json", None).await;
     let paths = document["paths"].as_object().unwrap();
     for path in [
@@ -184,9 +184,8 @@ async fn the_openapi_document_lists_every_command_endpoint() {
     }
 }
 
-#[tokio::test]
-async fn health_readiness_and_metrics_answer() {
-    let app = spawn_app().await;
+async fn health_readiness_and_metrics_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
     let health = app.get("/healthz", None).await;
     assert_eq!(health.status(), 200);
     let ready = app.get("/readyz", None).await;
@@ -199,9 +198,8 @@ async fn health_readiness_and_metrics_answer() {
     assert!(metrics.contains("route=\"/readyz\""), "{metrics}");
 }
 
-#[tokio::test]
-async fn commands_appends_and_the_pool_are_in_the_metrics() {
-    let app = spawn_app().await;
+async fn commands_appends_and_the_pool_are_in_the_metrics(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.user("Ada").await;
     let metrics = app.get_text("/metrics", None).await;
     for expected in [
@@ -214,3 +212,10 @@ async fn commands_appends_and_the_pool_are_in_the_metrics() {
         assert!(metrics.contains(expected), "no `{expected}` in\n{metrics}");
     }
 }
+
+platform::on_each_backend!(
+    a_meeting_journey_appends_exactly_the_expected_events_with_complete_metadata,
+    the_openapi_document_lists_every_command_endpoint,
+    health_readiness_and_metrics_answer,
+    commands_appends_and_the_pool_are_in_the_metrics,
+);

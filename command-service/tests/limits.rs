@@ -11,7 +11,7 @@ use command_service::LimitSettings;
 use platform::testing::{meeting_body, PASSWORD};
 use reqwest::Method;
 use serde_json::json;
-use support::{assert_problem, spawn_app_limited};
+use support::{assert_problem, spawn_app_limited, Backend};
 
 fn n(value: u32) -> NonZeroU32 {
     NonZeroU32::new(value).unwrap()
@@ -40,13 +40,15 @@ async fn assert_throttled(response: reqwest::Response) -> u64 {
     retry_after
 }
 
-#[tokio::test]
-async fn a_user_over_their_command_rate_is_429_and_others_are_served() {
-    let app = spawn_app_limited(LimitSettings {
-        command_rate: n(1),
-        command_burst: n(3),
-        ..roomy()
-    })
+async fn a_user_over_their_command_rate_is_429_and_others_are_served(backend: Backend) {
+    let app = spawn_app_limited(
+        backend,
+        LimitSettings {
+            command_rate: n(1),
+            command_burst: n(3),
+            ..roomy()
+        },
+    )
     .await;
     let ann = app.user("Ann").await;
     let ben = app.user("Ben").await;
@@ -81,12 +83,14 @@ async fn a_user_over_their_command_rate_is_429_and_others_are_served() {
     assert_eq!(again.status(), 200);
 }
 
-#[tokio::test]
-async fn an_organizer_over_the_daily_meeting_quota_is_429() {
-    let app = spawn_app_limited(LimitSettings {
-        meetings_per_day: n(2),
-        ..roomy()
-    })
+async fn an_organizer_over_the_daily_meeting_quota_is_429(backend: Backend) {
+    let app = spawn_app_limited(
+        backend,
+        LimitSettings {
+            meetings_per_day: n(2),
+            ..roomy()
+        },
+    )
     .await;
     let ann = app.user("Ann").await;
     for _ in 0..2 {
@@ -101,12 +105,14 @@ async fn an_organizer_over_the_daily_meeting_quota_is_429() {
     app.schedule(&ben, &[]).await;
 }
 
-#[tokio::test]
-async fn a_meeting_over_its_chat_quota_is_429_and_strangers_cannot_use_it_up() {
-    let app = spawn_app_limited(LimitSettings {
-        chat_per_minute: n(2),
-        ..roomy()
-    })
+async fn a_meeting_over_its_chat_quota_is_429_and_strangers_cannot_use_it_up(backend: Backend) {
+    let app = spawn_app_limited(
+        backend,
+        LimitSettings {
+            chat_per_minute: n(2),
+            ..roomy()
+        },
+    )
     .await;
     let ann = app.user("Ann").await;
     let ben = app.user("Ben").await;
@@ -140,13 +146,15 @@ async fn a_meeting_over_its_chat_quota_is_429_and_strangers_cannot_use_it_up() {
     assert_eq!(elsewhere.status(), 201);
 }
 
-#[tokio::test]
-async fn registrations_are_limited_per_address_and_invalid_ones_cost_nothing() {
-    let app = spawn_app_limited(LimitSettings {
-        registrations_per_hour: n(2),
-        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
-        ..roomy()
-    })
+async fn registrations_are_limited_per_address_and_invalid_ones_cost_nothing(backend: Backend) {
+    let app = spawn_app_limited(
+        backend,
+        LimitSettings {
+            registrations_per_hour: n(2),
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            ..roomy()
+        },
+    )
     .await;
     let register = |email: String, forwarded_for: &'static str| {
         app.request(Method::POST, "/v1/auth/register", None)
@@ -189,12 +197,14 @@ async fn registrations_are_limited_per_address_and_invalid_ones_cost_nothing() {
     assert_throttled(refused).await;
 }
 
-#[tokio::test]
-async fn a_forwarded_for_header_from_an_untrusted_peer_is_ignored() {
-    let app = spawn_app_limited(LimitSettings {
-        registrations_per_hour: n(1),
-        ..roomy()
-    })
+async fn a_forwarded_for_header_from_an_untrusted_peer_is_ignored(backend: Backend) {
+    let app = spawn_app_limited(
+        backend,
+        LimitSettings {
+            registrations_per_hour: n(1),
+            ..roomy()
+        },
+    )
     .await;
     for (i, forwarded_for) in ["198.51.100.1", "198.51.100.2"].into_iter().enumerate() {
         let response = app
@@ -216,12 +226,14 @@ async fn a_forwarded_for_header_from_an_untrusted_peer_is_ignored() {
     }
 }
 
-#[tokio::test]
-async fn guesses_at_one_account_from_many_addresses_are_throttled_together() {
-    let app = spawn_app_limited(LimitSettings {
-        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
-        ..roomy()
-    })
+async fn guesses_at_one_account_from_many_addresses_are_throttled_together(backend: Backend) {
+    let app = spawn_app_limited(
+        backend,
+        LimitSettings {
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            ..roomy()
+        },
+    )
     .await;
     let ann = app.user("Ann").await;
     let guess = |i: u32| {
@@ -248,19 +260,17 @@ async fn guesses_at_one_account_from_many_addresses_are_throttled_together() {
         )
         .await;
     assert!(matches!(response.status().as_u16(), 413 | 422));
-    let rows: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM login_throttle WHERE length(email_key) > 254")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let rows: i64 = app
+        .count("SELECT count(*) FROM login_throttle WHERE length(email_key) > 254")
+        .await;
     assert_eq!(rows, 0);
 }
 
 #[tokio::test]
 async fn housekeeping_purges_forgotten_throttles_and_expired_refresh_tokens() {
-    let app = spawn_app_limited(roomy()).await;
+    let app = spawn_app_limited(Backend::Postgres, roomy()).await;
     let ann = app.user("Ann").await;
-    let pool = &app.db.pool;
+    let pool = &app.db().pool;
     sqlx::query(
         "INSERT INTO login_throttle (email_key, source, failures, last_failure_at, blocked_until)
          VALUES ('old@example.org', '192.0.2.1', 3, now() - interval '2 days', now() - interval '2 days'),
@@ -299,3 +309,12 @@ async fn housekeeping_purges_forgotten_throttles_and_expired_refresh_tokens() {
         .unwrap();
     assert_eq!(tokens, 2);
 }
+
+platform::on_each_backend!(
+    a_user_over_their_command_rate_is_429_and_others_are_served,
+    an_organizer_over_the_daily_meeting_quota_is_429,
+    a_meeting_over_its_chat_quota_is_429_and_strangers_cannot_use_it_up,
+    registrations_are_limited_per_address_and_invalid_ones_cost_nothing,
+    a_forwarded_for_header_from_an_untrusted_peer_is_ignored,
+    guesses_at_one_account_from_many_addresses_are_throttled_together,
+);

@@ -10,7 +10,9 @@ use std::time::Duration;
 use command_service::AuthSettings;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{answers_within, assert_problem, spawn_app, spawn_app_with, text, TestApp, TestUser};
+use support::{
+    answers_within, assert_problem, spawn_app, spawn_app_with, text, Backend, TestApp, TestUser,
+};
 use uuid::Uuid;
 
 async fn set_role(app: &TestApp, token: &str, user: Uuid, role: &str) -> reqwest::Response {
@@ -21,9 +23,8 @@ async fn set_role(app: &TestApp, token: &str, user: Uuid, role: &str) -> reqwest
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_demoted_admin_is_refused_their_next_admin_command_within_a_second() {
-    let app = spawn_app().await;
+async fn a_demoted_admin_is_refused_their_next_admin_command_within_a_second(backend: Backend) {
+    let app = spawn_app(backend).await;
     let admin = app.promote(&app.user("Ada").await).await;
     let root = app.promote(&app.user("Root").await).await;
     let member = app.user("Bob").await;
@@ -54,9 +55,8 @@ async fn a_demoted_admin_is_refused_their_next_admin_command_within_a_second() {
     assert_eq!(app.rename(&member_token, "Ada L.").await.status(), 200);
 }
 
-#[tokio::test]
-async fn a_deactivated_users_access_token_is_refused_within_a_second() {
-    let app = spawn_app().await;
+async fn a_deactivated_users_access_token_is_refused_within_a_second(backend: Backend) {
+    let app = spawn_app(backend).await;
     let root = app.promote(&app.user("Root").await).await;
     let user = app.user("Alice").await;
     assert_eq!(app.rename(&user.token, "Alice A.").await.status(), 200);
@@ -83,9 +83,8 @@ async fn a_deactivated_users_access_token_is_refused_within_a_second() {
     assert_eq!(app.rename(&root.token, "Root R.").await.status(), 200);
 }
 
-#[tokio::test]
-async fn logging_out_voids_that_sessions_access_token_and_no_other() {
-    let app = spawn_app().await;
+async fn logging_out_voids_that_sessions_access_token_and_no_other(backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let other = app.log_in(user.clone()).await.unwrap();
 
@@ -98,13 +97,15 @@ async fn logging_out_voids_that_sessions_access_token_and_no_other() {
     assert_eq!(app.rename(&other.token, "Alice B.").await.status(), 200);
 }
 
-#[tokio::test]
-async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
+async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed(backend: Backend) {
     let lifetime = Duration::from_secs(6);
-    let app = spawn_app_with(AuthSettings {
-        session_lifetime: lifetime,
-        ..AuthSettings::default()
-    })
+    let app = spawn_app_with(
+        backend,
+        AuthSettings {
+            session_lifetime: lifetime,
+            ..AuthSettings::default()
+        },
+    )
     .await;
     let user = app.user("Alice").await;
     // The session began during that login, so no later than now. (Timed from here, not from
@@ -134,9 +135,8 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed()
     assert_eq!(app.refresh(&again.refresh_token).await.status(), 200);
 }
 
-#[tokio::test]
-async fn a_member_gets_403_for_role_changes_whether_or_not_the_user_exists() {
-    let app = spawn_app().await;
+async fn a_member_gets_403_for_role_changes_whether_or_not_the_user_exists(backend: Backend) {
+    let app = spawn_app(backend).await;
     let member = app.user("Bob").await;
     let other = app.user("Carol").await;
     let root = app.promote(&app.user("Root").await).await;
@@ -171,9 +171,10 @@ async fn change_password(
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_retried_password_change_answers_what_the_first_did_and_is_no_failed_attempt() {
-    let app = spawn_app().await;
+async fn a_retried_password_change_answers_what_the_first_did_and_is_no_failed_attempt(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let user = app.user("Alice").await;
     let new_password = "a brand new passphrase";
 
@@ -185,12 +186,9 @@ async fn a_retried_password_change_answers_what_the_first_did_and_is_no_failed_a
         assert_eq!(retry.status(), StatusCode::NO_CONTENT);
         assert_eq!(retry.headers()["idempotent-replayed"], "true");
     }
-    let throttled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM login_throttle WHERE email_key LIKE 'password-change:%'",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
+    let throttled: i64 = app
+        .count("SELECT count(*) FROM login_throttle WHERE email_key LIKE 'password-change:%'")
+        .await;
     assert_eq!(throttled, 0, "no failure was counted");
     // Without the key, the revoked token is refused before anything is checked.
     let response = change_password(&app, &user, "pw-2", "yet another passphrase").await;
@@ -198,9 +196,8 @@ async fn a_retried_password_change_answers_what_the_first_did_and_is_no_failed_a
     assert_eq!(app.login(&user.email, new_password).await.status(), 200);
 }
 
-#[tokio::test]
-async fn posting_a_chat_message_answers_its_id_also_on_a_replay() {
-    let app = spawn_app().await;
+async fn posting_a_chat_message_answers_its_id_also_on_a_replay(backend: Backend) {
+    let app = spawn_app(backend).await;
     let organizer = app.user("Olga").await;
     let meeting = app.schedule(&organizer, &[]).await;
     let post = || async {
@@ -227,3 +224,13 @@ async fn posting_a_chat_message_answers_its_id_also_on_a_replay() {
     let replayed: Value = post().await.json().await.unwrap();
     assert_eq!(replayed, first);
 }
+
+platform::on_each_backend!(
+    a_demoted_admin_is_refused_their_next_admin_command_within_a_second,
+    a_deactivated_users_access_token_is_refused_within_a_second,
+    logging_out_voids_that_sessions_access_token_and_no_other,
+    a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed,
+    a_member_gets_403_for_role_changes_whether_or_not_the_user_exists,
+    a_retried_password_change_answers_what_the_first_did_and_is_no_failed_attempt,
+    posting_a_chat_message_answers_its_id_also_on_a_replay,
+);

@@ -3,18 +3,18 @@
 mod support;
 
 use serde_json::json;
-use support::spawn_app;
+use support::{spawn_app, Backend};
 use uuid::Uuid;
 
 #[tokio::test]
 async fn a_user_registered_with_a_version_1_event_logs_in_and_changes_profile() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Postgres).await;
     // Register normally to get a valid argon2 hash, then write a second user whose
     // registration event has the v1.0 shape (`name`, no time zone, no role).
     let template = app.user("Template").await;
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
         .bind(template.id)
-        .fetch_one(&app.db.pool)
+        .fetch_one(&app.db().pool)
         .await
         .unwrap();
     let old_id = Uuid::now_v7();
@@ -23,7 +23,7 @@ async fn a_user_registered_with_a_version_1_event_logs_in_and_changes_profile() 
         .bind(old_id)
         .bind(&email)
         .bind(&hash)
-        .execute(&app.db.pool)
+        .execute(&app.db().pool)
         .await
         .unwrap();
     use platform::store::{Commit, EventMetadata, NewEvent};

@@ -16,7 +16,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
-use sqlx::PgPool;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -49,8 +48,23 @@ pub struct Metrics {
 /// The connections whose state is exported, read when scraped (no task keeps them current).
 #[derive(Debug, Default)]
 struct Connections {
-    pool: Mutex<Option<PgPool>>,
+    pool: Mutex<Option<Arc<dyn PoolSizes>>>,
     nats: Mutex<Vec<(&'static str, async_nats::Client)>>,
+}
+
+/// A pool's (open, idle, most) connections, whatever its database.
+trait PoolSizes: Send + Sync + std::fmt::Debug {
+    fn sizes(&self) -> (i64, i64, i64);
+}
+
+impl<DB: sqlx::Database> PoolSizes for sqlx::Pool<DB> {
+    fn sizes(&self) -> (i64, i64, i64) {
+        (
+            i64::from(self.size()),
+            i64::try_from(self.num_idle()).unwrap_or(i64::MAX),
+            i64::from(self.options().get_max_connections()),
+        )
+    }
 }
 
 /// Writes [`Connections`] at each scrape: one family per metric, however many NATS
@@ -68,23 +82,21 @@ impl Collector for ConnectionsCollector {
             .expect("BUG: metrics pool poisoned")
             .clone();
         if let Some(pool) = pool {
-            let size = i64::from(pool.size());
-            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-            let max = i64::from(pool.options().get_max_connections());
+            let (size, idle, max) = pool.sizes();
             for (name, help, value) in [
                 (
                     "db_pool_connections",
-                    "Open connections of the PostgreSQL pool, in use or idle.",
+                    "Open connections of the database pool, in use or idle.",
                     size,
                 ),
                 (
                     "db_pool_idle_connections",
-                    "Open connections of the PostgreSQL pool that are idle.",
+                    "Open connections of the database pool that are idle.",
                     idle,
                 ),
                 (
                     "db_pool_max_connections",
-                    "Most connections the PostgreSQL pool opens \
+                    "Most connections the database pool opens \
                      (MEETINGS_DATABASE_MAX_CONNECTIONS).",
                     max,
                 ),
@@ -181,14 +193,14 @@ impl Metrics {
     }
 
     /// Exports the size of `pool` (`meetings_db_pool_connections`, `…_idle_connections`,
-    /// `…_max_connections`), read at each scrape. A process has one pool; a second call
-    /// replaces the first.
-    pub fn observe_pool(&self, pool: &PgPool) {
+    /// `…_max_connections`), read at each scrape: PostgreSQL's pool, or in embedded mode the
+    /// readers of the event log. A process has one pool; a second call replaces the first.
+    pub fn observe_pool<DB: sqlx::Database>(&self, pool: &sqlx::Pool<DB>) {
         *self
             .connections
             .pool
             .lock()
-            .expect("BUG: metrics pool poisoned") = Some(pool.clone());
+            .expect("BUG: metrics pool poisoned") = Some(Arc::new(pool.clone()));
     }
 
     /// Exports the state of the NATS connection `client` (`meetings_nats_connected`,

@@ -1,5 +1,7 @@
 //! Test harness: the command-service started as its binary starts it (`command_service::build`)
-//! on port 0, against a fresh PostgreSQL database, with the workspace's test key. The pieces
+//! on port 0, against a fresh PostgreSQL database, or embedded mode's composition
+//! (`meetings::embedded::build`) on fresh SQLite files — each test runs on both
+//! (`platform::on_each_backend!`) — with the workspace's test key. The pieces
 //! come from `platform::testing`; only what is particular to this service is here.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -9,25 +11,32 @@ use std::sync::Arc;
 use command_service::{AuthSettings, LimitSettings, Settings};
 use platform::auth::JwtKeys;
 use platform::config::HttpLimits;
+use platform::db::sqlite::SqliteFile;
 use platform::store::{EventStore, PgEventStore, StoredEvent};
-use platform::testing::{self, TestClient, TestDatabase, TestServer};
+use platform::testing::{self, TestClient, TestDatabase, TestDirectory, TestServer};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// Shared with every service's tests (not every test binary uses them).
 #[allow(unused_imports)]
-pub use platform::testing::{assert_problem, meeting_body, TestUser, JWT_SECRET};
+pub use platform::testing::{assert_problem, meeting_body, Backend, TestUser, JWT_SECRET};
 
 pub struct TestApp {
-    /// First field: dropped (stopping the service) before the database.
+    /// First field: dropped (stopping the service) before the storage.
     server: TestServer,
-    /// What the service was built from, for a replica of it.
-    pub settings: Settings,
-    /// The event store of the service's database, for what tests check or plant directly.
+    pub backend: Backend,
+    /// The event store of the service, for what tests check or plant directly.
     pub store: Arc<dyn EventStore>,
     /// Keys of the service's JWT settings.
     pub jwt: Arc<JwtKeys>,
-    pub db: TestDatabase,
+    storage: Storage,
+}
+
+enum Storage {
+    /// The command-service binary's composition, and what it was built from (for a replica).
+    Postgres(Box<Settings>, TestDatabase),
+    /// `meetings serve` in embedded mode: the event log's file, its lock, the directory.
+    Sqlite(SqliteFile, std::fs::File, TestDirectory),
 }
 
 /// Requests go to the service: `app.post(..)`, `app.url(..)`, `app.client`.
@@ -39,12 +48,13 @@ impl Deref for TestApp {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(AuthSettings::default()).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, AuthSettings::default()).await
 }
 
-pub async fn spawn_app_with(auth: AuthSettings) -> TestApp {
+pub async fn spawn_app_with(backend: Backend, auth: AuthSettings) -> TestApp {
     spawn(
+        backend,
         auth,
         // Every test client registers from 127.0.0.1: one address for many users.
         LimitSettings {
@@ -56,30 +66,54 @@ pub async fn spawn_app_with(auth: AuthSettings) -> TestApp {
 }
 
 /// The service with the given per-caller limits (and default token lifetimes).
-pub async fn spawn_app_limited(limits: LimitSettings) -> TestApp {
-    spawn(AuthSettings::default(), limits).await
+pub async fn spawn_app_limited(backend: Backend, limits: LimitSettings) -> TestApp {
+    spawn(backend, AuthSettings::default(), limits).await
 }
 
-async fn spawn(auth: AuthSettings, limits: LimitSettings) -> TestApp {
+async fn spawn(backend: Backend, auth: AuthSettings, limits: LimitSettings) -> TestApp {
     testing::init_tracing();
-    let db = TestDatabase::new().await;
-    let settings = Settings {
-        database: testing::database_settings(&db.url, 20),
-        jwt: testing::jwt_settings(),
-        log: testing::log_settings(),
-        auth,
-        limits,
-        nats: testing::without_nats(),
-        http: HttpLimits::default(),
-        audit: Default::default(),
-        listen: testing::LISTEN,
-    };
-    TestApp {
-        server: serve(&settings).await,
-        settings,
-        store: Arc::new(PgEventStore::new(db.pool.clone())),
-        jwt: testing::jwt_keys(),
-        db,
+    let jwt = testing::jwt_keys();
+    match backend {
+        Backend::Postgres => {
+            let db = TestDatabase::new().await;
+            let settings = Settings {
+                database: testing::database_settings(&db.url, 20),
+                jwt: testing::jwt_settings(),
+                log: testing::log_settings(),
+                auth,
+                limits,
+                nats: testing::without_nats(),
+                http: HttpLimits::default(),
+                audit: Default::default(),
+                listen: testing::LISTEN,
+            };
+            TestApp {
+                server: serve(&settings).await,
+                backend,
+                store: Arc::new(PgEventStore::new(db.pool.clone())),
+                jwt,
+                storage: Storage::Postgres(Box::new(settings), db),
+            }
+        }
+        Backend::Sqlite => {
+            // The command API of `meetings serve` with no database configured.
+            let directory = TestDirectory::new();
+            let mut settings = e2e::services::embedded_settings(&directory.path);
+            settings.database.max_connections = 20;
+            settings.auth = auth;
+            settings.limits = limits;
+            let system =
+                meetings::embedded::build(&settings, jwt.clone(), &directory.file("meetings.db"))
+                    .await
+                    .expect("embedded mode builds");
+            TestApp {
+                server: TestServer::start(system.server),
+                backend,
+                store: system.store,
+                jwt,
+                storage: Storage::Sqlite(system.events, system.lock, directory),
+            }
+        }
     }
 }
 
@@ -93,7 +127,10 @@ async fn serve(settings: &Settings) -> TestServer {
 
 /// A second command-service instance, with its own pool and cache, on the same database.
 pub async fn spawn_replica(app: &TestApp) -> TestServer {
-    serve(&app.settings).await
+    let Storage::Postgres(settings, _) = &app.storage else {
+        panic!("BUG: embedded mode is one process: no replica on SQLite")
+    };
+    serve(settings).await
 }
 
 impl TestApp {
@@ -147,11 +184,34 @@ impl TestApp {
 
     /// Every committed event, in global order (see [`testing::committed_events`]).
     pub async fn all_events(&self) -> Vec<StoredEvent> {
-        testing::committed_events(self.store.as_ref(), &self.db.pool).await
+        match &self.storage {
+            Storage::Postgres(_, db) => {
+                testing::committed_events(self.store.as_ref(), &db.pool).await
+            }
+            // One writer: what is committed is readable in order at once.
+            Storage::Sqlite(..) => self.store.read_all(None, 1_000_000).await.unwrap(),
+        }
     }
 
     pub async fn event_count(&self) -> i64 {
-        testing::event_count(&self.db.pool).await
+        self.count("SELECT count(*) FROM events").await
+    }
+
+    /// The answer of `SELECT count(*) …` (SQL both backends read alike) on the service's store.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match &self.storage {
+            Storage::Postgres(_, db) => sqlx::query_scalar(sql).fetch_one(&db.pool).await,
+            Storage::Sqlite(events, ..) => sqlx::query_scalar(sql).fetch_one(&events.reader).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The PostgreSQL database of a test that runs on PostgreSQL only.
+    pub fn db(&self) -> &TestDatabase {
+        match &self.storage {
+            Storage::Postgres(_, db) => db,
+            Storage::Sqlite(..) => panic!("BUG: a PostgreSQL-only test runs on SQLite"),
+        }
     }
 }
 

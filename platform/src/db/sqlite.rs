@@ -35,6 +35,9 @@ enum Durability {
     Rebuildable,
 }
 
+/// Reading connections of a file opened without a setting (tools, tests).
+const DEFAULT_READERS: u32 = 8;
+
 /// One SQLite file: its single writer and its readers.
 #[derive(Clone, Debug)]
 pub struct SqliteFile {
@@ -49,6 +52,7 @@ impl SqliteFile {
         path: &Path,
         durability: Durability,
         migrator: &'static sqlx::migrate::Migrator,
+        readers: u32,
     ) -> anyhow::Result<Self> {
         let url = format!("sqlite://{}", path.display());
         let options = SqliteConnectOptions::from_str(&url)
@@ -78,7 +82,7 @@ impl SqliteFile {
             .await
             .map_err(|e| anyhow::anyhow!("migrations of {} failed: {e}", path.display()))?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(readers.max(1))
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.read_only(true))
             .await
@@ -88,12 +92,29 @@ impl SqliteFile {
 
     /// The event log and the command side: `synchronous=FULL`, [`EVENTS_MIGRATOR`].
     pub async fn open_events(path: &Path) -> anyhow::Result<Self> {
-        Self::open(path, Durability::Full, &EVENTS_MIGRATOR).await
+        Self::open_events_with_readers(path, DEFAULT_READERS).await
+    }
+
+    /// [`Self::open_events`] with at most `readers` reading connections (embedded mode's
+    /// `MEETINGS_DATABASE_MAX_CONNECTIONS`).
+    pub async fn open_events_with_readers(path: &Path, readers: u32) -> anyhow::Result<Self> {
+        Self::open(path, Durability::Full, &EVENTS_MIGRATOR, readers).await
     }
 
     /// The read models: rebuildable from the log, [`READ_MODELS_MIGRATOR`].
     pub async fn open_read_models(path: &Path) -> anyhow::Result<Self> {
-        Self::open(path, Durability::Rebuildable, &READ_MODELS_MIGRATOR).await
+        Self::open_read_models_with_readers(path, DEFAULT_READERS).await
+    }
+
+    /// [`Self::open_read_models`] with at most `readers` reading connections.
+    pub async fn open_read_models_with_readers(path: &Path, readers: u32) -> anyhow::Result<Self> {
+        Self::open(
+            path,
+            Durability::Rebuildable,
+            &READ_MODELS_MIGRATOR,
+            readers,
+        )
+        .await
     }
 
     /// Readiness: the file is readable and every migration of `migrator` applied, or why not.
