@@ -14,6 +14,7 @@ mod compare;
 mod cpu;
 mod database;
 mod directory;
+mod embedded;
 mod get_meeting;
 mod load;
 mod pgbench;
@@ -57,6 +58,9 @@ enum Command {
     Calendar(calendar::Options),
     /// Appends a log generated through the domain to an existing database (for profiling).
     GenerateLog(audit::GenerateOptions),
+    /// Embedded mode (`meetings serve` on SQLite): schedule-meeting against a raw SQLite
+    /// insert loop, and command → query latency at a rate.
+    Embedded(embedded::Options),
     /// The websocket gateway (child process): memory per connection, fan-out to one meeting,
     /// command → event latency at a rate; raw tokio-tungstenite baselines.
     Realtime(realtime::Options),
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::Calendar(options) => runtime.block_on(calendar::run(options)),
         Command::Agenda(options) => runtime.block_on(agenda::run(options)),
         Command::Directory(options) => runtime.block_on(directory::run(options)),
+        Command::Embedded(options) => runtime.block_on(embedded::run(options)),
         Command::Realtime(options) => runtime.block_on(realtime::run(options)),
         Command::Audit(options) => runtime.block_on(audit::run(options)),
         Command::GenerateLog(options) => runtime.block_on(audit::generate_log(options)),

@@ -41,7 +41,7 @@ pub fn read_models_file(events: &Path) -> PathBuf {
 }
 
 /// Takes the event log's lock, or explains who holds it.
-fn lock(events: &Path) -> anyhow::Result<File> {
+pub fn lock(events: &Path) -> anyhow::Result<File> {
     if let Some(directory) = events.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(directory)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", directory.display()))?;

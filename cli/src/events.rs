@@ -3,15 +3,17 @@
 //! an unknown aggregate, an event that cannot be applied), 2 usage or connection error.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+mod moving;
 
 use audit::export::{Filter, Format};
 use audit::{Kind, Point};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use platform::config::DatabaseSettings;
+use platform::config::{DatabaseLocation, DatabaseSettings};
 use platform::store::{EventStore, PgEventStore, Position};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -95,6 +97,19 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Moves an embedded installation (SQLite, the default `sqlite://./data/meetings.db`) to
+    /// PostgreSQL: the event log with every hash (each recomputed and compared on the way),
+    /// accounts, sessions and calendar feeds in one transaction, then the read models rebuilt
+    /// there and the copy verified. Stop `meetings serve` first; the target must hold no
+    /// events. Then start with MEETINGS_DATABASE_URL set to the target.
+    #[command(
+        after_help = "Example:\n  meetings events copy --to postgres://meetings@db.internal/meetings\n  MEETINGS_DATABASE_URL=postgres://meetings@db.internal/meetings meetings serve"
+    )]
+    Copy {
+        /// The PostgreSQL database to move to (`postgres://…`).
+        #[arg(long)]
+        to: String,
+    },
     /// Rebuilds the read models from the log while the services keep running: builds them
     /// beside the live ones, catches up, swaps them in atomically (the projector pauses for
     /// the swap only) and lets the projector continue from there.
@@ -138,12 +153,46 @@ fn database_failure(error: sqlx::Error) -> Failure {
     }
 }
 
-pub async fn run(database: DatabaseSettings, command: EventsCommand) -> ExitCode {
+pub async fn run(database: DatabaseSettings, data_dir: &Path, command: EventsCommand) -> ExitCode {
     let result = async {
-        let pool = platform::service::connect_migrated(&database)
-            .await
-            .map_err(Failure::usage)?;
-        execute(&pool, command).await
+        match (
+            database.location(data_dir).map_err(Failure::usage)?,
+            command,
+        ) {
+            (DatabaseLocation::Sqlite(file), EventsCommand::Copy { to }) => {
+                moving::copy(&file, &to).await
+            }
+            (DatabaseLocation::Postgres(_), EventsCommand::Copy { .. }) => {
+                Err(Failure::usage(anyhow::anyhow!(
+                    "copy moves an embedded installation: leave MEETINGS_DATABASE_URL unset (or \
+                     sqlite://…) and give the PostgreSQL database with --to"
+                )))
+            }
+            (DatabaseLocation::Sqlite(file), command) => {
+                if !file.exists() {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "no embedded installation at {} (and no MEETINGS_DATABASE_URL)",
+                        file.display()
+                    )));
+                }
+                let file = platform::db::sqlite::SqliteFile::open_events(&file)
+                    .await
+                    .map_err(Failure::usage)?;
+                let store = Arc::new(platform::store::SqliteEventStore::new(file));
+                execute(store, None, command).await
+            }
+            (DatabaseLocation::Postgres(_), command) => {
+                let pool = platform::service::connect_migrated(&database)
+                    .await
+                    .map_err(Failure::usage)?;
+                execute(
+                    Arc::new(PgEventStore::new(pool.clone())),
+                    Some(&pool),
+                    command,
+                )
+                .await
+            }
+        }
     }
     .await;
     match result {
@@ -155,8 +204,21 @@ pub async fn run(database: DatabaseSettings, command: EventsCommand) -> ExitCode
     }
 }
 
-async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Failure> {
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+/// Commands that need PostgreSQL (`pool`): on an embedded installation, what to do instead.
+fn postgres<'p>(pool: Option<&'p PgPool>, what: &str) -> Result<&'p PgPool, Failure> {
+    pool.ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "`meetings events {what}` runs on PostgreSQL; move an embedded installation there \
+             with `meetings events copy --to postgres://…` (history and state work on both)"
+        ))
+    })
+}
+
+async fn execute(
+    store: Arc<dyn EventStore>,
+    pool: Option<&PgPool>,
+    command: EventsCommand,
+) -> Result<ExitCode, Failure> {
     let upcasters = domain::upcasters::upcasters();
     let mut out = std::io::stdout().lock();
     let print = |out: &mut std::io::StdoutLock<'_>, text: &str| -> Result<(), Failure> {
@@ -191,7 +253,11 @@ async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Fail
                         print(&mut out, &serde_json::to_string(entry).expect("BUG: JSON"))?;
                     }
                 } else {
-                    let actors = actor_names(pool, &page.events).await;
+                    let actors = match pool {
+                        Some(pool) => actor_names(pool, &page.events).await,
+                        // Embedded: the ids stand for themselves.
+                        None => Default::default(),
+                    };
                     if first {
                         print(
                             &mut out,
@@ -325,6 +391,7 @@ async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Fail
             output,
         } => {
             drop(out);
+            let pool = postgres(pool, "export")?;
             let filter = Filter {
                 from,
                 to,
@@ -368,6 +435,7 @@ async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Fail
                 }
                 None => None,
             };
+            let pool = postgres(pool, "verify")?;
             let bar = progress_bar(pool, "verified").await;
             let options = audit::verify::Options { from, signed_by };
             let report = audit::verify::verify(pool, options, &|n| bar.set_position(n))
@@ -438,6 +506,7 @@ async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Fail
                 ExitCode::from(1)
             })
         }
+        EventsCommand::Copy { .. } => unreachable!("BUG: copy is run before connecting"),
         EventsCommand::Replay { projection, all: _ } => {
             if let Some(name) = &projection {
                 if !projector::replay::PROJECTIONS.contains(&name.as_str()) {
@@ -447,6 +516,7 @@ async fn execute(pool: &PgPool, command: EventsCommand) -> Result<ExitCode, Fail
                     )));
                 }
             }
+            let pool = postgres(pool, "replay")?;
             let bar = progress_bar(pool, "applied").await;
             let outcome = projector::replay::replay(pool, store.as_ref(), &|phase, n| {
                 bar.set_message(format!("{phase:?}").to_lowercase());

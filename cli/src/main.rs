@@ -3,6 +3,7 @@
 
 mod events;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum Command {
     Events {
         #[command(flatten)]
         database: DatabaseSettings,
+        /// Where an embedded installation keeps its files (without MEETINGS_DATABASE_URL).
+        #[arg(long = "data-dir", env = "MEETINGS_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
         #[command(subcommand)]
         command: events::EventsCommand,
     },
@@ -78,13 +82,19 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     platform::telemetry::init(cli.log.log_format);
     match cli.command {
-        Command::Events { database, command } => events::run(database, command).await,
+        Command::Events {
+            database,
+            data_dir,
+            command,
+        } => events::run(database, &data_dir, command).await,
         Command::Projections {
             database,
             command: ProjectionsCommand::Rebuild,
         } => {
+            // Replay runs on PostgreSQL only: no data directory to look in.
             events::run(
                 database,
+                Path::new("./data"),
                 events::EventsCommand::Replay {
                     projection: None,
                     all: true,

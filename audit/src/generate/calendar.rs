@@ -78,7 +78,7 @@ pub async fn generate_calendar(
         people.push((id, email));
         users.push(user.rows);
     }
-    events += write(pool, users).await?;
+    events += write(super::Log::Postgres(pool), users).await?;
     let (owner, owner_email) = people[0].clone();
     let actor = |id| Actor::new(id, Role::Member);
 
@@ -194,7 +194,7 @@ pub async fn generate_calendar(
         }
         streams.push(meeting.rows);
     }
-    events += write(pool, streams).await?;
+    events += write(super::Log::Postgres(pool), streams).await?;
     Ok(CalendarLog {
         owner,
         owner_email,

@@ -16,6 +16,7 @@ use domain::{
     Actor, AttendeeSpec, Meeting, MeetingCommand, MeetingServices, ResponseStatus, Role,
     ScheduleMeeting, User, UserCommand, UserDirectory,
 };
+use platform::db::sqlite::SqliteFile;
 use platform::store::{encode_event, event_hash, EventMetadata, HashInput};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -162,6 +163,22 @@ pub async fn generate(
     events: u64,
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<Generated> {
+    generate_into(Log::Postgres(pool), events, progress).await
+}
+
+/// Where generated events go: PostgreSQL's event log or embedded mode's SQLite file.
+#[derive(Clone, Copy)]
+pub enum Log<'a> {
+    Postgres(&'a PgPool),
+    Sqlite(&'a SqliteFile),
+}
+
+/// [`generate`] into either backend's log.
+pub async fn generate_into(
+    log: Log<'_>,
+    events: u64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<Generated> {
     const CHUNK: usize = 500;
     let meetings = (events / EVENTS_PER_MEETING).max(1);
     let users = (meetings / 5).max(10);
@@ -207,7 +224,7 @@ pub async fn generate(
         .await?;
         batch.push(user);
         if batch.len() == CHUNK || n + 1 == users {
-            generated.events += write(pool, batch.drain(..).map(|s| s.rows).collect()).await?;
+            generated.events += write(log, batch.drain(..).map(|s| s.rows).collect()).await?;
             progress(generated.events);
         }
     }
@@ -300,7 +317,7 @@ pub async fn generate(
         }
         streams.push(meeting);
         if streams.len() == CHUNK || n + 1 == meetings {
-            generated.events += write(pool, streams.drain(..).map(|s| s.rows).collect()).await?;
+            generated.events += write(log, streams.drain(..).map(|s| s.rows).collect()).await?;
             progress(generated.events);
         }
     }
@@ -310,7 +327,7 @@ pub async fn generate(
 
 /// Inserts the rows of several aggregates interleaved (the first event of each, then the
 /// second of each, …), a few thousand per statement; answers how many.
-pub(crate) async fn write(pool: &PgPool, streams: Vec<Vec<Row>>) -> anyhow::Result<u64> {
+pub(crate) async fn write(log: Log<'_>, streams: Vec<Vec<Row>>) -> anyhow::Result<u64> {
     let mut iterators: Vec<_> = streams.into_iter().map(Vec::into_iter).collect();
     let mut interleaved = Vec::new();
     loop {
@@ -325,6 +342,13 @@ pub(crate) async fn write(pool: &PgPool, streams: Vec<Vec<Row>>) -> anyhow::Resu
         }
     }
     let total = interleaved.len() as u64;
+    let pool = match log {
+        Log::Postgres(pool) => pool,
+        Log::Sqlite(file) => {
+            write_sqlite(file, &interleaved).await?;
+            return Ok(total);
+        }
+    };
     for chunk in interleaved.chunks(4000) {
         let column = |f: &dyn Fn(&Row) -> Value| chunk.iter().map(f).collect::<Vec<_>>();
         sqlx::query(
@@ -365,4 +389,34 @@ pub(crate) async fn write(pool: &PgPool, streams: Vec<Vec<Row>>) -> anyhow::Resu
         .await?;
     }
     Ok(total)
+}
+
+/// [`write`] for SQLite: one transaction per chunk on the file's writer, columns encoded as
+/// embedded mode's store encodes them.
+async fn write_sqlite(file: &SqliteFile, rows: &[Row]) -> anyhow::Result<()> {
+    for chunk in rows.chunks(4000) {
+        let mut tx = file.writer.begin().await?;
+        for r in chunk {
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata, event_id, recorded_at, prev_hash, hash) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.aggregate_type)
+            .bind(r.aggregate_id)
+            .bind(r.sequence)
+            .bind(&r.event_type)
+            .bind(&r.event_version)
+            .bind(r.payload.to_string())
+            .bind(r.metadata.to_string())
+            .bind(r.event_id)
+            .bind(platform::db::sqlite::micros(r.recorded_at))
+            .bind(r.prev_hash.as_deref())
+            .bind(&r.hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
 }

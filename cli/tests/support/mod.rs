@@ -1,13 +1,25 @@
 //! Running the `meetings` binary of this package against a database.
 
+#![allow(dead_code)] // each test binary uses a different part
+
 use std::process::Command;
 
 /// `meetings <args>` with `MEETINGS_DATABASE_URL=<database_url>`: its exit code, standard
 /// output and standard error.
 pub fn meetings(database_url: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_meetings"))
+    run(args, &[("MEETINGS_DATABASE_URL", database_url)])
+}
+
+/// `meetings <args>` with the variables `env` (and no other `MEETINGS_*` of the caller's):
+/// its exit code, standard output and standard error.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meetings"));
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("MEETINGS_")) {
+        command.env_remove(name);
+    }
+    let output = command
         .args(args)
-        .env("MEETINGS_DATABASE_URL", database_url)
+        .envs(env.iter().copied())
         .env("MEETINGS_LOG_FORMAT", "text")
         .output()
         .expect("run meetings");

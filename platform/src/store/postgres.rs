@@ -185,6 +185,16 @@ where
     })
 }
 
+/// Appends `commit` inside the caller's transaction, as [`EventStore::commit`] would: for
+/// moving a log in (`meetings events copy`) together with the rows that go with it.
+pub async fn append_in(
+    tx: &mut Transaction<'_, Postgres>,
+    commit: &Commit,
+) -> Result<CommitOutcome, StoreError> {
+    let rows = rows(commit)?;
+    commit_in(tx, commit, rows).await
+}
+
 /// One commit's events, side effects and idempotency record inside `tx`.
 async fn commit_in(
     tx: &mut Transaction<'_, Postgres>,
