@@ -370,7 +370,77 @@ async fn on_sqlite_a_commit_waits_for_another_writer_of_the_file_and_lands_after
     assert_eq!(resumed.len(), 1);
 }
 
+/// Many commits at once (on SQLite they are written in batches, one transaction each, with
+/// a savepoint per request): per aggregate exactly one of the rivals for a sequence lands,
+/// the losers get a concurrency error and leave nothing behind, a multi-commit request stays
+/// all or nothing, and every answered commit is in the log in the order of its position.
+async fn concurrent_commits_each_land_or_fail_alone(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.store.clone();
+    let contested: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
+    let taken = Uuid::now_v7();
+    let first = store.commit(commit(taken, 0, None, &["T"])).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..6 {
+        for &id in &contested {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let kind = format!("R{round}");
+                (id, store.commit(commit(id, 0, None, &[&kind])).await)
+            });
+        }
+        let (free_store, free) = (store.clone(), Uuid::now_v7());
+        tasks.spawn(async move { (free, free_store.commit(commit(free, 0, None, &["F"])).await) });
+        // A pair whose second half always conflicts: neither half may land.
+        let pair_store = store.clone();
+        tasks.spawn(async move {
+            let result = pair_store
+                .commit_together(vec![
+                    commit(Uuid::now_v7(), 0, None, &["P"]),
+                    commit(taken, 0, None, &["Q"]),
+                ])
+                .await
+                .map(|mut outcomes| outcomes.pop().unwrap());
+            (Uuid::nil(), result)
+        });
+    }
+    let mut winners = std::collections::HashMap::new();
+    let mut landed = vec![];
+    while let Some(joined) = tasks.join_next().await {
+        let (id, result) = joined.unwrap();
+        match result {
+            Ok(outcome) => {
+                assert!(!id.is_nil(), "a conflicting pair landed");
+                assert!(
+                    winners.insert(id, outcome.position).is_none(),
+                    "{id} won twice"
+                );
+                landed.push(outcome.position);
+            }
+            Err(StoreError::Concurrency) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    for id in &contested {
+        assert_eq!(store.load("meeting", *id).await.unwrap().len(), 1, "{id}");
+        assert!(winners.contains_key(id), "nobody won {id}");
+    }
+    assert_eq!(winners.len(), contested.len() + 6);
+    assert_eq!(store.load("meeting", taken).await.unwrap().len(), 1);
+    let log = store.read_all(None, 10_000).await.unwrap();
+    assert_eq!(
+        log.len(),
+        winners.len() + 1,
+        "only the answered commits are in the log"
+    );
+    landed.push(first.position);
+    landed.sort();
+    let positions: Vec<Position> = log.iter().map(|e| e.position).collect();
+    assert_eq!(positions, landed);
+}
+
 platform::on_each_backend!(
+    concurrent_commits_each_land_or_fail_alone,
     appends_get_contiguous_sequences_and_increasing_positions,
     a_second_append_at_the_same_sequence_is_a_concurrency_error,
     commits_together_land_all_or_none,

@@ -6,6 +6,8 @@
 //! a prefix of the log, never a later event without an earlier one. Positions are
 //! `(0, id)`.
 
+mod group_commit;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +31,8 @@ pub struct SqliteEventStore {
     file: SqliteFile,
     /// Where revocations go once their commit is durable: this process is the only one.
     revocations: Option<Arc<Revocations>>,
+    /// Commits waiting for the writer (one per file: clones share it).
+    queue: Arc<group_commit::Queue>,
 }
 
 impl SqliteEventStore {
@@ -36,6 +40,7 @@ impl SqliteEventStore {
         Self {
             file,
             revocations: None,
+            queue: Arc::default(),
         }
     }
 
@@ -286,25 +291,16 @@ impl SqliteEventStore {
         rows.iter().map(stored_event).collect()
     }
 
-    /// Runs `commits` in one transaction on the writer; revocations are applied after the
-    /// commit, never for a rolled-back one.
-    async fn commit_all(&self, commits: &[Commit]) -> Result<Vec<CommitOutcome>, StoreError> {
-        if commits.iter().any(|c| c.events.is_empty()) {
+    /// Writes `commits` together, all or nothing, with the other commits waiting for the
+    /// writer ([`group_commit`]); revocations are applied after the commit, never for a
+    /// rolled-back one.
+    async fn commit_all(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>, StoreError> {
+        if commits.is_empty() || commits.iter().any(|c| c.events.is_empty()) {
             return Err(StoreError::Other(anyhow::anyhow!("BUG: empty commit")));
         }
-        let mut revoked = Vec::new();
-        let mut tx = self.file.writer.begin().await.map_err(db_error)?;
-        let mut outcomes = Vec::with_capacity(commits.len());
-        for commit in commits {
-            outcomes.push(commit_in(&mut tx, commit, &mut revoked).await?);
-        }
-        tx.commit().await.map_err(db_error)?;
-        if let Some(revocations) = &self.revocations {
-            for revocation in revoked {
-                revocations.apply(revocation);
-            }
-        }
-        Ok(outcomes)
+        self.queue
+            .commit(&self.file, self.revocations.as_ref(), commits)
+            .await
     }
 }
 
@@ -410,7 +406,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        let mut outcomes = self.commit_all(std::slice::from_ref(&commit)).await?;
+        let mut outcomes = self.commit_all(vec![commit]).await?;
         outcomes
             .pop()
             .ok_or_else(|| StoreError::Other(anyhow::anyhow!("BUG: no outcome")))
@@ -420,7 +416,7 @@ impl EventStore for SqliteEventStore {
         &self,
         commits: Vec<Commit>,
     ) -> Result<Vec<CommitOutcome>, StoreError> {
-        self.commit_all(&commits).await
+        self.commit_all(commits).await
     }
 
     async fn read_all(
