@@ -6,8 +6,8 @@
 //!    `synchronous=FULL`, one writer, one transaction per row): what the disk and SQLite allow.
 //! 2. command → query: an open loop of POST /v1/meetings at a fixed rate; for each accepted
 //!    command the time from sending it until GET /v1/meetings/{id} with its `X-Min-Position`
-//!    answers (read-your-writes through the projector), with a raw-insert-free baseline: the
-//!    same at a low rate.
+//!    answers (read-your-writes through the projector); the baseline is the same at a low
+//!    rate, first.
 
 use std::str::FromStr;
 use std::sync::Arc;
