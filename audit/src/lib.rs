@@ -8,6 +8,7 @@
 //! the projector crate.
 
 pub mod anchor;
+pub mod chain;
 pub mod copy;
 pub mod export;
 #[cfg(feature = "generate")]

@@ -12,9 +12,9 @@
 //! The source's lock is held throughout: `meetings serve` cannot run on it meanwhile, so the
 //! copy is of one consistent state. The target must hold no events yet.
 
-use std::collections::HashMap;
 use std::path::Path;
 
+use audit::chain::Chains;
 use platform::db::sqlite::{from_micros, SqliteFile};
 use platform::store::{
     Commit, EventStore, NewEvent, PgEventStore, Position, SqliteEventStore, StoredEvent,
@@ -92,7 +92,7 @@ pub async fn to_postgres(
     copied.refresh_tokens = copy_refresh_tokens(&file, &mut tx).await?;
     copied.calendar_feeds = copy_calendar_feeds(&file, &mut tx).await?;
     let source_store = SqliteEventStore::new(file.clone());
-    let mut heads: HashMap<(String, Uuid), (i64, Vec<u8>)> = HashMap::new();
+    let mut chains = Chains::default();
     let mut after = Position::START;
     loop {
         let page = source_store
@@ -102,12 +102,12 @@ pub async fn to_postgres(
         let Some(last) = page.last() else { break };
         after = last.position;
         for commit in commits(&page) {
-            let outcome = check_and_append(&mut tx, &mut heads, commit).await?;
+            let outcome = check_and_append(&mut tx, &mut chains, commit).await?;
             copied.events += outcome;
         }
         progress(copied.events);
     }
-    copied.aggregates = heads.len() as u64;
+    copied.aggregates = chains.len() as u64;
     tx.commit().await.map_err(unavailable)?;
 
     // The read models, from the copied log alone.
@@ -129,12 +129,21 @@ fn commits(page: &[StoredEvent]) -> Vec<&[StoredEvent]> {
 }
 
 /// Checks that `events` continue their aggregate's chain in the source (sequence, link and
-/// each hash recomputed), then appends them to the target; the number appended.
+/// each hash recomputed: `audit::chain`), then appends them to the target; the number appended.
 async fn check_and_append(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    heads: &mut HashMap<(String, Uuid), (i64, Vec<u8>)>,
+    chains: &mut Chains,
     events: &[StoredEvent],
 ) -> Result<u64, CopyError> {
+    for event in events {
+        if let Some((kind, detail)) = chains.check(event).map_err(unavailable)?.pop() {
+            return Err(CopyError::Refused(format!(
+                "the source log does not verify at {} ({} {} sequence {}): {kind:?}, {detail} \
+                 (`meetings events verify` lists every finding)",
+                event.position, event.aggregate_type, event.aggregate_id, event.sequence
+            )));
+        }
+    }
     let first = &events[0];
     let aggregate_type = match first.aggregate_type.as_str() {
         "user" => "user",
@@ -146,21 +155,11 @@ async fn check_and_append(
             )))
         }
     };
-    let key = (first.aggregate_type.clone(), first.aggregate_id);
-    let (sequence, head_hash) = heads
-        .get(&key)
-        .map_or((0, None), |(s, h)| (*s, Some(h.clone())));
-    if first.sequence != sequence + 1 || first.prev_hash != head_hash {
-        return Err(CopyError::Refused(format!(
-            "the source log is broken at {}: {} {} sequence {} does not follow {sequence}",
-            first.position, first.aggregate_type, first.aggregate_id, first.sequence
-        )));
-    }
     let commit = Commit {
         aggregate_type,
         aggregate_id: first.aggregate_id,
-        expected_sequence: sequence,
-        prev_hash: head_hash,
+        expected_sequence: first.sequence - 1,
+        prev_hash: first.prev_hash.clone(),
         events: events
             .iter()
             .map(|e| NewEvent {
@@ -174,21 +173,9 @@ async fn check_and_append(
         side_effects: vec![],
         idempotency: None,
     };
-    let chained = platform::store::chain(&commit).map_err(unavailable)?;
-    for (event, recomputed) in events.iter().zip(&chained) {
-        if event.hash != recomputed.hash {
-            return Err(CopyError::Refused(format!(
-                "the source log does not verify at {}: the stored hash of {} {} sequence {} \
-                 is not the hash of its contents (run `meetings events verify`)",
-                event.position, event.aggregate_type, event.aggregate_id, event.sequence
-            )));
-        }
-    }
     platform::store::postgres::append_in(tx, &commit)
         .await
         .map_err(|e| CopyError::Refused(format!("the target refused {}: {e}", first.position)))?;
-    let last = events.last().expect("BUG: a run has an event");
-    heads.insert(key, (last.sequence, last.hash.clone()));
     Ok(events.len() as u64)
 }
 

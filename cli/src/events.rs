@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 mod moving;
 
+use moving::postgres;
+
 use audit::export::{Filter, Format};
 use audit::{Kind, Point};
 use clap::Subcommand;
@@ -202,16 +204,6 @@ pub async fn run(database: DatabaseSettings, data_dir: &Path, command: EventsCom
             ExitCode::from(code)
         }
     }
-}
-
-/// Commands that need PostgreSQL (`pool`): on an embedded installation, what to do instead.
-fn postgres<'p>(pool: Option<&'p PgPool>, what: &str) -> Result<&'p PgPool, Failure> {
-    pool.ok_or_else(|| {
-        Failure::usage(anyhow::anyhow!(
-            "`meetings events {what}` runs on PostgreSQL; move an embedded installation there \
-             with `meetings events copy --to postgres://…` (history and state work on both)"
-        ))
-    })
 }
 
 async fn execute(
@@ -435,17 +427,31 @@ async fn execute(
                 }
                 None => None,
             };
-            let pool = postgres(pool, "verify")?;
-            let bar = progress_bar(pool, "verified").await;
-            let options = audit::verify::Options { from, signed_by };
-            let report = audit::verify::verify(pool, options, &|n| bar.set_position(n))
-                .await
-                .map_err(|error| match error {
-                    audit::verify::VerifyError::NoSuchAnchor(_) => Failure::usage(error),
-                    audit::verify::VerifyError::Database(e) => database_failure(e),
-                    other => Failure::problem(other),
-                })?;
-            bar.finish_and_clear();
+            let report = match pool {
+                Some(pool) => {
+                    let bar = progress_bar(pool, "verified").await;
+                    let options = audit::verify::Options { from, signed_by };
+                    let report = audit::verify::verify(pool, options, &|n| bar.set_position(n))
+                        .await
+                        .map_err(|error| match error {
+                            audit::verify::VerifyError::NoSuchAnchor(_) => Failure::usage(error),
+                            audit::verify::VerifyError::Database(e) => database_failure(e),
+                            other => Failure::problem(other),
+                        })?;
+                    bar.finish_and_clear();
+                    report
+                }
+                // Embedded: the chain of every event; no anchors to resume from or sign.
+                None if from.is_some() || signed_by.is_some() => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "embedded mode writes no anchors: `verify` there takes neither --from \
+                         nor --public-key"
+                    )))
+                }
+                None => audit::chain::verify_chain(store.as_ref(), &|_| {})
+                    .await
+                    .map_err(store_failure)?,
+            };
             if json {
                 print(
                     &mut out,

@@ -553,3 +553,85 @@ async fn signed_anchors_show_a_rewrite_that_recomputes_every_hash() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Embedded mode: `verify` reads the SQLite log (no anchors there) and finds an edited payload
+/// and a deleted event by position, as it does on PostgreSQL.
+#[tokio::test]
+async fn on_an_embedded_installation_verify_finds_an_edited_and_a_deleted_event() {
+    let directory = platform::testing::TestDirectory::new();
+    let file = platform::testing::open_events(&directory.file("meetings.db")).await;
+    audit::generate::generate_into(audit::generate::Log::Sqlite(&file), 500, &|_| {})
+        .await
+        .unwrap();
+    let data_dir = directory.path.display().to_string();
+    let verify = || {
+        let (code, stdout, stderr) = support::run(
+            &["events", "verify", "--json"],
+            &[("MEETINGS_DATA_DIR", &data_dir)],
+        );
+        let report: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|_| panic!("no report: {stdout}\n{stderr}"));
+        (code, report)
+    };
+    let (code, report) = verify();
+    assert_eq!(code, 0, "{report}");
+    assert!(report["events"].as_u64().unwrap() >= 500, "{report}");
+
+    // An attacker with the file drops the guards, edits one payload, deletes another event.
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, sequence FROM events WHERE aggregate_type = 'meeting' AND sequence = 3 \
+         ORDER BY id LIMIT 2",
+    )
+    .fetch_all(&file.writer)
+    .await
+    .unwrap();
+    let (edited, deleted) = (rows[0].0, rows[1].0);
+    for statement in [
+        "DROP TRIGGER events_no_update",
+        "DROP TRIGGER events_no_delete",
+    ] {
+        sqlx::query(statement).execute(&file.writer).await.unwrap();
+    }
+    sqlx::query("UPDATE events SET payload = json_set(payload, '$.forged', 1) WHERE id = ?")
+        .bind(edited)
+        .execute(&file.writer)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM events WHERE id = ?")
+        .bind(deleted)
+        .execute(&file.writer)
+        .await
+        .unwrap();
+
+    let (code, report) = verify();
+    assert_eq!(code, 1, "{report}");
+    let found: Vec<(String, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap().to_owned(),
+                p["position"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let position = |id: i64| {
+        Position {
+            transaction_id: 0,
+            id,
+        }
+        .to_string()
+    };
+    assert!(
+        found.contains(&("hash_mismatch".into(), position(edited))),
+        "{found:?}"
+    );
+    // The event after the deleted one no longer continues its aggregate.
+    assert!(
+        found
+            .iter()
+            .any(|(kind, at)| kind == "sequence_gap" && *at > position(deleted)),
+        "{found:?}"
+    );
+}

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use indicatif::ProgressBar;
+use sqlx::PgPool;
 
 use super::Failure;
 
@@ -46,4 +47,15 @@ pub(super) async fn copy(source: &Path, target: &str) -> Result<ExitCode, Failur
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Commands that need PostgreSQL (`pool`): on an embedded installation, what to do instead.
+pub(super) fn postgres<'p>(pool: Option<&'p PgPool>, what: &str) -> Result<&'p PgPool, Failure> {
+    pool.ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "`meetings events {what}` runs on PostgreSQL; move an embedded installation there \
+             with `meetings events copy --to postgres://…` (history, state and verify work \
+             on both)"
+        ))
+    })
 }
