@@ -28,7 +28,6 @@ use query_service::repository::SqliteReadModels;
 use query_service::watch::ProjectionWatch;
 use realtime::connection::changes::SqliteChangeLog;
 use tokio::sync::watch;
-use utoipa::OpenApi;
 
 use crate::serve::ServeArgs;
 
@@ -131,15 +130,7 @@ pub async fn build(args: &ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::
         jwt.clone(),
         &args.query,
     );
-    let mut checks = command_service::readiness_checks(&command_state);
-    checks.extend(query_service::readiness_checks(&query_state));
-    let mut openapi = command_service::openapi::ApiDoc::openapi();
-    openapi.merge(query_service::openapi::ApiDoc::openapi());
-    let router = command_service::api_router(command_state.clone())
-        .merge(query_service::api_router(query_state, &metrics))
-        .merge(realtime::api_router(gateway.clone()))
-        .merge(platform::openapi::router(openapi))
-        .merge(platform::http::health::router(checks, metrics.clone()))
+    let router = crate::serve::api(&command_state, query_state, &gateway, &metrics)
         .merge(crate::web::router());
     let router = platform::http::finish_router(router, metrics.clone());
 

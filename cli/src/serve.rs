@@ -134,15 +134,7 @@ async fn serve_postgres(
     .with_limits(&args.limits)
     .with_metrics(&metrics);
     let query_state = query_service::AppState::from_args(pool.clone(), jwt.clone(), &args.query);
-    let mut checks = command_service::readiness_checks(&command_state);
-    checks.extend(query_service::readiness_checks(&query_state));
-    let mut openapi = command_service::openapi::ApiDoc::openapi();
-    openapi.merge(query_service::openapi::ApiDoc::openapi());
-    let router = command_service::api_router(command_state.clone())
-        .merge(query_service::api_router(query_state, &metrics))
-        .merge(realtime::api_router(gateway.clone()))
-        .merge(platform::openapi::router(openapi))
-        .merge(platform::http::health::router(checks, metrics.clone()));
+    let router = api(&command_state, query_state, &gateway, &metrics);
     let breaker = platform::breaker::DatabaseBreaker::new(pool.clone());
     let router = platform::breaker::protect(router, &breaker, &metrics);
     // The browser client, outside the breaker: it loads (and says the API is down) even
@@ -198,4 +190,23 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents)?;
     Ok(())
+}
+
+/// The whole API of one process, whatever its storage: commands, queries, `/v1/ws`, the
+/// OpenAPI document, and health with both sides' readiness checks.
+pub(crate) fn api(
+    commands: &AppState,
+    queries: query_service::AppState,
+    gateway: &Arc<realtime::Shared>,
+    metrics: &Metrics,
+) -> axum::Router {
+    let mut checks = command_service::readiness_checks(commands);
+    checks.extend(query_service::readiness_checks(&queries));
+    let mut openapi = command_service::openapi::ApiDoc::openapi();
+    openapi.merge(query_service::openapi::ApiDoc::openapi());
+    command_service::api_router(commands.clone())
+        .merge(query_service::api_router(queries, metrics))
+        .merge(realtime::api_router(gateway.clone()))
+        .merge(platform::openapi::router(openapi))
+        .merge(platform::http::health::router(checks, metrics.clone()))
 }
