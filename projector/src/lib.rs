@@ -178,13 +178,23 @@ pub fn health_router(
 /// the rebuild holds until it ends). To rebuild the read models of a running system, use
 /// [`replay::replay`] (`meetings events replay`), which readers never see half-done.
 pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<usize> {
-    let upcasters = domain::upcasters::upcasters();
     let Some(mut leader) = projection::lead(pool).await? else {
         anyhow::bail!(
             "a projector of this database is running: stop it before rebuilding the read models"
         );
     };
     projection::reset(pool).await?;
+    project_all(&mut leader, store).await
+}
+
+/// Applies every event of `store`, in global order, to the read models behind `conn`; the
+/// number applied. The loop of both backends' rebuilds ([`rebuild`],
+/// [`sources::sqlite::rebuild`]).
+pub(crate) async fn project_all<C: store::ReadModelConnection>(
+    conn: &mut C,
+    store: &dyn EventStore,
+) -> anyhow::Result<usize> {
+    let upcasters = domain::upcasters::upcasters();
     let mut tail = StoreTail::new(store, Position::START, 1000);
     let mut total = 0;
     loop {
@@ -193,7 +203,7 @@ pub async fn rebuild(store: &dyn EventStore, pool: &PgPool) -> anyhow::Result<us
             return Ok(total);
         }
         let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-        let outcome = apply_isolating(&mut leader, &envelopes, None, &upcasters).await?;
+        let outcome = apply_isolating(conn, &envelopes, None, &upcasters).await?;
         total += outcome.applied;
     }
 }

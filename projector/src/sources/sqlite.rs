@@ -16,7 +16,7 @@ use platform::store::tail::{StoreTail, IDLE_POLL};
 use platform::store::{EventStore, Position};
 use tokio::sync::watch;
 
-use crate::apply::{apply_isolating, PROJECTION};
+use crate::apply::PROJECTION;
 use crate::error::ProjectionError;
 use crate::run::{apply_counted, run_terms_recording, ConsumeError, ProjectorMetrics};
 
@@ -132,19 +132,8 @@ impl SqliteFollower {
 /// Projects every event of `store` into `read_models`, a file nobody serves yet (a fresh copy
 /// to compare with, the target of a move); the number of events applied.
 pub async fn rebuild(store: &dyn EventStore, read_models: &SqliteFile) -> anyhow::Result<usize> {
-    let upcasters = domain::upcasters::upcasters();
     let mut writer = read_models.writer.acquire().await?;
-    let mut tail = StoreTail::new(store, Position::START, 1000);
-    let mut total = 0;
-    loop {
-        let events = tail.read().await?;
-        if events.is_empty() {
-            return Ok(total);
-        }
-        let envelopes: Vec<EventEnvelope> = events.iter().map(EventEnvelope::from).collect();
-        let outcome = apply_isolating(&mut *writer, &envelopes, None, &upcasters).await?;
-        total += outcome.applied;
-    }
+    crate::project_all(&mut *writer, store).await
 }
 
 /// The checkpoint of the read models and the failure that stopped them, if any (what
