@@ -269,6 +269,9 @@ impl Session {
 
 /// The instant `claims` expire (`exp` is in whole seconds of the wall clock).
 fn expiry(claims: &Claims) -> Instant {
-    let left = claims.exp - chrono::Utc::now().timestamp();
-    Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    let left = claims
+        .exp
+        .saturating_mul(1000)
+        .saturating_sub(chrono::Utc::now().timestamp_millis());
+    Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
 }
