@@ -255,13 +255,17 @@ pub fn readiness_checks(state: &AppState) -> Vec<Arc<dyn ReadinessCheck>> {
 }
 
 /// The complete HTTP application: query routes (behind the `X-Min-Position` wait), OpenAPI,
-/// health, metrics, error fallbacks.
-pub fn router(state: AppState, metrics: Metrics, breaker: &DatabaseBreaker) -> Router {
+/// health, metrics, error fallbacks; behind `breaker` when the database is a server
+/// (PostgreSQL), without one over the files of embedded mode.
+pub fn router(state: AppState, metrics: Metrics, breaker: Option<&DatabaseBreaker>) -> Router {
     let checks = readiness_checks(&state);
     let api = api_router(state.clone(), &metrics)
         .merge(openapi::router().with_state(state))
         .merge(health::router(checks, metrics.clone()));
-    let api = platform::breaker::protect(api, breaker, &metrics);
+    let api = match breaker {
+        Some(breaker) => platform::breaker::protect(api, breaker, &metrics),
+        None => api,
+    };
     platform::http::finish_router(api, metrics)
 }
 
@@ -278,7 +282,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
     Ok(Server::new(
         "query-service",
         listener,
-        router(state, metrics, &DatabaseBreaker::new(pool.clone())),
+        router(state, metrics, Some(&DatabaseBreaker::new(pool.clone()))),
     )
     .with_limits(settings.http.clone())
     .with_revocations(pool, &jwt))

@@ -1,13 +1,13 @@
-//! Malformed and invalid requests answer problem+json with the request id and the right status.
+//! Malformed and invalid requests answer problem+json with the request id and the right status,
+//! on each backend.
 
 mod support;
 
 use serde_json::json;
-use support::spawn_app;
+use support::{spawn_app, Backend};
 
-#[tokio::test]
-async fn malformed_queries_answer_problem_json_naming_the_field() {
-    let app = spawn_app().await;
+async fn malformed_queries_answer_problem_json_naming_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
     let cases: &[(&str, u16, Option<&str>)] = &[
         ("/v1/meetings/not-a-uuid", 400, None),
@@ -53,9 +53,8 @@ async fn malformed_queries_answer_problem_json_naming_the_field() {
     }
 }
 
-#[tokio::test]
-async fn malformed_bodies_are_400_and_wrong_values_422() {
-    let app = spawn_app().await;
+async fn malformed_bodies_are_400_and_wrong_values_422(backend: Backend) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
     let response = app
         .client
@@ -85,3 +84,8 @@ async fn malformed_bodies_are_400_and_wrong_values_422() {
     let body = support::assert_problem(response, 422).await;
     assert_eq!(body["errors"][0]["field"], "to");
 }
+
+platform::on_each_backend!(
+    malformed_queries_answer_problem_json_naming_the_field,
+    malformed_bodies_are_400_and_wrong_values_422,
+);

@@ -1,14 +1,16 @@
-//! Agenda, free/busy and find-times over a real database.
+//! Agenda, free/busy and find-times on each backend (a real PostgreSQL, and the SQLite files of
+//! embedded mode).
 
 mod support;
 
 use domain::Role;
 use serde_json::{json, Value};
-use support::{ids, spawn_app, MeetingFixture};
+use support::{ids, spawn_app, Backend, MeetingFixture};
 
-#[tokio::test]
-async fn the_agenda_lists_meetings_overlapping_the_range_including_those_crossing_its_edges() {
-    let app = spawn_app().await;
+async fn the_agenda_lists_meetings_overlapping_the_range_including_those_crossing_its_edges(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
     let other = app.user("Other").await;
     let before = app
@@ -86,9 +88,8 @@ async fn the_agenda_lists_meetings_overlapping_the_range_including_those_crossin
     assert_eq!(body["items"][1]["status"], "scheduled");
 }
 
-#[tokio::test]
-async fn the_agenda_requires_an_ordered_bounded_range() {
-    let app = spawn_app().await;
+async fn the_agenda_requires_an_ordered_bounded_range(backend: Backend) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
     for (query, field) in [
         ("from=2027-03-01T00:00:00Z", "to"),
@@ -105,9 +106,8 @@ async fn the_agenda_requires_an_ordered_bounded_range() {
     }
 }
 
-#[tokio::test]
-async fn free_busy_merges_overlaps_and_ignores_cancelled_and_declined_meetings() {
-    let app = spawn_app().await;
+async fn free_busy_merges_overlaps_and_ignores_cancelled_and_declined_meetings(backend: Backend) {
+    let app = spawn_app(backend).await;
     let asker = app.user("Asker").await;
     let busy = app.user("Busy").await;
     let organizer = app.user("Org").await;
@@ -184,9 +184,8 @@ async fn free_busy_merges_overlaps_and_ignores_cancelled_and_declined_meetings()
     );
 }
 
-#[tokio::test]
-async fn free_busy_refuses_too_many_users_and_too_long_ranges() {
-    let app = spawn_app().await;
+async fn free_busy_refuses_too_many_users_and_too_long_ranges(backend: Backend) {
+    let app = spawn_app(backend).await;
     let asker = app.user("Asker").await;
     let many: Vec<uuid::Uuid> = (0..101).map(|_| uuid::Uuid::now_v7()).collect();
     let cases = [
@@ -201,9 +200,8 @@ async fn free_busy_refuses_too_many_users_and_too_long_ranges() {
     }
 }
 
-#[tokio::test]
-async fn find_times_ranks_slots_where_everyone_is_free_first() {
-    let app = spawn_app().await;
+async fn find_times_ranks_slots_where_everyone_is_free_first(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let bob = app.user("Bob").await;
     // Alice is busy 09:00–10:00, Bob 10:00–11:00 (declined 11:00–12:00 does not count).
@@ -287,9 +285,8 @@ async fn find_times_ranks_slots_where_everyone_is_free_first() {
     );
 }
 
-#[tokio::test]
-async fn find_times_with_working_hours_only_stays_inside_everyones_hours() {
-    let app = spawn_app().await;
+async fn find_times_with_working_hours_only_stays_inside_everyones_hours(backend: Backend) {
+    let app = spawn_app(backend).await;
     let berlin = app
         .user_with(
             "Berlin",
@@ -327,9 +324,8 @@ async fn find_times_with_working_hours_only_stays_inside_everyones_hours() {
     );
 }
 
-#[tokio::test]
-async fn find_times_refuses_a_zero_duration() {
-    let app = spawn_app().await;
+async fn find_times_refuses_a_zero_duration(backend: Backend) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
     let response = app
         .post(
@@ -343,29 +339,10 @@ async fn find_times_refuses_a_zero_duration() {
     assert_eq!(body["errors"][0]["field"], "duration_minutes");
 }
 
-/// `n` agenda rows of `user`, one an hour from 2027-01-01, straight into the read model.
-async fn busy_hours(app: &support::TestApp, user: uuid::Uuid, n: i64) {
-    sqlx::query(
-        "INSERT INTO rm_agenda (user_id, meeting_id, starts_at, ends_at, title, status,
-                                is_organizer, my_response)
-         SELECT $1, gen_random_uuid(),
-                timestamptz '2027-01-01T00:00:00Z' + make_interval(hours => h),
-                timestamptz '2027-01-01T00:30:00Z' + make_interval(hours => h),
-                'busy', 'scheduled', true, NULL
-         FROM generate_series(0, $2 - 1) h",
-    )
-    .bind(user)
-    .bind(n as i32)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
-}
-
-#[tokio::test]
-async fn a_range_holding_more_meetings_than_an_answer_may_list_is_422() {
-    let app = spawn_app().await;
+async fn a_range_holding_more_meetings_than_an_answer_may_list_is_422(backend: Backend) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
-    busy_hours(&app, me.id, 5_001).await;
+    app.busy_hours(me.id, 5_001).await;
     let whole_year = "/v1/me/agenda?from=2027-01-01T00:00:00Z&to=2027-12-31T00:00:00Z";
     let response = app.get(whole_year, Some(&me.token)).await;
     let problem = support::assert_problem(response, 422).await;
@@ -389,7 +366,7 @@ async fn a_range_holding_more_meetings_than_an_answer_may_list_is_422() {
     let mut users = vec![me.id];
     for i in 0..9 {
         let other = app.user(&format!("Busy {i}")).await;
-        busy_hours(&app, other.id, 5_001).await;
+        app.busy_hours(other.id, 5_001).await;
         users.push(other.id);
     }
     let response = app
@@ -409,3 +386,14 @@ async fn a_range_holding_more_meetings_than_an_answer_may_list_is_422() {
         .await;
     assert_eq!(week.status(), 200);
 }
+
+platform::on_each_backend!(
+    the_agenda_lists_meetings_overlapping_the_range_including_those_crossing_its_edges,
+    the_agenda_requires_an_ordered_bounded_range,
+    free_busy_merges_overlaps_and_ignores_cancelled_and_declined_meetings,
+    free_busy_refuses_too_many_users_and_too_long_ranges,
+    find_times_ranks_slots_where_everyone_is_free_first,
+    find_times_with_working_hours_only_stays_inside_everyones_hours,
+    find_times_refuses_a_zero_duration,
+    a_range_holding_more_meetings_than_an_answer_may_list_is_422,
+);

@@ -1,4 +1,5 @@
-//! The change feed, `X-Min-Position` waits and readiness over a real database.
+//! The change feed, `X-Min-Position` waits and readiness on each backend (a real PostgreSQL, and
+//! the SQLite files of embedded mode).
 
 mod support;
 
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use domain::Role;
 use serde_json::Value;
-use support::{position, spawn_app, spawn_app_with_wait};
+use support::{spawn_app, spawn_app_with_wait, Backend};
 
 fn positions(body: &Value) -> Vec<String> {
     body["events"]
@@ -17,9 +18,8 @@ fn positions(body: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
-    let app = spawn_app().await;
+async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let bob = app.user("Bob").await;
     let admin = app.user_with("Root", Role::Admin, "UTC", None).await;
@@ -34,7 +34,7 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
     let body = app.get_json("/v1/changes", Some(&alice.token)).await;
     assert_eq!(
         positions(&body),
-        vec![position(1), position(2), position(4)]
+        vec![app.position(1), app.position(2), app.position(4)]
     );
     let event = &body["events"][0];
     assert_eq!(event["type"], "MeetingScheduled");
@@ -47,15 +47,16 @@ async fn a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all() {
     let body = app.get_json("/v1/changes", Some(&bob.token)).await;
     assert_eq!(
         positions(&body),
-        vec![position(1), position(3), position(4)]
+        vec![app.position(1), app.position(3), app.position(4)]
     );
     let body = app.get_json("/v1/changes", Some(&admin.token)).await;
     assert_eq!(body["events"].as_array().unwrap().len(), 4);
 }
 
-#[tokio::test]
-async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_new() {
-    let app = spawn_app().await;
+async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_new(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let body = app.get_json("/v1/changes", Some(&alice.token)).await;
     assert_eq!(body["events"], serde_json::json!([]));
@@ -68,43 +69,42 @@ async fn next_is_the_last_position_returned_or_the_given_after_when_nothing_is_n
     let body = app
         .get_json("/v1/changes?limit=2", Some(&alice.token))
         .await;
-    assert_eq!(positions(&body), vec![position(1), position(2)]);
-    assert_eq!(body["next"], position(2));
+    assert_eq!(positions(&body), vec![app.position(1), app.position(2)]);
+    assert_eq!(body["next"], app.position(2));
     let body = app
         .get_json(
-            &format!("/v1/changes?limit=2&after={}", position(2)),
+            &format!("/v1/changes?limit=2&after={}", app.position(2)),
             Some(&alice.token),
         )
         .await;
-    assert_eq!(positions(&body), vec![position(3), position(4)]);
+    assert_eq!(positions(&body), vec![app.position(3), app.position(4)]);
     let body = app
         .get_json(
-            &format!("/v1/changes?after={}", position(5)),
+            &format!("/v1/changes?after={}", app.position(5)),
             Some(&alice.token),
         )
         .await;
     assert_eq!(body["events"], serde_json::json!([]));
     assert_eq!(
         body["next"],
-        position(5),
+        app.position(5),
         "the given after when nothing new"
     );
 }
 
-#[tokio::test]
-async fn a_query_with_a_future_position_waits_until_the_projector_notifies() {
-    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+async fn a_query_with_a_future_position_waits_until_the_projector_notifies(backend: Backend) {
+    let app = spawn_app_with_wait(backend, Duration::from_secs(20)).await;
     let alice = app.user("Alice").await;
     app.stored_up_to(7).await;
-    app.project_up_to(&position(1)).await;
+    app.project_up_to(&app.position(1)).await;
     let request = app
-        .get_at("/v1/users/me", Some(&alice.token), &position(7))
+        .get_at("/v1/users/me", Some(&alice.token), &app.position(7))
         .send();
     let mut request = Box::pin(request);
     // Still waiting while the read models stand at position 1.
     let early = tokio::time::timeout(Duration::from_millis(300), &mut request).await;
     assert!(early.is_err(), "answered before the position was projected");
-    app.project_up_to(&position(7)).await;
+    app.project_up_to(&app.position(7)).await;
     let response = tokio::time::timeout(Duration::from_secs(5), request)
         .await
         .expect("the notification should release the waiting request promptly")
@@ -112,17 +112,16 @@ async fn a_query_with_a_future_position_waits_until_the_projector_notifies() {
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn a_position_already_projected_answers_at_once() {
-    let app = spawn_app().await;
+async fn a_position_already_projected_answers_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     app.stored_up_to(9).await;
-    app.project_up_to(&position(9)).await;
+    app.project_up_to(&app.position(9)).await;
     // The checkpoint is read when the listener (re)connects, and the NOTIFY is seen too; either
     // way the position counts as reached.
     let response = tokio::time::timeout(
         Duration::from_secs(5),
-        app.get_at("/v1/users/me", Some(&alice.token), &position(3))
+        app.get_at("/v1/users/me", Some(&alice.token), &app.position(3))
             .send(),
     )
     .await
@@ -133,19 +132,20 @@ async fn a_position_already_projected_answers_at_once() {
 
 #[tokio::test]
 async fn a_new_watch_reads_the_checkpoint_even_without_a_notification() {
-    let app = spawn_app().await;
+    // PostgreSQL's LISTEN/NOTIFY machinery; embedded mode's watch is fed in-process.
+    let app = spawn_app(Backend::Postgres).await;
     app.stored_up_to(4).await;
     // Written without a NOTIFY, as if committed while no listener was connected.
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)",
     )
-    .bind(position(4))
-    .execute(&app.db.pool)
+    .bind(app.position(4))
+    .execute(&app.db().pool)
     .await
     .unwrap();
-    let watch = query_service::watch::ProjectionWatch::start(app.db.pool.clone());
+    let watch = query_service::watch::ProjectionWatch::start(app.db().pool.clone());
     let reached = watch
-        .wait_for(position(4).parse().unwrap(), Duration::from_secs(5))
+        .wait_for(app.position(4).parse().unwrap(), Duration::from_secs(5))
         .await;
     assert_eq!(reached, Ok(()));
 }
@@ -159,7 +159,7 @@ async fn kill_listener(app: &support::TestApp) -> i64 {
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
              WHERE datname = current_database() AND query ILIKE 'LISTEN%meetings_projected%'",
         )
-        .fetch_one(&app.db.pool)
+        .fetch_one(&app.db().pool)
         .await
         .unwrap();
         if killed > 0 || tokio::time::Instant::now() > deadline {
@@ -171,7 +171,7 @@ async fn kill_listener(app: &support::TestApp) -> i64 {
 
 #[tokio::test]
 async fn a_checkpoint_moved_while_the_listener_was_disconnected_is_seen_after_it_reconnects() {
-    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+    let app = spawn_app_with_wait(Backend::Postgres, Duration::from_secs(20)).await;
     let alice = app.user("Alice").await;
     app.stored_up_to(6).await;
     assert_eq!(
@@ -183,13 +183,13 @@ async fn a_checkpoint_moved_while_the_listener_was_disconnected_is_seen_after_it
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, position) VALUES ('read_models', $1)",
     )
-    .bind(position(6))
-    .execute(&app.db.pool)
+    .bind(app.position(6))
+    .execute(&app.db().pool)
     .await
     .unwrap();
     let response = tokio::time::timeout(
         Duration::from_secs(10),
-        app.get_at("/v1/users/me", Some(&alice.token), &position(6))
+        app.get_at("/v1/users/me", Some(&alice.token), &app.position(6))
             .send(),
     )
     .await
@@ -198,9 +198,8 @@ async fn a_checkpoint_moved_while_the_listener_was_disconnected_is_seen_after_it
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn a_wait_that_runs_out_is_503_with_retry_after() {
-    let app = spawn_app_with_wait(Duration::from_millis(200)).await;
+async fn a_wait_that_runs_out_is_503_with_retry_after(backend: Backend) {
+    let app = spawn_app_with_wait(backend, Duration::from_millis(200)).await;
     let alice = app.user("Alice").await;
     app.stored_up_to(99).await;
     let response = tokio::time::timeout(
@@ -208,7 +207,7 @@ async fn a_wait_that_runs_out_is_503_with_retry_after() {
         app.get_at(
             "/v1/me/agenda?from=2027-03-01T00:00:00Z&to=2027-03-02T00:00:00Z",
             Some(&alice.token),
-            &position(99),
+            &app.position(99),
         )
         .send(),
     )
@@ -219,12 +218,14 @@ async fn a_wait_that_runs_out_is_503_with_retry_after() {
     support::assert_problem(response, 503).await;
 }
 
-#[tokio::test]
-async fn a_position_past_the_newest_stored_event_is_422_without_waiting() {
-    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+async fn a_position_past_the_newest_stored_event_is_422_without_waiting(backend: Backend) {
+    let app = spawn_app_with_wait(backend, Duration::from_secs(20)).await;
     let alice = app.user("Alice").await;
     app.stored_up_to(5).await;
-    for bogus in [position(6), "ffffffffffffffff7fffffffffffffff".to_string()] {
+    for bogus in [
+        app.position(6),
+        "ffffffffffffffff7fffffffffffffff".to_string(),
+    ] {
         let response = tokio::time::timeout(
             Duration::from_secs(5),
             app.get_at("/v1/users/me", Some(&alice.token), &bogus)
@@ -243,18 +244,17 @@ async fn a_position_past_the_newest_stored_event_is_422_without_waiting() {
         );
     }
     // Up to the newest event it waits as before (here: already projected, so at once).
-    app.project_up_to(&position(5)).await;
+    app.project_up_to(&app.position(5)).await;
     let response = app
-        .get_at("/v1/users/me", Some(&alice.token), &position(5))
+        .get_at("/v1/users/me", Some(&alice.token), &app.position(5))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn a_malformed_min_position_is_400() {
-    let app = spawn_app().await;
+async fn a_malformed_min_position_is_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.user("Alice").await;
     let response = app
         .get_at("/v1/users/me", Some(&alice.token), "not-a-position")
@@ -264,11 +264,10 @@ async fn a_malformed_min_position_is_400() {
     support::assert_problem(response, 400).await;
 }
 
-#[tokio::test]
-async fn a_malformed_min_position_without_a_token_is_401() {
+async fn a_malformed_min_position_without_a_token_is_401(backend: Backend) {
     // No token is 401 before anything else is looked at, as on requests without the header
     // (docs/api.md "Common"); schemathesis found the 400 this used to be.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     for token in [None, Some("not-a-token")] {
         let response = app
             .get_at("/v1/users/me", token, "not-a-position")
@@ -279,19 +278,12 @@ async fn a_malformed_min_position_without_a_token_is_401() {
     }
 }
 
-#[tokio::test]
-async fn readiness_fails_while_a_projection_is_stopped() {
-    let app = spawn_app().await;
+async fn readiness_fails_while_a_projection_is_stopped(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app.get("/readyz", None).await;
     assert_eq!(response.status(), 200);
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, position, failed_at, failure)
-         VALUES ('read_models', $1, now(), 'cannot apply MeetingScheduled')",
-    )
-    .bind(position(1))
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    app.fail_projection(&app.position(1), "cannot apply MeetingScheduled")
+        .await;
     let response = app.get("/readyz", None).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
@@ -302,9 +294,8 @@ async fn readiness_fails_while_a_projection_is_stopped() {
     assert!(!body.to_string().contains("MeetingScheduled"), "{body}");
 }
 
-#[tokio::test]
-async fn the_openapi_document_lists_every_query_and_the_min_position_header() {
-    let app = spawn_app().await;
+async fn the_openapi_document_lists_every_query_and_the_min_position_header(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = app.get_json("/v1/openapi.json", None).await;
     for path in [
         "/v1/users/me",
@@ -333,12 +324,11 @@ async fn the_openapi_document_lists_every_query_and_the_min_position_header() {
     }
 }
 
-#[tokio::test]
-async fn an_anonymous_request_with_a_future_position_is_401_without_waiting() {
-    let app = spawn_app_with_wait(Duration::from_secs(20)).await;
+async fn an_anonymous_request_with_a_future_position_is_401_without_waiting(backend: Backend) {
+    let app = spawn_app_with_wait(backend, Duration::from_secs(20)).await;
     let response = tokio::time::timeout(
         Duration::from_secs(5),
-        app.get_at("/v1/users/me", None, &position(99)).send(),
+        app.get_at("/v1/users/me", None, &app.position(99)).send(),
     )
     .await
     .expect("no wait before authentication")
@@ -346,13 +336,12 @@ async fn an_anonymous_request_with_a_future_position_is_401_without_waiting() {
     support::assert_problem(response, 401).await;
 }
 
-#[tokio::test]
-async fn waits_are_counted_by_outcome_in_the_metrics() {
-    let app = spawn_app_with_wait(Duration::from_millis(100)).await;
+async fn waits_are_counted_by_outcome_in_the_metrics(backend: Backend) {
+    let app = spawn_app_with_wait(backend, Duration::from_millis(100)).await;
     let alice = app.user("Alice").await;
     app.stored_up_to(99).await;
     let response = app
-        .get_at("/v1/users/me", Some(&alice.token), &position(99))
+        .get_at("/v1/users/me", Some(&alice.token), &app.position(99))
         .send()
         .await
         .unwrap();
@@ -363,3 +352,18 @@ async fn waits_are_counted_by_outcome_in_the_metrics() {
         "{metrics}"
     );
 }
+
+platform::on_each_backend!(
+    a_user_sees_only_changes_addressed_to_them_and_an_admin_sees_all,
+    next_is_the_last_position_returned_or_the_given_after_when_nothing_is_new,
+    a_query_with_a_future_position_waits_until_the_projector_notifies,
+    a_position_already_projected_answers_at_once,
+    a_wait_that_runs_out_is_503_with_retry_after,
+    a_position_past_the_newest_stored_event_is_422_without_waiting,
+    a_malformed_min_position_is_400,
+    a_malformed_min_position_without_a_token_is_401,
+    readiness_fails_while_a_projection_is_stopped,
+    the_openapi_document_lists_every_query_and_the_min_position_header,
+    an_anonymous_request_with_a_future_position_is_401_without_waiting,
+    waits_are_counted_by_outcome_in_the_metrics,
+);

@@ -1,16 +1,17 @@
-//! Profile, directory, meetings and chat history over a real database.
+//! Profile, directory, meetings and chat history on each backend (a real PostgreSQL, and the
+//! SQLite files of embedded mode).
 
 mod support;
 
 use std::collections::HashSet;
 
 use domain::Role;
+use projector::rows::AttendeeRow;
 use serde_json::Value;
-use support::{ids, spawn_app, MeetingFixture};
+use support::{ids, spawn_app, Backend, MeetingFixture};
 
-#[tokio::test]
-async fn the_profile_comes_from_the_read_model_with_working_hours_and_version() {
-    let app = spawn_app().await;
+async fn the_profile_comes_from_the_read_model_with_working_hours_and_version(backend: Backend) {
+    let app = spawn_app(backend).await;
     let hours = serde_json::json!({"days": ["mon", "tue"], "start": "09:00", "end": "17:00"});
     let ada = app
         .user_with("Ada", Role::Admin, "Europe/Berlin", Some(hours.clone()))
@@ -25,17 +26,15 @@ async fn the_profile_comes_from_the_read_model_with_working_hours_and_version() 
     assert_eq!(body["version"], 1);
 }
 
-#[tokio::test]
-async fn a_user_the_read_model_does_not_know_yet_gets_404() {
-    let app = spawn_app().await;
+async fn a_user_the_read_model_does_not_know_yet_gets_404(backend: Backend) {
+    let app = spawn_app(backend).await;
     let token = app.token(uuid::Uuid::now_v7(), Role::Member);
     let response = app.get("/v1/users/me", Some(&token)).await;
     support::assert_problem(response, 404).await;
 }
 
-#[tokio::test]
-async fn queries_without_a_valid_token_are_401() {
-    let app = spawn_app().await;
+async fn queries_without_a_valid_token_are_401(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .client
         .get(app.url("/v1/meetings"))
@@ -47,20 +46,16 @@ async fn queries_without_a_valid_token_are_401() {
     support::assert_problem(response, 401).await;
 }
 
-#[tokio::test]
-async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_skips_inactive_users()
-{
-    let app = spawn_app().await;
+async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_skips_inactive_users(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
     let alice = app.user("Alice Smith").await;
     let alicia = app.user("alicia Jones").await;
     let _bob = app.user("Bob").await;
     let gone = app.user("Alina Gone").await;
-    sqlx::query("UPDATE rm_users SET active = false WHERE id = $1")
-        .bind(gone.id)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    app.deactivate(&gone).await;
 
     let body = app.get_json("/v1/users?q=ALI", Some(&me.token)).await;
     assert_eq!(
@@ -80,9 +75,8 @@ async fn the_directory_matches_name_or_email_prefixes_case_insensitively_and_ski
     );
 }
 
-#[tokio::test]
-async fn the_directory_finds_any_word_of_a_name_whatever_its_accents_and_case() {
-    let app = spawn_app().await;
+async fn the_directory_finds_any_word_of_a_name_whatever_its_accents_and_case(backend: Backend) {
+    let app = spawn_app(backend).await;
     let me = app.user("Me").await;
     let ada = app.user("Ada Lovelace").await;
     let zoe = app.user("Zoë Ørsted-Åberg").await;
@@ -141,9 +135,8 @@ async fn the_directory_finds_any_word_of_a_name_whatever_its_accents_and_case() 
     );
 }
 
-#[tokio::test]
-async fn directory_pages_cover_everyone_exactly_once() {
-    let app = spawn_app().await;
+async fn directory_pages_cover_everyone_exactly_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let me = app.user("Zed").await;
     let mut expected = HashSet::from([me.id.to_string()]);
     for i in 0..11 {
@@ -167,9 +160,10 @@ async fn directory_pages_cover_everyone_exactly_once() {
     assert_eq!(seen.into_iter().collect::<HashSet<_>>(), expected);
 }
 
-#[tokio::test]
-async fn a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_for_others() {
-    let app = spawn_app().await;
+async fn a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_for_others(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let organizer = app.user("Olga").await;
     let attendee = app.user("Anton").await;
     let stranger = app.user("Stan").await;
@@ -223,9 +217,8 @@ async fn a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_fo
 
 /// Reads that arrive together share one statement (`MEETINGS_READ_BATCH`); each keeps its
 /// own answer and its own visibility, whoever else is in the batch.
-#[tokio::test]
-async fn concurrent_reads_of_many_callers_each_get_their_own_answer() {
-    let app = spawn_app().await;
+async fn concurrent_reads_of_many_callers_each_get_their_own_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
     let organizer = app.user("Olga").await;
     let attendee = app.user("Anton").await;
     let stranger = app.user("Stan").await;
@@ -276,9 +269,8 @@ async fn concurrent_reads_of_many_callers_each_get_their_own_answer() {
     }
 }
 
-#[tokio::test]
-async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
-    let app = spawn_app().await;
+async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304(backend: Backend) {
+    let app = spawn_app(backend).await;
     let organizer = app.user("Olga").await;
     let id = app
         .meeting(MeetingFixture::new(
@@ -305,12 +297,16 @@ async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
     assert_eq!(response.headers()["etag"], "\"3\"");
     assert!(response.text().await.unwrap().is_empty());
 
-    sqlx::query("UPDATE rm_meetings SET version = 4 WHERE id = $1")
-        .bind(id)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    app.render_document(id).await;
+    app.meeting(
+        MeetingFixture::new(
+            &organizer,
+            "Planning",
+            "2027-03-01T10:00:00Z",
+            "2027-03-01T11:00:00Z",
+        )
+        .rewrite(id, 4),
+    )
+    .await;
     let response = app
         .client
         .get(app.url(&path))
@@ -323,9 +319,10 @@ async fn a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304() {
     assert_eq!(response.headers()["etag"], "\"4\"");
 }
 
-#[tokio::test]
-async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match_the_list() {
-    let app = spawn_app().await;
+async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match_the_list(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let organizer = app.user("Olga").await;
     let bob = app.user("bob").await;
     let alice = app.user("Alice").await;
@@ -345,24 +342,23 @@ async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match
         .await;
     // An attendee the user read model does not know (yet), an optional one, a comment.
     let unknown = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO rm_meeting_attendees (meeting_id, user_id, optional, response)
-         VALUES ($1, $2, true, 'needs_action')",
-    )
-    .bind(id)
-    .bind(unknown)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "UPDATE rm_meeting_attendees SET comment = 'Too early' WHERE meeting_id = $1 AND user_id = $2",
-    )
-    .bind(id)
-    .bind(carl.id)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
-    app.render_document(id).await;
+    let commented = AttendeeRow {
+        meeting_id: id,
+        user_id: carl.id,
+        optional: false,
+        response: "declined".to_string(),
+        comment: Some("Too early".to_string()),
+        occurrence_responses: Default::default(),
+    };
+    app.attendee_row(AttendeeRow {
+        user_id: unknown,
+        optional: true,
+        response: "needs_action".to_string(),
+        comment: None,
+        ..commented.clone()
+    })
+    .await;
+    app.attendee_row(commented).await;
 
     let body = app
         .get_json(&format!("/v1/meetings/{id}"), Some(&organizer.token))
@@ -395,9 +391,8 @@ async fn attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match
     assert_eq!(body["attendees"], serde_json::json!([]));
 }
 
-#[tokio::test]
-async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all() {
-    let app = spawn_app().await;
+async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all(backend: Backend) {
+    let app = spawn_app(backend).await;
     let olga = app.user("Olga").await;
     let anton = app.user("Anton").await;
     let stan = app.user("Stan").await;
@@ -453,9 +448,8 @@ async fn the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all() {
     );
 }
 
-#[tokio::test]
-async fn the_meeting_list_filters_by_overlap_status_and_title() {
-    let app = spawn_app().await;
+async fn the_meeting_list_filters_by_overlap_status_and_title(backend: Backend) {
+    let app = spawn_app(backend).await;
     let olga = app.user("Olga").await;
     let early = app
         .meeting(MeetingFixture::new(
@@ -517,9 +511,8 @@ async fn the_meeting_list_filters_by_overlap_status_and_title() {
     assert_eq!(body["items"][0]["id"], early.to_string());
 }
 
-#[tokio::test]
-async fn meeting_pages_follow_start_order_without_duplicates_or_omissions() {
-    let app = spawn_app().await;
+async fn meeting_pages_follow_start_order_without_duplicates_or_omissions(backend: Backend) {
+    let app = spawn_app(backend).await;
     let olga = app.user("Olga").await;
     let mut expected = Vec::new();
     for i in 0..7 {
@@ -551,9 +544,10 @@ async fn meeting_pages_follow_start_order_without_duplicates_or_omissions() {
     assert_eq!(seen, expected);
 }
 
-#[tokio::test]
-async fn chat_history_is_in_position_order_for_participants_and_hidden_from_strangers() {
-    let app = spawn_app().await;
+async fn chat_history_is_in_position_order_for_participants_and_hidden_from_strangers(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let olga = app.user("Olga").await;
     let anton = app.user("Anton").await;
     let stan = app.user("Stan").await;
@@ -584,7 +578,7 @@ async fn chat_history_is_in_position_order_for_participants_and_hidden_from_stra
     assert_eq!(texts, vec!["message 1", "message 2"]);
     assert_eq!(first["items"][0]["author_id"], olga.id.to_string());
     let cursor = first["next_cursor"].as_str().unwrap();
-    assert_eq!(cursor, support::position(2));
+    assert_eq!(cursor, app.position(2));
     let rest = app
         .get_json(&format!("{path}?after={cursor}"), Some(&anton.token))
         .await;
@@ -594,3 +588,20 @@ async fn chat_history_is_in_position_order_for_participants_and_hidden_from_stra
 
     support::assert_problem(app.get(&path, Some(&stan.token)).await, 404).await;
 }
+
+platform::on_each_backend!(
+    the_profile_comes_from_the_read_model_with_working_hours_and_version,
+    a_user_the_read_model_does_not_know_yet_gets_404,
+    queries_without_a_valid_token_are_401,
+    the_directory_matches_name_or_email_prefixes_case_insensitively_and_skips_inactive_users,
+    the_directory_finds_any_word_of_a_name_whatever_its_accents_and_case,
+    directory_pages_cover_everyone_exactly_once,
+    a_meeting_is_visible_to_organizer_attendees_and_admins_and_not_found_for_others,
+    concurrent_reads_of_many_callers_each_get_their_own_answer,
+    a_meeting_carries_its_version_as_etag_and_if_none_match_answers_304,
+    attendees_are_ordered_by_name_with_comments_and_unknown_users_and_match_the_list,
+    the_meeting_list_shows_only_the_callers_meetings_and_admins_see_all,
+    the_meeting_list_filters_by_overlap_status_and_title,
+    meeting_pages_follow_start_order_without_duplicates_or_omissions,
+    chat_history_is_in_position_order_for_participants_and_hidden_from_strangers,
+);
