@@ -7,13 +7,16 @@
 //! a whole aggregate or the newest events changes it even though every per-aggregate chain
 //! stays intact.
 //!
-//! One anchor task per database writes them (a PostgreSQL advisory lock, like the relay),
-//! following the store exactly as the relay does: only below the oldest running transaction,
-//! so an anchored position never gains an earlier event later.
+//! One anchor task per database writes them (a PostgreSQL advisory lock, like the relay;
+//! in embedded mode the one process, which holds its files' lock), following the store
+//! exactly as the relay does: only below the oldest running transaction, so an anchored
+//! position never gains an earlier event later.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use platform::db::sqlite::{micros, SqliteFile};
 use platform::store::tail::StoreTail;
 use platform::store::{EventStore, Position};
 use sha2::{Digest, Sha256};
@@ -190,65 +193,132 @@ fn anchor(row: AnchorRow) -> Result<Anchor, sqlx::Error> {
     })
 }
 
-/// The anchors after `after`, at most `limit`, in position order.
-pub async fn after(
-    conn: &mut PgConnection,
-    after: Position,
-    limit: i64,
-) -> Result<Vec<Anchor>, sqlx::Error> {
-    let rows: Vec<AnchorRow> = sqlx::query_as(
-        "SELECT position, events, chain, key_id, signature FROM event_anchors WHERE position > $1 \
-         ORDER BY position LIMIT $2",
-    )
-    .bind(after.to_string())
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter().map(anchor).collect()
+/// Where anchors are kept: `event_anchors` of PostgreSQL (a connection) or of embedded
+/// mode's SQLite events file. Positions are 32 hexadecimal digits, so text order is position
+/// order on both.
+#[async_trait]
+pub trait AnchorLog: Send {
+    /// The anchors after `after`, at most `limit`, in position order.
+    async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error>;
+
+    /// The anchor at exactly `position`, if one was written there.
+    async fn at(&mut self, position: Position) -> Result<Option<Anchor>, sqlx::Error>;
+
+    /// The newest anchor.
+    async fn last(&mut self) -> Result<Option<Anchor>, sqlx::Error>;
+
+    /// Writes `anchor`, signed by `signer` when given (once: a second write is ignored).
+    async fn write(
+        &mut self,
+        anchor: &Anchor,
+        signer: Option<&AnchorSigner>,
+    ) -> Result<(), sqlx::Error>;
 }
 
-/// The anchor at exactly `position`, if one was written there.
-pub async fn at(
-    conn: &mut PgConnection,
-    position: Position,
-) -> Result<Option<Anchor>, sqlx::Error> {
-    let row: Option<AnchorRow> = sqlx::query_as(
-        "SELECT position, events, chain, key_id, signature FROM event_anchors WHERE position = $1",
-    )
-    .bind(position.to_string())
-    .fetch_optional(conn)
-    .await?;
-    row.map(anchor).transpose()
+const SELECT: &str = "SELECT position, events, chain, key_id, signature FROM event_anchors";
+
+#[async_trait]
+impl AnchorLog for PgConnection {
+    async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error> {
+        let rows: Vec<AnchorRow> = sqlx::query_as(&format!(
+            "{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(after.to_string())
+        .bind(limit)
+        .fetch_all(self)
+        .await?;
+        rows.into_iter().map(anchor).collect()
+    }
+
+    async fn at(&mut self, position: Position) -> Result<Option<Anchor>, sqlx::Error> {
+        let row: Option<AnchorRow> = sqlx::query_as(&format!("{SELECT} WHERE position = $1"))
+            .bind(position.to_string())
+            .fetch_optional(self)
+            .await?;
+        row.map(anchor).transpose()
+    }
+
+    async fn last(&mut self) -> Result<Option<Anchor>, sqlx::Error> {
+        let row: Option<AnchorRow> =
+            sqlx::query_as(&format!("{SELECT} ORDER BY position DESC LIMIT 1"))
+                .fetch_optional(self)
+                .await?;
+        row.map(anchor).transpose()
+    }
+
+    async fn write(
+        &mut self,
+        anchor: &Anchor,
+        signer: Option<&AnchorSigner>,
+    ) -> Result<(), sqlx::Error> {
+        let (key_id, signature) = signer.map(|s| s.sign(anchor)).unzip();
+        sqlx::query(
+            "INSERT INTO event_anchors (position, events, chain, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING",
+        )
+        .bind(anchor.position.to_string())
+        .bind(anchor.events)
+        .bind(&anchor.chain[..])
+        .bind(key_id)
+        .bind(signature)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
 }
 
-/// The newest anchor.
-pub async fn last(conn: &mut PgConnection) -> Result<Option<Anchor>, sqlx::Error> {
-    let row: Option<AnchorRow> = sqlx::query_as(
-        "SELECT position, events, chain, key_id, signature FROM event_anchors ORDER BY position DESC LIMIT 1",
-    )
-    .fetch_optional(conn)
-    .await?;
-    row.map(anchor).transpose()
-}
+/// The anchors of embedded mode's events file (one process writes it: no lock needed).
+pub struct SqliteAnchors(pub SqliteFile);
 
-async fn write(
-    conn: &mut PgConnection,
-    anchor: &Anchor,
-    signer: Option<&AnchorSigner>,
-) -> Result<(), sqlx::Error> {
-    let (key_id, signature) = signer.map(|s| s.sign(anchor)).unzip();
-    sqlx::query(
-        "INSERT INTO event_anchors (position, events, chain, key_id, signature) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING",
-    )
-    .bind(anchor.position.to_string())
-    .bind(anchor.events)
-    .bind(&anchor.chain[..])
-    .bind(key_id)
-    .bind(signature)
-    .execute(conn)
-    .await?;
-    Ok(())
+#[async_trait]
+impl AnchorLog for SqliteAnchors {
+    async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error> {
+        let rows: Vec<AnchorRow> = sqlx::query_as(&format!(
+            "{SELECT} WHERE position > ? ORDER BY position LIMIT ?"
+        ))
+        .bind(after.to_string())
+        .bind(limit)
+        .fetch_all(&self.0.reader)
+        .await?;
+        rows.into_iter().map(anchor).collect()
+    }
+
+    async fn at(&mut self, position: Position) -> Result<Option<Anchor>, sqlx::Error> {
+        let row: Option<AnchorRow> = sqlx::query_as(&format!("{SELECT} WHERE position = ?"))
+            .bind(position.to_string())
+            .fetch_optional(&self.0.reader)
+            .await?;
+        row.map(anchor).transpose()
+    }
+
+    async fn last(&mut self) -> Result<Option<Anchor>, sqlx::Error> {
+        let row: Option<AnchorRow> =
+            sqlx::query_as(&format!("{SELECT} ORDER BY position DESC LIMIT 1"))
+                .fetch_optional(&self.0.reader)
+                .await?;
+        row.map(anchor).transpose()
+    }
+
+    async fn write(
+        &mut self,
+        anchor: &Anchor,
+        signer: Option<&AnchorSigner>,
+    ) -> Result<(), sqlx::Error> {
+        let (key_id, signature) = signer.map(|s| s.sign(anchor)).unzip();
+        sqlx::query(
+            "INSERT INTO event_anchors (position, events, chain, recorded_at, key_id, signature) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (position) DO NOTHING",
+        )
+        .bind(anchor.position.to_string())
+        .bind(anchor.events)
+        .bind(&anchor.chain[..])
+        .bind(micros(chrono::Utc::now()))
+        .bind(key_id)
+        .bind(signature)
+        .execute(&self.0.writer)
+        .await?;
+        Ok(())
+    }
 }
 
 /// Name of the advisory lock that makes one anchor task active per database.
@@ -263,15 +333,19 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     platform::leader::run_terms(shutdown, platform::leader::RETRY_DELAY, || async {
-        if let Err(error) = term(&pool, store.as_ref(), signer.as_deref(), false).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "anchor task interrupted, resuming"
-            );
+        if let Err(error) = lead(&pool, store.as_ref(), signer.as_deref(), false).await {
+            interrupted(&error);
         }
         std::ops::ControlFlow::<()>::Continue(())
     })
     .await;
+}
+
+fn interrupted(error: &anyhow::Error) {
+    tracing::warn!(
+        error = format!("{error:#}"),
+        "anchor task interrupted, resuming"
+    );
 }
 
 /// Anchors everything readable now (one anchor at the current end of the log, plus one
@@ -283,13 +357,11 @@ pub async fn catch_up(
     store: &dyn EventStore,
     signer: Option<&AnchorSigner>,
 ) -> anyhow::Result<Option<Anchor>> {
-    term(pool, store, signer, true).await
+    lead(pool, store, signer, true).await
 }
 
-/// One term as the active anchor task: from the newest anchor, link every event read, write
-/// an anchor every [`EVERY`] events and [`WITHIN`] after the newest. With `once`, stops (after
-/// anchoring the end) when caught up.
-async fn term(
+/// One term as the active anchor task of a PostgreSQL database (its advisory lock).
+async fn lead(
     pool: &PgPool,
     store: &dyn EventStore,
     signer: Option<&AnchorSigner>,
@@ -298,7 +370,42 @@ async fn term(
     let Some(mut conn) = platform::leader::try_lead(pool, LOCK).await? else {
         return Ok(None);
     };
-    let mut anchored = last(&mut conn).await?.unwrap_or_else(Anchor::start);
+    term(&mut conn, store, signer, once).await
+}
+
+/// The anchor task of embedded mode, until `shutdown`: the only process of its files, so
+/// it needs no lock. Restarts from the newest anchor after a failure.
+pub async fn run_embedded(
+    events: SqliteFile,
+    store: Arc<dyn EventStore>,
+    signer: Option<Arc<AnchorSigner>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let work = async {
+        let mut anchors = SqliteAnchors(events);
+        loop {
+            if let Err(error) = term(&mut anchors, store.as_ref(), signer.as_deref(), false).await {
+                interrupted(&error);
+            }
+            tokio::time::sleep(platform::leader::RETRY_DELAY).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown => {}
+    }
+}
+
+/// One term as the active anchor task: from the newest anchor, link every event read, write
+/// an anchor every [`EVERY`] events and [`WITHIN`] after the newest. With `once`, stops (after
+/// anchoring the end) when caught up.
+pub async fn term(
+    log: &mut dyn AnchorLog,
+    store: &dyn EventStore,
+    signer: Option<&AnchorSigner>,
+    once: bool,
+) -> anyhow::Result<Option<Anchor>> {
+    let mut anchored = log.last().await?.unwrap_or_else(Anchor::start);
     let mut current = anchored.clone();
     let mut tail = StoreTail::new(store, current.position, EVERY);
     let mut oldest_unanchored: Option<Instant> = None;
@@ -308,7 +415,7 @@ async fn term(
             current.extend(event.position, &event.hash);
             oldest_unanchored.get_or_insert_with(Instant::now);
             if current.events % EVERY == 0 {
-                write(&mut conn, &current, signer).await?;
+                log.write(&current, signer).await?;
                 anchored = current.clone();
                 oldest_unanchored = None;
             }
@@ -318,7 +425,7 @@ async fn term(
         }
         let due = oldest_unanchored.is_some_and(|since| since.elapsed() >= WITHIN);
         if current.events > anchored.events && (due || once) {
-            write(&mut conn, &current, signer).await?;
+            log.write(&current, signer).await?;
             anchored = current.clone();
             oldest_unanchored = None;
         }
@@ -338,6 +445,19 @@ pub fn with_task(
 ) -> platform::service::Server {
     server.with_task("anchors", move |stop| async move {
         run(pool, store, signer, stop.cancelled_owned()).await;
+        Ok(())
+    })
+}
+
+/// Adds the anchor task of embedded mode's log to `server`.
+pub fn with_embedded_task(
+    server: platform::service::Server,
+    events: SqliteFile,
+    store: Arc<dyn EventStore>,
+    signer: Option<Arc<AnchorSigner>>,
+) -> platform::service::Server {
+    server.with_task("anchors", move |stop| async move {
+        run_embedded(events, store, signer, stop.cancelled_owned()).await;
         Ok(())
     })
 }

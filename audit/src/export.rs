@@ -5,10 +5,15 @@
 //! are copied to the output as they arrive. Only events below the oldest running transaction
 //! are exported (like every reader of the global order), so an export never misses an event
 //! that commits late and a second export from its last position continues exactly after it.
+//!
+//! Any other store (the SQLite file of embedded mode) is read a page at a time through
+//! [`EventStore::read_all`] and rendered here, with the same fields in the same forms.
 
 use std::str::FromStr;
 
+use chrono::SecondsFormat;
 use futures::StreamExt;
+use platform::store::{EventStore, Position, StoredEvent};
 use sqlx::PgPool;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
@@ -152,6 +157,207 @@ pub async fn export(
     }
     out.flush().await.map_err(write_error)?;
     progress(count);
+    Ok(count)
+}
+
+/// Where an export reads: PostgreSQL's `COPY`, or any store's global-order reader.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Postgres(&'a PgPool),
+    Store(&'a dyn EventStore),
+}
+
+/// Writes the events `filter` selects from `source` to `out`; answers how many.
+pub async fn export_from(
+    source: Source<'_>,
+    filter: &Filter,
+    format: Format,
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, CopyError> {
+    match source {
+        Source::Postgres(pool) => export(pool, filter, format, out, progress).await,
+        Source::Store(store) => export_store(store, filter, format, out, progress).await,
+    }
+}
+
+/// Events read from a store per page.
+const PAGE: i64 = 2000;
+
+impl Filter {
+    fn includes(&self, event: &StoredEvent) -> bool {
+        let after_from = match self.from {
+            None => true,
+            Some(Point::Time(time)) => event.recorded_at >= time,
+            Some(Point::Position(position)) => event.position >= position,
+        };
+        after_from
+            && self.to.is_none_or(|to| to.includes(event))
+            && self
+                .kind
+                .is_none_or(|kind| event.aggregate_type == kind.as_str())
+            && self
+                .actor
+                .is_none_or(|actor| event.metadata.actor_id == Some(actor))
+    }
+
+    /// Whether no event from `event` on can be selected: the log is read in position order,
+    /// so nothing past a `--to` position matches (recorded times need not grow with
+    /// positions, so a `--to` time reads on to the end).
+    fn past_the_end(&self, event: &StoredEvent) -> bool {
+        matches!(self.to, Some(Point::Position(to)) if event.position > to)
+    }
+}
+
+/// An export line: the fields of a history entry without `summary`, in its order and forms.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    position: Position,
+    aggregate_type: &'a str,
+    aggregate_id: Uuid,
+    sequence: i64,
+    event_type: &'a str,
+    event_version: &'a str,
+    recorded_at: String,
+    actor_id: Option<Uuid>,
+    payload: &'a serde_json::Value,
+    metadata: &'a platform::store::EventMetadata,
+    hash: String,
+    prev_hash: Option<String>,
+}
+
+impl<'a> Line<'a> {
+    fn new(event: &'a StoredEvent) -> Self {
+        Self {
+            position: event.position,
+            aggregate_type: &event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            recorded_at: event
+                .recorded_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+            actor_id: event.metadata.actor_id,
+            payload: &event.payload,
+            metadata: &event.metadata,
+            hash: hex::encode(&event.hash),
+            prev_hash: event.prev_hash.as_ref().map(hex::encode),
+        }
+    }
+}
+
+/// The CSV columns, as the PostgreSQL export names them.
+const CSV_HEADER: &[&str] = &[
+    "position",
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "event_type",
+    "event_version",
+    "recorded_at",
+    "actor_id",
+    "event_id",
+    "request_id",
+    "correlation_id",
+    "causation_id",
+    "payload",
+    "metadata",
+    "hash",
+    "prev_hash",
+];
+
+fn csv_record(event: &StoredEvent) -> Result<Vec<String>, serde_json::Error> {
+    let line = Line::new(event);
+    let metadata = &event.metadata;
+    Ok(vec![
+        line.position.to_string(),
+        event.aggregate_type.clone(),
+        event.aggregate_id.to_string(),
+        event.sequence.to_string(),
+        event.event_type.clone(),
+        event.event_version.clone(),
+        line.recorded_at,
+        metadata.actor_id.map(|a| a.to_string()).unwrap_or_default(),
+        metadata.event_id.to_string(),
+        metadata.request_id.clone(),
+        metadata.correlation_id.clone(),
+        metadata.causation_id.clone(),
+        serde_json::to_string(&event.payload)?,
+        serde_json::to_string(metadata)?,
+        line.hash,
+        line.prev_hash.unwrap_or_default(),
+    ])
+}
+
+/// [`export`] over any store: pages of the global order, filtered and rendered here.
+async fn export_store(
+    store: &dyn EventStore,
+    filter: &Filter,
+    format: Format,
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, CopyError> {
+    let malformed = |e: &dyn std::fmt::Display| CopyError::Malformed(e.to_string());
+    let write_error = |e: std::io::Error| CopyError::Malformed(format!("cannot write: {e}"));
+    // Start just before a `--from` position instead of at the beginning of the log.
+    let mut after = match filter.from {
+        Some(Point::Position(from)) if from.id > 0 => Some(Position {
+            transaction_id: from.transaction_id,
+            id: from.id - 1,
+        }),
+        _ => None,
+    };
+    // Lines gather here a page at a time, then go out.
+    let mut buffer = Vec::with_capacity(1 << 16);
+    let mut csv_writer = csv::WriterBuilder::new();
+    csv_writer
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'));
+    if format == Format::Csv {
+        let mut header = csv_writer.from_writer(&mut buffer);
+        header.write_record(CSV_HEADER).map_err(|e| malformed(&e))?;
+        header.flush().map_err(write_error)?;
+    }
+    let mut count = 0u64;
+    let mut done = false;
+    while !done {
+        let page = store
+            .read_all(after, PAGE)
+            .await
+            .map_err(|e| malformed(&e))?;
+        done = (page.len() as i64) < PAGE;
+        after = page.last().map(|event| event.position).or(after);
+        let end = page
+            .iter()
+            .position(|event| filter.past_the_end(event))
+            .unwrap_or(page.len());
+        done |= end < page.len();
+        let selected = page[..end].iter().filter(|event| filter.includes(event));
+        match format {
+            Format::Jsonl => {
+                for event in selected {
+                    serde_json::to_writer(&mut buffer, &Line::new(event))
+                        .map_err(|e| malformed(&e))?;
+                    buffer.push(b'\n');
+                    count += 1;
+                }
+            }
+            Format::Csv => {
+                let mut rows = csv_writer.from_writer(&mut buffer);
+                for event in selected {
+                    let record = csv_record(event).map_err(|e| malformed(&e))?;
+                    rows.write_record(&record).map_err(|e| malformed(&e))?;
+                    count += 1;
+                }
+                rows.flush().map_err(write_error)?;
+            }
+        }
+        out.write_all(&buffer).await.map_err(write_error)?;
+        buffer.clear();
+        progress(count);
+    }
+    out.flush().await.map_err(write_error)?;
     Ok(count)
 }
 

@@ -15,16 +15,20 @@
 //!
 //! The scan is one `COPY` in one snapshot; hashing runs on blocking threads beside it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
-use platform::store::{event_hash, HashInput, Position};
+use platform::store::{event_hash, EventStore, HashInput, Position, StoreError, StoredEvent};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::anchor::{self, Anchor, AnchorVerifier};
+use crate::anchor::{Anchor, AnchorLog, AnchorVerifier};
 use crate::copy::{field, BinaryRows, CopyError, Row};
+
+mod walk;
+
+use walk::Walk;
 
 /// Where to start, and whose signatures the anchors must carry.
 #[derive(Clone, Default)]
@@ -103,7 +107,13 @@ pub enum VerifyError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Copy(#[from] CopyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
+
+/// What a hash that does not match its event means.
+const ALTERED: &str = "the stored hash does not match the event's content: payload, metadata, \
+     type, version, time or sequence was altered";
 
 /// Rows hashed per blocking task.
 const CHUNK: usize = 2048;
@@ -176,266 +186,7 @@ fn rehash(row: &Row, prev_hash: Option<&[u8]>, stored: &[u8]) -> Result<(), (Pro
     if computed == stored {
         Ok(())
     } else {
-        Err((
-            ProblemKind::HashMismatch,
-            "the stored hash does not match the event's content: payload, metadata, type, \
-             version, time or sequence was altered"
-                .into(),
-        ))
-    }
-}
-
-/// The sequential part: chains per aggregate, running hash, anchors.
-struct Walk {
-    report: Report,
-    running: Anchor,
-    /// The newest event of every aggregate seen (by index into `types` and id): its
-    /// sequence and hash. Owned values: a slice of a `COPY` buffer would keep the whole
-    /// buffer alive for as long as its aggregate is remembered.
-    chains: HashMap<(u32, Uuid), (i64, [u8; 32])>,
-    /// The aggregate types seen (a handful).
-    types: Vec<Bytes>,
-    anchors: VecDeque<Anchor>,
-    signed_by: Option<std::sync::Arc<AnchorVerifier>>,
-    /// Whether more anchors than `anchors` holds may follow, after `anchor_cursor`.
-    more_anchors: bool,
-    anchor_cursor: Position,
-}
-
-/// A stored hash as a fixed array (a SHA-256 hash is 32 bytes; anything else never matches a
-/// recomputed one, and is reported there).
-fn owned_hash(hash: &[u8]) -> [u8; 32] {
-    let mut owned = [0; 32];
-    let n = hash.len().min(32);
-    owned[..n].copy_from_slice(&hash[..n]);
-    owned
-}
-
-impl Walk {
-    fn type_index(&mut self, aggregate_type: &[u8]) -> u32 {
-        match self.types.iter().position(|t| &t[..] == aggregate_type) {
-            Some(i) => i as u32,
-            None => {
-                self.types.push(Bytes::copy_from_slice(aggregate_type));
-                (self.types.len() - 1) as u32
-            }
-        }
-    }
-
-    fn problem(&mut self, problem: Problem) {
-        self.report.problem_count += 1;
-        if self.report.problems.len() < MAX_PROBLEMS {
-            self.report.problems.push(problem);
-        }
-    }
-
-    async fn next_anchor(
-        &mut self,
-        conn: &mut PgConnection,
-    ) -> Result<Option<Anchor>, sqlx::Error> {
-        if self.anchors.is_empty() && self.more_anchors {
-            let page = anchor::after(conn, self.anchor_cursor, 1000).await?;
-            self.more_anchors = page.len() == 1000;
-            if let Some(last) = page.last() {
-                self.anchor_cursor = last.position;
-            }
-            self.anchors.extend(page);
-        }
-        Ok(self.anchors.front().cloned())
-    }
-
-    /// With a key to check against, reports an anchor that it did not sign.
-    fn check_signature(&mut self, anchor: &Anchor) {
-        let Some(detail) = self.signed_by.as_ref().and_then(|key| key.problem(anchor)) else {
-            return;
-        };
-        self.problem(Problem {
-            position: anchor.position,
-            kind: ProblemKind::AnchorSignature,
-            aggregate_type: None,
-            aggregate_id: None,
-            sequence: None,
-            detail,
-        });
-    }
-
-    /// Compares the running state with the anchor at its position (just reached).
-    fn compare(&mut self, anchor: Anchor) {
-        self.report.anchors += 1;
-        self.check_signature(&anchor);
-        let trusted = self
-            .signed_by
-            .as_ref()
-            .is_none_or(|key| key.problem(&anchor).is_none());
-        if anchor.events == self.running.events && anchor.chain == self.running.chain {
-            if trusted {
-                self.report.verified_anchor = Some(anchor.position);
-            }
-        } else {
-            let since = self
-                .report
-                .verified_anchor
-                .map_or("the first event".to_string(), |p| {
-                    format!("the anchor at {p}")
-                });
-            let detail = if anchor.events != self.running.events {
-                format!(
-                    "{} events were anchored up to here, the log holds {}: events after {since} were deleted or inserted",
-                    anchor.events, self.running.events
-                )
-            } else {
-                format!("the running hash differs: events after {since} were altered or moved in the global order")
-            };
-            self.problem(Problem {
-                position: anchor.position,
-                kind: ProblemKind::AnchorMismatch,
-                aggregate_type: None,
-                aggregate_id: None,
-                sequence: None,
-                detail,
-            });
-        }
-        // Continue from the anchor, so what follows is judged on its own.
-        self.running = anchor;
-    }
-
-    async fn event(&mut self, conn: &mut PgConnection, event: Checked) -> Result<(), sqlx::Error> {
-        // Anchors at positions the log no longer has.
-        while let Some(next) = self.next_anchor(conn).await? {
-            if next.position >= event.position {
-                break;
-            }
-            self.anchors.pop_front();
-            self.report.anchors += 1;
-            self.check_signature(&next);
-            self.problem(Problem {
-                position: next.position,
-                kind: ProblemKind::AnchoredEventMissing,
-                aggregate_type: None,
-                aggregate_id: None,
-                sequence: None,
-                detail: format!(
-                    "an anchor was taken at this position ({} events), but the log has no event here: it was deleted or moved",
-                    next.events
-                ),
-            });
-            self.running = next;
-        }
-        self.report.events += 1;
-        self.report.head = Some(event.position);
-        self.running.extend(event.position, &event.hash);
-        let aggregate_type = String::from_utf8_lossy(&event.aggregate_type).into_owned();
-        let at = |kind, detail: String| Problem {
-            position: event.position,
-            kind,
-            aggregate_type: Some(aggregate_type.clone()),
-            aggregate_id: Some(event.aggregate_id),
-            sequence: Some(event.sequence),
-            detail,
-        };
-        if let Err((kind, detail)) = &event.content {
-            self.problem(at(*kind, detail.clone()));
-        }
-        let key = (self.type_index(&event.aggregate_type), event.aggregate_id);
-        let (expected, predecessor) = match self.chains.get(&key) {
-            Some((sequence, hash)) => (sequence + 1, Some(*hash)),
-            None => (1, None),
-        };
-        if event.sequence != expected {
-            self.problem(at(
-                ProblemKind::SequenceGap,
-                format!(
-                    "expected sequence {expected} of this aggregate, found {}: events before it were deleted or reordered",
-                    event.sequence
-                ),
-            ));
-        } else if event.prev_hash.as_deref() != predecessor.as_ref().map(|h| &h[..]) {
-            self.problem(at(
-                ProblemKind::ChainBroken,
-                "the event does not chain onto its predecessor's hash".into(),
-            ));
-        }
-        self.chains
-            .insert(key, (event.sequence, owned_hash(&event.hash)));
-        if self
-            .anchors
-            .front()
-            .is_some_and(|a| a.position == event.position)
-        {
-            let anchor = self.anchors.pop_front().expect("BUG: checked");
-            self.compare(anchor);
-        }
-        Ok(())
-    }
-
-    /// Anchors past the end of the log.
-    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let mut beyond: Option<Anchor> = None;
-        let mut first_missing: Option<Position> = None;
-        while let Some(next) = self.next_anchor(conn).await? {
-            self.anchors.pop_front();
-            self.report.anchors += 1;
-            self.check_signature(&next);
-            first_missing.get_or_insert(next.position);
-            beyond = Some(next);
-        }
-        if let (Some(newest), Some(first)) = (beyond, first_missing) {
-            let end = self
-                .report
-                .head
-                .map_or("before its first event".to_string(), |p| format!("at {p}"));
-            self.problem(Problem {
-                position: first,
-                kind: ProblemKind::Truncated,
-                aggregate_type: None,
-                aggregate_id: None,
-                sequence: None,
-                detail: format!(
-                    "the log ends {end} with {} events, but it was anchored up to {} with {} events: its newest events were deleted",
-                    self.running.events, newest.position, newest.events
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// With `--from`, the predecessors (before the starting point) of the aggregates this
-    /// chunk continues.
-    async fn predecessors(
-        &mut self,
-        conn: &mut PgConnection,
-        chunk: &[Checked],
-    ) -> Result<(), sqlx::Error> {
-        let (mut types, mut ids, mut sequences) = (Vec::new(), Vec::new(), Vec::new());
-        let mut seen = std::collections::HashSet::new();
-        for event in chunk {
-            // Only an aggregate's first event in the chunk may continue a history from
-            // before the starting point.
-            let key = (self.type_index(&event.aggregate_type), event.aggregate_id);
-            if seen.insert(key) && event.sequence > 1 && !self.chains.contains_key(&key) {
-                types.push(String::from_utf8_lossy(&event.aggregate_type).into_owned());
-                ids.push(event.aggregate_id);
-                sequences.push(event.sequence - 1);
-            }
-        }
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<(String, Uuid, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.hash \
-             FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(t, id, s) \
-             JOIN events e ON e.aggregate_type = k.t AND e.aggregate_id = k.id AND e.sequence = k.s",
-        )
-        .bind(&types)
-        .bind(&ids)
-        .bind(&sequences)
-        .fetch_all(conn)
-        .await?;
-        for (t, id, sequence, hash) in rows {
-            let key = (self.type_index(t.as_bytes()), id);
-            self.chains.insert(key, (sequence, owned_hash(&hash)));
-        }
-        Ok(())
+        Err((ProblemKind::HashMismatch, ALTERED.into()))
     }
 }
 
@@ -465,29 +216,13 @@ pub async fn verify(
         .await?;
 
     let running = match options.from {
-        Some(from) => anchor::at(&mut side_tx, from)
+        Some(from) => AnchorLog::at(&mut *side_tx, from)
             .await?
             .ok_or(VerifyError::NoSuchAnchor(from))?,
         None => Anchor::start(),
     };
     let running_start = running.position;
-    let mut walk = Walk {
-        report: Report {
-            verified_anchor: options.from,
-            ..Report::default()
-        },
-        running,
-        chains: HashMap::new(),
-        types: Vec::new(),
-        anchors: VecDeque::new(),
-        signed_by: options.signed_by.clone(),
-        more_anchors: true,
-        anchor_cursor: running_start,
-    };
-    if options.from.is_some() {
-        let from = walk.running.clone();
-        walk.check_signature(&from);
-    }
+    let mut walk = Walk::new(running, options.from, options.signed_by.clone());
     let start = running_start;
     let statement = format!(
         "COPY (SELECT {COLUMNS} FROM events \
@@ -526,14 +261,105 @@ pub async fn verify(
             .await
             .map_err(|e| CopyError::Malformed(format!("hashing failed: {e}")))??;
         if options.from.is_some() {
-            walk.predecessors(&mut side_tx, &checked).await?;
+            predecessors(&mut walk, &mut side_tx, &checked).await?;
         }
         for event in checked {
-            walk.event(&mut side_tx, event).await?;
+            walk.event(&mut *side_tx, event).await?;
         }
         progress(walk.report.events);
     }
     drop(rows);
-    walk.finish(&mut side_tx).await?;
+    walk.finish(&mut *side_tx).await?;
     Ok(walk.report)
+}
+
+/// With `--from`, looks up in PostgreSQL the predecessors of the aggregates `chunk` continues.
+async fn predecessors(
+    walk: &mut Walk,
+    conn: &mut PgConnection,
+    chunk: &[Checked],
+) -> Result<(), sqlx::Error> {
+    let missing = walk.unknown_predecessors(chunk);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<&str> = missing.iter().map(|(t, _, _)| t.as_str()).collect();
+    let ids: Vec<Uuid> = missing.iter().map(|(_, id, _)| *id).collect();
+    let sequences: Vec<i64> = missing.iter().map(|(_, _, s)| *s).collect();
+    let rows: Vec<(String, Uuid, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.hash \
+         FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(t, id, s) \
+         JOIN events e ON e.aggregate_type = k.t AND e.aggregate_id = k.id AND e.sequence = k.s",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .fetch_all(conn)
+    .await?;
+    for (t, id, sequence, hash) in rows {
+        walk.predecessor(&t, id, sequence, &hash);
+    }
+    Ok(())
+}
+
+/// Events read from a store per page.
+const PAGE: i64 = 2000;
+
+/// [`verify`] on any store (embedded mode's SQLite log), with its anchors in `anchors`: the
+/// same checks, reading the global order a page at a time and rehashing here.
+pub async fn verify_store(
+    store: &dyn EventStore,
+    anchors: &mut dyn AnchorLog,
+    options: Options,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report, VerifyError> {
+    let running = match options.from {
+        Some(from) => anchors
+            .at(from)
+            .await?
+            .ok_or(VerifyError::NoSuchAnchor(from))?,
+        None => Anchor::start(),
+    };
+    let mut after = running.position;
+    let mut walk = Walk::new(running, options.from, options.signed_by.clone());
+    loop {
+        let page = store.read_all(Some(after), PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        let checked: Vec<Checked> = page.iter().map(stored).collect();
+        if options.from.is_some() {
+            for (aggregate_type, id, sequence) in walk.unknown_predecessors(&checked) {
+                let found = store
+                    .load_page(&aggregate_type, id, sequence - 1, 1)
+                    .await?;
+                if let Some(event) = found.first().filter(|e| e.sequence == sequence) {
+                    walk.predecessor(&aggregate_type, id, sequence, &event.hash);
+                }
+            }
+        }
+        for event in checked {
+            walk.event(anchors, event).await?;
+        }
+        progress(walk.report.events);
+    }
+    walk.finish(anchors).await?;
+    Ok(walk.report)
+}
+
+/// A stored event as the sequential checks take it, rehashed.
+fn stored(event: &StoredEvent) -> Checked {
+    let content = match event.recomputed_hash() {
+        Ok(hash) if hash == event.hash => Ok(()),
+        Ok(_) => Err((ProblemKind::HashMismatch, ALTERED.into())),
+        Err(error) => Err((ProblemKind::Unreadable, error.to_string())),
+    };
+    Checked {
+        position: event.position,
+        aggregate_type: Bytes::from(event.aggregate_type.clone()),
+        aggregate_id: event.aggregate_id,
+        sequence: event.sequence,
+        prev_hash: event.prev_hash.clone().map(Bytes::from),
+        hash: Bytes::from(event.hash.clone()),
+        content,
+    }
 }

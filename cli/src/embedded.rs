@@ -140,6 +140,12 @@ pub async fn build(args: &ServeArgs, jwt: Arc<JwtKeys>, file: &Path) -> anyhow::
         router,
     )
     .with_limits(args.http.clone());
+    let server = audit::anchor::with_embedded_task(
+        server,
+        events.clone(),
+        store.clone(),
+        args.audit.signer()?,
+    );
     let server = command_service::with_tasks(server, &command_state, None);
     let server = realtime::with_tasks(server, &gateway, EventSource::Store(store.clone()));
     let server = server.with_task("projector", move |stop| async move {

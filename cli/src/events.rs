@@ -2,20 +2,21 @@
 //! bars on a terminal, and exit codes scripts can trust: 0 ok, 1 a problem found (tampering,
 //! an unknown aggregate, an event that cannot be applied), 2 usage or connection error.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-mod moving;
+mod embedded;
+mod progress;
 
-use moving::postgres;
+use progress::{progress_bar, unsized_progress_bar};
 
-use audit::export::{Filter, Format};
+use audit::export::{Filter, Format, Source};
 use audit::{Kind, Point};
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use platform::config::{DatabaseLocation, DatabaseSettings};
+use platform::db::sqlite::SqliteFile;
 use platform::store::{EventStore, PgEventStore, Position};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -56,8 +57,8 @@ pub enum EventsCommand {
         json: bool,
     },
     /// The log in global order as JSON lines or CSV, streamed with constant memory. Only
-    /// events below the oldest running transaction are exported, so exporting again `--from`
-    /// the last position continues exactly after it.
+    /// committed events below any still-running transaction are exported, so exporting again
+    /// `--from` the last position continues exactly after it.
     #[command(
         after_help = "Example:\n  meetings events export --format jsonl --output events.jsonl\n  meetings events export --from 2026-12-01T00:00:00Z --aggregate-type meeting --format csv"
     )]
@@ -114,7 +115,8 @@ pub enum EventsCommand {
     },
     /// Rebuilds the read models from the log while the services keep running: builds them
     /// beside the live ones, catches up, swaps them in atomically (the projector pauses for
-    /// the swap only) and lets the projector continue from there.
+    /// the swap only) and lets the projector continue from there. Embedded mode is one
+    /// process: stop `meetings serve` first; the rebuild is then one SQLite transaction.
     #[command(after_help = "Example:\n  meetings events replay --all")]
     Replay {
         /// The projection to rebuild (`read_models`, the only one today).
@@ -162,7 +164,7 @@ pub async fn run(database: DatabaseSettings, data_dir: &Path, command: EventsCom
             command,
         ) {
             (DatabaseLocation::Sqlite(file), EventsCommand::Copy { to }) => {
-                moving::copy(&file, &to).await
+                embedded::copy(&file, &to).await
             }
             (DatabaseLocation::Postgres(_), EventsCommand::Copy { .. }) => {
                 Err(Failure::usage(anyhow::anyhow!(
@@ -170,18 +172,18 @@ pub async fn run(database: DatabaseSettings, data_dir: &Path, command: EventsCom
                      sqlite://…) and give the PostgreSQL database with --to"
                 )))
             }
+            (DatabaseLocation::Sqlite(file), EventsCommand::Replay { projection, .. }) => {
+                known_projection(projection.as_deref())?;
+                embedded::installed(&file)?;
+                embedded::replay(&file).await
+            }
             (DatabaseLocation::Sqlite(file), command) => {
-                if !file.exists() {
-                    return Err(Failure::usage(anyhow::anyhow!(
-                        "no embedded installation at {} (and no MEETINGS_DATABASE_URL)",
-                        file.display()
-                    )));
-                }
+                embedded::installed(&file)?;
                 let file = platform::db::sqlite::SqliteFile::open_events(&file)
                     .await
                     .map_err(Failure::usage)?;
-                let store = Arc::new(platform::store::SqliteEventStore::new(file));
-                execute(store, None, command).await
+                let store = Arc::new(platform::store::SqliteEventStore::new(file.clone()));
+                execute(store, Storage::Embedded(file), command).await
             }
             (DatabaseLocation::Postgres(_), command) => {
                 let pool = platform::service::connect_migrated(&database)
@@ -189,7 +191,7 @@ pub async fn run(database: DatabaseSettings, data_dir: &Path, command: EventsCom
                     .map_err(Failure::usage)?;
                 execute(
                     Arc::new(PgEventStore::new(pool.clone())),
-                    Some(&pool),
+                    Storage::Postgres(&pool),
                     command,
                 )
                 .await
@@ -206,11 +208,35 @@ pub async fn run(database: DatabaseSettings, data_dir: &Path, command: EventsCom
     }
 }
 
+/// Refuses a `--projection` nobody projects.
+fn known_projection(projection: Option<&str>) -> Result<(), Failure> {
+    match projection {
+        Some(name) if !projector::replay::PROJECTIONS.contains(&name) => {
+            Err(Failure::usage(anyhow::anyhow!(
+                "unknown projection '{name}' (known: {})",
+                projector::replay::PROJECTIONS.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where the log is, beside its store.
+enum Storage<'a> {
+    Postgres(&'a PgPool),
+    /// The events file of embedded mode (its anchors are there too).
+    Embedded(SqliteFile),
+}
+
 async fn execute(
     store: Arc<dyn EventStore>,
-    pool: Option<&PgPool>,
+    storage: Storage<'_>,
     command: EventsCommand,
 ) -> Result<ExitCode, Failure> {
+    let pool = match &storage {
+        Storage::Postgres(pool) => Some(*pool),
+        Storage::Embedded(_) => None,
+    };
     let upcasters = domain::upcasters::upcasters();
     let mut out = std::io::stdout().lock();
     let print = |out: &mut std::io::StdoutLock<'_>, text: &str| -> Result<(), Failure> {
@@ -383,14 +409,19 @@ async fn execute(
             output,
         } => {
             drop(out);
-            let pool = postgres(pool, "export")?;
             let filter = Filter {
                 from,
                 to,
                 kind: aggregate_type,
                 actor,
             };
-            let bar = progress_bar(pool, "exported").await;
+            let (source, bar) = match pool {
+                Some(pool) => (Source::Postgres(pool), progress_bar(pool, "exported").await),
+                None => (
+                    Source::Store(store.as_ref()),
+                    unsized_progress_bar("exported"),
+                ),
+            };
             let report = |n: u64| bar.set_position(n);
             let count = match output {
                 Some(path) => {
@@ -398,12 +429,12 @@ async fn execute(
                         Failure::usage(anyhow::anyhow!("cannot create {}: {e}", path.display()))
                     })?;
                     let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-                    audit::export::export(pool, &filter, format, &mut writer, &report).await
+                    audit::export::export_from(source, &filter, format, &mut writer, &report).await
                 }
                 None => {
                     let mut writer =
                         tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
-                    audit::export::export(pool, &filter, format, &mut writer, &report).await
+                    audit::export::export_from(source, &filter, format, &mut writer, &report).await
                 }
             }
             .map_err(copy_failure)?;
@@ -427,31 +458,29 @@ async fn execute(
                 }
                 None => None,
             };
-            let report = match pool {
-                Some(pool) => {
-                    let bar = progress_bar(pool, "verified").await;
-                    let options = audit::verify::Options { from, signed_by };
-                    let report = audit::verify::verify(pool, options, &|n| bar.set_position(n))
-                        .await
-                        .map_err(|error| match error {
-                            audit::verify::VerifyError::NoSuchAnchor(_) => Failure::usage(error),
-                            audit::verify::VerifyError::Database(e) => database_failure(e),
-                            other => Failure::problem(other),
-                        })?;
-                    bar.finish_and_clear();
-                    report
-                }
-                // Embedded: the chain of every event; no anchors to resume from or sign.
-                None if from.is_some() || signed_by.is_some() => {
-                    return Err(Failure::usage(anyhow::anyhow!(
-                        "embedded mode writes no anchors: `verify` there takes neither --from \
-                         nor --public-key"
-                    )))
-                }
-                None => audit::chain::verify_chain(store.as_ref(), &|_| {})
-                    .await
-                    .map_err(store_failure)?,
+            let options = audit::verify::Options { from, signed_by };
+            let bar = match &storage {
+                Storage::Postgres(pool) => progress_bar(pool, "verified").await,
+                Storage::Embedded(_) => unsized_progress_bar("verified"),
             };
+            let report = match &storage {
+                Storage::Postgres(pool) => {
+                    audit::verify::verify(pool, options, &|n| bar.set_position(n)).await
+                }
+                Storage::Embedded(file) => {
+                    let mut anchors = audit::anchor::SqliteAnchors(file.clone());
+                    let progress = |n| bar.set_position(n);
+                    audit::verify::verify_store(store.as_ref(), &mut anchors, options, &progress)
+                        .await
+                }
+            }
+            .map_err(|error| match error {
+                audit::verify::VerifyError::NoSuchAnchor(_) => Failure::usage(error),
+                audit::verify::VerifyError::Database(e) => database_failure(e),
+                audit::verify::VerifyError::Store(e) => store_failure(e),
+                other => Failure::problem(other),
+            })?;
+            bar.finish_and_clear();
             if json {
                 print(
                     &mut out,
@@ -514,15 +543,8 @@ async fn execute(
         }
         EventsCommand::Copy { .. } => unreachable!("BUG: copy is run before connecting"),
         EventsCommand::Replay { projection, all: _ } => {
-            if let Some(name) = &projection {
-                if !projector::replay::PROJECTIONS.contains(&name.as_str()) {
-                    return Err(Failure::usage(anyhow::anyhow!(
-                        "unknown projection '{name}' (known: {})",
-                        projector::replay::PROJECTIONS.join(", ")
-                    )));
-                }
-            }
-            let pool = postgres(pool, "replay")?;
+            known_projection(projection.as_deref())?;
+            let pool = pool.expect("BUG: embedded mode replays before connecting");
             let bar = progress_bar(pool, "applied").await;
             let outcome = projector::replay::replay(pool, store.as_ref(), &|phase, n| {
                 bar.set_message(format!("{phase:?}").to_lowercase());
@@ -550,31 +572,6 @@ fn copy_failure(error: audit::copy::CopyError) -> Failure {
         audit::copy::CopyError::Database(e) => database_failure(e),
         other => Failure::problem(other),
     }
-}
-
-/// A progress bar on standard error when it is a terminal (hidden otherwise), sized by the
-/// planner's estimate of the log's length.
-async fn progress_bar(pool: &PgPool, verb: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let estimate: i64 = sqlx::query_scalar(
-        "SELECT GREATEST(reltuples::bigint, 0) FROM pg_class WHERE oid = 'events'::regclass",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap_or(0);
-    let bar = ProgressBar::with_draw_target(
-        (estimate > 0).then_some(estimate as u64),
-        ProgressDrawTarget::stderr(),
-    );
-    let template = format!(
-        "{{msg}} {{bar:40}} {{human_pos}}/~{{human_len}} events {verb} ({{per_sec}}, eta {{eta}})"
-    );
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// Emails of the actors on a page of history, for the table (ids stay in `--json`).

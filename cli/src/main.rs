@@ -91,7 +91,8 @@ async fn main() -> std::process::ExitCode {
             database,
             command: ProjectionsCommand::Rebuild,
         } => {
-            // Replay runs on PostgreSQL only: no data directory to look in.
+            // The alias has no --data-dir: an embedded installation is the default ./data
+            // (or MEETINGS_DATABASE_URL=sqlite://…).
             events::run(
                 database,
                 Path::new("./data"),

@@ -1,12 +1,13 @@
 //! `meetings events history | state | export` and `GET /v1/admin/history/…` against the
-//! running system: what they say about the past must be what the query API answered then.
+//! running system, on each backend: what they say about the past must be what the query API
+//! answered then.
 
 mod support;
 
 use support::meetings;
 
-use e2e::Stack;
-use platform::testing::{meeting_body, nats_url};
+use e2e::{Backend, Stack};
+use platform::testing::meeting_body;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -29,9 +30,8 @@ fn shared_fields(meeting: &Value) -> Value {
     })
 }
 
-#[tokio::test]
-async fn state_at_a_time_or_position_is_what_the_query_api_answered_then() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn state_at_a_time_or_position_is_what_the_query_api_answered_then(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let (guest, guest_token, _) = stack.user("Grace").await;
     let (_, token, _) = stack.user("Ada").await;
     let (status, scheduled) = stack
@@ -74,7 +74,7 @@ async fn state_at_a_time_or_position_is_what_the_query_api_answered_then() {
         .query(&format!("/v1/meetings/{id}"), &token, &second_position)
         .await;
 
-    let url = &stack.db().url;
+    let url = &stack.database_url();
     assert_ne!(shared_fields(&first), shared_fields(&second));
     assert!(first["title"].is_string() && first["starts_at"].is_string());
     for (point, expected) in [
@@ -149,9 +149,8 @@ async fn state_at_a_time_or_position_is_what_the_query_api_answered_then() {
     assert_eq!(code, 1);
 }
 
-#[tokio::test]
-async fn history_export_and_the_admin_route_tell_the_same_story() {
-    let stack = Stack::start(nats_url(), true).await;
+async fn history_export_and_the_admin_route_tell_the_same_story(backend: Backend) {
+    let stack = Stack::on(backend).await;
     let admin = stack.commands.sign_up("Root").await.unwrap();
     command_service::admin::set_role(stack.store.clone(), &admin.email, domain::Role::Admin)
         .await
@@ -187,7 +186,7 @@ async fn history_export_and_the_admin_route_tell_the_same_story() {
             .await;
         assert_eq!(status, 201);
     }
-    let url = &stack.db().url;
+    let url = &stack.database_url();
 
     // The table: one line per event plus the header, each summary on one line.
     let (code, table, err) = meetings(url, &["events", "history", "meeting", &id]);
@@ -253,7 +252,7 @@ async fn history_export_and_the_admin_route_tell_the_same_story() {
     let (code, out, err) = meetings(url, &["events", "export", "--format", "jsonl"]);
     assert_eq!(code, 0, "{err}");
     let exported = json_lines(&out);
-    let stored = platform::testing::committed_events(stack.store.as_ref(), &stack.db().pool).await;
+    let stored = stack.committed_events().await;
     assert_eq!(exported.len(), stored.len());
     assert!(exported
         .windows(2)
@@ -319,3 +318,8 @@ async fn history_export_and_the_admin_route_tell_the_same_story() {
     assert_eq!(csv.lines().count(), stored.len() + 1);
     assert!(csv.starts_with("position,aggregate_type,aggregate_id,sequence,"));
 }
+
+platform::on_each_backend!(
+    state_at_a_time_or_position_is_what_the_query_api_answered_then,
+    history_export_and_the_admin_route_tell_the_same_story,
+);

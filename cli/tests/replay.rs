@@ -1,6 +1,6 @@
 //! `meetings events replay` while the system runs: commands keep arriving, queries keep
 //! reading, the projector keeps projecting. Readers never see a half-built read model, and
-//! the result equals a fresh rebuild.
+//! the result equals a fresh rebuild. In embedded mode (one process), with serve stopped.
 
 mod support;
 
@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::meetings;
 
-use e2e::{read_model_snapshot, Stack};
+use e2e::{read_model_snapshot, sqlite_read_model_snapshot, Stack};
+use platform::db::sqlite::SqliteFile;
 use platform::store::PgEventStore;
 use platform::testing::{meeting_body, nats_url, TestDatabase};
 use projector::replay::Limits;
@@ -207,4 +208,72 @@ async fn a_bulk_build_that_writes_and_reloads_all_the_time_equals_the_batch_rebu
     for (a, b) in bulk.iter().zip(&batch) {
         assert_eq!(a, b);
     }
+}
+
+/// Embedded mode is one process: a replay waits until `meetings serve` stopped (its lock),
+/// then rebuilds every read model in one transaction — damage to them included — to what
+/// the live projection had built.
+#[tokio::test]
+async fn an_embedded_replay_needs_serve_stopped_and_rebuilds_what_the_projection_built() {
+    let stack = Stack::embedded().await;
+    let (_, token, _) = stack.user("Ada").await;
+    let (guest, guest_token, _) = stack.user("Grace").await;
+    for n in 0..5 {
+        let (status, body) = stack
+            .command(
+                Method::POST,
+                "/v1/meetings",
+                &token,
+                meeting_body(&format!("Known {n}"), &[guest]),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap();
+        let (status, _) = stack
+            .command(
+                Method::POST,
+                &format!("/v1/meetings/{id}/response"),
+                &guest_token,
+                json!({"response": "accepted"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    stack
+        .wait_projected(stack.store_head().await, Duration::from_secs(30))
+        .await;
+    let url = stack.database_url();
+    let (code, _, err) = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || meetings(&url, &["events", "replay", "--all"]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(code, 2, "refused while serve runs: {err}");
+    assert!(err.contains("stop `meetings serve`"), "{err}");
+
+    let directory = stack.stop_embedded().await;
+    let read_models = SqliteFile::open_read_models(&directory.file("meetings-read-models.db"))
+        .await
+        .unwrap();
+    let projected = sqlite_read_model_snapshot(&read_models).await;
+    // A projection bug's damage: rows lost, a row wrong.
+    sqlx::query("DELETE FROM rm_meeting_attendees")
+        .execute(&read_models.writer)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE rm_meetings SET title = 'wrong'")
+        .execute(&read_models.writer)
+        .await
+        .unwrap();
+    assert_ne!(sqlite_read_model_snapshot(&read_models).await, projected);
+
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || meetings(&url, &["events", "replay", "--all"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("read models rebuilt from"), "{out}");
+    assert_eq!(sqlite_read_model_snapshot(&read_models).await, projected);
+    drop(directory);
 }

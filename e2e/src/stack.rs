@@ -17,7 +17,7 @@ use command_service::relay::{Relay, RelaySettings, RelayState};
 use platform::auth::JwtKeys;
 use platform::bus::StreamName;
 use platform::db::sqlite::SqliteFile;
-use platform::store::{EventStore, PgEventStore, Position};
+use platform::store::{EventStore, PgEventStore, Position, StoredEvent};
 use platform::testing::{
     self, Backend, ScratchStream, TestClient, TestDatabase, TestDirectory, TestServer,
 };
@@ -161,6 +161,41 @@ impl Stack {
         }
     }
 
+    /// Stops embedded mode (waiting until its tasks ended and its lock is released) and
+    /// hands over its directory, files intact, for what runs on a stopped installation.
+    pub async fn stop_embedded(self) -> TestDirectory {
+        let Stack {
+            commands, storage, ..
+        } = self;
+        commands.stop().await.expect("embedded mode stops cleanly");
+        match storage {
+            Storage::Embedded(embedded) => {
+                let Embedded {
+                    read_models,
+                    _lock,
+                    directory,
+                } = *embedded;
+                read_models.writer.close().await;
+                read_models.reader.close().await;
+                directory
+            }
+            Storage::Distributed(_) => panic!("BUG: stop_embedded on the distributed pipeline"),
+        }
+    }
+
+    /// `MEETINGS_DATABASE_URL` of this system, for the `meetings` CLI.
+    pub fn database_url(&self) -> String {
+        match &self.storage {
+            Storage::Distributed(distributed) => distributed.db.url.clone(),
+            Storage::Embedded(embedded) => {
+                format!(
+                    "sqlite://{}",
+                    embedded.directory.file("meetings.db").display()
+                )
+            }
+        }
+    }
+
     /// The PostgreSQL database of the distributed pipeline.
     pub fn db(&self) -> &TestDatabase {
         &self.distributed().db
@@ -242,15 +277,20 @@ impl Stack {
         relay.map(|(_, state)| *state.borrow())
     }
 
-    /// The position of the newest committed event (see [`testing::committed_events`]).
-    pub async fn store_head(&self) -> Position {
-        let events = match &self.storage {
+    /// Every committed event in global order (see [`testing::committed_events`]).
+    pub async fn committed_events(&self) -> Vec<StoredEvent> {
+        match &self.storage {
             Storage::Distributed(distributed) => {
                 testing::committed_events(self.store.as_ref(), &distributed.db.pool).await
             }
             // One writer: what is committed is readable in order at once.
             Storage::Embedded(_) => self.store.read_all(None, 1_000_000).await.unwrap(),
-        };
+        }
+    }
+
+    /// The position of the newest committed event.
+    pub async fn store_head(&self) -> Position {
+        let events = self.committed_events().await;
         events.last().map_or(Position::START, |e| e.position)
     }
 

@@ -158,6 +158,25 @@ pub fn event_hash(input: &HashInput<'_>) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
+impl StoredEvent {
+    /// The hash of this event computed from its contents and its `prev_hash`: equal to
+    /// `hash` unless someone altered the stored event.
+    pub fn recomputed_hash(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let metadata = serde_json::to_value(&self.metadata)?;
+        Ok(event_hash(&HashInput {
+            prev_hash: self.prev_hash.as_deref(),
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &metadata,
+            recorded_at: self.recorded_at,
+        }))
+    }
+}
+
 /// One event of a commit as a store writes it: its sequence, its metadata as JSON, its time cut
 /// to the microseconds the databases keep (the hash is of what is read back, so a log copied
 /// between the backends keeps its hashes), and its link in the aggregate's hash chain.

@@ -13,6 +13,7 @@ use crate::service::Server;
 pub struct TestServer {
     pub api: TestClient,
     stop: Option<oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestServer {
@@ -22,12 +23,25 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let api = TestClient::new(format!("http://{}", server.local_addr()));
         // A sent value and a dropped sender both mean stop.
-        tokio::spawn(server.run_until(async move {
+        let running = tokio::spawn(server.run_until(async move {
             let _ = stopped.await;
         }));
         Self {
             api,
             stop: Some(stop),
+            running: Some(running),
+        }
+    }
+
+    /// Stops the service and waits until it has (its background tasks too), answering how
+    /// its run ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.running.take() {
+            Some(running) => running.await?,
+            None => Ok(()),
         }
     }
 }

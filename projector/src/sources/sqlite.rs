@@ -136,6 +136,30 @@ pub async fn rebuild(store: &dyn EventStore, read_models: &SqliteFile) -> anyhow
     crate::project_all(&mut *writer, store).await
 }
 
+/// `meetings events replay` in embedded mode: empties every table of `read_models` and
+/// projects the whole log again, in **one** transaction, so a reader (or a crash) sees the
+/// old read models or the new ones, never a mix. Embedded mode is one process; the caller
+/// holds its lock, so no follower writes meanwhile. The number of events applied.
+pub async fn replay(store: &dyn EventStore, read_models: &SqliteFile) -> anyhow::Result<usize> {
+    let mut conn = read_models.writer.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    // Every table of the file is derived data; the migration bookkeeping stays.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for table in tables {
+        sqlx::query(&format!("DELETE FROM \"{table}\""))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let applied = crate::project_all(&mut *tx, store).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
 /// The checkpoint of the read models and the failure that stopped them, if any (what
 /// `projector::projection::status` tells of PostgreSQL's).
 pub async fn status(
