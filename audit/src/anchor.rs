@@ -193,16 +193,35 @@ fn anchor(row: AnchorRow) -> Result<Anchor, sqlx::Error> {
     })
 }
 
+/// Anchors to read, in position order.
+#[async_trait]
+pub trait AnchorReader: Send {
+    /// The anchors after `after`, at most `limit`, in position order.
+    async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error>;
+}
+
 /// Where anchors are kept: `event_anchors` of PostgreSQL (a connection) or of embedded
 /// mode's SQLite events file. Positions are 32 hexadecimal digits, so text order is position
 /// order on both.
 #[async_trait]
-pub trait AnchorLog: Send {
-    /// The anchors after `after`, at most `limit`, in position order.
-    async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error>;
-
+pub trait AnchorLog: AnchorReader {
     /// The anchor at exactly `position`, if one was written there.
     async fn at(&mut self, position: Position) -> Result<Option<Anchor>, sqlx::Error>;
+
+    /// Every anchor after `after`, read now: what a reader that is not inside one snapshot
+    /// with the log compares with (anchors written later name events read later too).
+    async fn all_after(&mut self, after: Position) -> Result<Vec<Anchor>, sqlx::Error> {
+        let mut all: Vec<Anchor> = Vec::new();
+        loop {
+            let from = all.last().map_or(after, |a| a.position);
+            let page = self.after(from, 1000).await?;
+            let full = page.len() == 1000;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
 
     /// The newest anchor.
     async fn last(&mut self) -> Result<Option<Anchor>, sqlx::Error>;
@@ -218,7 +237,7 @@ pub trait AnchorLog: Send {
 const SELECT: &str = "SELECT position, events, chain, key_id, signature FROM event_anchors";
 
 #[async_trait]
-impl AnchorLog for PgConnection {
+impl AnchorReader for PgConnection {
     async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error> {
         let rows: Vec<AnchorRow> = sqlx::query_as(&format!(
             "{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"
@@ -229,7 +248,10 @@ impl AnchorLog for PgConnection {
         .await?;
         rows.into_iter().map(anchor).collect()
     }
+}
 
+#[async_trait]
+impl AnchorLog for PgConnection {
     async fn at(&mut self, position: Position) -> Result<Option<Anchor>, sqlx::Error> {
         let row: Option<AnchorRow> = sqlx::query_as(&format!("{SELECT} WHERE position = $1"))
             .bind(position.to_string())
@@ -267,11 +289,23 @@ impl AnchorLog for PgConnection {
     }
 }
 
+/// Anchors held in memory (read once, in position order).
+pub struct Loaded(pub Vec<Anchor>);
+
+#[async_trait]
+impl AnchorReader for Loaded {
+    async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error> {
+        let first = self.0.partition_point(|a| a.position <= after);
+        let limit = usize::try_from(limit).unwrap_or(0);
+        Ok(self.0[first..].iter().take(limit).cloned().collect())
+    }
+}
+
 /// The anchors of embedded mode's events file (one process writes it: no lock needed).
 pub struct SqliteAnchors(pub SqliteFile);
 
 #[async_trait]
-impl AnchorLog for SqliteAnchors {
+impl AnchorReader for SqliteAnchors {
     async fn after(&mut self, after: Position, limit: i64) -> Result<Vec<Anchor>, sqlx::Error> {
         let rows: Vec<AnchorRow> = sqlx::query_as(&format!(
             "{SELECT} WHERE position > ? ORDER BY position LIMIT ?"
@@ -282,7 +316,10 @@ impl AnchorLog for SqliteAnchors {
         .await?;
         rows.into_iter().map(anchor).collect()
     }
+}
 
+#[async_trait]
+impl AnchorLog for SqliteAnchors {
     async fn at(&mut self, position: Position) -> Result<Option<Anchor>, sqlx::Error> {
         let row: Option<AnchorRow> = sqlx::query_as(&format!("{SELECT} WHERE position = ?"))
             .bind(position.to_string())

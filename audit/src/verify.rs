@@ -23,7 +23,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::anchor::{Anchor, AnchorLog, AnchorVerifier};
+use crate::anchor::{Anchor, AnchorLog, AnchorVerifier, Loaded};
 use crate::copy::{field, BinaryRows, CopyError, Row};
 
 mod walk;
@@ -306,7 +306,9 @@ async fn predecessors(
 const PAGE: i64 = 2000;
 
 /// [`verify`] on any store (embedded mode's SQLite log), with its anchors in `anchors`: the
-/// same checks, reading the global order a page at a time and rehashing here.
+/// same checks, reading the global order a page at a time and rehashing here. The log and
+/// its anchors are not read in one snapshot, so the anchors are read first: events appended
+/// meanwhile (by a running `serve`) are read as an unanchored tail, never taken for gaps.
 pub async fn verify_store(
     store: &dyn EventStore,
     anchors: &mut dyn AnchorLog,
@@ -321,6 +323,7 @@ pub async fn verify_store(
         None => Anchor::start(),
     };
     let mut after = running.position;
+    let mut anchors = Loaded(anchors.all_after(after).await?);
     let mut walk = Walk::new(running, options.from, options.signed_by.clone());
     loop {
         let page = store.read_all(Some(after), PAGE).await?;
@@ -338,11 +341,11 @@ pub async fn verify_store(
             }
         }
         for event in checked {
-            walk.event(anchors, event).await?;
+            walk.event(&mut anchors, event).await?;
         }
         progress(walk.report.events);
     }
-    walk.finish(anchors).await?;
+    walk.finish(&mut anchors).await?;
     Ok(walk.report)
 }
 

@@ -4,9 +4,11 @@
 
 mod support;
 
+use support::problems;
+
 use std::sync::Arc;
 
-use audit::anchor::{AnchorLog, SqliteAnchors};
+use audit::anchor::{AnchorReader, SqliteAnchors};
 use platform::db::sqlite::SqliteFile;
 use platform::store::{EventStore, Position, SqliteEventStore};
 use platform::testing::TestDirectory;
@@ -37,21 +39,6 @@ fn verify(directory: &TestDirectory, extra: &[&str]) -> (i32, Value) {
     let report: Value =
         serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("no report: {stdout}\n{stderr}"));
     (code, report)
-}
-
-/// The problems of a report as (kind, position).
-fn problems(report: &Value) -> Vec<(String, String)> {
-    report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["kind"].as_str().unwrap().to_owned(),
-                p["position"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// The SQLite log's position of row `id`.

@@ -8,7 +8,7 @@ use platform::store::Position;
 use uuid::Uuid;
 
 use super::{Checked, Problem, ProblemKind, Report, MAX_PROBLEMS};
-use crate::anchor::{Anchor, AnchorLog, AnchorVerifier};
+use crate::anchor::{Anchor, AnchorReader, AnchorVerifier};
 
 /// The sequential part: chains per aggregate, running hash, anchors.
 pub(super) struct Walk {
@@ -83,7 +83,7 @@ impl Walk {
 
     async fn next_anchor(
         &mut self,
-        log: &mut dyn AnchorLog,
+        log: &mut dyn AnchorReader,
     ) -> Result<Option<Anchor>, sqlx::Error> {
         if self.anchors.is_empty() && self.more_anchors {
             let page = log.after(self.anchor_cursor, 1000).await?;
@@ -153,7 +153,7 @@ impl Walk {
 
     pub(super) async fn event(
         &mut self,
-        log: &mut dyn AnchorLog,
+        log: &mut dyn AnchorReader,
         event: Checked,
     ) -> Result<(), sqlx::Error> {
         // Anchors at positions the log no longer has.
@@ -225,7 +225,7 @@ impl Walk {
     }
 
     /// Anchors past the end of the log.
-    pub(super) async fn finish(&mut self, log: &mut dyn AnchorLog) -> Result<(), sqlx::Error> {
+    pub(super) async fn finish(&mut self, log: &mut dyn AnchorReader) -> Result<(), sqlx::Error> {
         let mut beyond: Option<Anchor> = None;
         let mut first_missing: Option<Position> = None;
         while let Some(next) = self.next_anchor(log).await? {
