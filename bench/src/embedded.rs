@@ -51,13 +51,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "rates must be positive"
     );
     let directory = TestDirectory::new();
-    let settings = e2e::services::embedded_settings(&directory.path);
-    let system = meetings::embedded::build(
-        &settings,
-        testing::jwt_keys(),
-        &directory.file("meetings.db"),
-    )
-    .await?;
+    let system = e2e::services::build_embedded(&directory, testing::jwt_keys(), |_| {}).await?;
     let _lock = system.lock;
     let service = TestServer::start(system.server);
     let raw = RawInserts::open(&directory.file("raw-inserts.db")).await?;

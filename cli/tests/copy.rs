@@ -75,14 +75,9 @@ fn essence(event: &StoredEvent) -> impl PartialEq + std::fmt::Debug {
 async fn an_embedded_installation_of_100_000_events_moves_to_postgres_whole() {
     testing::init_tracing();
     let directory = TestDirectory::new();
-    let settings = e2e::services::embedded_settings(&directory.path);
-    let system = meetings::embedded::build(
-        &settings,
-        testing::jwt_keys(),
-        &directory.file("meetings.db"),
-    )
-    .await
-    .unwrap();
+    let system = e2e::services::build_embedded(&directory, testing::jwt_keys(), |_| {})
+        .await
+        .unwrap();
     let (store, mut checkpoints, lock) = (system.store, system.checkpoints, system.lock);
     let generated = audit::generate::generate_into(
         audit::generate::Log::Sqlite(&system.events),

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::problems;
+
 use platform::store::{PgEventStore, Position};
 use platform::testing::TestDatabase;
 use serde_json::Value;
@@ -100,21 +102,6 @@ fn where_event(position: Position) -> String {
         "transaction_id = '{}'::xid8 AND id = {}",
         position.transaction_id, position.id
     )
-}
-
-/// The problems of a report as (kind, position).
-fn problems(report: &Value) -> Vec<(String, String)> {
-    report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["kind"].as_str().unwrap().to_string(),
-                p["position"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Positions anchors were taken at.

@@ -114,3 +114,15 @@ pub fn embedded_settings(data_dir: &std::path::Path) -> meetings::serve::ServeAr
         data_dir: data_dir.to_path_buf(),
     }
 }
+
+/// Embedded mode built as `meetings serve` builds it, on `<directory>/meetings.db`, with
+/// `configure` applied to [`embedded_settings`] first; signing with `jwt`.
+pub async fn build_embedded(
+    directory: &testing::TestDirectory,
+    jwt: std::sync::Arc<platform::auth::JwtKeys>,
+    configure: impl FnOnce(&mut meetings::serve::ServeArgs),
+) -> anyhow::Result<meetings::embedded::Embedded> {
+    let mut settings = embedded_settings(&directory.path);
+    configure(&mut settings);
+    meetings::embedded::build(&settings, jwt, &directory.file("meetings.db")).await
+}

@@ -122,12 +122,11 @@ impl Stack {
         testing::init_tracing();
         let directory = TestDirectory::new();
         let jwt = testing::jwt_keys();
-        let mut settings = services::embedded_settings(&directory.path);
-        settings.query.min_position_wait = Duration::from_secs(10);
-        let system =
-            meetings::embedded::build(&settings, jwt.clone(), &directory.file("meetings.db"))
-                .await
-                .expect("embedded mode builds");
+        let system = services::build_embedded(&directory, jwt.clone(), |settings| {
+            settings.query.min_position_wait = Duration::from_secs(10);
+        })
+        .await
+        .expect("embedded mode builds");
         let commands = TestServer::start(system.server);
         Self {
             queries: commands.api.clone(),

@@ -29,3 +29,18 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).to_string(),
     )
 }
+
+/// The problems of a `verify --json` report as (kind, position).
+pub fn problems(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap().to_string(),
+                p["position"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

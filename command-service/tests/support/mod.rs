@@ -98,14 +98,13 @@ async fn spawn(backend: Backend, auth: AuthSettings, limits: LimitSettings) -> T
         Backend::Sqlite => {
             // The command API of `meetings serve` with no database configured.
             let directory = TestDirectory::new();
-            let mut settings = e2e::services::embedded_settings(&directory.path);
-            settings.database.max_connections = 20;
-            settings.auth = auth;
-            settings.limits = limits;
-            let system =
-                meetings::embedded::build(&settings, jwt.clone(), &directory.file("meetings.db"))
-                    .await
-                    .expect("embedded mode builds");
+            let system = e2e::services::build_embedded(&directory, jwt.clone(), |settings| {
+                settings.database.max_connections = 20;
+                settings.auth = auth;
+                settings.limits = limits;
+            })
+            .await
+            .expect("embedded mode builds");
             TestApp {
                 server: TestServer::start(system.server),
                 backend,
