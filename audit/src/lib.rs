@@ -8,7 +8,6 @@
 //! the projector crate.
 
 pub mod anchor;
-pub mod chain;
 pub mod copy;
 pub mod export;
 #[cfg(feature = "generate")]

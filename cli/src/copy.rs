@@ -2,10 +2,10 @@
 //! PostgreSQL when it outgrows one process.
 //!
 //! What cannot be rebuilt is copied in one PostgreSQL transaction, all or nothing: the event
-//! log in its global order with every hash as it was (each one recomputed on the way and
-//! compared, so a damaged source is refused rather than copied), and the accounts, sessions and
-//! calendar feed addresses (users log in with the same passwords, keep their sessions and
-//! their subscribed feeds). The read models are then rebuilt from the copied log, and the
+//! log in its global order with every hash as it was (the source verified first, hashes,
+//! links, sequences and anchors, so a damaged source is refused rather than copied), and the
+//! accounts, sessions and calendar feed addresses (users log in with the same passwords, keep
+//! their sessions and their subscribed feeds). The read models are then rebuilt from the copied log, and the
 //! target's log is verified (`meetings events verify`). Not copied: login throttles, idempotency
 //! records and snapshots — short-lived or derived.
 //!
@@ -14,7 +14,6 @@
 
 use std::path::Path;
 
-use audit::chain::Chains;
 use platform::db::sqlite::{from_micros, SqliteFile};
 use platform::store::{
     Commit, EventStore, NewEvent, PgEventStore, Position, SqliteEventStore, StoredEvent,
@@ -86,13 +85,14 @@ pub async fn to_postgres(
         )));
     }
 
+    let source_store = SqliteEventStore::new(file.clone());
+    verified(&source_store, &file).await?;
+
     let mut copied = Copied::default();
     let mut tx = pool.begin().await.map_err(unavailable)?;
     copied.accounts = copy_accounts(&file, &mut tx).await?;
     copied.refresh_tokens = copy_refresh_tokens(&file, &mut tx).await?;
     copied.calendar_feeds = copy_calendar_feeds(&file, &mut tx).await?;
-    let source_store = SqliteEventStore::new(file.clone());
-    let mut chains = Chains::default();
     let mut after = Position::START;
     loop {
         let page = source_store
@@ -102,12 +102,13 @@ pub async fn to_postgres(
         let Some(last) = page.last() else { break };
         after = last.position;
         for commit in commits(&page) {
-            let outcome = check_and_append(&mut tx, &mut chains, commit).await?;
-            copied.events += outcome;
+            append(&mut tx, commit).await?;
+            copied.events += commit.len() as u64;
+            // A verified log starts every aggregate at sequence 1.
+            copied.aggregates += u64::from(commit[0].sequence == 1);
         }
         progress(copied.events);
     }
-    copied.aggregates = chains.len() as u64;
     tx.commit().await.map_err(unavailable)?;
 
     // The read models, from the copied log alone.
@@ -128,22 +129,29 @@ fn commits(page: &[StoredEvent]) -> Vec<&[StoredEvent]> {
     .collect()
 }
 
-/// Checks that `events` continue their aggregate's chain in the source (sequence, link and
-/// each hash recomputed: `audit::chain`), then appends them to the target; the number appended.
-async fn check_and_append(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    chains: &mut Chains,
-    events: &[StoredEvent],
-) -> Result<u64, CopyError> {
-    for event in events {
-        if let Some((kind, detail)) = chains.check(event).map_err(unavailable)?.pop() {
-            return Err(CopyError::Refused(format!(
-                "the source log does not verify at {} ({} {} sequence {}): {kind:?}, {detail} \
-                 (`meetings events verify` lists every finding)",
-                event.position, event.aggregate_type, event.aggregate_id, event.sequence
-            )));
-        }
+/// Refuses a source that `meetings events verify` would not pass: every hash, link and
+/// sequence, and its anchors (a deleted whole aggregate, a cut-off tail). The source is
+/// locked, so what is verified is what is copied.
+async fn verified(store: &SqliteEventStore, file: &SqliteFile) -> Result<(), CopyError> {
+    let mut anchors = audit::anchor::SqliteAnchors(file.clone());
+    let report = audit::verify::verify_store(store, &mut anchors, Default::default(), &|_| {})
+        .await
+        .map_err(unavailable)?;
+    match report.problems.first() {
+        None => Ok(()),
+        Some(first) => Err(CopyError::Refused(format!(
+            "the source log does not verify: {} problem(s), the first at {}: {:?}, {} \
+             (`meetings events verify` lists every finding)",
+            report.problem_count, first.position, first.kind, first.detail
+        ))),
     }
+}
+
+/// Appends `events` (one aggregate's consecutive events) to the target as one commit.
+async fn append(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    events: &[StoredEvent],
+) -> Result<(), CopyError> {
     let first = &events[0];
     let aggregate_type = match first.aggregate_type.as_str() {
         "user" => "user",
@@ -176,7 +184,7 @@ async fn check_and_append(
     platform::store::postgres::append_in(tx, &commit)
         .await
         .map_err(|e| CopyError::Refused(format!("the target refused {}: {e}", first.position)))?;
-    Ok(events.len() as u64)
+    Ok(())
 }
 
 /// An optional microseconds column as a time.

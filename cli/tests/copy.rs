@@ -168,3 +168,48 @@ async fn feed_path(client: &TestClient, token: &str) -> String {
     let path = &url[url.find("/v1/").expect("a path")..];
     path.to_owned()
 }
+
+/// A damaged source is refused whole — an edited event, or a meeting deleted outright (only
+/// the source's anchors show that) — and the target keeps nothing of it.
+#[tokio::test]
+async fn a_source_that_does_not_verify_is_refused_and_nothing_is_copied() {
+    let damages = [
+        "UPDATE events SET payload = json_set(payload, '$.forged', 1) \
+         WHERE id = (SELECT min(id) FROM events WHERE aggregate_type = 'meeting')",
+        "DELETE FROM events WHERE aggregate_id = (SELECT aggregate_id FROM events \
+         WHERE aggregate_type = 'meeting' GROUP BY aggregate_id \
+         HAVING max(id) < (SELECT max(id) FROM events) ORDER BY min(id) LIMIT 1)",
+    ];
+    for damage in damages {
+        let directory = TestDirectory::new();
+        let file = testing::open_events(&directory.file("meetings.db")).await;
+        audit::generate::generate_into(audit::generate::Log::Sqlite(&file), 500, &|_| {})
+            .await
+            .unwrap();
+        let store = SqliteEventStore::new(file.clone());
+        let mut anchors = audit::anchor::SqliteAnchors(file.clone());
+        audit::anchor::term(&mut anchors, &store, None, true)
+            .await
+            .unwrap();
+        for statement in [
+            "DROP TRIGGER events_no_update",
+            "DROP TRIGGER events_no_delete",
+            damage,
+        ] {
+            let done = sqlx::query(statement).execute(&file.writer).await.unwrap();
+            assert!(statement.starts_with("DROP") || done.rows_affected() > 0);
+        }
+        let target = TestDatabase::new().await;
+        let error =
+            meetings::copy::to_postgres(&directory.file("meetings.db"), &target.url, &|_| {})
+                .await
+                .expect_err(damage);
+        assert_eq!(error.exit_code(), 1, "{error}");
+        assert!(error.to_string().contains("does not verify"), "{error}");
+        let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&target.pool)
+            .await
+            .unwrap();
+        assert_eq!(copied, 0, "{damage}");
+    }
+}
