@@ -219,16 +219,11 @@ async fn an_embedded_replay_needs_serve_stopped_and_rebuilds_what_the_projection
     let (_, token, _) = stack.user("Ada").await;
     let (guest, guest_token, _) = stack.user("Grace").await;
     for n in 0..5 {
-        let (status, body) = stack
-            .command(
-                Method::POST,
-                "/v1/meetings",
-                &token,
-                meeting_body(&format!("Known {n}"), &[guest]),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let id = body["id"].as_str().unwrap();
+        let id = stack
+            .commands
+            .schedule(&token, &meeting_body(&format!("Known {n}"), &[guest]))
+            .await
+            .unwrap();
         let (status, _) = stack
             .command(
                 Method::POST,
