@@ -21,7 +21,6 @@ pub use read::{
     read, FileError, ImportProblem, ImportedCalendar, ImportedMeeting, ImportedOccurrence,
     MAX_IMPORT_EVENTS,
 };
-use timezone::vtimezone;
 
 /// Longest content line, in octets, before folding (RFC 5545 §3.1).
 const LINE_OCTETS: usize = 75;
@@ -85,7 +84,7 @@ pub fn calendar(meetings: &[Meeting], method: Method, context: &Context<'_>) -> 
     }
     for (zone, year) in &zones {
         if let Ok(tz) = zone.parse::<Tz>() {
-            vtimezone(&mut out, tz, *year);
+            out.text.push_str(&timezone::rendered(tz, *year));
         }
     }
     for meeting in meetings {
@@ -313,18 +312,23 @@ impl Lines {
 }
 
 /// Appends `line` folded at 75 octets (continuations start with one space, which counts), on
-/// character boundaries, each piece ended by CRLF.
+/// character boundaries, each piece ended by CRLF. Whole pieces are copied at once: a feed
+/// is megabytes of lines, most of them short.
 fn fold_into(out: &mut String, line: &str) {
-    let mut used = 0;
-    for c in line.chars() {
-        let width = c.len_utf8();
-        if used + width > LINE_OCTETS {
-            out.push_str("\r\n ");
-            used = 1;
+    let mut rest = line;
+    let mut room = LINE_OCTETS;
+    while rest.len() > room {
+        // A character is at most four octets and `room` at least 74: `cut` stays positive.
+        let mut cut = room;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
         }
-        out.push(c);
-        used += width;
+        out.push_str(&rest[..cut]);
+        out.push_str("\r\n ");
+        rest = &rest[cut..];
+        room = LINE_OCTETS - 1;
     }
+    out.push_str(rest);
     out.push_str("\r\n");
 }
 
@@ -350,6 +354,44 @@ mod tests {
             .map(|(i, p)| if i == 0 { *p } else { &p[1..] })
             .collect();
         assert_eq!(unfolded, format!("SUMMARY:{value}"));
+    }
+
+    /// The folding of RFC 5545 §3.1 character by character: what `fold_into` must write.
+    fn fold_by_character(line: &str) -> String {
+        let mut out = String::new();
+        let mut used = 0;
+        for c in line.chars() {
+            if used + c.len_utf8() > LINE_OCTETS {
+                out.push_str("\r\n ");
+                used = 1;
+            }
+            out.push(c);
+            used += c.len_utf8();
+        }
+        out.push_str("\r\n");
+        out
+    }
+
+    #[test]
+    fn lines_are_folded_as_late_as_the_octet_limit_allows() {
+        // Every length around one and two folds, with one- to four-octet characters placed
+        // across each fold.
+        for filler in ["a", "é", "—", "😀"] {
+            for prefix in 0..8 {
+                for length in 60..160 {
+                    let mut line = "x".repeat(prefix);
+                    while line.len() < length {
+                        line.push_str(filler);
+                    }
+                    let mut out = String::new();
+                    fold_into(&mut out, &line);
+                    assert_eq!(out, fold_by_character(&line), "{line:?}");
+                }
+            }
+        }
+        let mut out = String::new();
+        fold_into(&mut out, "");
+        assert_eq!(out, "\r\n");
     }
 
     #[test]

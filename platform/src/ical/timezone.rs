@@ -1,6 +1,9 @@
 //! `VTIMEZONE` components from the zone database (chrono-tz): the offset changes of a zone,
 //! written as yearly rules when they follow one, else listed one by one.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::{OffsetComponents, OffsetName, Tz};
 
@@ -105,6 +108,42 @@ fn offset_text(seconds: i32) -> String {
     }
 }
 
+/// Most rendered `VTIMEZONE`s kept (a zone and a first year each; the years come from the
+/// meetings, so the set is not bounded by the zone database alone).
+const RENDERED_MOST: usize = 2_048;
+
+/// The `VTIMEZONE` of `tz` from `first_year` on as folded lines ([`vtimezone`]), rendered
+/// once: every feed with meetings in that zone writes the same lines, and finding the
+/// transitions of 32 years day by day costs a feed more than its events.
+pub(super) fn rendered(tz: Tz, first_year: i32) -> Arc<str> {
+    static RENDERED: LazyLock<Rendered> = LazyLock::new(Default::default);
+    rendered_in(&RENDERED, RENDERED_MOST, tz, first_year)
+}
+
+/// Rendered `VTIMEZONE`s by zone and first year.
+type Rendered = Mutex<HashMap<(Tz, i32), Arc<str>>>;
+
+/// [`rendered`] with its cache and bound: a full cache starts over.
+fn rendered_in(cache: &Rendered, most: usize, tz: Tz, first_year: i32) -> Arc<str> {
+    let cached = cache
+        .lock()
+        .expect("BUG: poisoned")
+        .get(&(tz, first_year))
+        .cloned();
+    if let Some(text) = cached {
+        return text;
+    }
+    let mut lines = Lines::default();
+    vtimezone(&mut lines, tz, first_year);
+    let text: Arc<str> = lines.text.into();
+    let mut rendered = cache.lock().expect("BUG: poisoned");
+    if rendered.len() >= most {
+        rendered.clear();
+    }
+    rendered.insert((tz, first_year), Arc::clone(&text));
+    text
+}
+
 /// The `VTIMEZONE` of `tz` valid from `first_year` on: two yearly `RRULE` observances when the
 /// zone follows one yearly pattern for the next 30 years (what calendar apps expect), every
 /// transition listed otherwise, and one `STANDARD` observance for a zone without changes.
@@ -188,6 +227,25 @@ pub(super) fn vtimezone(out: &mut Lines, tz: Tz, first_year: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rendered_vtimezone_is_kept_and_the_cache_is_bounded() {
+        let cache = Rendered::default();
+        let berlin = chrono_tz::Europe::Berlin;
+        let first = rendered_in(&cache, 2, berlin, 2027);
+        let mut direct = Lines::default();
+        vtimezone(&mut direct, berlin, 2027);
+        assert_eq!(&*first, direct.text.as_str());
+        assert!(Arc::ptr_eq(&first, &rendered_in(&cache, 2, berlin, 2027)));
+        // Another first year is another component.
+        let earlier = rendered_in(&cache, 2, berlin, 2020);
+        assert!(earlier.contains("DTSTART:20190331T020000"), "{earlier}");
+        assert_eq!(cache.lock().unwrap().len(), 2);
+        // Full: the next one starts the cache over.
+        rendered_in(&cache, 2, chrono_tz::UTC, 2027);
+        assert_eq!(cache.lock().unwrap().len(), 1);
+        assert!(!Arc::ptr_eq(&first, &rendered_in(&cache, 2, berlin, 2027)));
+    }
 
     #[test]
     fn vtimezones_follow_the_yearly_rules_of_each_hemisphere() {

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 mod render;
 
-use render::{agenda_json, Entry};
+use render::{agenda_json, sorted, Entry};
 
 use crate::params;
 use crate::repository::{AgendaRow, AgendaRows};
@@ -134,10 +134,11 @@ fn expand(
     limit: i64,
 ) -> Result<Vec<Entry<'_>>> {
     let mut entries = Vec::new();
-    for row in rows {
+    for (index, row) in rows.iter().enumerate() {
         match &row.series {
             None => entries.push(Entry {
                 row,
+                index,
                 starts_at: row.starts_at,
                 ends_at: row.ends_at,
                 cancelled: false,
@@ -156,6 +157,7 @@ fn expand(
                         series.response_to(&o.original_start, row.my_response.as_deref());
                     entries.push(Entry {
                         row,
+                        index,
                         starts_at: o.starts_at,
                         ends_at: o.ends_at,
                         cancelled: o.cancelled,
@@ -202,16 +204,14 @@ pub async fn agenda(
     if rows.len() as i64 > MAX_AGENDA_ROWS {
         return Err(too_many("to", MAX_AGENDA_ROWS));
     }
-    let mut entries = expand(&rows, from, to, MAX_AGENDA_ITEMS)?;
-    // Unique keys (an occurrence is named by its original start), so an unstable sort is
-    // still one order.
-    entries.sort_unstable_by_key(|e| (e.starts_at, e.row.meeting_id, e.occurrence));
+    let entries = expand(&rows, from, to, MAX_AGENDA_ITEMS)?;
+    let entries = sorted(&entries);
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        agenda_json(&entries),
+        agenda_json(&rows, &entries),
     )
         .into_response())
 }
