@@ -109,7 +109,7 @@ pub struct Series {
     rule: RRule,
     duration: Duration,
     starts_at: DateTime<Utc>,
-    /// The same rule by date arithmetic, when it is a plain daily or weekly one.
+    /// The same rule by date arithmetic, when it is a plain one (see [`Plain`]).
     plain: Option<Plain>,
     exdates: BTreeSet<DateTime<Utc>>,
 }
@@ -157,6 +157,7 @@ impl Series {
             ));
         }
         let dt_start = starts_at.with_timezone(&Tz::Tz(zone));
+        let month_days = unvalidated.get_by_month_day().to_vec();
         let rule = unvalidated
             .validate(dt_start)
             .map_err(|e| invalid(e.to_string()))?;
@@ -171,7 +172,7 @@ impl Series {
             set = set.exdate(exdate.with_timezone(&Tz::UTC));
         }
         let series = Series {
-            plain: Plain::of(&rule, starts_at, zone),
+            plain: Plain::of(&rule, &month_days, starts_at, zone),
             exdates: recurrence.exdates.iter().copied().collect(),
             set,
             rule,
@@ -224,11 +225,6 @@ impl Series {
         self.duration
     }
 
-    /// The rule as stored (normalized by the parser), for `RRULE:` lines.
-    pub fn rrule_text(&self) -> String {
-        self.rule.to_string()
-    }
-
     /// Whether `at` is an original start the rule produces (exdates excluded).
     pub fn is_occurrence(&self, at: DateTime<Utc>) -> bool {
         if at < self.starts_at {
@@ -266,14 +262,32 @@ impl Series {
         changes: &BTreeMap<DateTime<Utc>, OccurrenceChange>,
     ) -> Result<Vec<Occurrence>, usize> {
         let mut found = Vec::new();
+        // Changes now inside the window, wherever their original start is: each is listed if
+        // the rule has that start, which one walk finds for all of them.
+        let moved_in: Vec<_> = changes
+            .iter()
+            .filter(|(_, change)| change.starts_at < to && change.ends_at > from)
+            .collect();
+        let walk_to = moved_in.last().map_or(to, |(original, _)| {
+            to.max(**original + Duration::seconds(1))
+        });
+        let mut moved_in = moved_in.into_iter().peekable();
         // Natural starts from `from - duration` on overlap the window.
         let lower = from - self.duration;
-        for start in self.natural(Some(to)) {
-            if start <= lower {
-                continue;
+        for start in self.natural(Some(walk_to)) {
+            while let Some((original, change)) = moved_in.next_if(|(o, _)| **o <= start) {
+                if *original == start {
+                    found.push(Occurrence {
+                        original_start: start,
+                        starts_at: change.starts_at,
+                        ends_at: change.ends_at,
+                        cancelled: change.cancelled,
+                        changed: true,
+                    });
+                }
             }
-            if changes.contains_key(&start) {
-                continue; // placed below, where it is now
+            if start <= lower || start >= to || changes.contains_key(&start) {
+                continue; // outside, or changed (placed above if now inside)
             }
             found.push(Occurrence {
                 original_start: start,
@@ -284,17 +298,6 @@ impl Series {
             });
             if found.len() > MAX_EXPANDED {
                 return Err(MAX_EXPANDED);
-            }
-        }
-        for (original, change) in changes {
-            if change.starts_at < to && change.ends_at > from && self.is_occurrence(*original) {
-                found.push(Occurrence {
-                    original_start: *original,
-                    starts_at: change.starts_at,
-                    ends_at: change.ends_at,
-                    cancelled: change.cancelled,
-                    changed: true,
-                });
             }
         }
         if found.len() > MAX_EXPANDED {

@@ -1,6 +1,6 @@
 //! Expansion, daylight-saving and split tests of [`Series`].
 use super::*;
-use chrono::{NaiveDate, NaiveTime};
+use chrono::{Datelike, NaiveDate, NaiveTime};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -135,6 +135,15 @@ fn moved_and_cancelled_occurrences_show_where_they_are_now() {
             cancelled: true,
         },
     );
+    // A later Monday brought forward into the window, and a change to a time that is no
+    // occurrence (a Tuesday), which is never shown.
+    let moved = |starts_at: &str| OccurrenceChange {
+        starts_at: utc(starts_at),
+        ends_at: utc(starts_at) + Duration::hours(1),
+        cancelled: false,
+    };
+    changes.insert(utc("2027-02-01T09:00:00Z"), moved("2027-01-14T11:00:00Z"));
+    changes.insert(utc("2027-01-12T09:00:00Z"), moved("2027-01-15T11:00:00Z"));
     let found = series
         .between(
             utc("2027-01-12T00:00:00Z"),
@@ -142,11 +151,13 @@ fn moved_and_cancelled_occurrences_show_where_they_are_now() {
             &changes,
         )
         .unwrap();
-    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found.len(), 3, "{found:?}");
     assert_eq!(found[0].original_start, utc("2027-01-11T09:00:00Z"));
     assert_eq!(found[0].starts_at, utc("2027-01-13T15:00:00Z"));
     assert!(found[0].changed && !found[0].cancelled);
-    assert!(found[1].cancelled);
+    assert_eq!(found[1].original_start, utc("2027-02-01T09:00:00Z"));
+    assert_eq!(found[1].starts_at, utc("2027-01-14T11:00:00Z"));
+    assert!(found[2].cancelled);
     // The moved one is no longer on its original Monday.
     let monday = series
         .between(
@@ -304,9 +315,64 @@ fn a_split_keeps_until_with_the_later_part_and_refuses_the_first_occurrence() {
     }
 }
 
-/// Plain daily and weekly rules expand by date arithmetic: the same starts as the `rrule`
-/// crate, over random zones (daylight-saving gaps and folds, half-hour and 45-minute offsets),
-/// times, intervals, weekdays, week starts and ends.
+/// A `BYMONTHDAY` counted from the month's end keeps a daily rule off the fast path: the
+/// validated rule hides negative days, and the fast path once took the rule for every day.
+#[test]
+fn a_daily_rule_on_the_last_day_of_the_month_is_not_every_day() {
+    let series = weekly(
+        "Europe/Berlin",
+        "2027-01-31T08:00:00Z",
+        "FREQ=DAILY;BYMONTHDAY=-1",
+    );
+    let starts: Vec<String> = series
+        .between(
+            utc("2027-01-01T00:00:00Z"),
+            utc("2027-05-01T00:00:00Z"),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+        .iter()
+        .map(|o| o.starts_at.to_rfc3339())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2027-01-31T08:00:00+00:00",
+            "2027-02-28T08:00:00+00:00",
+            "2027-03-31T07:00:00+00:00",
+            "2027-04-30T07:00:00+00:00",
+        ]
+    );
+}
+
+/// Monthly on the 31st skips the shorter months; on the last day (`-1`) it does not.
+#[test]
+fn a_monthly_rule_skips_months_without_its_day_and_counts_from_the_end() {
+    let window = (utc("2027-01-01T00:00:00Z"), utc("2027-07-01T00:00:00Z"));
+    let days = |rule: &str| -> Vec<u32> {
+        weekly("America/New_York", "2027-01-31T14:00:00Z", rule)
+            .between(window.0, window.1, &BTreeMap::new())
+            .unwrap()
+            .iter()
+            .map(|o| {
+                o.starts_at
+                    .with_timezone(&chrono_tz::America::New_York)
+                    .day()
+            })
+            .collect()
+    };
+    assert_eq!(days("FREQ=MONTHLY"), [31, 31, 31]);
+    assert_eq!(days("FREQ=MONTHLY;BYMONTHDAY=-1"), [31, 28, 31, 30, 31, 30]);
+    assert_eq!(
+        days("FREQ=MONTHLY;BYMONTHDAY=31,-1"),
+        [31, 28, 31, 30, 31, 30]
+    );
+}
+
+/// Plain rules expand by date arithmetic: the same starts as the `rrule` crate, over random
+/// zones (daylight-saving gaps and folds, half-hour and 45-minute offsets), times,
+/// frequencies, intervals, weekdays, days of the month, week starts and ends. Rules the fast
+/// path does not take must be the ones it cannot expand.
 #[test]
 fn plain_rules_expand_exactly_as_the_rrule_crate_does() {
     let zones = [
@@ -329,8 +395,8 @@ fn plain_rules_expand_exactly_as_the_rrule_crate_does() {
             .wrapping_add(1_442_695_040_888_963_407);
         (seed >> 33) % n
     };
-    let mut compared = 0;
-    for _ in 0..600 {
+    let (mut compared, mut monthly, mut general_only) = (0, 0, 0);
+    for _ in 0..1200 {
         let zone: chrono_tz::Tz = zones[next(7) as usize].parse().unwrap();
         let date = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + Duration::days(next(900) as i64);
         let time = NaiveTime::parse_from_str(times[next(7) as usize], "%H:%M").unwrap();
@@ -338,18 +404,36 @@ fn plain_rules_expand_exactly_as_the_rrule_crate_does() {
             continue;
         };
         let start = start.with_timezone(&Utc);
-        let mut rule = format!(
-            "FREQ={};INTERVAL={}",
-            if next(2) == 0 { "DAILY" } else { "WEEKLY" },
-            1 + next(3)
-        );
-        let mask = next(128);
+        let frequency = ["DAILY", "WEEKLY", "MONTHLY"][next(3) as usize];
+        let mut rule = format!("FREQ={frequency};INTERVAL={}", 1 + next(3));
+        // Weekdays for daily and weekly rules (a monthly one with them is not plain).
+        let mask = if frequency == "MONTHLY" && next(4) != 0 {
+            0
+        } else {
+            next(128)
+        };
         let chosen: Vec<&str> = (0..7)
             .filter(|i| mask & (1 << i) != 0)
             .map(|i| days[i])
             .collect();
         if !chosen.is_empty() {
             rule.push_str(&format!(";BYDAY={}", chosen.join(",")));
+        }
+        // Days of the month, from the start and from the end, sometimes the start's own.
+        if frequency == "MONTHLY" || next(8) == 0 {
+            let mut month_days: Vec<String> = (0..next(3))
+                .map(|_| match next(2) {
+                    0 => (1 + next(31)).to_string(),
+                    _ => format!("-{}", 1 + next(31)),
+                })
+                .collect();
+            let local_day = start.with_timezone(&zone).day();
+            if next(2) == 0 {
+                month_days.push(local_day.to_string());
+            }
+            if !month_days.is_empty() {
+                rule.push_str(&format!(";BYMONTHDAY={}", month_days.join(",")));
+            }
         }
         rule.push_str(&format!(";WKST={}", ["MO", "SU", "WE"][next(3) as usize]));
         match next(3) {
@@ -361,21 +445,39 @@ fn plain_rules_expand_exactly_as_the_rrule_crate_does() {
             _ => {}
         }
         let dt_start = start.with_timezone(&Tz::Tz(zone));
-        let validated = rule
-            .parse::<RRule<Unvalidated>>()
-            .unwrap()
-            .validate(dt_start)
-            .unwrap();
-        let plain = plain::Plain::of(&validated, start, zone).expect("a plain rule");
+        let unvalidated = rule.parse::<RRule<Unvalidated>>().unwrap();
+        let month_days = unvalidated.get_by_month_day().to_vec();
+        let Ok(validated) = unvalidated.validate(dt_start) else {
+            // BYMONTHDAY with a weekly rule, which RFC 5545 forbids.
+            assert!(
+                rule.contains("WEEKLY") && rule.contains("BYMONTHDAY"),
+                "{rule}"
+            );
+            continue;
+        };
+        let plain = plain::Plain::of(&validated, &month_days, start, zone);
         let set = RRuleSet::new(dt_start).rrule(validated);
         let general: Vec<DateTime<Utc>> = (&set)
             .into_iter()
             .take(200)
             .map(|d| d.with_timezone(&Utc))
             .collect();
+        // Monthly without weekdays; daily or weekly without days of the month.
+        let expect_plain = match frequency {
+            "MONTHLY" => chosen.is_empty(),
+            _ => !rule.contains("BYMONTHDAY"),
+        };
+        let Some(plain) = plain else {
+            assert!(!expect_plain, "{rule} should be plain");
+            general_only += 1;
+            continue;
+        };
+        assert!(expect_plain, "{rule} is not plain");
         let fast: Vec<DateTime<Utc>> = plain.starts().take(200).collect();
         assert_eq!(fast, general, "{rule} from {start} in {zone}");
         compared += 1;
+        monthly += usize::from(frequency == "MONTHLY");
     }
-    assert!(compared > 500, "{compared}");
+    assert!(compared > 700 && monthly > 200, "{compared} {monthly}");
+    assert!(general_only > 50, "{general_only}");
 }
