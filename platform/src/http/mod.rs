@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every service: the server, errors, request ids, timeouts,
 //! extractors, health, metrics.
 
+pub mod chunks;
 pub mod connection;
 pub mod error;
 pub mod extract;

@@ -205,13 +205,13 @@ pub async fn agenda(
         return Err(too_many("to", MAX_AGENDA_ROWS));
     }
     let entries = expand(&rows, from, to, MAX_AGENDA_ITEMS)?;
-    let entries = sorted(&entries);
+    let entries = sorted(&rows, &entries);
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        agenda_json(&rows, &entries),
+        axum::body::Body::new(agenda_json(&rows, &entries)),
     )
         .into_response())
 }

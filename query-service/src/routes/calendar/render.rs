@@ -1,6 +1,7 @@
 //! An agenda as its entries (borrowed from the rows they expand) and their JSON.
 
 use chrono::{DateTime, Datelike, Utc};
+use platform::http::chunks::{Chunked, ChunksBody};
 
 #[cfg(test)]
 use super::{Agenda, AgendaItem};
@@ -22,26 +23,44 @@ pub(super) struct Entry<'r> {
 
 /// `entries` in the agenda's order: by start, then meeting id, then original start (unique:
 /// an occurrence is named by its original start). Sorted as compact keys — the start in
-/// whole seconds and its fraction, and the entry's place — compared in full only on a tie:
-/// a year's agenda is ten thousand entries many times the key's size.
-pub(super) fn sorted<'r>(entries: &[Entry<'r>]) -> Vec<Entry<'r>> {
-    let full = |e: &Entry<'_>| (e.starts_at, e.row.meeting_id.as_u128(), e.occurrence);
-    let mut order: Vec<(i64, u32, u32)> = entries
+/// whole seconds, its fraction beside the meeting id's rank among `rows` (the slice the
+/// entries' `index` points into), and the entry's place — looking at the entries only when
+/// two occurrences of one meeting start together: a year's agenda is ten thousand entries,
+/// many of them starting at the same hour.
+pub(super) fn sorted<'r>(rows: &[AgendaRow], entries: &[Entry<'r>]) -> Vec<Entry<'r>> {
+    let mut ids: Vec<(u128, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(index, row)| (row.meeting_id.as_u128(), index))
+        .collect();
+    ids.sort_unstable();
+    let mut rank = vec![0u32; rows.len()];
+    let mut current = 0u32;
+    for (i, (id, index)) in ids.iter().enumerate() {
+        if i > 0 && ids[i - 1].0 != *id {
+            current += 1;
+        }
+        rank[*index] = current;
+    }
+    let mut order: Vec<(i64, u64, u32)> = entries
         .iter()
         .enumerate()
         .map(|(i, e)| {
             let place = u32::try_from(i).expect("BUG: an agenda holds at most 20,000 entries");
+            let fraction = u64::from(e.starts_at.timestamp_subsec_nanos());
             (
                 e.starts_at.timestamp(),
-                e.starts_at.timestamp_subsec_nanos(),
+                fraction << 32 | u64::from(rank[e.index]),
                 place,
             )
         })
         .collect();
     order.sort_unstable_by(|a, b| {
-        (a.0, a.1)
-            .cmp(&(b.0, b.1))
-            .then_with(|| full(&entries[a.2 as usize]).cmp(&full(&entries[b.2 as usize])))
+        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+            entries[a.2 as usize]
+                .occurrence
+                .cmp(&entries[b.2 as usize].occurrence)
+        })
     });
     order.iter().map(|(_, _, i)| entries[*i as usize]).collect()
 }
@@ -57,10 +76,10 @@ impl Entry<'_> {
 }
 
 /// The [`Agenda`] of `entries` as JSON: the bytes `serde_json` writes for it (a test holds
-/// them equal), written into one buffer — a year of series is tens of thousands of items,
-/// megabytes of JSON. What an item repeats of its row (id, title) is encoded once per row;
-/// times are written by [`Times`]. `rows` is the slice the entries' `index` points into.
-pub(super) fn agenda_json(rows: &[AgendaRow], entries: &[Entry<'_>]) -> Vec<u8> {
+/// them equal), written in chunks ([`Chunked`]) — a year of series is tens of thousands of
+/// items, megabytes of JSON. What an item repeats of its row (id, title) is encoded once per
+/// row; times are written by [`Times`]. `rows` is the slice the entries' `index` points into.
+pub(super) fn agenda_json(rows: &[AgendaRow], entries: &[Entry<'_>]) -> ChunksBody {
     fn string(out: &mut Vec<u8>, text: &str) {
         if text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             out.push(b'"');
@@ -73,9 +92,11 @@ pub(super) fn agenda_json(rows: &[AgendaRow], entries: &[Entry<'_>]) -> Vec<u8> 
     // Per row: `{"meeting_id":"…","starts_at":` and `,"title":…,"status":`.
     let mut encoded: Vec<Option<(Vec<u8>, Vec<u8>)>> = vec![None; rows.len()];
     let mut times = Times::default();
-    let mut out = Vec::with_capacity(16 + entries.len() * 300);
-    out.extend_from_slice(b"{\"items\":[");
+    let mut chunks = Chunked::new();
+    chunks.buffer.extend_from_slice(b"{\"items\":[");
     for (i, entry) in entries.iter().enumerate() {
+        chunks.cut();
+        let out = &mut chunks.buffer;
         if i > 0 {
             out.push(b',');
         }
@@ -88,14 +109,14 @@ pub(super) fn agenda_json(rows: &[AgendaRow], entries: &[Entry<'_>]) -> Vec<u8> 
             (head.into_bytes(), title)
         });
         out.extend_from_slice(head);
-        times.write(&mut out, &entry.starts_at);
+        times.write(out, &entry.starts_at);
         out.extend_from_slice(b",\"ends_at\":");
-        times.write(&mut out, &entry.ends_at);
+        times.write(out, &entry.ends_at);
         out.extend_from_slice(title);
-        string(&mut out, entry.status());
+        string(out, entry.status());
         out.extend_from_slice(b",\"my_response\":");
         match entry.response {
-            Some(response) => string(&mut out, response),
+            Some(response) => string(out, response),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(if row.is_organizer {
@@ -105,12 +126,12 @@ pub(super) fn agenda_json(rows: &[AgendaRow], entries: &[Entry<'_>]) -> Vec<u8> 
         });
         if let Some(occurrence) = &entry.occurrence {
             out.extend_from_slice(b",\"occurrence\":");
-            times.write(&mut out, occurrence);
+            times.write(out, occurrence);
         }
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}");
-    out
+    chunks.buffer.extend_from_slice(b"]}");
+    chunks.finish()
 }
 
 /// Writes UTC times as JSON strings exactly as chrono's serde does (`"2027-01-04T08:00:00Z"`,
@@ -252,6 +273,8 @@ mod tests {
             response: None,
             occurrence: Some(far),
         });
+        // Enough of them to fill several chunks of the body.
+        let entries = entries.repeat(300);
         let items: Vec<AgendaItem> = entries
             .iter()
             .map(|e| AgendaItem {
@@ -265,11 +288,13 @@ mod tests {
                 occurrence: e.occurrence,
             })
             .collect();
+        let body = agenda_json(&rows, &entries);
+        assert!(body.len() > 4 * 65_536, "{}", body.len());
         assert_eq!(
-            String::from_utf8(agenda_json(&rows, &entries)).unwrap(),
+            String::from_utf8(body.to_vec()).unwrap(),
             serde_json::to_string(&Agenda { items }).unwrap()
         );
-        assert_eq!(agenda_json(&rows, &[]), br#"{"items":[]}"#);
+        assert_eq!(agenda_json(&rows, &[]).to_vec(), br#"{"items":[]}"#);
     }
 }
 
@@ -324,7 +349,7 @@ mod order {
         let key = |e: &Entry<'_>| (e.starts_at, e.row.meeting_id, e.occurrence);
         let mut expected: Vec<_> = entries.iter().map(key).collect();
         expected.sort();
-        let got: Vec<_> = sorted(&entries).iter().map(key).collect();
+        let got: Vec<_> = sorted(&rows, &entries).iter().map(key).collect();
         assert_eq!(got, expected);
     }
 }
