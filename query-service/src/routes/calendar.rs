@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
+use domain::meeting::Occurrence;
 use platform::auth::AuthUser;
 use platform::http::{ApiError, ApiJson, ApiQuery, Result};
 use serde::{Deserialize, Serialize};
@@ -133,10 +134,36 @@ fn expand(
     to: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Entry<'_>>> {
-    let mut entries = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
-        match &row.series {
-            None => entries.push(Entry {
+    // Every series' occurrences first, so that the entries are allocated once: a year of a
+    // calendar is ten thousand of them.
+    let mut expanded: Vec<Option<Vec<Occurrence>>> = Vec::with_capacity(rows.len());
+    let mut total = 0usize;
+    for row in rows {
+        let occurrences = match &row.series {
+            None => {
+                total += 1;
+                None
+            }
+            Some(series) => {
+                let occurrences = match series.series() {
+                    Some(rule) => rule
+                        .between(from, to, &series.changes)
+                        .map_err(|_| too_many("to", limit))?,
+                    None => Vec::new(),
+                };
+                total += occurrences.len();
+                Some(occurrences)
+            }
+        };
+        if total as i64 > limit {
+            return Err(too_many("to", limit));
+        }
+        expanded.push(occurrences);
+    }
+    let mut entries = Vec::with_capacity(total);
+    for (index, (row, occurrences)) in rows.iter().zip(expanded).enumerate() {
+        let (Some(series), Some(occurrences)) = (&row.series, occurrences) else {
+            entries.push(Entry {
                 row,
                 index,
                 starts_at: row.starts_at,
@@ -144,31 +171,20 @@ fn expand(
                 cancelled: false,
                 response: row.my_response.as_deref(),
                 occurrence: None,
-            }),
-            Some(series) => {
-                let Some(rule) = series.series() else {
-                    continue;
-                };
-                let occurrences = rule
-                    .between(from, to, &series.changes)
-                    .map_err(|_| too_many("to", limit))?;
-                for o in occurrences {
-                    let response =
-                        series.response_to(&o.original_start, row.my_response.as_deref());
-                    entries.push(Entry {
-                        row,
-                        index,
-                        starts_at: o.starts_at,
-                        ends_at: o.ends_at,
-                        cancelled: o.cancelled,
-                        response,
-                        occurrence: Some(o.original_start),
-                    });
-                }
-            }
-        }
-        if entries.len() as i64 > limit {
-            return Err(too_many("to", limit));
+            });
+            continue;
+        };
+        for o in occurrences {
+            let response = series.response_to(&o.original_start, row.my_response.as_deref());
+            entries.push(Entry {
+                row,
+                index,
+                starts_at: o.starts_at,
+                ends_at: o.ends_at,
+                cancelled: o.cancelled,
+                response,
+                occurrence: Some(o.original_start),
+            });
         }
     }
     Ok(entries)
@@ -205,13 +221,16 @@ pub async fn agenda(
         return Err(too_many("to", MAX_AGENDA_ROWS));
     }
     let entries = expand(&rows, from, to, MAX_AGENDA_ITEMS)?;
-    let entries = sorted(&rows, &entries);
+    let order = sorted(&rows, &entries);
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        axum::body::Body::new(agenda_json(&rows, &entries)),
+        axum::body::Body::new(agenda_json(
+            &rows,
+            order.iter().map(|i| &entries[*i as usize]),
+        )),
     )
         .into_response())
 }

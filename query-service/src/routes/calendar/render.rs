@@ -21,13 +21,13 @@ pub(super) struct Entry<'r> {
     pub(super) occurrence: Option<DateTime<Utc>>,
 }
 
-/// `entries` in the agenda's order: by start, then meeting id, then original start (unique:
+/// The agenda's order of `entries` (their places in it): by start, then meeting id, then original start (unique:
 /// an occurrence is named by its original start). Sorted as compact keys — the start in
 /// whole seconds, its fraction beside the meeting id's rank among `rows` (the slice the
 /// entries' `index` points into), and the entry's place — looking at the entries only when
 /// two occurrences of one meeting start together: a year's agenda is ten thousand entries,
 /// many of them starting at the same hour.
-pub(super) fn sorted<'r>(rows: &[AgendaRow], entries: &[Entry<'r>]) -> Vec<Entry<'r>> {
+pub(super) fn sorted(rows: &[AgendaRow], entries: &[Entry<'_>]) -> Vec<u32> {
     let mut ids: Vec<(u128, usize)> = rows
         .iter()
         .enumerate()
@@ -62,7 +62,7 @@ pub(super) fn sorted<'r>(rows: &[AgendaRow], entries: &[Entry<'r>]) -> Vec<Entry
                 .cmp(&entries[b.2 as usize].occurrence)
         })
     });
-    order.iter().map(|(_, _, i)| entries[*i as usize]).collect()
+    order.iter().map(|(_, _, i)| *i).collect()
 }
 
 impl Entry<'_> {
@@ -79,7 +79,10 @@ impl Entry<'_> {
 /// them equal), written in chunks ([`Chunked`]) — a year of series is tens of thousands of
 /// items, megabytes of JSON. What an item repeats of its row (id, title) is encoded once per
 /// row; times are written by [`Times`]. `rows` is the slice the entries' `index` points into.
-pub(super) fn agenda_json(rows: &[AgendaRow], entries: &[Entry<'_>]) -> ChunksBody {
+pub(super) fn agenda_json<'a, 'r: 'a>(
+    rows: &[AgendaRow],
+    entries: impl IntoIterator<Item = &'a Entry<'r>>,
+) -> ChunksBody {
     fn string(out: &mut Vec<u8>, text: &str) {
         if text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             out.push(b'"');
@@ -94,7 +97,7 @@ pub(super) fn agenda_json(rows: &[AgendaRow], entries: &[Entry<'_>]) -> ChunksBo
     let mut times = Times::default();
     let mut chunks = Chunked::new();
     chunks.buffer.extend_from_slice(b"{\"items\":[");
-    for (i, entry) in entries.iter().enumerate() {
+    for (i, entry) in entries.into_iter().enumerate() {
         chunks.cut();
         let out = &mut chunks.buffer;
         if i > 0 {
@@ -349,7 +352,10 @@ mod order {
         let key = |e: &Entry<'_>| (e.starts_at, e.row.meeting_id, e.occurrence);
         let mut expected: Vec<_> = entries.iter().map(key).collect();
         expected.sort();
-        let got: Vec<_> = sorted(&rows, &entries).iter().map(key).collect();
+        let got: Vec<_> = sorted(&rows, &entries)
+            .iter()
+            .map(|i| key(&entries[*i as usize]))
+            .collect();
         assert_eq!(got, expected);
     }
 }
