@@ -63,32 +63,39 @@ impl Plain {
             return None;
         }
         let local = start.with_timezone(&zone).naive_local();
-        if step == Step::Monthly {
-            if !rule.get_by_weekday().is_empty() {
-                return None;
+        let week_start = rule.get_week_start();
+        let (days, month_days) = match step {
+            Step::Monthly if rule.get_by_weekday().is_empty() => {
+                let mut month_days = match month_days {
+                    [] => vec![i8::try_from(local.day()).ok()?],
+                    days => days.to_vec(),
+                };
+                month_days.sort_unstable();
+                month_days.dedup();
+                (Vec::new(), month_days)
             }
-            let mut month_days = match month_days {
-                [] => vec![i8::try_from(local.day()).ok()?],
-                days => days.to_vec(),
-            };
-            month_days.sort_unstable();
-            month_days.dedup();
-            return Some(Self {
-                zone,
-                first_date: local.date(),
-                time: local.time(),
-                step,
-                interval: i64::from(rule.get_interval().max(1)),
-                days: Vec::new(),
-                month_days,
-                week_start: rule.get_week_start(),
-                count: rule.get_count(),
-                until: rule.get_until().map(|until| until.with_timezone(&Utc)),
-            });
-        }
-        if !month_days.is_empty() {
-            return None;
-        }
+            Step::Daily | Step::Weekly if month_days.is_empty() => {
+                (Self::weekdays(rule, step, local.weekday())?, Vec::new())
+            }
+            _ => return None,
+        };
+        Some(Self {
+            zone,
+            first_date: local.date(),
+            time: local.time(),
+            step,
+            interval: i64::from(rule.get_interval().max(1)),
+            days,
+            month_days,
+            week_start,
+            count: rule.get_count(),
+            until: rule.get_until().map(|until| until.with_timezone(&Utc)),
+        })
+    }
+
+    /// The `days` of a daily or weekly rule; `None` for an ordinal weekday
+    /// (`2MO`), which is no plain rule. A weekly rule without weekdays repeats `first`'s.
+    fn weekdays(rule: &RRule, step: Step, first: Weekday) -> Option<Vec<u32>> {
         let weekly = step == Step::Weekly;
         let week_start = rule.get_week_start();
         let mut weekdays = Vec::new();
@@ -99,7 +106,7 @@ impl Plain {
             }
         }
         if weekly && weekdays.is_empty() {
-            weekdays.push(local.weekday());
+            weekdays.push(first);
         }
         let mut days: Vec<u32> = weekdays
             .iter()
@@ -110,18 +117,7 @@ impl Plain {
             .collect();
         days.sort_unstable();
         days.dedup();
-        Some(Self {
-            zone,
-            first_date: local.date(),
-            time: local.time(),
-            step,
-            interval: i64::from(rule.get_interval().max(1)),
-            days,
-            month_days: Vec::new(),
-            week_start,
-            count: rule.get_count(),
-            until: rule.get_until().map(|until| until.with_timezone(&Utc)),
-        })
+        Some(days)
     }
 
     /// The rule's starts in order, from the first, ending with `COUNT`/`UNTIL` (excluded

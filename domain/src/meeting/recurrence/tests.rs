@@ -20,13 +20,21 @@ fn weekly(zone: &str, first: &str, rule: &str) -> Series {
     .unwrap()
 }
 
-fn local_times(series: &Series, zone: &str, from: &str, to: &str) -> Vec<NaiveTime> {
-    let tz: chrono_tz::Tz = zone.parse().unwrap();
+/// Where the occurrences of `series` (no changes) between `from` and `to` start.
+fn starts(series: &Series, from: &str, to: &str) -> Vec<DateTime<Utc>> {
     series
         .between(utc(from), utc(to), &BTreeMap::new())
         .unwrap()
         .iter()
-        .map(|o| o.starts_at.with_timezone(&tz).time())
+        .map(|o| o.starts_at)
+        .collect()
+}
+
+fn local_times(series: &Series, zone: &str, from: &str, to: &str) -> Vec<NaiveTime> {
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    starts(series, from, to)
+        .iter()
+        .map(|start| start.with_timezone(&tz).time())
         .collect()
 }
 
@@ -93,18 +101,8 @@ fn the_occurrences_around_the_berlin_spring_change_move_by_one_hour_in_utc() {
         "2027-03-22T08:00:00Z",
         "FREQ=WEEKLY;COUNT=3",
     );
-    let starts: Vec<_> = series
-        .between(
-            utc("2027-03-01T00:00:00Z"),
-            utc("2027-05-01T00:00:00Z"),
-            &BTreeMap::new(),
-        )
-        .unwrap()
-        .into_iter()
-        .map(|o| o.starts_at)
-        .collect();
     assert_eq!(
-        starts,
+        starts(&series, "2027-03-01T00:00:00Z", "2027-05-01T00:00:00Z"),
         vec![
             utc("2027-03-22T08:00:00Z"),
             utc("2027-03-29T07:00:00Z"),
@@ -324,41 +322,26 @@ fn a_daily_rule_on_the_last_day_of_the_month_is_not_every_day() {
         "2027-01-31T08:00:00Z",
         "FREQ=DAILY;BYMONTHDAY=-1",
     );
-    let starts: Vec<String> = series
-        .between(
-            utc("2027-01-01T00:00:00Z"),
-            utc("2027-05-01T00:00:00Z"),
-            &BTreeMap::new(),
-        )
-        .unwrap()
-        .iter()
-        .map(|o| o.starts_at.to_rfc3339())
-        .collect();
     assert_eq!(
-        starts,
+        starts(&series, "2027-01-01T00:00:00Z", "2027-05-01T00:00:00Z"),
         [
-            "2027-01-31T08:00:00+00:00",
-            "2027-02-28T08:00:00+00:00",
-            "2027-03-31T07:00:00+00:00",
-            "2027-04-30T07:00:00+00:00",
+            "2027-01-31T08:00:00Z",
+            "2027-02-28T08:00:00Z",
+            "2027-03-31T07:00:00Z",
+            "2027-04-30T07:00:00Z",
         ]
+        .map(utc)
     );
 }
 
 /// Monthly on the 31st skips the shorter months; on the last day (`-1`) it does not.
 #[test]
 fn a_monthly_rule_skips_months_without_its_day_and_counts_from_the_end() {
-    let window = (utc("2027-01-01T00:00:00Z"), utc("2027-07-01T00:00:00Z"));
     let days = |rule: &str| -> Vec<u32> {
-        weekly("America/New_York", "2027-01-31T14:00:00Z", rule)
-            .between(window.0, window.1, &BTreeMap::new())
-            .unwrap()
+        let series = weekly("America/New_York", "2027-01-31T14:00:00Z", rule);
+        starts(&series, "2027-01-01T00:00:00Z", "2027-07-01T00:00:00Z")
             .iter()
-            .map(|o| {
-                o.starts_at
-                    .with_timezone(&chrono_tz::America::New_York)
-                    .day()
-            })
+            .map(|start| start.with_timezone(&chrono_tz::America::New_York).day())
             .collect()
     };
     assert_eq!(days("FREQ=MONTHLY"), [31, 31, 31]);
