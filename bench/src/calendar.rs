@@ -46,8 +46,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         platform::db::migrate(&pool).await?;
         let log =
             audit::generate::generate_calendar(&pool, options.series, options.singles).await?;
-        let store = platform::store::PgEventStore::new(pool.clone());
-        projector::replay::replay(&pool, &store, &|_, _| {}).await?;
+        let store = std::sync::Arc::new(platform::store::PgEventStore::new(pool.clone()));
+        projector::replay::replay(&pool, store, &|_, _| {}).await?;
         sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
         let service = services::query(&database.url, 4, 64).await?;
         let jwt = platform::testing::jwt_keys();

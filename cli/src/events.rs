@@ -546,7 +546,7 @@ async fn execute(
             known_projection(projection.as_deref())?;
             let pool = pool.expect("BUG: embedded mode replays before connecting");
             let bar = progress_bar(pool, "applied").await;
-            let outcome = projector::replay::replay(pool, store.as_ref(), &|phase, n| {
+            let outcome = projector::replay::replay(pool, store.clone(), &|phase, n| {
                 bar.set_message(format!("{phase:?}").to_lowercase());
                 bar.set_position(n);
             })

@@ -182,7 +182,7 @@ async fn a_bulk_build_that_writes_and_reloads_all_the_time_equals_the_batch_rebu
     audit::generate::generate(&db.pool, 3_000, &|_| {})
         .await
         .unwrap();
-    let store = PgEventStore::new(db.pool.clone());
+    let store = std::sync::Arc::new(PgEventStore::new(db.pool.clone()));
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&db.pool)
         .await
@@ -191,7 +191,7 @@ async fn a_bulk_build_that_writes_and_reloads_all_the_time_equals_the_batch_rebu
         keep_for: 40,
         most_held: 25,
     };
-    let outcome = projector::replay::replay_with(&db.pool, &store, &|_, _| {}, limits)
+    let outcome = projector::replay::replay_with(&db.pool, store.clone(), &|_, _| {}, limits)
         .await
         .unwrap();
     assert_eq!(outcome.events, events as u64);
@@ -201,7 +201,9 @@ async fn a_bulk_build_that_writes_and_reloads_all_the_time_equals_the_batch_rebu
     );
 
     let rebuilt = TestDatabase::new().await;
-    projector::rebuild(&store, &rebuilt.pool).await.unwrap();
+    projector::rebuild(store.as_ref(), &rebuilt.pool)
+        .await
+        .unwrap();
     let bulk = read_model_snapshot(&db.pool).await;
     let batch = read_model_snapshot(&rebuilt.pool).await;
     assert_eq!(bulk.len(), batch.len());

@@ -75,6 +75,18 @@ impl Decoded {
         encoded.map(|(_, _, data)| data).map_err(|e| e.to_string())
     }
 
+    /// [`data`](Self::data) as JSON text, written straight from the event without a `Value`
+    /// in between (a replay writes a million of them). The same JSON, its keys in the
+    /// event's field order.
+    pub fn data_json(&self) -> Result<String, String> {
+        let text = match self {
+            Decoded::User(event) => serde_json::to_string(event),
+            Decoded::Meeting(event) => serde_json::to_string(event),
+        }
+        .map_err(|e| e.to_string())?;
+        payload_json(text)
+    }
+
     /// One line for an audit timeline (`meetings events history`).
     pub fn summary(&self) -> String {
         match self {
@@ -82,6 +94,23 @@ impl Decoded {
             Decoded::Meeting(event) => event.summary(),
         }
     }
+}
+
+/// The payload of an event serialized as JSON text: `{"Variant":<payload>}` gives
+/// `<payload>`, a unit variant (`"Variant"`) an empty object, as
+/// [`encode_event`](crate::store::encode_event) does with values.
+fn payload_json(mut text: String) -> Result<String, String> {
+    if text.starts_with('"') {
+        return Ok("{}".to_owned());
+    }
+    // Variant names are identifiers: the first `":` ends the only key.
+    let start = match text.strip_prefix("{\"").and_then(|rest| rest.find("\":")) {
+        Some(end) if text.ends_with('}') => end + "{\"\":".len(),
+        _ => return Err(format!("events must be enum variants, got {text}")),
+    };
+    text.pop();
+    text.drain(..start);
+    Ok(text)
 }
 
 impl From<StoredEvent> for EventEnvelope {
@@ -423,6 +452,44 @@ impl EventBus for JetStreamBus {
             }
         }
         (acknowledged, send_error)
+    }
+}
+
+#[cfg(test)]
+mod data_tests {
+    use super::*;
+    use domain::{MeetingEvent, UserEvent};
+
+    #[test]
+    fn an_events_data_as_text_is_the_same_json_as_its_data() {
+        let user = uuid::Uuid::now_v7();
+        let events = [
+            Decoded::User(UserEvent::PasswordChanged {}),
+            Decoded::User(UserEvent::UserDeactivated { by: user }),
+            Decoded::Meeting(MeetingEvent::MeetingCancelled {
+                reason: Some("moved to \"next\" week: {\":}".to_owned()),
+            }),
+            Decoded::Meeting(MeetingEvent::AttendeeInvited {
+                user_id: user,
+                optional: true,
+            }),
+        ];
+        for event in events {
+            let text = event.data_json().unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(parsed, event.data().unwrap(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_unit_variant_has_empty_data_and_anything_else_is_refused() {
+        assert_eq!(payload_json("\"Ended\"".to_owned()).unwrap(), "{}");
+        assert_eq!(
+            payload_json("{\"A\":{\"b\":1}}".to_owned()).unwrap(),
+            "{\"b\":1}"
+        );
+        assert!(payload_json("[1]".to_owned()).is_err());
+        assert!(payload_json("{\"A\"".to_owned()).is_err());
     }
 }
 

@@ -6,9 +6,9 @@
 //!    fold on a connection whose `search_path` is the shadow schema, in bulk ([`bulk`]: what
 //!    the events touch is kept in memory and written once, documents rendered at the end).
 //!    The live projector keeps running; readers keep reading the live tables.
-//! 3. **Indexes**: unique constraints, foreign keys and secondary indexes, deferred until the
-//!    bulk of the rows is in (one sort each instead of one index insertion per row), on two
-//!    connections at once (a table after another on each), foreign keys last; then a
+//! 3. **Indexes**: unique keys, foreign keys and secondary indexes, deferred until the bulk of
+//!    the rows is in (one sort each instead of one index insertion per row), the index builds
+//!    on two connections at once, keys attached and foreign keys checked last; then a
 //!    catch-up with the new events, by the projector's batch code from here on.
 //! 4. **Swap**: the projector lock is taken (the active projector, if any, is pre-empted: its
 //!    connection is ended, its uncommitted batch rolls back, and it stands by); the shadow
@@ -19,6 +19,7 @@
 //!    checkpoint. A NATS projector resumes from the old stream sequence, carried over: what
 //!    the shadow already holds is redelivered and skipped by sequence.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cqrs_es::persist::EventUpcaster;
@@ -31,6 +32,7 @@ use crate::apply::{apply_isolating_announcing, NOTIFY_CHANNEL, PROJECTION};
 use shadow::{complete_shadow, prepare_shadow, Deferred};
 
 mod bulk;
+mod decoding;
 mod shadow;
 
 pub use bulk::Limits;
@@ -105,7 +107,7 @@ pub struct Outcome {
 /// module's documentation). `progress` hears the phase and the events applied so far.
 pub async fn replay(
     pool: &PgPool,
-    store: &dyn EventStore,
+    store: Arc<dyn EventStore>,
     progress: &(dyn Fn(Phase, u64) + Sync),
 ) -> anyhow::Result<Outcome> {
     replay_with(pool, store, progress, Limits::default()).await
@@ -114,7 +116,7 @@ pub async fn replay(
 /// [`replay`], holding users and meetings in memory within `limits` while building.
 pub async fn replay_with(
     pool: &PgPool,
-    store: &dyn EventStore,
+    store: Arc<dyn EventStore>,
     progress: &(dyn Fn(Phase, u64) + Sync),
     limits: Limits,
 ) -> anyhow::Result<Outcome> {
@@ -127,7 +129,7 @@ pub async fn replay_with(
         .await?;
     let live = live_schema(&mut guard).await?;
     let deferred = prepare_shadow(&mut guard, &live).await?;
-    let result = build_and_swap(pool, store, &live, &deferred, progress, limits).await;
+    let result = build_and_swap(pool, &store, &live, &deferred, progress, limits).await;
     if result.is_err() {
         // Leave nothing half-built behind; the live read models were never touched.
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW} CASCADE"))
@@ -141,7 +143,7 @@ pub async fn replay_with(
 
 async fn build_and_swap(
     pool: &PgPool,
-    store: &dyn EventStore,
+    store: &Arc<dyn EventStore>,
     live: &str,
     deferred: &Deferred,
     progress: &(dyn Fn(Phase, u64) + Sync),
@@ -166,12 +168,12 @@ async fn build_and_swap(
     };
 
     let mut builder = builder
-        .build(store, limits, |n| progress(Phase::Build, n))
+        .build(store.clone(), limits, |n| progress(Phase::Build, n))
         .await?;
     progress(Phase::Index, builder.applied);
     complete_shadow(&mut builder.conn, pool, deferred).await?;
     builder
-        .catch_up(store, |n| progress(Phase::CatchUp, n))
+        .catch_up(store.as_ref(), |n| progress(Phase::CatchUp, n))
         .await?;
 
     let mut attempt = 0;
@@ -181,7 +183,7 @@ async fn build_and_swap(
         let mut lock = take_projection_lock(pool).await?;
         let paused = Instant::now();
         builder
-            .catch_up(store, |n| progress(Phase::Swap, n))
+            .catch_up(store.as_ref(), |n| progress(Phase::Swap, n))
             .await?;
         match swap(&mut lock, live).await {
             Ok(position) => {
@@ -221,19 +223,20 @@ struct Builder<'u> {
 
 impl Builder<'_> {
     /// Folds everything readable now into the empty shadow tables, in bulk ([`bulk`]). The
-    /// next batch is read while the current one is folded and written.
+    /// next batches are read and decoded while the current one is folded and written
+    /// ([`decoding`]).
     async fn build(
         mut self,
-        store: &dyn EventStore,
+        store: Arc<dyn EventStore>,
         limits: Limits,
         progress: impl Fn(u64),
     ) -> anyhow::Result<Self> {
-        let mut bulk = bulk::Bulk::new(self.conn, self.upcasters, SHADOW_CHANNEL, limits);
-        let mut batches = ReadAhead::start(store, self.after, BULK_BATCH).await?;
+        let mut bulk = bulk::Bulk::new(self.conn, SHADOW_CHANNEL, limits);
+        let mut batches = decoding::Decoding::start(store, self.after, BULK_BATCH);
         let mut newest = None;
-        while let Some(envelopes) = batches.take() {
-            batches.reading(bulk.apply(&envelopes)).await??;
-            if let Some(after) = envelopes.last().map(|e| e.position) {
+        while let Some(events) = batches.next().await? {
+            bulk.apply(&events).await?;
+            if let Some(after) = events.last().map(|(e, _)| e.position) {
                 self.after = after;
                 newest = Some(after);
             }

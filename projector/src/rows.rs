@@ -98,6 +98,7 @@ pub struct ChangeRow {
     pub aggregate_id: Uuid,
     pub sequence: i64,
     pub recorded_at: DateTime<Utc>,
-    pub data: serde_json::Value,
+    /// The upcast payload as JSON text.
+    pub data: String,
     pub audience: Vec<Uuid>,
 }

@@ -395,7 +395,7 @@ pub async fn write(conn: &mut SqliteConnection, batch: &Batch) -> sqlx::Result<S
         .bind(c.aggregate_id)
         .bind(c.sequence)
         .bind(micros(c.recorded_at))
-        .bind(c.data.to_string())
+        .bind(&c.data)
         .execute(&mut *conn)
         .await?;
         for user in &c.audience {

@@ -141,7 +141,7 @@ impl Fold {
         };
         // What `rm_changes` stores: the upcast, current form.
         let data = decoded
-            .data()
+            .data_json()
             .map_err(|reason| ProjectionError::unapplicable(event, reason))?;
         self.changes.push(ChangeRow {
             position: event.position.to_string(),

@@ -7,7 +7,7 @@
 //! being touched and is written once, whole, when it has not been touched for a while (or when
 //! too many are held: [`Limits`]), so memory stays bounded whatever the log's length. One met
 //! again after that is loaded back from the shadow tables (and overwritten when evicted
-//! again). Chat and change rows go out with every batch. No document is rendered while
+//! again). Chat and change rows go out with every batch, by `COPY`. No document is rendered while
 //! building: each depends on the names of its people, which may change after the meeting was
 //! written, so all are rendered at the end from the final rows.
 //!
@@ -21,15 +21,14 @@
 
 use std::collections::HashMap;
 
-use cqrs_es::persist::EventUpcaster;
-use platform::bus::EventEnvelope;
 use platform::store::Position;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::decoding::Read;
 use crate::apply::PROJECTION;
 use crate::error::ProjectionError;
-use crate::fold::{decode, Decoded, Fold, Touched};
+use crate::fold::{Fold, Touched};
 use crate::sql::{self, Batch, Bookkeeping};
 
 /// How long users and meetings are held in memory while building.
@@ -64,16 +63,16 @@ struct Held {
 }
 
 /// The build: the shadow connection, the statement waiting to be written, what is held.
-pub(super) struct Bulk<'u> {
+pub(super) struct Bulk {
     /// The shadow connection.
     conn: PgConnection,
     /// The statement of the last batch, written while the next batch is folded.
     pending: Option<Batch>,
-    resident: Resident<'u>,
+    resident: Resident,
 }
 
 /// What the build holds in memory.
-struct Resident<'u> {
+struct Resident {
     fold: Fold,
     /// The last applied sequence of every aggregate met, by (type, id).
     last: HashMap<(String, Uuid), i64>,
@@ -83,18 +82,12 @@ struct Resident<'u> {
     applied: u64,
     /// Users and meetings loaded back after they were written.
     reloaded: u64,
-    upcasters: &'u [Box<dyn EventUpcaster>],
     channel: &'static str,
     limits: Limits,
 }
 
-impl<'u> Bulk<'u> {
-    pub(super) fn new(
-        conn: PgConnection,
-        upcasters: &'u [Box<dyn EventUpcaster>],
-        channel: &'static str,
-        limits: Limits,
-    ) -> Self {
+impl Bulk {
+    pub(super) fn new(conn: PgConnection, channel: &'static str, limits: Limits) -> Self {
         Bulk {
             conn,
             pending: None,
@@ -104,7 +97,6 @@ impl<'u> Bulk<'u> {
                 held: HashMap::new(),
                 applied: 0,
                 reloaded: 0,
-                upcasters,
                 channel,
                 limits,
             },
@@ -118,8 +110,8 @@ impl<'u> Bulk<'u> {
 
     /// Folds `events` (the next ones in global order) in while the previous batch's statement
     /// runs; what falls out of memory, with the chat and change rows, makes the next one.
-    pub(super) async fn apply(&mut self, events: &[EventEnvelope]) -> anyhow::Result<()> {
-        let Some(newest) = events.iter().map(|e| e.position).max() else {
+    pub(super) async fn apply(&mut self, events: &[Read]) -> anyhow::Result<()> {
+        let Some(newest) = events.iter().map(|(e, _)| e.position).max() else {
             return Ok(());
         };
         let again = self.resident.met_again(events);
@@ -133,8 +125,8 @@ impl<'u> Bulk<'u> {
         let pending = self.pending.take();
         let (conn, resident) = (&mut self.conn, &mut self.resident);
         let write = async {
-            match &pending {
-                Some(batch) => sql::write(conn, batch).await.map(|_| ()),
+            match pending {
+                Some(batch) => write(conn, batch).await,
                 None => Ok(()),
             }
         };
@@ -149,7 +141,7 @@ impl<'u> Bulk<'u> {
 
     async fn write_pending(&mut self) -> Result<(), sqlx::Error> {
         if let Some(batch) = self.pending.take() {
-            sql::write(&mut self.conn, &batch).await?;
+            write(&mut self.conn, batch).await?;
         }
         Ok(())
     }
@@ -163,7 +155,7 @@ impl<'u> Bulk<'u> {
             // In chunks: one statement's arguments for everything held would be large.
             for chunk in all.chunks(FLUSH_CHUNK) {
                 let batch = self.resident.batch(chunk, newest);
-                sql::write(&mut self.conn, &batch).await?;
+                write(&mut self.conn, batch).await?;
             }
         }
         let mut conn = self.conn;
@@ -184,12 +176,24 @@ impl<'u> Bulk<'u> {
     }
 }
 
-impl Resident<'_> {
+/// Writes a batch of the build: the rows appended to `rm_changes` and `rm_chat_messages` by
+/// `COPY` ([`sql::copy`]), the rest and the checkpoint in the batch statement.
+async fn write(conn: &mut PgConnection, mut batch: Batch) -> Result<(), sqlx::Error> {
+    let changes = std::mem::take(&mut batch.writes.changes);
+    sql::copy::append_changes(conn, &changes).await?;
+    drop(changes);
+    let chat = std::mem::take(&mut batch.writes.chat);
+    sql::copy::append_chat(conn, &chat).await?;
+    drop(chat);
+    sql::write(conn, &batch).await.map(|_| ())
+}
+
+impl Resident {
     /// The batch's users and meetings that were met before but are no longer held: their
     /// stored rows are loaded back.
-    fn met_again(&self, events: &[EventEnvelope]) -> Touched {
+    fn met_again(&self, events: &[Read]) -> Touched {
         let mut again = Touched::default();
-        for event in events {
+        for (event, _) in events {
             let id = event.aggregate_id;
             let met = self.last.contains_key(&(event.aggregate_type.clone(), id));
             if !met || self.fold.holds(&id) {
@@ -207,9 +211,9 @@ impl Resident<'_> {
         again
     }
 
-    /// Decodes and folds `events` in; answers the statement writing what falls out of memory.
-    fn fold_in(&mut self, events: &[EventEnvelope], newest: Position) -> anyhow::Result<Batch> {
-        for event in events {
+    /// Folds `events` in; answers the statement writing what falls out of memory.
+    fn fold_in(&mut self, events: &[Read], newest: Position) -> anyhow::Result<Batch> {
+        for (event, decoded) in events {
             let key = (event.aggregate_type.clone(), event.aggregate_id);
             let applied = self.last.get(&key).copied().unwrap_or(0);
             if event.sequence <= applied {
@@ -222,8 +226,10 @@ impl Resident<'_> {
                 )
                 .into());
             }
-            let decoded: Decoded = decode(event, self.upcasters)?;
-            self.fold.apply(event, &decoded)?;
+            let decoded = decoded
+                .as_ref()
+                .map_err(|reason| ProjectionError::unapplicable(event, reason.as_str()))?;
+            self.fold.apply(event, decoded)?;
             self.applied += 1;
             let held = self.held.entry(event.aggregate_id).or_insert_with(|| Held {
                 aggregate_type: key.0.clone(),

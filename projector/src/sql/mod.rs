@@ -1,9 +1,11 @@
 //! The read models in PostgreSQL: loading what a batch touches ([`load`]), writing what it
-//! changed ([`write`]), and rendering documents of stored rows ([`documents`]).
+//! changed ([`write`]), rendering documents of stored rows ([`documents`]), and appending rows
+//! in bulk ([`copy`]).
 //!
 //! A batch costs two round trips whatever its size: one statement loads, one writes. Applying
 //! event by event cost four to six per event, which bounded the projector at ~800 events/s.
 
+pub mod copy;
 pub mod documents;
 pub mod load;
 mod statement;

@@ -339,7 +339,7 @@ static CHANGES: Part<Batch> = Part {
         binder.column(rows, |r| r.aggregate_id)?;
         binder.column(rows, |r| r.sequence)?;
         binder.column(rows, |r| r.recorded_at)?;
-        binder.column(rows, |r| r.data.to_string())?;
+        binder.column(rows, |r| r.data.as_str())?;
         binder.column(&ranges, |(from, _)| *from)?;
         binder.column(&ranges, |(_, to)| *to)?;
         binder.scalar(ids)

@@ -322,7 +322,7 @@ impl TestApp {
             aggregate_id,
             sequence: n,
             recorded_at: Utc::now(),
-            data: serde_json::json!({"n": n}),
+            data: serde_json::json!({"n": n}).to_string(),
             audience: audience.to_vec(),
         };
         self.write(
