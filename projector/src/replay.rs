@@ -6,10 +6,11 @@
 //!    fold on a connection whose `search_path` is the shadow schema, in bulk ([`bulk`]: what
 //!    the events touch is kept in memory and written once, documents rendered at the end).
 //!    The live projector keeps running; readers keep reading the live tables.
-//! 3. **Indexes**: unique keys, foreign keys and secondary indexes, deferred until the bulk of
-//!    the rows is in (one sort each instead of one index insertion per row), the index builds
-//!    on two connections at once, keys attached and foreign keys checked last; then a
-//!    catch-up with the new events, by the projector's batch code from here on.
+//! 3. **Documents and indexes**: unique keys, foreign keys and secondary indexes, deferred
+//!    until the bulk of the rows is in (one sort each instead of one index insertion per row),
+//!    built on two connections at once while the meeting documents are rendered from the
+//!    final rows on the third; keys attached and foreign keys checked last; then a catch-up
+//!    with the new events, by the projector's batch code from here on.
 //! 4. **Swap**: the projector lock is taken (the active projector, if any, is pre-empted: its
 //!    connection is ended, its uncommitted batch rolls back, and it stands by); the shadow
 //!    catches up with every event readable; then, in one transaction, the live tables move
@@ -29,7 +30,7 @@ use platform::store::{EventStore, Position};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::apply::{apply_isolating_announcing, NOTIFY_CHANNEL, PROJECTION};
-use shadow::{complete_shadow, prepare_shadow, Deferred};
+use shadow::{attach_keys, build_indexes, prepare_shadow, Deferred};
 
 mod bulk;
 mod decoding;
@@ -63,6 +64,9 @@ pub const TABLES: &[&str] = &[
     "rm_changes",
 ];
 
+/// The table the build writes last (its rows depend on the final rows of the others).
+const DOCUMENTS: &str = "rm_meeting_documents";
+
 /// Tables the projector only inserts into (never looks up or updates): their keys are
 /// added after the build, like secondary indexes.
 const APPEND_ONLY: &[&str] = &["rm_chat_messages", "rm_changes"];
@@ -75,7 +79,8 @@ const INDEXED_EARLY: &[&str] = &["rm_user_prefixes"];
 /// next read), which keeps a replay's resident memory under 100 MiB.
 const BATCH: i64 = 2000;
 
-/// Events per batch of the bulk build (two in memory at a time, beside the held rows).
+/// Events per batch of the bulk build (two in memory at a time: one folded, the next read;
+/// beside the held rows).
 const BULK_BATCH: i64 = 2000;
 
 /// Longest the swap waits for readers' locks before it gives up and tries again.
@@ -171,7 +176,15 @@ async fn build_and_swap(
         .build(store.clone(), limits, |n| progress(Phase::Build, n))
         .await?;
     progress(Phase::Index, builder.applied);
-    complete_shadow(&mut builder.conn, pool, deferred).await?;
+    // The documents are rendered while the other tables' indexes are built (they only read
+    // those tables), the documents' own indexes after.
+    let (rendered, indexed) = tokio::join!(
+        bulk::render_documents(&mut builder.conn),
+        build_indexes(pool, deferred, DOCUMENTS)
+    );
+    rendered?;
+    indexed?;
+    attach_keys(&mut builder.conn, deferred, DOCUMENTS).await?;
     builder
         .catch_up(store.as_ref(), |n| progress(Phase::CatchUp, n))
         .await?;

@@ -146,8 +146,8 @@ impl Bulk {
         Ok(())
     }
 
-    /// Writes everything still held, then renders every meeting's document; answers the
-    /// connection.
+    /// Writes everything still held; answers the connection. The documents are rendered
+    /// after ([`render_documents`]).
     pub(super) async fn finish(mut self, newest: Option<Position>) -> anyhow::Result<PgConnection> {
         self.write_pending().await?;
         if let Some(newest) = newest {
@@ -158,21 +158,25 @@ impl Bulk {
                 write(&mut self.conn, batch).await?;
             }
         }
-        let mut conn = self.conn;
-        let mut after = Uuid::nil();
-        loop {
-            let chunk: Vec<Uuid> =
-                sqlx::query_scalar("SELECT id FROM rm_meetings WHERE id > $1 ORDER BY id LIMIT $2")
-                    .bind(after)
-                    .bind(DOCUMENT_CHUNK)
-                    .fetch_all(&mut conn)
-                    .await?;
-            let Some(&last) = chunk.last() else {
-                return Ok(conn);
-            };
-            sql::documents::refresh(&mut conn, &chunk).await?;
-            after = last;
-        }
+        Ok(self.conn)
+    }
+}
+
+/// Renders every meeting's document from the built rows, in chunks.
+pub(super) async fn render_documents(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let mut after = Uuid::nil();
+    loop {
+        let chunk: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM rm_meetings WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(DOCUMENT_CHUNK)
+                .fetch_all(&mut *conn)
+                .await?;
+        let Some(&last) = chunk.last() else {
+            return Ok(());
+        };
+        sql::documents::refresh(conn, &chunk).await?;
+        after = last;
     }
 }
 

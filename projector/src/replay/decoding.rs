@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 /// once decoded (nothing after needs it), which halves what a batch holds.
 pub(super) type Read = (EventEnvelope, Result<Decoded, String>);
 
-/// The events after a position in batches, read ahead on a task of their own. One batch waits
-/// in the channel while the next is read: at most three are in memory with the one folded.
+/// The events after a position in batches, read ahead on a task of their own: the next batch
+/// is read while the current one is folded, and not before the one ahead was taken, so two
+/// are in memory at most.
 pub(super) struct Decoding {
     batches: mpsc::Receiver<Result<Vec<Read>, StoreError>>,
     task: tokio::task::JoinHandle<()>,
@@ -29,6 +30,9 @@ impl Decoding {
             let upcasters = domain::upcasters::upcasters();
             let mut tail = StoreTail::new(store.as_ref(), after, batch);
             loop {
+                let Ok(slot) = sender.reserve().await else {
+                    return;
+                };
                 let read = tail.read().await.map(|events| {
                     events
                         .into_iter()
@@ -43,7 +47,11 @@ impl Decoding {
                 // A short batch is the end of what is readable now; an error ends it too.
                 let more = matches!(&read, Ok(events) if events.len() as i64 == batch);
                 let empty = matches!(&read, Ok(events) if events.is_empty());
-                if empty || sender.send(read).await.is_err() || !more {
+                if empty {
+                    return;
+                }
+                slot.send(read);
+                if !more {
                     return;
                 }
             }

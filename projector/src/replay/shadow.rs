@@ -127,20 +127,25 @@ pub(super) struct Deferred {
     foreign: Vec<String>,
 }
 
-/// Runs the deferred statements: the index builds on two connections at once (PostgreSQL
-/// builds an index on one core; builds of one table share its lock), the largest tables'
-/// first, then the keys and the foreign keys on `conn`.
-pub(super) async fn complete_shadow(
-    conn: &mut PgConnection,
+/// Builds the deferred indexes of every table but `held_back` on two connections of `pool` at
+/// once (PostgreSQL builds an index on one core; builds on one table share its lock), those
+/// of the largest tables first.
+pub(super) async fn build_indexes(
     pool: &PgPool,
     deferred: &Deferred,
+    held_back: &str,
 ) -> anyhow::Result<()> {
+    let mut first = pool.acquire().await?.detach();
+    let mut second = pool.acquire().await?.detach();
     let mut indexes = Vec::with_capacity(deferred.indexes.len());
     for statement in &deferred.indexes {
         let table = indexed_table(statement)?;
+        if table == format!("{SHADOW}.{held_back}") {
+            continue;
+        }
         let size: i64 = sqlx::query_scalar("SELECT pg_relation_size($1::regclass)")
             .bind(table)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut first)
             .await?;
         indexes.push((size, statement));
     }
@@ -151,14 +156,27 @@ pub(super) async fn complete_shadow(
             .map(|(_, statement)| statement)
             .collect::<std::collections::VecDeque<_>>(),
     );
-    let mut second = pool.acquire().await?.detach();
-    sqlx::query("SET client_min_messages = warning")
-        .execute(&mut second)
-        .await?;
-    let (first, other) = tokio::join!(drain(conn, &queue), drain(&mut second, &queue));
+    let (one, other) = tokio::join!(drain(&mut first, &queue), drain(&mut second, &queue));
+    first.close().await.ok();
     second.close().await.ok();
-    first?;
+    one?;
     other?;
+    Ok(())
+}
+
+/// Builds the indexes of `held_back`, attaches the keys and checks the foreign keys, on `conn`
+/// (whose `search_path` is the shadow schema, as the foreign keys' references are
+/// unqualified).
+pub(super) async fn attach_keys(
+    conn: &mut PgConnection,
+    deferred: &Deferred,
+    held_back: &str,
+) -> anyhow::Result<()> {
+    for statement in &deferred.indexes {
+        if indexed_table(statement)? == format!("{SHADOW}.{held_back}") {
+            sqlx::query(statement).execute(&mut *conn).await?;
+        }
+    }
     for statement in deferred.attach.iter().chain(&deferred.foreign) {
         sqlx::query(statement).execute(&mut *conn).await?;
     }
