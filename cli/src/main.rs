@@ -81,6 +81,12 @@ enum UsersCommand {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     platform::telemetry::init(cli.log.log_format);
+    if matches!(
+        cli.command,
+        Command::Events { .. } | Command::Projections { .. }
+    ) {
+        platform::without_huge_pages();
+    }
     match cli.command {
         Command::Events {
             database,
