@@ -19,7 +19,8 @@ pub(super) type Read = (EventEnvelope, Result<Decoded, String>);
 /// are in memory at most.
 pub(super) struct Decoding {
     batches: mpsc::Receiver<Result<Vec<Read>, StoreError>>,
-    task: tokio::task::JoinHandle<()>,
+    /// The reading task, until it was seen to end.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Decoding {
@@ -56,18 +57,35 @@ impl Decoding {
                 }
             }
         });
-        Decoding { batches, task }
+        Decoding {
+            batches,
+            task: Some(task),
+        }
     }
 
-    /// The next batch, `None` after the last.
+    /// The next batch, `None` after the last. A reader that died without saying why (a
+    /// panic) is an error, never an early end of the log.
     pub(super) async fn next(&mut self) -> Result<Option<Vec<Read>>, StoreError> {
-        self.batches.recv().await.transpose()
+        match self.batches.recv().await {
+            Some(batch) => batch.map(Some),
+            None => match self.task.take() {
+                Some(task) => match task.await {
+                    Err(error) if error.is_panic() => Err(StoreError::Other(anyhow::anyhow!(
+                        "the replay's reader failed: {error}"
+                    ))),
+                    _ => Ok(None),
+                },
+                None => Ok(None),
+            },
+        }
     }
 }
 
 impl Drop for Decoding {
     /// A build that fails stops the reading.
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
