@@ -236,8 +236,8 @@ struct Builder<'u> {
 
 impl Builder<'_> {
     /// Folds everything readable now into the empty shadow tables, in bulk ([`bulk`]). The
-    /// next batches are read and decoded while the current one is folded and written
-    /// ([`decoding`]).
+    /// next batch is read and decoded, on a task of its own ([`decoding`]), while the current
+    /// one is folded and written.
     async fn build(
         mut self,
         store: Arc<dyn EventStore>,

@@ -7,9 +7,9 @@
 //! being touched and is written once, whole, when it has not been touched for a while (or when
 //! too many are held: [`Limits`]), so memory stays bounded whatever the log's length. One met
 //! again after that is loaded back from the shadow tables (and overwritten when evicted
-//! again). Chat and change rows go out with every batch, by `COPY`. No document is rendered while
-//! building: each depends on the names of its people, which may change after the meeting was
-//! written, so all are rendered at the end from the final rows.
+//! again). Chat and change rows go out with every batch, by `COPY`. No document is rendered
+//! while building: each depends on the names of its people, which may change after the meeting
+//! was written, so all are rendered at the end from the final rows.
 //!
 //! A batch's statement runs while the next batch is folded (in the same task: a statement
 //! moved to another thread, its memory freed there, kept the allocator's pages alive longer
