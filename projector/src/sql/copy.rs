@@ -95,11 +95,10 @@ impl CopyRows {
 
 /// Appends `rows` to `rm_changes` (of the connection's `search_path`).
 pub async fn append_changes(conn: &mut PgConnection, rows: &[ChangeRow]) -> sqlx::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut copy = CopyRows::new(rows.len() * 512);
-    for row in rows {
+    let statement = "COPY rm_changes (position, event_id, event_type, aggregate_type, \
+                     aggregate_id, sequence, recorded_at, data, audience) \
+                     FROM STDIN (FORMAT binary)";
+    append(conn, statement, rows, 512, |copy, row| {
         copy.row(9);
         copy.text(&row.position);
         copy.uuid(row.event_id);
@@ -110,23 +109,15 @@ pub async fn append_changes(conn: &mut PgConnection, rows: &[ChangeRow]) -> sqlx
         copy.timestamptz(row.recorded_at);
         copy.jsonb(&row.data);
         copy.uuid_array(&row.audience);
-    }
-    send(
-        conn,
-        "COPY rm_changes (position, event_id, event_type, aggregate_type, aggregate_id, \
-                          sequence, recorded_at, data, audience) FROM STDIN (FORMAT binary)",
-        copy.finish(),
-    )
+    })
     .await
 }
 
 /// Appends `rows` to `rm_chat_messages` (of the connection's `search_path`).
 pub async fn append_chat(conn: &mut PgConnection, rows: &[ChatRow]) -> sqlx::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut copy = CopyRows::new(rows.len() * 256);
-    for row in rows {
+    let statement = "COPY rm_chat_messages (meeting_id, message_id, author_id, text, posted_at, \
+                     position) FROM STDIN (FORMAT binary)";
+    append(conn, statement, rows, 256, |copy, row| {
         copy.row(6);
         copy.uuid(row.meeting_id);
         copy.uuid(row.message_id);
@@ -134,20 +125,29 @@ pub async fn append_chat(conn: &mut PgConnection, rows: &[ChatRow]) -> sqlx::Res
         copy.text(&row.text);
         copy.timestamptz(row.posted_at);
         copy.text(&row.position);
-    }
-    send(
-        conn,
-        "COPY rm_chat_messages (meeting_id, message_id, author_id, text, posted_at, position) \
-         FROM STDIN (FORMAT binary)",
-        copy.finish(),
-    )
+    })
     .await
 }
 
-async fn send(conn: &mut PgConnection, statement: &str, data: Vec<u8>) -> sqlx::Result<()> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    copy.send(data).await?;
-    copy.finish().await?;
+/// Copies `rows`, each written by `write` (about `row_size` bytes), with `statement`; nothing
+/// when there are none.
+async fn append<R>(
+    conn: &mut PgConnection,
+    statement: &str,
+    rows: &[R],
+    row_size: usize,
+    write: impl Fn(&mut CopyRows, &R),
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut copy = CopyRows::new(rows.len() * row_size);
+    for row in rows {
+        write(&mut copy, row);
+    }
+    let mut sending = conn.copy_in_raw(statement).await?;
+    sending.send(copy.finish()).await?;
+    sending.finish().await?;
     Ok(())
 }
 
