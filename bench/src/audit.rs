@@ -5,7 +5,10 @@
 //! `export --format jsonl` and `verify` run as the release `meetings` binary (a child
 //! process), so their peak resident memory (`VmHWM`) is theirs alone; `replay --all` too,
 //! with the read models empty before the first round and complete before the next.
-//! Rounds alternate baseline and command; medians are reported.
+//! Rounds alternate baseline and command; medians are reported, with the core-seconds each
+//! spent (the whole machine's, which counts PostgreSQL's backends, and the command's own) and
+//! the rate the command would reach if that work kept every core busy: what no scheduling of
+//! the same work can beat on this machine.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use futures::StreamExt;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::PgPool;
 
+use crate::cpu::{process_ticks, MachineSample, Spent};
 use crate::database::{with_database, PostgresOptions};
 use crate::stats::median;
 
@@ -100,32 +104,48 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             ("verify", vec!["events", "verify", "--json"], options.rounds),
             ("replay --all", vec!["events", "replay", "--all"], options.replay_rounds),
         ] {
-            let (mut raw, mut command, mut peaks) = (vec![], vec![], vec![]);
+            let mut rounds_seen = Vec::new();
             for round in 1..=rounds {
                 let baseline = raw_scan(&pool).await?;
-                let (seconds, peak) = child(&binary, &database.url, &args).await?;
-                let rate = generated.events as f64 / seconds;
+                let measured = child(&binary, &database.url, &args).await?;
+                let rate = generated.events as f64 / measured.seconds;
                 eprintln!(
                     "{name} round {round}: raw scan {:.0} rows/s, command {rate:.0} events/s \
-                     ({seconds:.2} s), peak RSS {:.1} MiB",
-                    baseline,
-                    peak as f64 / 1024.0
+                     ({:.2} s, machine {:.1} core-s, command {:.1} core-s), peak RSS {:.1} MiB",
+                    baseline.rate,
+                    measured.seconds,
+                    measured.spent.machine,
+                    measured.spent.process,
+                    measured.peak_kib as f64 / 1024.0
                 );
-                raw.push(baseline);
-                command.push(rate);
-                peaks.push(peak);
+                rounds_seen.push((baseline, rate, measured));
             }
-            results.push((name, raw, command, peaks));
+            results.push((name, rounds_seen));
         }
+        let cores = crate::cpu::MachineSample::now().map_or(0, |m| m.cores());
+        let per_million = 1_000_000.0 / generated.events as f64;
         println!();
-        println!("| command | raw COPY scan (rows/s, median) | command (events/s, median) | ratio | peak RSS (max) |");
-        println!("|---|---|---|---|---|");
-        for (name, raw, command, peaks) in &results {
-            let (raw, rate) = (median(raw).unwrap_or(0.0), median(command).unwrap_or(0.0));
+        println!(
+            "| command | raw COPY scan (rows/s, median) | command (events/s, median) | ratio | \
+             peak RSS (max) | core-s per 1M events: machine / command / raw scan (median) | \
+             rate if all {cores} cores were busy |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for (name, rounds) in &results {
+            let of = |f: &dyn Fn(&(Scan, f64, Measured)) -> f64| {
+                median(&rounds.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+            };
+            let (raw, rate) = (of(&|r| r.0.rate), of(&|r| r.1));
+            let machine = of(&|r| r.2.spent.machine);
+            let peak = rounds.iter().map(|r| r.2.peak_kib).max().unwrap_or(0);
             println!(
-                "| `{name}` | {raw:.0} | {rate:.0} | {:.2}× | {:.1} MiB |",
+                "| `{name}` | {raw:.0} | {rate:.0} | {:.2}× | {:.1} MiB | {:.1} / {:.1} / {:.1} | {:.0} |",
                 rate / raw,
-                *peaks.iter().max().unwrap_or(&0) as f64 / 1024.0
+                peak as f64 / 1024.0,
+                machine * per_million,
+                of(&|r| r.2.spent.process) * per_million,
+                of(&|r| r.0.spent.machine) * per_million,
+                generated.events as f64 * cores as f64 / machine,
             );
         }
         Ok(())
@@ -133,9 +153,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     .await
 }
 
+/// The raw scan's rows per second and the core-seconds it cost (PostgreSQL and this process).
+struct Scan {
+    rate: f64,
+    spent: Spent,
+}
+
 /// The floor: every column of the log in global order through `COPY … TO STDOUT` (text
-/// format), drained without looking at it. Rows per second.
-async fn raw_scan(pool: &PgPool) -> anyhow::Result<f64> {
+/// format), drained without looking at it.
+async fn raw_scan(pool: &PgPool) -> anyhow::Result<Scan> {
+    let machine = MachineSample::now();
+    let own = process_ticks("self");
     let started = Instant::now();
     let mut stream = pool
         .copy_out_raw(
@@ -148,12 +176,29 @@ async fn raw_scan(pool: &PgPool) -> anyhow::Result<f64> {
     while let Some(chunk) = stream.next().await {
         rows += chunk?.iter().filter(|&&b| b == b'\n').count() as u64;
     }
-    Ok(rows as f64 / started.elapsed().as_secs_f64())
+    let seconds = started.elapsed().as_secs_f64();
+    let own = own.zip(process_ticks("self")).map_or(0, |(a, b)| b - a);
+    Ok(Scan {
+        rate: rows as f64 / seconds,
+        spent: machine
+            .and_then(|m| m.spent(seconds, own))
+            .unwrap_or_default(),
+    })
 }
 
-/// Runs `meetings <args>` on the bench database; answers its wall time and its peak
-/// resident memory in KiB (`VmHWM`, sampled until it exits).
-async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<(f64, u64)> {
+/// A command's run: wall time, peak resident memory (KiB) and the core-seconds spent.
+struct Measured {
+    seconds: f64,
+    peak_kib: u64,
+    spent: Spent,
+}
+
+/// Runs `meetings <args>` on the bench database; answers its wall time, its peak resident
+/// memory (`VmHWM`) and CPU time (both sampled until it exits, every 20 ms: the CPU of its
+/// last moments is missed) and the whole machine's CPU time meanwhile, which counts the
+/// PostgreSQL backends working for it.
+async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<Measured> {
+    let machine = MachineSample::now();
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .args(args)
@@ -164,12 +209,14 @@ async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<(f6
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     let pid = child.id().context("no pid")?.to_string();
-    let mut peak = 0u64;
+    let (mut peak, mut ticks) = (0u64, 0u64);
     let status = loop {
-        // Gone once the child has exited: the last sample before that is the peak.
+        // Gone once the child has exited: the last samples before that are the peak and
+        // (nearly) its CPU time.
         if let Ok(kib) = crate::cpu::status_kib(&pid, "VmHWM") {
             peak = peak.max(kib);
         }
+        ticks = process_ticks(&pid).unwrap_or(ticks).max(ticks);
         tokio::select! {
             status = child.wait() => break status?,
             () = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -184,5 +231,11 @@ async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<(f6
         }
         anyhow::bail!("meetings {} failed ({status}): {stderr}", args.join(" "));
     }
-    Ok((seconds, peak))
+    Ok(Measured {
+        seconds,
+        peak_kib: peak,
+        spent: machine
+            .and_then(|m| m.spent(seconds, ticks))
+            .unwrap_or_default(),
+    })
 }

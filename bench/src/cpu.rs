@@ -58,6 +58,69 @@ impl CpuSample {
     }
 }
 
+/// Core-seconds spent over an interval: every core of the machine that was not idle, and one
+/// process's (user + system) share of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spent {
+    pub machine: f64,
+    pub process: f64,
+}
+
+/// The machine's counters at the start of an interval, to measure the core-seconds a child
+/// process and everything it drives (PostgreSQL's backends) spent.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineSample {
+    total: u64,
+    idle: u64,
+    cores: usize,
+}
+
+impl MachineSample {
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let (total, idle) = parse_machine(&stat)?;
+        Some(Self {
+            total,
+            idle,
+            cores: parse_cores(&stat)?,
+        })
+    }
+
+    /// What was spent since this sample, over `seconds` of wall time; `process_ticks` are the
+    /// clock ticks one process used in that time. Ticks are turned into
+    /// seconds through the interval itself (all cores' ticks = cores × wall time), so the
+    /// kernel's tick rate need not be known.
+    pub fn spent(self, seconds: f64, process_ticks: u64) -> Option<Spent> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let (total, idle) = parse_machine(&stat)?;
+        let total = total.checked_sub(self.total).filter(|&t| t > 0)? as f64;
+        let busy = total - idle.saturating_sub(self.idle) as f64;
+        let per_tick = self.cores as f64 * seconds / total;
+        Some(Spent {
+            machine: busy * per_tick,
+            process: process_ticks as f64 * per_tick,
+        })
+    }
+
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+}
+
+/// User + system clock ticks of process `pid` so far.
+pub fn process_ticks(pid: &str) -> Option<u64> {
+    parse_process(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The `cpuN` lines of `/proc/stat`: the cores its `cpu` line sums.
+fn parse_cores(stat: &str) -> Option<usize> {
+    let cores = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    (cores > 0).then_some(cores)
+}
+
 /// `cpu user nice system idle iowait irq softirq steal …` → (total, idle + iowait).
 fn parse_machine(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
@@ -99,6 +162,8 @@ mod tests {
     fn parses_proc_stat_and_proc_self_stat() {
         let stat = "cpu  100 5 50 800 20 1 2 3 7 0\ncpu0 50 2 25 400 10 0 1 1 0 0\n";
         assert_eq!(parse_machine(stat), Some((981, 820)));
+        assert_eq!(parse_cores(stat), Some(1));
+        assert_eq!(parse_cores("cpu  1 2 3 4\n"), None);
         let own = "4242 (bench (x)) S 1 4242 4242 0 -1 4194304 100 0 0 0 1234 567 0 0 20 0 4 0";
         assert_eq!(parse_process(own), Some(1801));
     }
