@@ -122,7 +122,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             }
             results.push((name, rounds_seen));
         }
-        let cores = crate::cpu::MachineSample::now().map_or(0, |m| m.cores());
+        let cores = MachineSample::now().map_or(0, |m| m.cores());
         let per_million = 1_000_000.0 / generated.events as f64;
         println!();
         println!(

@@ -87,9 +87,9 @@ impl MachineSample {
     }
 
     /// What was spent since this sample, over `seconds` of wall time; `process_ticks` are the
-    /// clock ticks one process used in that time. Ticks are turned into
-    /// seconds through the interval itself (all cores' ticks = cores × wall time), so the
-    /// kernel's tick rate need not be known.
+    /// clock ticks one process used in that time. Ticks are turned into seconds through the
+    /// interval itself (all cores' ticks = cores × wall time), so the kernel's tick rate need
+    /// not be known.
     pub fn spent(self, seconds: f64, process_ticks: u64) -> Option<Spent> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let (total, idle) = parse_machine(&stat)?;
