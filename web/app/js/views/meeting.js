@@ -80,9 +80,10 @@ export function meetingPage(main, { me }, meetingId, occurrenceKey = null) {
     return meeting.attendees.find((a) => a.user_id === userId)?.display_name ?? 'Someone';
   }
 
-  async function loadMeeting() {
+  /** @param {string} [upTo] a position the meeting must include: an event seen live */
+  async function loadMeeting(upTo) {
     try {
-      const fresh = /** @type {Meeting} */ (await api.get(`/v1/meetings/${meetingId}`));
+      const fresh = /** @type {Meeting} */ (await api.get(`/v1/meetings/${meetingId}`, upTo ? { minPosition: upTo } : undefined));
       if (disposed) return;
       meeting = fresh;
       renderDetails();
@@ -263,9 +264,11 @@ export function meetingPage(main, { me }, meetingId, occurrenceKey = null) {
   let refetch = null;
   const stop = live.subscribe(`meeting:${meetingId}`, (frame) => {
     if (frame.type === 'subscribed' && !historyLoaded) {
-      // First subscription: history up to its position, live events after (deduplicated by id).
+      // First subscription: history up to its position, live events after (deduplicated by id);
+      // the meeting read again up to it too (events before it are not delivered live).
       historyLoaded = true;
       void loadMessages(frame.position);
+      if (frame.position) void loadMeeting(frame.position);
     } else if (frame.type === 'event' && frame.event) {
       const ev = frame.event;
       const data = ev.data?.[ev.type] ?? ev.data ?? {};
@@ -273,8 +276,10 @@ export function meetingPage(main, { me }, meetingId, occurrenceKey = null) {
         messages.set(data.message_id, { message_id: data.message_id, author_id: data.author_id, text: data.text, posted_at: data.at });
         renderChat();
       } else {
+        // Live delivery can be ahead of the query API: the read waits for this event.
+        const upTo = frame.position;
         clearTimeout(refetch);
-        refetch = setTimeout(loadMeeting, 50);
+        refetch = setTimeout(() => loadMeeting(upTo), 50);
       }
     } else if (frame.type === 'reset') {
       void loadMeeting();

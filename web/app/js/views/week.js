@@ -89,12 +89,13 @@ export function weekView(main, { me }, dateParam) {
     grid);
 
   let generation = 0;
-  async function load() {
+  /** @param {string | null} [upTo] a position the answer must include: one seen live */
+  async function load(upTo) {
     const mine = ++generation;
     try {
       const from = new Date(bounds[0]).toISOString();
       const to = new Date(bounds[7]).toISOString();
-      const data = await api.get(`/v1/me/agenda?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+      const data = await api.get(`/v1/me/agenda?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`, upTo ? { minPosition: upTo } : undefined);
       if (mine !== generation) return;
       render(/** @type {AgendaItem[]} */ (data.items));
       status.textContent = '';
@@ -154,14 +155,22 @@ export function weekView(main, { me }, dateParam) {
   void load();
   /** @type {any} */
   let timer = null;
+  // The live feed and the query API are fed separately, so an event can arrive before the
+  // agenda has it: a read prompted by one waits for it (`X-Min-Position`). `subscribed` gives
+  // the position live delivery starts after; events before it that the first read missed are
+  // caught by reading up to it once more.
+  /** @type {string | null} */
+  let upTo = null;
   const stop = live.subscribe('user:me', (frame) => {
-    if (frame.type === 'event' || frame.type === 'reset') {
+    if (frame.type === 'event' || frame.type === 'subscribed' || frame.type === 'reset') {
+      if (frame.type !== 'reset' && frame.position) upTo = frame.position;
+      if (frame.type === 'subscribed' && !frame.position) return;
       clearTimeout(timer);
-      timer = setTimeout(load, 100);
+      timer = setTimeout(() => load(upTo), 100);
     }
   });
   // Keep the today marker moving.
-  const tick = setInterval(() => { if (todayDate !== today(zone)) void load(); }, 60000);
+  const tick = setInterval(() => { if (todayDate !== today(zone)) void load(upTo); }, 60000);
   return () => { stop(); clearInterval(tick); clearTimeout(timer); generation += 1; };
 }
 
