@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BASE, assertAccessible, assertFitsWidth, dateInZone, inTwoBrowsers, launch, newContext, schedule,
+  BASE, PASSWORD, assertAccessible, assertFitsWidth, dateInZone, inTwoBrowsers, launch, newContext, schedule,
   signUp, uniqueEmail, watchErrors,
 } from './helpers.js';
 
@@ -250,25 +250,14 @@ test('the first load transfers under 300 KB and a busy week shows all 200 meetin
     assert.ok(bytes > 10000 && bytes < 300 * 1024, `first load: ${bytes} bytes`);
     t.diagnostic(`first load: ${bytes} bytes`);
 
-    const { email } = await signUp(page, `Hal Busy ${Date.now().toString(36)}`);
-    const login = await (await fetch(`${BASE}/v1/auth/login`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email, password: 'correct horse battery staple' }),
-    })).json();
+    const token = await tokenFor((await signUp(page, `Hal Busy ${Date.now().toString(36)}`)).email);
     // 200 meetings in the week four weeks from now, many overlapping.
     const monday = new Date(`${dateInZone(28)}T00:00:00Z`);
     monday.setUTCDate(monday.getUTCDate() - ((monday.getUTCDay() + 6) % 7));
     let position = '';
     for (let i = 0; i < 200; i += 1) {
       const start = new Date(monday.getTime() + (i % 7) * 86400000 + (7 + (i % 11)) * 3600000 + (i % 3) * 900000);
-      const response = await fetch(`${BASE}/v1/meetings`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${login.access_token}` },
-        body: JSON.stringify({ title: `Busy ${i}`, starts_at: start.toISOString(), ends_at: new Date(start.getTime() + 5400000).toISOString(), time_zone: 'Europe/Berlin' }),
-      });
-      const text = await response.text();
-      assert.equal(response.status, 201, text);
-      position = JSON.parse(text).position;
+      position = (await scheduleByApi(token, `Busy ${i}`, start, 90)).position;
     }
     assert.ok(position);
     const week = monday.toISOString().slice(0, 10);
@@ -337,11 +326,27 @@ function liveAheadOfReads(page, { marker, frames, path }) {
   };
 }
 
+/**
+ * Schedules a meeting through the API, beside the page, as the holder of `token`; answers the
+ * command response.
+ * @param {string} token @param {string} title @param {Date} start
+ */
+async function scheduleByApi(token, title, start, minutes = 60) {
+  const response = await fetch(`${BASE}/v1/meetings`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ title, starts_at: start.toISOString(), ends_at: new Date(start.getTime() + minutes * 60000).toISOString(), time_zone: 'Europe/Berlin' }),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 201, text);
+  return JSON.parse(text);
+}
+
 /** A token for `email` (signed up with the tests' password), for commands sent beside the page. */
 async function tokenFor(email) {
   const response = await fetch(`${BASE}/v1/auth/login`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email, password: 'correct horse battery staple' }),
+    body: JSON.stringify({ email, password: PASSWORD }),
   });
   assert.equal(response.status, 200);
   return (await response.json()).access_token;
@@ -362,13 +367,7 @@ test('the week shows meetings whose events arrived live before the read side had
     await page.getByText('Live', { exact: true }).waitFor();
     await lag.paused(async () => {
       for (let i = 0; i < 3; i += 1) {
-        const start = new Date(monday.getTime() + (i + 1) * 86400000 + 9 * 3600000);
-        const response = await fetch(`${BASE}/v1/meetings`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-          body: JSON.stringify({ title: `${prefix} ${i}`, starts_at: start.toISOString(), ends_at: new Date(start.getTime() + 3600000).toISOString(), time_zone: 'Europe/Berlin' }),
-        });
-        assert.equal(response.status, 201, await response.text());
+        await scheduleByApi(token, `${prefix} ${i}`, new Date(monday.getTime() + (i + 1) * 86400000 + 9 * 3600000));
       }
     });
     await page.locator('.week[data-count="3"]').waitFor({ timeout: 20000 });
@@ -386,14 +385,7 @@ test('the meeting page shows a change whose event arrived live before the read s
     const prefix = `Renamed ${Date.now().toString(36)}`;
     const lag = liveAheadOfReads(page, { marker: prefix, frames: 1, path: '/v1/meetings/' });
     const token = await tokenFor((await signUp(page, `Ren ${prefix}`)).email);
-    const start = new Date(`${dateInZone(36)}T09:00:00Z`);
-    const created = await fetch(`${BASE}/v1/meetings`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify({ title: 'Before the rename', starts_at: start.toISOString(), ends_at: new Date(start.getTime() + 3600000).toISOString(), time_zone: 'Europe/Berlin' }),
-    });
-    assert.equal(created.status, 201);
-    const { id } = await created.json();
+    const { id } = await scheduleByApi(token, 'Before the rename', new Date(`${dateInZone(36)}T09:00:00Z`));
     lag.retarget(`/v1/meetings/${id}`);
     await page.goto(`${BASE}/#/meetings/${id}`);
     await page.getByRole('heading', { level: 1, name: 'Before the rename' }).waitFor();
