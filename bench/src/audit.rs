@@ -18,7 +18,7 @@ use futures::StreamExt;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::PgPool;
 
-use crate::cpu::{process_ticks, MachineSample, Spent};
+use crate::cpu::{process_ticks, CpuSample, Spent};
 use crate::database::{with_database, PostgresOptions};
 use crate::stats::median;
 
@@ -118,11 +118,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                     measured.spent.process,
                     measured.peak_kib as f64 / 1024.0
                 );
-                rounds_seen.push((baseline, rate, measured));
+                rounds_seen.push((baseline, measured));
             }
             results.push((name, rounds_seen));
         }
-        let cores = MachineSample::now().map_or(0, |m| m.cores());
+        let cores = CpuSample::now().map_or(0, |m| m.cores());
         let per_million = 1_000_000.0 / generated.events as f64;
         println!();
         println!(
@@ -132,19 +132,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         );
         println!("|---|---|---|---|---|---|---|");
         for (name, rounds) in &results {
-            let of = |f: &dyn Fn(&(Scan, f64, Measured)) -> f64| {
+            let of = |f: &dyn Fn(&(Scan, Measured)) -> f64| {
                 median(&rounds.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
             };
-            let (raw, rate) = (of(&|r| r.0.rate), of(&|r| r.1));
-            let machine = of(&|r| r.2.spent.machine);
-            let peak = rounds.iter().map(|r| r.2.peak_kib).max().unwrap_or(0);
+            let raw = of(&|(scan, _)| scan.rate);
+            let rate = of(&|(_, command)| generated.events as f64 / command.seconds);
+            let machine = of(&|(_, command)| command.spent.machine);
+            let peak = rounds.iter().map(|(_, command)| command.peak_kib).max();
             println!(
                 "| `{name}` | {raw:.0} | {rate:.0} | {:.2}× | {:.1} MiB | {:.1} / {:.1} / {:.1} | {:.0} |",
                 rate / raw,
-                peak as f64 / 1024.0,
+                peak.unwrap_or(0) as f64 / 1024.0,
                 machine * per_million,
-                of(&|r| r.2.spent.process) * per_million,
-                of(&|r| r.0.spent.machine) * per_million,
+                of(&|(_, command)| command.spent.process) * per_million,
+                of(&|(scan, _)| scan.spent.machine) * per_million,
                 generated.events as f64 * cores as f64 / machine,
             );
         }
@@ -162,8 +163,7 @@ struct Scan {
 /// The floor: every column of the log in global order through `COPY … TO STDOUT` (text
 /// format), drained without looking at it.
 async fn raw_scan(pool: &PgPool) -> anyhow::Result<Scan> {
-    let machine = MachineSample::now();
-    let own = process_ticks("self");
+    let cpu = CpuSample::now();
     let started = Instant::now();
     let mut stream = pool
         .copy_out_raw(
@@ -177,12 +177,9 @@ async fn raw_scan(pool: &PgPool) -> anyhow::Result<Scan> {
         rows += chunk?.iter().filter(|&&b| b == b'\n').count() as u64;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let own = own.zip(process_ticks("self")).map_or(0, |(a, b)| b - a);
     Ok(Scan {
         rate: rows as f64 / seconds,
-        spent: machine
-            .and_then(|m| m.spent(seconds, own))
-            .unwrap_or_default(),
+        spent: cpu.and_then(|c| c.spent(seconds, None)).unwrap_or_default(),
     })
 }
 
@@ -198,7 +195,7 @@ struct Measured {
 /// last moments is missed) and the whole machine's CPU time meanwhile, which counts the
 /// PostgreSQL backends working for it.
 async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<Measured> {
-    let machine = MachineSample::now();
+    let cpu = CpuSample::now();
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .args(args)
@@ -234,8 +231,8 @@ async fn child(binary: &PathBuf, url: &str, args: &[&str]) -> anyhow::Result<Mea
     Ok(Measured {
         seconds,
         peak_kib: peak,
-        spent: machine
-            .and_then(|m| m.spent(seconds, ticks))
+        spent: cpu
+            .and_then(|c| c.spent(seconds, Some(ticks)))
             .unwrap_or_default(),
     })
 }

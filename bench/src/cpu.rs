@@ -22,12 +22,21 @@ pub fn cpu_columns(cpu: Option<&CpuUse>) -> String {
     }
 }
 
-/// Cumulative counters, in clock ticks.
+/// Core-seconds spent over an interval: every core of the machine that was not idle, and one
+/// process's (user + system) share of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spent {
+    pub machine: f64,
+    pub process: f64,
+}
+
+/// Cumulative counters, in clock ticks, and the machine's cores.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
     total: u64,
     idle: u64,
     process: u64,
+    cores: usize,
 }
 
 impl CpuSample {
@@ -39,71 +48,41 @@ impl CpuSample {
             total,
             idle,
             process: parse_process(&own)?,
-        })
-    }
-
-    /// The use between this sample and now.
-    pub fn until_now(self) -> Option<CpuUse> {
-        let later = Self::now()?;
-        let total = later.total.checked_sub(self.total)?;
-        if total == 0 {
-            return None;
-        }
-        let idle = later.idle.saturating_sub(self.idle);
-        let process = later.process.saturating_sub(self.process);
-        Some(CpuUse {
-            machine_busy: total.saturating_sub(idle) as f64 / total as f64,
-            process: process as f64 / total as f64,
-        })
-    }
-}
-
-/// Core-seconds spent over an interval: every core of the machine that was not idle, and one
-/// process's (user + system) share of it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Spent {
-    pub machine: f64,
-    pub process: f64,
-}
-
-/// The machine's counters at the start of an interval, to measure the core-seconds a child
-/// process and everything it drives (PostgreSQL's backends) spent.
-#[derive(Debug, Clone, Copy)]
-pub struct MachineSample {
-    total: u64,
-    idle: u64,
-    cores: usize,
-}
-
-impl MachineSample {
-    pub fn now() -> Option<Self> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let (total, idle) = parse_machine(&stat)?;
-        Some(Self {
-            total,
-            idle,
             cores: parse_cores(&stat)?,
-        })
-    }
-
-    /// What was spent since this sample, over `seconds` of wall time; `process_ticks` are the
-    /// clock ticks one process used in that time. Ticks are turned into seconds through the
-    /// interval itself (all cores' ticks = cores × wall time), so the kernel's tick rate need
-    /// not be known.
-    pub fn spent(self, seconds: f64, process_ticks: u64) -> Option<Spent> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let (total, idle) = parse_machine(&stat)?;
-        let total = total.checked_sub(self.total).filter(|&t| t > 0)? as f64;
-        let busy = total - idle.saturating_sub(self.idle) as f64;
-        let per_tick = self.cores as f64 * seconds / total;
-        Some(Spent {
-            machine: busy * per_tick,
-            process: process_ticks as f64 * per_tick,
         })
     }
 
     pub fn cores(&self) -> usize {
         self.cores
+    }
+
+    /// The use between this sample and now.
+    pub fn until_now(self) -> Option<CpuUse> {
+        let (total, busy, process) = self.ticks_until(Self::now()?)?;
+        Some(CpuUse {
+            machine_busy: busy as f64 / total as f64,
+            process: process as f64 / total as f64,
+        })
+    }
+
+    /// The core-seconds spent between this sample and now, over `seconds` of wall time: the
+    /// machine's, and this process's or, given its `ticks` meanwhile, another's. Ticks are
+    /// turned into seconds through the interval itself (all cores' ticks = cores × wall
+    /// time), so the kernel's tick rate need not be known.
+    pub fn spent(self, seconds: f64, ticks: Option<u64>) -> Option<Spent> {
+        let (total, busy, own) = self.ticks_until(Self::now()?)?;
+        let per_tick = self.cores as f64 * seconds / total as f64;
+        Some(Spent {
+            machine: busy as f64 * per_tick,
+            process: ticks.unwrap_or(own) as f64 * per_tick,
+        })
+    }
+
+    /// Ticks from this sample to `later`: all cores', the busy ones', this process's.
+    fn ticks_until(self, later: Self) -> Option<(u64, u64, u64)> {
+        let total = later.total.checked_sub(self.total).filter(|&t| t > 0)?;
+        let busy = total.saturating_sub(later.idle.saturating_sub(self.idle));
+        Some((total, busy, later.process.saturating_sub(self.process)))
     }
 }
 
