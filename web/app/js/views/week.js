@@ -89,7 +89,7 @@ export function weekView(main, { me }, dateParam) {
     grid);
 
   let generation = 0;
-  /** @param {string | null} [upTo] a position the answer must include: one seen live */
+  /** @param {string} [upTo] a position the answer must include: one seen live */
   async function load(upTo) {
     const mine = ++generation;
     try {
@@ -159,18 +159,15 @@ export function weekView(main, { me }, dateParam) {
   // agenda has it: a read prompted by one waits for it (`X-Min-Position`). `subscribed` gives
   // the position live delivery starts after; events before it that the first read missed are
   // caught by reading up to it once more.
-  /** @type {string | null} */
-  let upTo = null;
   const stop = live.subscribe('user:me', (frame) => {
-    if (frame.type === 'event' || frame.type === 'subscribed' || frame.type === 'reset') {
-      if (frame.type !== 'reset' && frame.position) upTo = frame.position;
-      if (frame.type === 'subscribed' && !frame.position) return;
+    if (frame.type === 'event' || (frame.type === 'subscribed' && frame.position) || frame.type === 'reset') {
+      const upTo = frame.position;
       clearTimeout(timer);
       timer = setTimeout(() => load(upTo), 100);
     }
   });
   // Keep the today marker moving.
-  const tick = setInterval(() => { if (todayDate !== today(zone)) void load(upTo); }, 60000);
+  const tick = setInterval(() => { if (todayDate !== today(zone)) void load(); }, 60000);
   return () => { stop(); clearInterval(tick); clearTimeout(timer); generation += 1; };
 }
 
